@@ -1,0 +1,199 @@
+//! Points in time as ECS reports them.
+//!
+//! ECS events carry ISO-8601 strings with zero to three fractional digits
+//! (`2020-01-23T17:57:58Z`, `2016-12-06T16:41:06.991Z`); the ECS API carries
+//! epoch seconds as a number with a fraction. [`Timestamp`] accepts both and
+//! serializes as an RFC 3339 string with millisecond precision.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// A UTC instant with millisecond precision, stored as milliseconds since the
+/// Unix epoch (8 bytes, `Copy`).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Timestamp(i64);
+
+/// Why a value is not a timestamp.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid timestamp {input:?}: expected RFC 3339 (e.g. 2020-01-23T17:57:58.103Z)")]
+pub struct TimestampError {
+    /// The rejected input (truncated to 64 characters).
+    pub input: String,
+}
+
+impl Timestamp {
+    /// From milliseconds since the Unix epoch.
+    pub const fn from_millis(ms: i64) -> Self {
+        Timestamp(ms)
+    }
+
+    /// Milliseconds since the Unix epoch.
+    pub const fn as_millis(self) -> i64 {
+        self.0
+    }
+
+    /// From (possibly fractional) seconds since the Unix epoch, as the ECS API
+    /// reports them. Non-finite values are rejected.
+    pub fn from_epoch_seconds(secs: f64) -> Option<Self> {
+        if !secs.is_finite() || secs.abs() > 1e14 {
+            return None;
+        }
+        Some(Timestamp((secs * 1000.0).round() as i64))
+    }
+
+    /// The current time.
+    pub fn now() -> Self {
+        let now = OffsetDateTime::now_utc();
+        Timestamp((now.unix_timestamp_nanos() / 1_000_000) as i64)
+    }
+
+    /// Parses an RFC 3339 string (any number of fractional digits, `Z` or an
+    /// offset).
+    pub fn parse(s: &str) -> Result<Self, TimestampError> {
+        let err = || TimestampError {
+            input: s.chars().take(64).collect(),
+        };
+        let t = OffsetDateTime::parse(s.trim(), &Rfc3339).map_err(|_| err())?;
+        Ok(Timestamp((t.unix_timestamp_nanos() / 1_000_000) as i64))
+    }
+
+    /// This instant plus `d` (saturating).
+    pub fn add(self, d: std::time::Duration) -> Self {
+        Timestamp(
+            self.0
+                .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        )
+    }
+
+    /// Time elapsed from `earlier` to `self` (zero if `earlier` is later).
+    pub fn since(self, earlier: Timestamp) -> std::time::Duration {
+        std::time::Duration::from_millis(u64::try_from(self.0 - earlier.0).unwrap_or(0))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let nanos = i128::from(self.0) * 1_000_000;
+        match OffsetDateTime::from_unix_timestamp_nanos(nanos) {
+            Ok(t) => write!(
+                f,
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second(),
+                t.millisecond()
+            ),
+            Err(_) => write!(f, "@{}ms", self.0),
+        }
+    }
+}
+
+impl fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = Timestamp;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an RFC 3339 timestamp string or epoch seconds")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Timestamp, E> {
+                Timestamp::parse(v).map_err(E::custom)
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Timestamp, E> {
+                Timestamp::from_epoch_seconds(v)
+                    .ok_or_else(|| E::custom(format!("epoch seconds out of range: {v}")))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Timestamp, E> {
+                self.visit_f64(v as f64)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Timestamp, E> {
+                self.visit_f64(v as f64)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_to_three_fractional_digits_parse() {
+        let base = Timestamp::parse("2020-01-23T17:57:58Z").unwrap();
+        assert_eq!(
+            Timestamp::parse("2020-01-23T17:57:58.1Z")
+                .unwrap()
+                .as_millis(),
+            base.as_millis() + 100
+        );
+        assert_eq!(
+            Timestamp::parse("2020-01-23T17:57:58.12Z")
+                .unwrap()
+                .as_millis(),
+            base.as_millis() + 120
+        );
+        assert_eq!(
+            Timestamp::parse("2020-01-23T17:57:58.123Z")
+                .unwrap()
+                .as_millis(),
+            base.as_millis() + 123
+        );
+        assert_eq!(base.as_millis(), 1_579_802_278_000);
+    }
+
+    #[test]
+    fn offsets_are_normalised_to_utc() {
+        let a = Timestamp::parse("2020-01-23T18:57:58+01:00").unwrap();
+        let b = Timestamp::parse("2020-01-23T17:57:58Z").unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn display_round_trips_with_millis() {
+        let t = Timestamp::parse("2016-12-06T16:41:06.991Z").unwrap();
+        assert_eq!(t.to_string(), "2016-12-06T16:41:06.991Z");
+        assert_eq!(Timestamp::parse(&t.to_string()).unwrap(), t);
+    }
+
+    #[test]
+    fn epoch_seconds_from_the_api_deserialize() {
+        let t: Timestamp = serde_json::from_str("1579802278.103").unwrap();
+        assert_eq!(t.as_millis(), 1_579_802_278_103);
+        let t: Timestamp = serde_json::from_str("1579802278").unwrap();
+        assert_eq!(t.as_millis(), 1_579_802_278_000);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for bad in [
+            "",
+            "yesterday",
+            "2020-13-01T00:00:00Z",
+            "2020-01-01",
+            "2020-01-01T25:00:00Z",
+        ] {
+            assert!(Timestamp::parse(bad).is_err(), "{bad}");
+        }
+        assert!(serde_json::from_str::<Timestamp>("true").is_err());
+        assert!(serde_json::from_str::<Timestamp>("1e300").is_err());
+    }
+}

@@ -1,0 +1,533 @@
+//! The [`StateStore`] trait: a versioned store of container instances and
+//! tasks, plus a small key-value API for schedulers' own state.
+//!
+//! Two backends implement it and pass the same conformance suite
+//! (`blox_state::testing::conformance`): [`memory::MemoryStore`] (embedded
+//! default, test double) and `etcd::EtcdStore` (production).
+//!
+//! # Rules every backend follows
+//! * **Versioned apply.** A put applies only if its ECS version supersedes the
+//!   stored one ([`blox_core::model::supersedes`]); otherwise it is a no-op
+//!   reported as [`ApplyOutcome::Stale`].
+//! * **Tombstones.** A delete leaves a tombstone (ARN, last version, time), so
+//!   a late or duplicated state of that version or lower cannot resurrect the
+//!   entity ([`blox_core::model::blocked_by_tombstone`]). Tombstones are
+//!   purged after a retention period ([`StateStore::purge_tombstones`]).
+//! * **Guards.** A change may carry `unchanged_since`: it applies only if the
+//!   stored key (entity or tombstone) was last modified at or before that
+//!   revision. The reconciler uses it so it never overwrites or deletes what
+//!   an event changed after its listing began.
+//! * **Revisions.** Every write gets a [`Revision`]; lists carry the revision
+//!   they were read at, and [`StateStore::watch`] from that revision yields
+//!   every later change (puts and deletes) with no gap and no duplicate.
+//!   History is bounded; asking for a revision older than the history, or
+//!   from another epoch (an earlier process of the memory store, another etcd
+//!   cluster), is [`StoreError::Compacted`] / [`StoreError::EpochMismatch`]:
+//!   relist.
+
+use std::fmt;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use blox_core::model::{Arn, ContainerInstance, Entity, EntityKind, Task, Timestamp};
+use bytes::Bytes;
+use futures::stream::BoxStream;
+
+pub mod memory;
+
+/// A point in a store's history: the sequence number of a write, qualified by
+/// the store's epoch (the memory store's start-up nonce, the etcd cluster id).
+///
+/// Written as `epoch:seq`. Revisions of one epoch are totally ordered by `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Revision {
+    /// Which incarnation of the store the sequence number belongs to.
+    pub epoch: u64,
+    /// The sequence number of the write (0 = before any write).
+    pub seq: u64,
+}
+
+impl Revision {
+    /// A revision of an epoch.
+    pub const fn new(epoch: u64, seq: u64) -> Self {
+        Revision { epoch, seq }
+    }
+}
+
+impl fmt::Display for Revision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.epoch, self.seq)
+    }
+}
+
+/// Why a string is not a [`Revision`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid revision {0:?}: expected EPOCH:SEQ as returned by a list or stream")]
+pub struct RevisionParseError(pub String);
+
+impl FromStr for Revision {
+    type Err = RevisionParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || RevisionParseError(s.chars().take(64).collect());
+        let (e, q) = s.split_once(':').ok_or_else(err)?;
+        Ok(Revision {
+            epoch: e.parse().map_err(|_| err())?,
+            seq: q.parse().map_err(|_| err())?,
+        })
+    }
+}
+
+impl serde::Serialize for Revision {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Revision {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// What a [`Change`] does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// Store this state of an entity (if its version supersedes the stored one).
+    Put(Entity),
+    /// Remove an entity, leaving a tombstone at `version`.
+    Delete {
+        /// The entity's ARN (a task or container instance ARN).
+        arn: Arn,
+        /// The last version known to the deleter; the delete is stale if the
+        /// stored state is strictly newer. `None` = unknown (always applies).
+        version: Option<u64>,
+    },
+}
+
+/// One write to the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// What to write.
+    pub op: Op,
+    /// Apply only if the key was last modified at or before this revision.
+    pub unchanged_since: Option<Revision>,
+}
+
+impl Change {
+    /// A versioned put.
+    pub fn put(entity: impl Into<Entity>) -> Self {
+        Change {
+            op: Op::Put(entity.into()),
+            unchanged_since: None,
+        }
+    }
+
+    /// A delete leaving a tombstone at `version`.
+    pub fn delete(arn: Arn, version: Option<u64>) -> Self {
+        Change {
+            op: Op::Delete { arn, version },
+            unchanged_since: None,
+        }
+    }
+
+    /// Adds the guard: apply only if the key is unchanged since `revision`.
+    pub fn unchanged_since(mut self, revision: Revision) -> Self {
+        self.unchanged_since = Some(revision);
+        self
+    }
+
+    /// The ARN this change writes.
+    pub fn arn(&self) -> &Arn {
+        match &self.op {
+            Op::Put(e) => e.arn(),
+            Op::Delete { arn, .. } => arn,
+        }
+    }
+}
+
+/// Why a change was not applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StaleReason {
+    /// The stored state's version is equal or newer.
+    Version,
+    /// The entity was deleted at an equal or newer version.
+    Tombstone,
+    /// The key changed after the change's `unchanged_since` revision.
+    ModifiedSince,
+}
+
+/// The result of one change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    /// Written at this revision.
+    Applied {
+        /// The revision of the write.
+        revision: Revision,
+    },
+    /// Not written: the store already had newer state.
+    Stale {
+        /// Why.
+        reason: StaleReason,
+        /// The version of what is stored (entity or tombstone).
+        stored_version: Option<u64>,
+    },
+}
+
+impl ApplyOutcome {
+    /// Whether the change was written.
+    pub fn is_applied(&self) -> bool {
+        matches!(self, ApplyOutcome::Applied { .. })
+    }
+}
+
+/// An entity with the revision of its last write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned {
+    /// The entity.
+    pub entity: Entity,
+    /// The revision at which it was last written.
+    pub revision: Revision,
+}
+
+/// A filter for [`StateStore::list`]; every field that is set must match.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Filter {
+    /// The cluster, by name or ARN.
+    pub cluster: Option<String>,
+    /// The status (instance `status` or task `lastStatus`), ignoring case.
+    pub status: Option<String>,
+    /// Tasks only: `startedBy`.
+    pub started_by: Option<String>,
+    /// Tasks only: the container instance they are placed on.
+    pub container_instance: Option<Arn>,
+}
+
+impl Filter {
+    /// Whether a cluster ARN matches a cluster filter given as a name or an ARN.
+    pub fn cluster_matches(filter: &str, cluster_arn: &Arn) -> bool {
+        cluster_arn.as_str() == filter || cluster_arn.cluster_name() == Some(filter)
+    }
+
+    /// Whether a container instance matches this filter.
+    pub fn matches_instance(&self, i: &ContainerInstance) -> bool {
+        self.started_by.is_none()
+            && self
+                .container_instance
+                .as_ref()
+                .is_none_or(|c| *c == i.container_instance_arn)
+            && self
+                .cluster
+                .as_deref()
+                .is_none_or(|c| Self::cluster_matches(c, &i.cluster_arn))
+            && self
+                .status
+                .as_deref()
+                .is_none_or(|s| i.status.as_str().eq_ignore_ascii_case(s))
+    }
+
+    /// Whether a task matches this filter.
+    pub fn matches_task(&self, t: &Task) -> bool {
+        self.cluster
+            .as_deref()
+            .is_none_or(|c| Self::cluster_matches(c, &t.cluster_arn))
+            && self
+                .status
+                .as_deref()
+                .is_none_or(|s| t.last_status.as_str().eq_ignore_ascii_case(s))
+            && self
+                .started_by
+                .as_deref()
+                .is_none_or(|s| t.started_by.as_deref() == Some(s))
+            && self
+                .container_instance
+                .as_ref()
+                .is_none_or(|c| t.container_instance_arn.as_ref() == Some(c))
+    }
+
+    /// Whether an entity matches this filter.
+    pub fn matches(&self, e: &Entity) -> bool {
+        match e {
+            Entity::Instance(i) => self.matches_instance(i),
+            Entity::Task(t) => self.matches_task(t),
+        }
+    }
+}
+
+/// The result of a list: the entities and the revision they were read at.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Listing<T> {
+    /// What matched.
+    pub items: Vec<T>,
+    /// The store revision the list was read at: watch from here to follow it.
+    pub revision: Revision,
+}
+
+/// A change seen by a watch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WatchEvent {
+    /// An entity was created or updated.
+    Put(Versioned),
+    /// An entity was deleted.
+    Delete {
+        /// The deleted entity's ARN.
+        arn: Arn,
+        /// The last state the store had of it.
+        last: Option<Entity>,
+        /// The revision of the delete.
+        revision: Revision,
+    },
+}
+
+impl WatchEvent {
+    /// The revision of the change.
+    pub fn revision(&self) -> Revision {
+        match self {
+            WatchEvent::Put(v) => v.revision,
+            WatchEvent::Delete { revision, .. } => *revision,
+        }
+    }
+
+    /// The ARN of the changed entity.
+    pub fn arn(&self) -> &Arn {
+        match self {
+            WatchEvent::Put(v) => v.entity.arn(),
+            WatchEvent::Delete { arn, .. } => arn,
+        }
+    }
+}
+
+/// A stored key-value entry of the generic key-value API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvEntry {
+    /// The key (without the store's internal prefix).
+    pub key: String,
+    /// The value.
+    pub value: Bytes,
+    /// The revision of the last write of this key.
+    pub revision: Revision,
+}
+
+/// A precondition on one key of a key-value transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvExpect {
+    /// The key must not exist.
+    Absent,
+    /// The key must exist, last written at exactly this revision.
+    Revision(Revision),
+    /// The key must exist (any revision).
+    Present,
+}
+
+/// A write of a key-value transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvOp {
+    /// Set a key.
+    Put {
+        /// The key.
+        key: String,
+        /// The value.
+        value: Bytes,
+    },
+    /// Remove a key (no-op if absent).
+    Delete {
+        /// The key.
+        key: String,
+    },
+}
+
+/// An all-or-nothing compare-and-swap over keys of the key-value API.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KvTxn {
+    /// Every check must hold.
+    pub checks: Vec<(String, KvExpect)>,
+    /// Then every op is applied, at one revision. At most one op per key.
+    pub ops: Vec<KvOp>,
+}
+
+/// The result of a key-value transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvTxnOutcome {
+    /// The checks held and the ops were applied at this revision.
+    Applied(Revision),
+    /// A check failed; nothing was written.
+    Conflict,
+}
+
+/// A change to a key of the key-value API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvEvent {
+    /// The key.
+    pub key: String,
+    /// The new value; `None` when the key was deleted.
+    pub value: Option<Bytes>,
+    /// The revision of the change.
+    pub revision: Revision,
+}
+
+/// An error from a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The requested revision is older than the retained history: relist.
+    #[error(
+        "revision {requested} has been compacted (oldest retained: {oldest}); relist and watch from the list's revision"
+    )]
+    Compacted {
+        /// The revision asked for.
+        requested: Revision,
+        /// The oldest revision a watch can start from.
+        oldest: Revision,
+    },
+    /// The requested revision belongs to another epoch of the store: relist.
+    #[error(
+        "revision {requested} is from another store epoch (current epoch {current}); relist and watch from the list's revision"
+    )]
+    EpochMismatch {
+        /// The revision asked for.
+        requested: Revision,
+        /// The store's epoch.
+        current: u64,
+    },
+    /// The requested revision is in the future of this store.
+    #[error("revision {requested} is newer than the store's current revision {current}")]
+    FutureRevision {
+        /// The revision asked for.
+        requested: Revision,
+        /// The store's current revision.
+        current: Revision,
+    },
+    /// The backend cannot be reached now; retry later.
+    #[error("state store unavailable: {message}")]
+    Unavailable {
+        /// What failed.
+        message: String,
+        /// The underlying error.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// A stored value could not be decoded.
+    #[error("corrupt value at key {key:?}: {message}")]
+    Corrupt {
+        /// The key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The request is invalid (e.g. an ARN of a kind the store does not keep).
+    #[error("invalid store request: {0}")]
+    Invalid(String),
+    /// Any other backend failure.
+    #[error("state store error: {message}")]
+    Backend {
+        /// What failed.
+        message: String,
+        /// The underlying error.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+impl StoreError {
+    /// Whether the caller must relist (its revision is compacted or from another epoch).
+    pub fn needs_relist(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Compacted { .. }
+                | StoreError::EpochMismatch { .. }
+                | StoreError::FutureRevision { .. }
+        )
+    }
+
+    /// Whether the backend is (temporarily) unreachable.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. })
+    }
+}
+
+/// Results of store operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A stream of watch events; an `Err` item ends the stream.
+pub type WatchStream = BoxStream<'static, Result<WatchEvent>>;
+/// A stream of key-value events; an `Err` item ends the stream.
+pub type KvWatchStream = BoxStream<'static, Result<KvEvent>>;
+
+/// The versioned store of the cluster state (see the module docs for the rules).
+#[async_trait]
+pub trait StateStore: Send + Sync + 'static {
+    /// Applies one change.
+    async fn apply(&self, change: Change) -> Result<ApplyOutcome> {
+        let mut out = self.apply_batch(vec![change]).await?;
+        out.pop()
+            .ok_or_else(|| StoreError::Invalid("apply_batch returned no outcome".into()))
+    }
+
+    /// Applies changes, returning one outcome per change in order. Changes to
+    /// the same ARN within a batch are applied in order (as if one by one).
+    /// On `Err`, some changes may have been applied; applying the batch again
+    /// is safe (every change is idempotent under the version rule).
+    async fn apply_batch(&self, changes: Vec<Change>) -> Result<Vec<ApplyOutcome>>;
+
+    /// The live entity with this ARN (tombstones are not returned).
+    async fn get(&self, arn: &Arn) -> Result<Option<Versioned>>;
+
+    /// Live entities of a kind that match a filter, with the list's revision.
+    async fn list(&self, kind: EntityKind, filter: &Filter) -> Result<Listing<Versioned>>;
+
+    /// Every change to entities after revision `after` (exclusive), puts and
+    /// deletes, in revision order, then new changes as they happen.
+    async fn watch(&self, after: Revision) -> Result<WatchStream>;
+
+    /// The store's current revision.
+    async fn current_revision(&self) -> Result<Revision>;
+
+    /// Removes tombstones recorded before `deleted_before`; returns how many.
+    async fn purge_tombstones(&self, deleted_before: Timestamp) -> Result<usize>;
+
+    /// A key of the key-value API.
+    async fn kv_get(&self, key: &str) -> Result<Option<KvEntry>>;
+
+    /// Keys under a prefix, sorted, with the list's revision.
+    async fn kv_list(&self, prefix: &str) -> Result<Listing<KvEntry>>;
+
+    /// Applies a compare-and-swap transaction over keys of the key-value API.
+    async fn kv_txn(&self, txn: KvTxn) -> Result<KvTxnOutcome>;
+
+    /// Every change to keys under a prefix after revision `after` (exclusive).
+    async fn kv_watch(&self, prefix: &str, after: Revision) -> Result<KvWatchStream>;
+
+    /// Sets a key if the check holds.
+    async fn kv_put(
+        &self,
+        key: &str,
+        value: Bytes,
+        expect: Option<KvExpect>,
+    ) -> Result<KvTxnOutcome> {
+        self.kv_txn(KvTxn {
+            checks: expect.map(|e| (key.to_owned(), e)).into_iter().collect(),
+            ops: vec![KvOp::Put {
+                key: key.to_owned(),
+                value,
+            }],
+        })
+        .await
+    }
+
+    /// Deletes a key if the check holds.
+    async fn kv_delete(&self, key: &str, expect: Option<KvExpect>) -> Result<KvTxnOutcome> {
+        self.kv_txn(KvTxn {
+            checks: expect.map(|e| (key.to_owned(), e)).into_iter().collect(),
+            ops: vec![KvOp::Delete {
+                key: key.to_owned(),
+            }],
+        })
+        .await
+    }
+}
+
+/// The kind of entity an ARN names, or [`StoreError::Invalid`].
+pub fn kind_of(arn: &Arn) -> Result<EntityKind> {
+    EntityKind::of_arn(arn).ok_or_else(|| {
+        StoreError::Invalid(format!("{arn} is not a task or container instance ARN"))
+    })
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what blox's build and tests need, idempotently and quietly when already present.
+#   scripts/install-deps.sh build   -> protoc (etcd-client's build script needs it)
+#   scripts/install-deps.sh test    -> protoc, etcd server + client, a pinned moto in .venv/
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MOTO_VERSION="5.2.5"
+want="${1:-test}"
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+apt_packages=()
+command -v protoc >/dev/null 2>&1 || apt_packages+=(protobuf-compiler)
+if [ "$want" = test ]; then
+  command -v etcd >/dev/null 2>&1 || apt_packages+=(etcd-server)
+  command -v etcdctl >/dev/null 2>&1 || apt_packages+=(etcd-client)
+fi
+if [ "${#apt_packages[@]}" -gt 0 ]; then
+  echo "installing Debian packages: ${apt_packages[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  as_root apt-get update -qq >/dev/null
+  as_root apt-get install -y -qq "${apt_packages[@]}" >/dev/null
+fi
+
+if [ "$want" = test ]; then
+  if ! .venv/bin/moto_server --help >/dev/null 2>&1 \
+     || [ "$(.venv/bin/python -c 'import moto; print(moto.__version__)' 2>/dev/null)" != "$MOTO_VERSION" ]; then
+    echo "installing moto $MOTO_VERSION into .venv/" >&2
+    python3 -m venv .venv
+    .venv/bin/pip install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+  fi
+fi
