@@ -20,7 +20,7 @@ pub fn u64_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
             u64::try_from(v).map_err(|_| E::custom(format!("negative value {v}")))
         }
         fn visit_f64<E: de::Error>(self, v: f64) -> Result<u64, E> {
-            if v.fract() == 0.0 && v >= 0.0 && v < 1.8e19 {
+            if v.fract() == 0.0 && (0.0..1.8e19).contains(&v) {
                 Ok(v as u64)
             } else {
                 Err(E::custom(format!("not a non-negative integer: {v}")))

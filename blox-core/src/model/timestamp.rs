@@ -61,7 +61,7 @@ impl Timestamp {
     }
 
     /// This instant plus `d` (saturating).
-    pub fn add(self, d: std::time::Duration) -> Self {
+    pub fn plus(self, d: std::time::Duration) -> Self {
         Timestamp(
             self.0
                 .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what the tests need (protoc, etcd, a pinned
+# moto in .venv/) when missing, then checks formatting and lints and runs
+# every test of the workspace, integration tests against real etcd and moto
+# included.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh test
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings
+
+echo "== cargo test"
+cargo test --workspace --all-features --all-targets --no-fail-fast
+cargo test --workspace --all-features --doc
