@@ -1,10 +1,13 @@
 //! # blox-state
 //!
 //! The materialized view of ECS: a versioned [`store::StateStore`] over etcd
-//! (production) and memory (embedded default and test double).
+//! (production) and memory (embedded default and test double), and an
+//! indexed in-process [`cache`] that follows the store and answers reads.
 
+pub mod cache;
 pub mod store;
 
+pub use cache::{Cache, CacheWriter, Entry};
 pub use store::{
     ApplyOutcome, Change, Filter, Listing, Revision, StateStore, StoreError, Versioned, WatchEvent,
 };

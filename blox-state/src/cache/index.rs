@@ -1,0 +1,328 @@
+//! The cache's in-memory state: primary maps by ARN and secondary indexes.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use blox_core::model::{Arn, ContainerInstance, Entity, Task};
+
+use crate::store::{Filter, Revision};
+
+/// A cached entity with the store revision of its last write.
+#[derive(Debug)]
+pub struct Entry<T> {
+    /// The entity (shared; cloning the entry does not copy it).
+    pub value: Arc<T>,
+    /// The store revision of its last write (`metadata.entityVersion`).
+    pub revision: Revision,
+}
+
+impl<T> Clone for Entry<T> {
+    fn clone(&self) -> Self {
+        Entry {
+            value: Arc::clone(&self.value),
+            revision: self.revision,
+        }
+    }
+}
+
+type Set = BTreeSet<Arn>;
+
+fn index_insert<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Set>, key: K, arn: &Arn) {
+    map.entry(key).or_default().insert(arn.clone());
+}
+
+fn index_remove<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Set>, key: &K, arn: &Arn) {
+    if let Some(set) = map.get_mut(key) {
+        set.remove(arn);
+        if set.is_empty() {
+            map.remove(key);
+        }
+    }
+}
+
+/// Everything the cache holds, with indexes by cluster, status, instance and startedBy.
+#[derive(Debug, Default)]
+pub(crate) struct Indexed {
+    pub(crate) instances: HashMap<Arn, Entry<ContainerInstance>>,
+    pub(crate) tasks: HashMap<Arn, Entry<Task>>,
+    all_instances: Set,
+    all_tasks: Set,
+    instances_by_cluster: HashMap<Arn, Set>,
+    instances_by_cluster_status: HashMap<(Arn, String), Set>,
+    tasks_by_cluster: HashMap<Arn, Set>,
+    tasks_by_cluster_status: HashMap<(Arn, String), Set>,
+    tasks_by_instance: HashMap<Arn, Set>,
+    tasks_by_started_by: HashMap<String, Set>,
+    clusters_by_name: HashMap<String, BTreeSet<Arn>>,
+    /// The revision of the last change applied.
+    pub(crate) revision: Revision,
+}
+
+impl Indexed {
+    fn note_cluster(&mut self, cluster: &Arn) {
+        if let Some(name) = cluster.cluster_name() {
+            self.clusters_by_name
+                .entry(name.to_owned())
+                .or_default()
+                .insert(cluster.clone());
+        }
+    }
+
+    fn unindex_instance(&mut self, i: &ContainerInstance) {
+        let arn = &i.container_instance_arn;
+        self.all_instances.remove(arn);
+        index_remove(&mut self.instances_by_cluster, &i.cluster_arn, arn);
+        index_remove(
+            &mut self.instances_by_cluster_status,
+            &(
+                i.cluster_arn.clone(),
+                i.status.as_str().to_ascii_uppercase(),
+            ),
+            arn,
+        );
+    }
+
+    fn index_instance(&mut self, i: &ContainerInstance) {
+        let arn = &i.container_instance_arn;
+        self.all_instances.insert(arn.clone());
+        index_insert(&mut self.instances_by_cluster, i.cluster_arn.clone(), arn);
+        index_insert(
+            &mut self.instances_by_cluster_status,
+            (
+                i.cluster_arn.clone(),
+                i.status.as_str().to_ascii_uppercase(),
+            ),
+            arn,
+        );
+        self.note_cluster(&i.cluster_arn);
+    }
+
+    fn unindex_task(&mut self, t: &Task) {
+        let arn = &t.task_arn;
+        self.all_tasks.remove(arn);
+        index_remove(&mut self.tasks_by_cluster, &t.cluster_arn, arn);
+        index_remove(
+            &mut self.tasks_by_cluster_status,
+            &(
+                t.cluster_arn.clone(),
+                t.last_status.as_str().to_ascii_uppercase(),
+            ),
+            arn,
+        );
+        if let Some(ci) = &t.container_instance_arn {
+            index_remove(&mut self.tasks_by_instance, ci, arn);
+        }
+        if let Some(sb) = &t.started_by {
+            index_remove(&mut self.tasks_by_started_by, sb, arn);
+        }
+    }
+
+    fn index_task(&mut self, t: &Task) {
+        let arn = &t.task_arn;
+        self.all_tasks.insert(arn.clone());
+        index_insert(&mut self.tasks_by_cluster, t.cluster_arn.clone(), arn);
+        index_insert(
+            &mut self.tasks_by_cluster_status,
+            (
+                t.cluster_arn.clone(),
+                t.last_status.as_str().to_ascii_uppercase(),
+            ),
+            arn,
+        );
+        if let Some(ci) = &t.container_instance_arn {
+            index_insert(&mut self.tasks_by_instance, ci.clone(), arn);
+        }
+        if let Some(sb) = &t.started_by {
+            index_insert(&mut self.tasks_by_started_by, sb.clone(), arn);
+        }
+        self.note_cluster(&t.cluster_arn);
+    }
+
+    /// Stores an entity written at `revision`, unless the cache already has a
+    /// later write of it. Returns whether it changed the cache.
+    pub(crate) fn put(&mut self, entity: Entity, revision: Revision) -> bool {
+        match entity {
+            Entity::Instance(i) => {
+                let arn = i.container_instance_arn.clone();
+                if let Some(old) = self.instances.get(&arn) {
+                    if old.revision.seq >= revision.seq {
+                        return false;
+                    }
+                    let old = Arc::clone(&old.value);
+                    self.unindex_instance(&old);
+                }
+                self.index_instance(&i);
+                self.instances.insert(arn, Entry { value: i, revision });
+            }
+            Entity::Task(t) => {
+                let arn = t.task_arn.clone();
+                if let Some(old) = self.tasks.get(&arn) {
+                    if old.revision.seq >= revision.seq {
+                        return false;
+                    }
+                    let old = Arc::clone(&old.value);
+                    self.unindex_task(&old);
+                }
+                self.index_task(&t);
+                self.tasks.insert(arn, Entry { value: t, revision });
+            }
+        }
+        true
+    }
+
+    /// Removes an entity deleted at `revision`, unless the cache has a later
+    /// write of it. Returns the removed entity.
+    pub(crate) fn delete(&mut self, arn: &Arn, revision: Revision) -> Option<Entity> {
+        if let Some(old) = self.instances.get(arn) {
+            if old.revision.seq >= revision.seq {
+                return None;
+            }
+            let old = self.instances.remove(arn)?;
+            self.unindex_instance(&old.value);
+            return Some(Entity::Instance(old.value));
+        }
+        if let Some(old) = self.tasks.get(arn) {
+            if old.revision.seq >= revision.seq {
+                return None;
+            }
+            let old = self.tasks.remove(arn)?;
+            self.unindex_task(&old.value);
+            return Some(Entity::Task(old.value));
+        }
+        None
+    }
+
+    /// The cluster ARNs a cluster filter (name or ARN) selects.
+    fn clusters_for(&self, filter: &str) -> Vec<Arn> {
+        if let Ok(arn) = Arn::parse(filter) {
+            return vec![arn];
+        }
+        self.clusters_by_name
+            .get(filter)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Candidate task ARNs for a filter, from the most selective index, in ARN order.
+    fn task_candidates(&self, f: &Filter) -> Vec<&Set> {
+        let status = f.status.as_deref().map(str::to_ascii_uppercase);
+        if let Some(sb) = &f.started_by {
+            return self.tasks_by_started_by.get(sb).into_iter().collect();
+        }
+        if let Some(ci) = &f.container_instance {
+            return self.tasks_by_instance.get(ci).into_iter().collect();
+        }
+        if let Some(c) = &f.cluster {
+            let clusters = self.clusters_for(c);
+            return clusters
+                .into_iter()
+                .filter_map(|c| match &status {
+                    Some(s) => self.tasks_by_cluster_status.get(&(c, s.clone())),
+                    None => self.tasks_by_cluster.get(&c),
+                })
+                .collect();
+        }
+        if let Some(s) = &status {
+            return self
+                .tasks_by_cluster_status
+                .iter()
+                .filter(|((_, st), _)| st == s)
+                .map(|(_, set)| set)
+                .collect();
+        }
+        vec![&self.all_tasks]
+    }
+
+    fn instance_candidates(&self, f: &Filter) -> Vec<&Set> {
+        let status = f.status.as_deref().map(str::to_ascii_uppercase);
+        if let Some(c) = &f.cluster {
+            return self
+                .clusters_for(c)
+                .into_iter()
+                .filter_map(|c| match &status {
+                    Some(s) => self.instances_by_cluster_status.get(&(c, s.clone())),
+                    None => self.instances_by_cluster.get(&c),
+                })
+                .collect();
+        }
+        if let Some(s) = &status {
+            return self
+                .instances_by_cluster_status
+                .iter()
+                .filter(|((_, st), _)| st == s)
+                .map(|(_, set)| set)
+                .collect();
+        }
+        vec![&self.all_instances]
+    }
+
+    /// Tasks matching `f` with ARN greater than `after`, in ARN order, at most `limit`.
+    pub(crate) fn tasks_page(
+        &self,
+        f: &Filter,
+        after: Option<&Arn>,
+        limit: usize,
+    ) -> Vec<Entry<Task>> {
+        let sets = self.task_candidates(f);
+        page(&sets, after, limit, |arn| {
+            self.tasks
+                .get(arn)
+                .filter(|e| f.matches_task(&e.value))
+                .cloned()
+        })
+    }
+
+    /// Instances matching `f` with ARN greater than `after`, in ARN order, at most `limit`.
+    pub(crate) fn instances_page(
+        &self,
+        f: &Filter,
+        after: Option<&Arn>,
+        limit: usize,
+    ) -> Vec<Entry<ContainerInstance>> {
+        let sets = self.instance_candidates(f);
+        page(&sets, after, limit, |arn| {
+            self.instances
+                .get(arn)
+                .filter(|e| f.matches_instance(&e.value))
+                .cloned()
+        })
+    }
+}
+
+/// Walks the union of sorted sets in ARN order after `after`, keeping what `get` returns.
+fn page<T>(
+    sets: &[&Set],
+    after: Option<&Arn>,
+    limit: usize,
+    get: impl Fn(&Arn) -> Option<T>,
+) -> Vec<T> {
+    use std::ops::Bound;
+    let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
+    let mut out = Vec::new();
+    if let [only] = sets {
+        for arn in only.range::<Arn, _>((lower, Bound::Unbounded)) {
+            if out.len() >= limit {
+                break;
+            }
+            if let Some(v) = get(arn) {
+                out.push(v);
+            }
+        }
+        return out;
+    }
+    let mut arns: Vec<&Arn> = sets
+        .iter()
+        .flat_map(|s| s.range::<Arn, _>((lower, Bound::Unbounded)))
+        .collect();
+    arns.sort();
+    arns.dedup();
+    for arn in arns {
+        if out.len() >= limit {
+            break;
+        }
+        if let Some(v) = get(arn) {
+            out.push(v);
+        }
+    }
+    out
+}

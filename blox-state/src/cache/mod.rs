@@ -1,0 +1,298 @@
+//! An in-process, indexed view of the store that answers reads from memory.
+//!
+//! Modelled on kube-runtime's reflector: a non-`Clone` [`CacheWriter`] applies
+//! the store's changes and a cheap-`Clone` [`Cache`] reader answers `get` and
+//! filtered `list` synchronously from secondary indexes (by cluster, by
+//! cluster and status, by container instance, by `startedBy`), returning
+//! shared [`Entry`] handles rather than copies. [`follow`] keeps a writer in
+//! step with a [`StateStore`]: it lists, then watches from the list's
+//! revision, resumes the watch after transient errors, and relists (replacing
+//! the view atomically) when the store says its revision was compacted.
+
+mod follow;
+mod index;
+
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use blox_core::model::{Arn, ContainerInstance, Task};
+use tokio::sync::watch;
+
+pub use follow::{follow, spawn_follower};
+pub use index::Entry;
+
+use crate::store::{Filter, Revision, Versioned, WatchEvent};
+use index::Indexed;
+
+/// One page of a cached list.
+#[derive(Debug, Clone)]
+pub struct CachePage<T> {
+    /// The entries, in ARN order.
+    pub items: Vec<Entry<T>>,
+    /// Pass as `after` to get the next page; `None` on the last page.
+    pub next_after: Option<Arn>,
+    /// The cache's revision when the page was read.
+    pub revision: Revision,
+}
+
+/// The read side of the cache: cheap to clone, reads never wait on the store.
+#[derive(Clone)]
+pub struct Cache {
+    state: Arc<RwLock<Indexed>>,
+    ready: watch::Receiver<bool>,
+    changes: watch::Receiver<Revision>,
+}
+
+/// The write side of the cache (one per cache; see [`follow`]).
+pub struct CacheWriter {
+    state: Arc<RwLock<Indexed>>,
+    ready: watch::Sender<bool>,
+    changes: watch::Sender<Revision>,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (i, t) = self.len();
+        f.debug_struct("Cache")
+            .field("instances", &i)
+            .field("tasks", &t)
+            .field("ready", &self.is_ready())
+            .finish()
+    }
+}
+
+/// Creates an empty, not-ready cache and its writer.
+pub fn cache() -> (Cache, CacheWriter) {
+    let state = Arc::new(RwLock::new(Indexed::default()));
+    let (ready_tx, ready_rx) = watch::channel(false);
+    let (changes_tx, changes_rx) = watch::channel(Revision::default());
+    (
+        Cache {
+            state: Arc::clone(&state),
+            ready: ready_rx,
+            changes: changes_rx,
+        },
+        CacheWriter {
+            state,
+            ready: ready_tx,
+            changes: changes_tx,
+        },
+    )
+}
+
+fn read(state: &RwLock<Indexed>) -> RwLockReadGuard<'_, Indexed> {
+    // A panic while holding the lock cannot leave the maps half-updated in a
+    // way readers care about more than losing the cache, so recover the guard.
+    state.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write(state: &RwLock<Indexed>) -> RwLockWriteGuard<'_, Indexed> {
+    state.write().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Cache {
+    /// The task with this ARN.
+    #[must_use]
+    pub fn get_task(&self, arn: &str) -> Option<Entry<Task>> {
+        read(&self.state).tasks.get(arn).cloned()
+    }
+
+    /// The container instance with this ARN.
+    #[must_use]
+    pub fn get_instance(&self, arn: &str) -> Option<Entry<ContainerInstance>> {
+        read(&self.state).instances.get(arn).cloned()
+    }
+
+    /// Every task matching the filter, in ARN order.
+    #[must_use]
+    pub fn list_tasks(&self, filter: &Filter) -> Vec<Entry<Task>> {
+        read(&self.state).tasks_page(filter, None, usize::MAX)
+    }
+
+    /// Every container instance matching the filter, in ARN order.
+    #[must_use]
+    pub fn list_instances(&self, filter: &Filter) -> Vec<Entry<ContainerInstance>> {
+        read(&self.state).instances_page(filter, None, usize::MAX)
+    }
+
+    /// Up to `limit` tasks matching the filter with ARNs after `after`.
+    #[must_use]
+    pub fn list_tasks_page(
+        &self,
+        filter: &Filter,
+        after: Option<&Arn>,
+        limit: usize,
+    ) -> CachePage<Task> {
+        let s = read(&self.state);
+        paged(
+            s.tasks_page(filter, after, limit.saturating_add(1)),
+            limit,
+            s.revision,
+            |e| &e.value.task_arn,
+        )
+    }
+
+    /// Up to `limit` container instances matching the filter with ARNs after `after`.
+    #[must_use]
+    pub fn list_instances_page(
+        &self,
+        filter: &Filter,
+        after: Option<&Arn>,
+        limit: usize,
+    ) -> CachePage<ContainerInstance> {
+        let s = read(&self.state);
+        paged(
+            s.instances_page(filter, after, limit.saturating_add(1)),
+            limit,
+            s.revision,
+            |e| &e.value.container_instance_arn,
+        )
+    }
+
+    /// Runs `f` over a consistent view of the whole cache (writers wait while
+    /// it runs: keep it short and do no I/O).
+    pub fn with_view<R>(&self, f: impl FnOnce(&CacheView<'_>) -> R) -> R {
+        let guard = read(&self.state);
+        f(&CacheView { inner: &guard })
+    }
+
+    /// `(instances, tasks)` currently cached.
+    #[must_use]
+    pub fn len(&self) -> (usize, usize) {
+        let s = read(&self.state);
+        (s.instances.len(), s.tasks.len())
+    }
+
+    /// Whether the cache holds nothing.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == (0, 0)
+    }
+
+    /// The revision of the last change the cache applied.
+    #[must_use]
+    pub fn revision(&self) -> Revision {
+        read(&self.state).revision
+    }
+
+    /// Whether the first complete list has been loaded.
+    #[must_use]
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    /// Resolves once the first complete list has been loaded (at once if it has).
+    pub async fn wait_until_ready(&self) {
+        let mut rx = self.ready.clone();
+        // An error means the writer is gone; there is nothing more to wait for.
+        let _ = rx.wait_for(|r| *r).await;
+    }
+
+    /// A receiver that changes whenever the cache applies a change (its value
+    /// is the new revision); schedulers use it as their trigger.
+    #[must_use]
+    pub fn changes(&self) -> watch::Receiver<Revision> {
+        self.changes.clone()
+    }
+}
+
+fn paged<T>(
+    mut items: Vec<Entry<T>>,
+    limit: usize,
+    revision: Revision,
+    arn: impl Fn(&Entry<T>) -> &Arn,
+) -> CachePage<T> {
+    let next_after = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|e| arn(e).clone())
+    } else {
+        None
+    };
+    CachePage {
+        items,
+        next_after,
+        revision,
+    }
+}
+
+/// A consistent read-only view of the whole cache (see [`Cache::with_view`]).
+pub struct CacheView<'a> {
+    inner: &'a Indexed,
+}
+
+impl CacheView<'_> {
+    /// Every cached instance (unordered).
+    pub fn instances(&self) -> impl Iterator<Item = &Entry<ContainerInstance>> {
+        self.inner.instances.values()
+    }
+
+    /// Every cached task (unordered).
+    pub fn tasks(&self) -> impl Iterator<Item = &Entry<Task>> {
+        self.inner.tasks.values()
+    }
+
+    /// Tasks matching a filter, in ARN order.
+    pub fn tasks_matching(&self, filter: &Filter) -> Vec<Entry<Task>> {
+        self.inner.tasks_page(filter, None, usize::MAX)
+    }
+
+    /// Instances matching a filter, in ARN order.
+    pub fn instances_matching(&self, filter: &Filter) -> Vec<Entry<ContainerInstance>> {
+        self.inner.instances_page(filter, None, usize::MAX)
+    }
+
+    /// The revision of the view.
+    pub fn revision(&self) -> Revision {
+        self.inner.revision
+    }
+}
+
+impl CacheWriter {
+    /// Applies one change from the store's watch. Returns whether the view changed.
+    pub fn apply(&mut self, event: &WatchEvent) -> bool {
+        let changed = {
+            let mut s = write(&self.state);
+            let changed = match event {
+                WatchEvent::Put(v) => s.put(v.entity.clone(), v.revision),
+                WatchEvent::Delete { arn, revision, .. } => s.delete(arn, *revision).is_some(),
+            };
+            if event.revision().seq > s.revision.seq || event.revision().epoch != s.revision.epoch {
+                s.revision = event.revision();
+            }
+            changed
+        };
+        if changed {
+            self.changes.send_replace(self.revision());
+        }
+        changed
+    }
+
+    /// Replaces the whole view atomically with a complete list read at
+    /// `revision`, and marks the cache ready.
+    pub fn replace(&mut self, items: Vec<Versioned>, revision: Revision) {
+        let mut fresh = Indexed::default();
+        for v in items {
+            fresh.put(v.entity, v.revision);
+        }
+        fresh.revision = revision;
+        *write(&self.state) = fresh;
+        self.changes.send_replace(revision);
+        self.ready.send_replace(true);
+    }
+
+    /// The revision of the last change applied.
+    pub fn revision(&self) -> Revision {
+        read(&self.state).revision
+    }
+
+    /// A reader of this writer's cache.
+    pub fn reader(&self) -> Cache {
+        Cache {
+            state: Arc::clone(&self.state),
+            ready: self.ready.subscribe(),
+            changes: self.changes.subscribe(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
