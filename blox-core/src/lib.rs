@@ -8,6 +8,7 @@
 //! This crate does no storage and serves no HTTP; `blox-state` builds the
 //! materialized view on it and `blox-sched` the schedulers.
 
+pub mod backoff;
 pub mod event;
 pub mod model;
 pub mod ports;

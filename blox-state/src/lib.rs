@@ -5,6 +5,7 @@
 //! indexed in-process [`cache`] that follows the store and answers reads.
 
 pub mod cache;
+pub mod ingest;
 pub mod store;
 
 pub use cache::{Cache, CacheWriter, Entry};

@@ -1,17 +1,14 @@
 //! Keeps a [`CacheWriter`] in step with a [`StateStore`].
 
 use std::sync::Arc;
-use std::time::Duration;
 
+use blox_core::backoff::Backoff;
 use blox_core::model::EntityKind;
 use futures::StreamExt;
 use tokio::task::JoinHandle;
 
 use super::{Cache, CacheWriter, cache};
 use crate::store::{Filter, Revision, StateStore, StoreError, Versioned};
-
-const BACKOFF_START: Duration = Duration::from_millis(100);
-const BACKOFF_CAP: Duration = Duration::from_secs(10);
 
 /// Lists both kinds of entity; returns the items and the revision to watch
 /// from (the older of the two lists' revisions: changes between the two are
@@ -29,27 +26,23 @@ async fn relist(store: &dyn StateStore) -> Result<(Vec<Versioned>, Revision), St
     Ok((items, from))
 }
 
-fn next_backoff(d: Duration) -> Duration {
-    (d * 2).min(BACKOFF_CAP)
-}
-
 /// Follows the store forever: list, watch from the list's revision, resume
 /// the watch after transient errors, relist when the revision is compacted.
 /// Runs until the future is dropped.
 pub async fn follow(store: Arc<dyn StateStore>, mut writer: CacheWriter) {
-    let mut backoff = BACKOFF_START;
+    let mut backoff = Backoff::default();
     loop {
         let from = match relist(store.as_ref()).await {
             Ok((items, revision)) => {
                 tracing::debug!(count = items.len(), %revision, "cache loaded");
                 writer.replace(items, revision);
-                backoff = BACKOFF_START;
+                backoff.reset();
                 revision
             }
             Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "cache cannot list the store; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = next_backoff(backoff);
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in = ?delay, "cache cannot list the store; retrying");
+                tokio::time::sleep(delay).await;
                 continue;
             }
         };
@@ -63,9 +56,9 @@ pub async fn follow(store: Arc<dyn StateStore>, mut writer: CacheWriter) {
                     break;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, retry_in = ?backoff, "cache cannot watch the store; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = next_backoff(backoff);
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %e, retry_in = ?delay, "cache cannot watch the store; retrying");
+                    tokio::time::sleep(delay).await;
                     continue;
                 }
             };
@@ -75,7 +68,7 @@ pub async fn follow(store: Arc<dyn StateStore>, mut writer: CacheWriter) {
                     Ok(event) => {
                         from = event.revision();
                         writer.apply(&event);
-                        backoff = BACKOFF_START;
+                        backoff.reset();
                     }
                     Err(e) if e.needs_relist() => {
                         tracing::info!(error = %e, "cache relisting");
@@ -91,8 +84,7 @@ pub async fn follow(store: Arc<dyn StateStore>, mut writer: CacheWriter) {
             if relist_needed {
                 break;
             }
-            tokio::time::sleep(backoff).await;
-            backoff = next_backoff(backoff);
+            tokio::time::sleep(backoff.next_delay()).await;
         }
     }
 }
