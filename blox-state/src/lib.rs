@@ -7,6 +7,8 @@
 pub mod cache;
 pub mod ingest;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use cache::{Cache, CacheWriter, Entry};
 pub use store::{
