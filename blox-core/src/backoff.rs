@@ -41,7 +41,9 @@ impl Backoff {
         if !self.jitter || ceiling.is_zero() {
             return ceiling;
         }
-        let ms = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX).max(1);
+        let ms = u64::try_from(ceiling.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
         // At least half the ceiling, so a retry loop still backs off.
         Duration::from_millis(rand::rng().random_range(ms / 2..=ms))
     }

@@ -7,7 +7,7 @@
 pub mod cache;
 pub mod ingest;
 pub mod store;
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 pub use cache::{Cache, CacheWriter, Entry};

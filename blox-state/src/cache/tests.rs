@@ -350,3 +350,134 @@ async fn replace_swaps_the_view_atomically_and_marks_ready() {
     assert_eq!(reader.revision(), rev(10));
     assert_eq!(*reader.changes().borrow(), rev(10));
 }
+
+mod following_a_store {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::store::memory::{MemoryOptions, MemoryStore};
+    use crate::store::{Change, StateStore};
+    use crate::testing::FaultyStore;
+
+    async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+        for _ in 0..2000 {
+            if f() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("timed out waiting for: {what}");
+    }
+
+    #[tokio::test]
+    async fn follower_loads_the_store_then_tracks_puts_and_deletes() {
+        let store = Arc::new(MemoryStore::new());
+        let t1 = task("1", "prod", "t1", TaskStatus::Running, None, None);
+        store.apply(Change::put(t1.clone())).await.unwrap();
+        let (reader, handle) = spawn_follower(store.clone());
+        reader.wait_until_ready().await;
+        assert!(reader.get_task(t1.task_arn.as_str()).is_some());
+
+        let mut t2 = task("1", "prod", "t2", TaskStatus::Pending, None, None);
+        t2.version = Some(1);
+        store.apply(Change::put(t2.clone())).await.unwrap();
+        eventually("t2 cached", || {
+            reader.get_task(t2.task_arn.as_str()).is_some()
+        })
+        .await;
+
+        store
+            .apply(Change::delete(t1.task_arn.clone(), None))
+            .await
+            .unwrap();
+        eventually("t1 removed", || {
+            reader.get_task(t1.task_arn.as_str()).is_none()
+        })
+        .await;
+        assert_eq!(reader.revision(), store.current_revision().await.unwrap());
+        handle.abort();
+    }
+
+    #[tokio::test]
+    async fn follower_relists_when_the_store_says_its_revision_was_compacted() {
+        let store = Arc::new(FaultyStore::new(MemoryStore::with_options(MemoryOptions {
+            log_capacity: 4,
+            epoch: None,
+        })));
+        store.compact_next_watch();
+        let (reader, handle) = spawn_follower(store.clone());
+        reader.wait_until_ready().await;
+        for n in 0..20 {
+            store
+                .apply(Change::put(task(
+                    "1",
+                    "prod",
+                    &format!("t{n:02}"),
+                    TaskStatus::Running,
+                    None,
+                    None,
+                )))
+                .await
+                .unwrap();
+        }
+        eventually("all 20 tasks", || reader.len() == (0, 20)).await;
+        assert!(
+            store.list_calls() >= 4,
+            "listed again after the compacted watch"
+        );
+        handle.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn follower_waits_out_an_outage_and_catches_up() {
+        let store = Arc::new(FaultyStore::new(MemoryStore::new()));
+        store.set_down(true);
+        let (reader, handle) = spawn_follower(store.clone());
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(
+            !reader.is_ready(),
+            "not ready before the first complete list"
+        );
+        store.set_down(false);
+        store
+            .apply(Change::put(task(
+                "1",
+                "prod",
+                "t1",
+                TaskStatus::Running,
+                None,
+                None,
+            )))
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(60), reader.wait_until_ready())
+            .await
+            .unwrap();
+        eventually("t1 cached", || reader.len() == (0, 1)).await;
+        handle.abort();
+    }
+
+    #[tokio::test]
+    async fn changes_receiver_ticks_on_every_applied_change() {
+        let store = Arc::new(MemoryStore::new());
+        let (reader, handle) = spawn_follower(store.clone());
+        reader.wait_until_ready().await;
+        let mut changes = reader.changes();
+        changes.borrow_and_update();
+        store
+            .apply(Change::put(instance(
+                "1",
+                "prod",
+                "i1",
+                InstanceStatus::Active,
+            )))
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), changes.changed())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(*changes.borrow(), store.current_revision().await.unwrap());
+        handle.abort();
+    }
+}

@@ -47,7 +47,9 @@ impl std::str::FromStr for MalformedPolicy {
         match s {
             "delete" => Ok(MalformedPolicy::Delete),
             "dead-letter" | "dlq" | "leave" => Ok(MalformedPolicy::LeaveForDeadLetterQueue),
-            other => Err(format!("unknown malformed-message policy {other:?}: expected delete or dead-letter")),
+            other => Err(format!(
+                "unknown malformed-message policy {other:?}: expected delete or dead-letter"
+            )),
         }
     }
 }
@@ -133,7 +135,11 @@ enum Plan {
 
 impl Ingester {
     /// An ingester from `source` into `store`.
-    pub fn new(source: Arc<dyn EventSource>, store: Arc<dyn StateStore>, options: IngestOptions) -> Self {
+    pub fn new(
+        source: Arc<dyn EventSource>,
+        store: Arc<dyn StateStore>,
+        options: IngestOptions,
+    ) -> Self {
         Ingester {
             source,
             store,
@@ -170,7 +176,8 @@ impl Ingester {
         };
         if let Some(t) = parsed.time {
             let lag = Timestamp::now().since(t);
-            self.counters.set_lag_ms(u64::try_from(lag.as_millis()).unwrap_or(u64::MAX));
+            self.counters
+                .set_lag_ms(u64::try_from(lag.as_millis()).unwrap_or(u64::MAX));
         }
         let entity: Entity = match parsed.event {
             EcsEvent::Task(t) => Entity::Task(Arc::new(*t)),
@@ -181,7 +188,11 @@ impl Ingester {
             }
         };
         if EntityKind::of_arn(entity.arn()) != Some(entity.kind()) {
-            return reject(&format!("{} event carries the ARN {}", entity.kind(), entity.arn()));
+            return reject(&format!(
+                "{} event carries the ARN {}",
+                entity.kind(),
+                entity.arn()
+            ));
         }
         Plan::Apply(Change::put(entity))
     }
@@ -354,3 +365,6 @@ impl Ingester {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

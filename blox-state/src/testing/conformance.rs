@@ -841,7 +841,7 @@ pub async fn purge_tombstones_removes_only_older_tombstones<S: StateStore>(store
         StaleReason::Tombstone,
         Some(3),
     );
-    let later = Timestamp::now().add(Duration::from_secs(3600));
+    let later = Timestamp::now().plus(Duration::from_secs(3600));
     assert_eq!(store.purge_tombstones(later).await.unwrap(), 1);
     assert_eq!(store.purge_tombstones(later).await.unwrap(), 0);
     assert!(

@@ -4,7 +4,10 @@
 //! * [`conformance`]: the checks every backend must pass, generic over the
 //!   store, with [`conformance_tests!`](crate::conformance_tests) to generate
 //!   one `#[tokio::test]` per check for a backend factory.
+//! * [`FaultyStore`]: a wrapper that injects outages and compactions.
 
 pub mod conformance;
+mod faulty;
 
 pub use crate::conformance_tests;
+pub use faulty::FaultyStore;

@@ -1,0 +1,124 @@
+//! A [`StateStore`] wrapper that injects faults, for testing what depends on
+//! a store (ingester, cache, reconciler, runner) without stopping a server.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use blox_core::model::{Arn, EntityKind, Timestamp};
+
+use crate::store::{
+    ApplyOutcome, Change, Filter, KvEntry, KvTxn, KvTxnOutcome, KvWatchStream, Listing, Result,
+    Revision, StateStore, StoreError, Versioned, WatchStream,
+};
+
+/// Wraps a store; while [`FaultyStore::set_down`] is on, every call fails
+/// with [`StoreError::Unavailable`], and [`FaultyStore::compact_next_watch`]
+/// makes the next `watch` fail with [`StoreError::Compacted`].
+#[derive(Debug, Default)]
+pub struct FaultyStore<S> {
+    inner: S,
+    down: AtomicBool,
+    compact_next_watch: AtomicBool,
+    apply_calls: AtomicUsize,
+    list_calls: AtomicUsize,
+}
+
+impl<S: StateStore> FaultyStore<S> {
+    /// Wraps `inner`, healthy.
+    pub fn new(inner: S) -> Self {
+        FaultyStore {
+            inner,
+            down: AtomicBool::new(false),
+            compact_next_watch: AtomicBool::new(false),
+            apply_calls: AtomicUsize::new(0),
+            list_calls: AtomicUsize::new(0),
+        }
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// Makes every call fail (`true`) or pass through (`false`).
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Makes the next `watch` call fail with `Compacted`.
+    pub fn compact_next_watch(&self) {
+        self.compact_next_watch.store(true, Ordering::SeqCst);
+    }
+
+    /// How many `apply_batch` calls were made (failed ones included).
+    pub fn apply_calls(&self) -> usize {
+        self.apply_calls.load(Ordering::SeqCst)
+    }
+
+    /// How many `list` calls were made (failed ones included).
+    pub fn list_calls(&self) -> usize {
+        self.list_calls.load(Ordering::SeqCst)
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable {
+                message: "injected outage".into(),
+                source: None,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<S: StateStore> StateStore for FaultyStore<S> {
+    async fn apply_batch(&self, changes: Vec<Change>) -> Result<Vec<ApplyOutcome>> {
+        self.apply_calls.fetch_add(1, Ordering::SeqCst);
+        self.check()?;
+        self.inner.apply_batch(changes).await
+    }
+    async fn get(&self, arn: &Arn) -> Result<Option<Versioned>> {
+        self.check()?;
+        self.inner.get(arn).await
+    }
+    async fn list(&self, kind: EntityKind, filter: &Filter) -> Result<Listing<Versioned>> {
+        self.list_calls.fetch_add(1, Ordering::SeqCst);
+        self.check()?;
+        self.inner.list(kind, filter).await
+    }
+    async fn watch(&self, after: Revision) -> Result<WatchStream> {
+        self.check()?;
+        if self.compact_next_watch.swap(false, Ordering::SeqCst) {
+            return Err(StoreError::Compacted {
+                requested: after,
+                oldest: self.inner.current_revision().await?,
+            });
+        }
+        self.inner.watch(after).await
+    }
+    async fn current_revision(&self) -> Result<Revision> {
+        self.check()?;
+        self.inner.current_revision().await
+    }
+    async fn purge_tombstones(&self, before: Timestamp) -> Result<usize> {
+        self.check()?;
+        self.inner.purge_tombstones(before).await
+    }
+    async fn kv_get(&self, key: &str) -> Result<Option<KvEntry>> {
+        self.check()?;
+        self.inner.kv_get(key).await
+    }
+    async fn kv_list(&self, prefix: &str) -> Result<Listing<KvEntry>> {
+        self.check()?;
+        self.inner.kv_list(prefix).await
+    }
+    async fn kv_txn(&self, txn: KvTxn) -> Result<KvTxnOutcome> {
+        self.check()?;
+        self.inner.kv_txn(txn).await
+    }
+    async fn kv_watch(&self, prefix: &str, after: Revision) -> Result<KvWatchStream> {
+        self.check()?;
+        self.inner.kv_watch(prefix, after).await
+    }
+}
