@@ -11,6 +11,8 @@
 pub mod event;
 pub mod model;
 pub mod ports;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use event::{EcsEvent, EventError, ParsedEvent, parse_event};
 pub use model::{Arn, ContainerInstance, Entity, EntityKind, Task};
