@@ -724,3 +724,43 @@ async fn five_thousand_instances_and_fifty_thousand_tasks_list_and_describe_in_p
     assert_eq!(ecs.calls("DescribeTasks"), 500);
     assert_eq!(ecs.calls("ListContainerInstances"), 50);
 }
+
+#[tokio::test]
+async fn a_simulation_spreads_instances_over_three_zones_and_churns() {
+    let ecs = FakeEcs::simulation(FakeEcsConfig::seeded(8), "sim", 6).unwrap();
+    let arns = ecs.list_all_container_instances("sim").await.unwrap();
+    assert_eq!(arns.len(), 6);
+    let zones: std::collections::BTreeSet<String> = ecs
+        .describe_container_instances("sim", &arns)
+        .await
+        .unwrap()
+        .iter()
+        .map(|i| i.availability_zone().unwrap().to_owned())
+        .collect();
+    assert_eq!(zones.len(), 3);
+    ecs.run_tasks("sim", "d:1", &arns, Some("daemon")).unwrap();
+    let report = ecs
+        .churn(
+            "sim",
+            &ChurnPlan {
+                join: 1,
+                leave: 2,
+                crash: 1,
+                spec: InstanceSpec::new(),
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        (report.joined.len(), report.left.len(), report.crashed.len()),
+        (1, 2, 1)
+    );
+    assert_eq!(ecs.instance_arns("sim").unwrap().len(), 5);
+    for gone in &report.left {
+        assert_eq!(ecs.instance(gone).unwrap().status, InstanceStatus::Inactive);
+        assert!(
+            ecs.tasks_on(gone)
+                .iter()
+                .all(|t| t.last_status == TaskStatus::Stopped)
+        );
+    }
+}

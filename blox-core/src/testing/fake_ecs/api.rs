@@ -368,3 +368,40 @@ impl EcsApi for FakeEcs {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arns(n: usize) -> BTreeSet<Arn> {
+        (0..n)
+            .map(|i| Arn::parse(&format!("arn:aws:ecs:r:1:task/c/{i:05}")).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_filtered_listing_gives_no_token_when_nothing_else_matches() {
+        let set = arns(300);
+        let even = |a: &Arn| a.id().ends_with(['0', '2', '4', '6', '8']);
+        let first = page("ListTasks", &set, None, even).unwrap();
+        assert_eq!(first.items.len(), 100);
+        let second = page("ListTasks", &set, first.next_token, even).unwrap();
+        assert_eq!(second.items.len(), 50);
+        assert_eq!(second.next_token, None);
+        assert_eq!(second.items[0].id(), "00200");
+    }
+
+    #[test]
+    fn a_foreign_token_is_an_invalid_parameter() {
+        let err = page("ListTasks", &arns(1), Some("abc".into()), |_| true).unwrap_err();
+        assert!(
+            matches!(err, EcsError::Service { ref code, .. } if code == "InvalidParameterException")
+        );
+    }
+
+    #[test]
+    fn the_family_is_read_from_a_task_definition_arn() {
+        assert_eq!(family_of("arn:aws:ecs:r:1:task-definition/web:12"), "web");
+        assert_eq!(family_of("web:3"), "web");
+    }
+}

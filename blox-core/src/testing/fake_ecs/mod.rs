@@ -196,6 +196,27 @@ impl FakeEcs {
         r
     }
 
+    /// A fake holding one cluster of `instances` ACTIVE instances (default
+    /// size) spread over three availability zones of the region: the
+    /// starting point of `--simulate N`.
+    pub fn simulation(
+        config: FakeEcsConfig,
+        cluster: &str,
+        instances: usize,
+    ) -> Result<FakeEcs, FakeError> {
+        let ecs = FakeEcs::with_config(config);
+        ecs.create_cluster(cluster)?;
+        let region = ecs.lock().cfg.region.clone();
+        ecs.mutate(|st| {
+            for n in 0..instances {
+                let zone = ["a", "b", "c"][n % 3];
+                st.add_instance(cluster, &InstanceSpec::new().az(format!("{region}{zone}")))?;
+            }
+            Ok::<_, FakeError>(())
+        })?;
+        Ok(ecs)
+    }
+
     /// The settings.
     pub fn config(&self) -> FakeEcsConfig {
         self.lock().cfg.clone()
@@ -341,11 +362,10 @@ impl FakeEcs {
                 report.joined.push(i.container_instance_arn);
             }
             for _ in 0..plan.leave {
-                let listed = &st.cluster(cluster)?.instances;
-                if listed.is_empty() {
+                let n = st.cluster(cluster)?.instances.len();
+                if n == 0 {
                     break;
                 }
-                let n = listed.len();
                 let idx = st.pick(n);
                 let Some(arn) = st.cluster(cluster)?.instances.iter().nth(idx).cloned() else {
                     break;
@@ -354,18 +374,25 @@ impl FakeEcs {
                 report.left.push(arn);
             }
             for _ in 0..plan.crash {
-                let running: Vec<Arn> = st
+                let running = st
                     .cluster(cluster)?
                     .tasks_by_desired
                     .get(&crate::model::TaskStatus::Running)
-                    .map(|s| s.iter().cloned().collect())
-                    .unwrap_or_default();
-                if running.is_empty() {
+                    .map_or(0, |s| s.len());
+                if running == 0 {
                     break;
                 }
-                let idx = st.pick(running.len());
-                if st.crash(&running[idx], "Essential container in task exited") {
-                    report.crashed.push(running[idx].clone());
+                let idx = st.pick(running);
+                let Some(task) = st
+                    .cluster(cluster)?
+                    .tasks_by_desired
+                    .get(&crate::model::TaskStatus::Running)
+                    .and_then(|s| s.iter().nth(idx).cloned())
+                else {
+                    break;
+                };
+                if st.crash(&task, "Essential container in task exited") {
+                    report.crashed.push(task);
                 }
             }
             Ok(report)
