@@ -12,6 +12,8 @@ pub mod backoff;
 pub mod event;
 pub mod model;
 pub mod ports;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use event::{EcsEvent, EventError, ParsedEvent, parse_event};
 pub use model::{Arn, ContainerInstance, Entity, EntityKind, Task};

@@ -12,3 +12,8 @@ pub use ecs::{
     PlacementFailure, StartTaskOutput, StartTaskRequest, TaskListFilter,
 };
 pub use source::{DeleteFailure, EventSource, Message, SourceError};
+
+#[cfg(feature = "testing")]
+pub use ecs::MockEcsApi;
+#[cfg(feature = "testing")]
+pub use source::MockEventSource;
