@@ -6,6 +6,7 @@
 
 pub mod cache;
 pub mod ingest;
+pub mod reconcile;
 pub mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
