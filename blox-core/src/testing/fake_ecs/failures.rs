@@ -43,6 +43,8 @@ pub enum InjectedError {
     Transport,
     /// Not found (`ClusterNotFoundException`, ...).
     NotFound,
+    /// An answer the client cannot use (a malformed response).
+    InvalidResponse,
     /// Any other service error.
     Service {
         /// The error code (`ServerException`, `AccessDeniedException`, ...).
@@ -73,6 +75,10 @@ impl InjectedError {
                 operation,
                 message: "injected: not found".into(),
             },
+            InjectedError::InvalidResponse => EcsError::InvalidResponse {
+                operation,
+                message: "injected: malformed response".into(),
+            },
             InjectedError::Service { code, message } => EcsError::Service {
                 operation,
                 code: code.clone(),
@@ -96,6 +102,11 @@ impl InjectedError {
                 operation,
                 code: "AWS.SimpleQueueService.NonExistentQueue".into(),
                 message: "injected: queue does not exist".into(),
+            },
+            InjectedError::InvalidResponse => SourceError::Service {
+                operation,
+                code: "InternalError".into(),
+                message: "injected: malformed response".into(),
             },
             InjectedError::Service { code, message } => SourceError::Service {
                 operation,
