@@ -42,7 +42,11 @@ pub(crate) fn task_expired(t: &Task, now: Timestamp, retention: Duration) -> boo
     if t.last_status != TaskStatus::Stopped {
         return false;
     }
-    let since = t.stopped_at.or(t.updated_at).or(t.stopping_at).or(t.created_at);
+    let since = t
+        .stopped_at
+        .or(t.updated_at)
+        .or(t.stopping_at)
+        .or(t.created_at);
     since.is_some_and(|s| now.since(s) > retention)
 }
 

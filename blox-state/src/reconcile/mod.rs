@@ -84,6 +84,15 @@ impl ReconcileReport {
         self.added + self.updated + self.marked_inactive + self.removed
     }
 
+    fn count(&mut self, effect: Effect) {
+        match effect {
+            Effect::Added => self.added += 1,
+            Effect::Updated => self.updated += 1,
+            Effect::MarkedInactive => self.marked_inactive += 1,
+            Effect::Removed => self.removed += 1,
+        }
+    }
+
     fn merge(&mut self, o: &ReconcileReport) {
         self.clusters += o.clusters;
         self.failed_clusters += o.failed_clusters;
@@ -93,6 +102,15 @@ impl ReconcileReport {
         self.removed += o.removed;
         self.skipped_concurrent += o.skipped_concurrent;
     }
+}
+
+/// Which report counter a planned write feeds once applied.
+#[derive(Debug, Clone, Copy)]
+enum Effect {
+    Added,
+    Updated,
+    MarkedInactive,
+    Removed,
 }
 
 /// Why a reconcile failed.
@@ -155,7 +173,11 @@ struct Snapshot {
 
 impl Reconciler {
     /// A reconciler of `store` against `ecs`.
-    pub fn new(ecs: Arc<dyn EcsApi>, store: Arc<dyn StateStore>, options: ReconcileOptions) -> Self {
+    pub fn new(
+        ecs: Arc<dyn EcsApi>,
+        store: Arc<dyn StateStore>,
+        options: ReconcileOptions,
+    ) -> Self {
         Reconciler {
             ecs,
             store,
@@ -193,7 +215,11 @@ impl Reconciler {
         if !self.options.clusters.is_empty() {
             return Ok(self.options.clusters.clone());
         }
-        let arns = self.ecs.list_all_clusters().await.map_err(Self::ecs_err("*"))?;
+        let arns = self
+            .ecs
+            .list_all_clusters()
+            .await
+            .map_err(Self::ecs_err("*"))?;
         Ok(arns.into_iter().map(|a| a.to_string()).collect())
     }
 
@@ -283,19 +309,29 @@ impl Reconciler {
             .cloned()
             .collect();
         let mut out = HashMap::with_capacity(arns.len());
-        for chunk in arns.chunks(MAX_DESCRIBE_BATCH).chain(vanished.chunks(MAX_DESCRIBE_BATCH)) {
+        for chunk in arns
+            .chunks(MAX_DESCRIBE_BATCH)
+            .chain(vanished.chunks(MAX_DESCRIBE_BATCH))
+        {
             let described = self
                 .ecs
                 .describe_container_instances(cluster, chunk)
                 .await
                 .map_err(Self::ecs_err(cluster))?;
-            out.extend(described.into_iter().map(|i| (i.container_instance_arn.clone(), i)));
+            out.extend(
+                described
+                    .into_iter()
+                    .map(|i| (i.container_instance_arn.clone(), i)),
+            );
         }
         Ok(out)
     }
 
     /// Lists (RUNNING and STOPPED) and describes a cluster's tasks.
-    async fn ecs_tasks(&self, cluster: &str) -> Result<HashMap<Arn, blox_core::Task>, ReconcileError> {
+    async fn ecs_tasks(
+        &self,
+        cluster: &str,
+    ) -> Result<HashMap<Arn, blox_core::Task>, ReconcileError> {
         let mut arns = Vec::new();
         for desired in [TaskStatus::Running, TaskStatus::Stopped] {
             let filter = TaskListFilter {
@@ -303,7 +339,12 @@ impl Reconciler {
                 desired_status: Some(desired),
                 ..TaskListFilter::default()
             };
-            arns.extend(self.ecs.list_all_tasks(&filter).await.map_err(Self::ecs_err(cluster))?);
+            arns.extend(
+                self.ecs
+                    .list_all_tasks(&filter)
+                    .await
+                    .map_err(Self::ecs_err(cluster))?,
+            );
         }
         let mut seen = HashSet::with_capacity(arns.len());
         arns.retain(|a| seen.insert(a.clone()));
@@ -320,7 +361,11 @@ impl Reconciler {
     }
 
     /// Reconciles one cluster (name or ARN).
-    pub async fn reconcile_cluster(&self, cluster: &str, now: Timestamp) -> Result<ReconcileReport, ReconcileError> {
+    pub async fn reconcile_cluster(
+        &self,
+        cluster: &str,
+        now: Timestamp,
+    ) -> Result<ReconcileReport, ReconcileError> {
         let snapshot = self.snapshot(cluster).await?;
         // A complete listing first: any failure here returns before any write.
         let instances = self.ecs_instances(cluster, &snapshot).await?;
@@ -330,8 +375,7 @@ impl Reconciler {
             clusters: 1,
             ..ReconcileReport::default()
         };
-        // (change, which report counter it feeds)
-        let mut changes: Vec<(Change, fn(&mut ReconcileReport))> = Vec::new();
+        let mut changes: Vec<(Change, Effect)> = Vec::new();
         let retention = self.options.retention;
         let guard = snapshot.revision;
 
@@ -342,19 +386,24 @@ impl Reconciler {
             });
             match stored {
                 None if instance_expired(ecs, now, retention) => {}
-                None => changes.push((Change::put(ecs.clone()).unchanged_since(guard), |r| r.added += 1)),
+                None => changes.push((
+                    Change::put(ecs.clone()).unchanged_since(guard),
+                    Effect::Added,
+                )),
                 Some(s) if instance_expired(s, now, retention) => changes.push((
                     Change::delete(arn.clone(), s.version).unchanged_since(guard),
-                    |r| r.removed += 1,
+                    Effect::Removed,
                 )),
                 Some(s) if instance_changed(ecs, s) => {
                     let mut ecs = ecs.clone();
                     // ECS describes deregistered instances as INACTIVE without a
                     // timestamp: stamp it so the retention period can run.
-                    if ecs.status == blox_core::model::InstanceStatus::Inactive && ecs.updated_at.is_none() {
+                    if ecs.status == blox_core::model::InstanceStatus::Inactive
+                        && ecs.updated_at.is_none()
+                    {
                         ecs.updated_at = Some(now);
                     }
-                    changes.push((Change::put(ecs).unchanged_since(guard), |r| r.updated += 1));
+                    changes.push((Change::put(ecs).unchanged_since(guard), Effect::Updated));
                 }
                 Some(_) => {}
             }
@@ -363,16 +412,18 @@ impl Reconciler {
             if instances.contains_key(arn) {
                 continue;
             }
-            let Entity::Instance(s) = &v.entity else { continue };
+            let Entity::Instance(s) = &v.entity else {
+                continue;
+            };
             if instance_expired(s, now, retention) {
                 changes.push((
                     Change::delete(arn.clone(), s.version).unchanged_since(guard),
-                    |r| r.removed += 1,
+                    Effect::Removed,
                 ));
             } else if s.status != blox_core::model::InstanceStatus::Inactive {
                 changes.push((
                     Change::put(inactive_copy(s, now)).unchanged_since(guard),
-                    |r| r.marked_inactive += 1,
+                    Effect::MarkedInactive,
                 ));
             }
         }
@@ -384,14 +435,18 @@ impl Reconciler {
             });
             match stored {
                 None if task_expired(ecs, now, retention) => {}
-                None => changes.push((Change::put(ecs.clone()).unchanged_since(guard), |r| r.added += 1)),
+                None => changes.push((
+                    Change::put(ecs.clone()).unchanged_since(guard),
+                    Effect::Added,
+                )),
                 Some(s) if task_expired(s, now, retention) => changes.push((
                     Change::delete(arn.clone(), s.version).unchanged_since(guard),
-                    |r| r.removed += 1,
+                    Effect::Removed,
                 )),
-                Some(s) if task_changed(ecs, s) => {
-                    changes.push((Change::put(ecs.clone()).unchanged_since(guard), |r| r.updated += 1))
-                }
+                Some(s) if task_changed(ecs, s) => changes.push((
+                    Change::put(ecs.clone()).unchanged_since(guard),
+                    Effect::Updated,
+                )),
                 Some(_) => {}
             }
         }
@@ -405,7 +460,7 @@ impl Reconciler {
             if s.last_status != TaskStatus::Stopped || task_expired(s, now, retention) {
                 changes.push((
                     Change::delete(arn.clone(), s.version).unchanged_since(guard),
-                    |r| r.removed += 1,
+                    Effect::Removed,
                 ));
             }
         }
@@ -413,16 +468,16 @@ impl Reconciler {
         if changes.is_empty() {
             return Ok(report);
         }
-        let (batch, counters): (Vec<Change>, Vec<fn(&mut ReconcileReport)>) = changes.into_iter().unzip();
-        for (chunk, counts) in batch.chunks(500).zip(counters.chunks(500)) {
+        let (batch, effects): (Vec<Change>, Vec<Effect>) = changes.into_iter().unzip();
+        for (chunk, effects) in batch.chunks(500).zip(effects.chunks(500)) {
             let outcomes = self
                 .store
                 .apply_batch(chunk.to_vec())
                 .await
                 .map_err(ReconcileError::Store)?;
-            for (outcome, count) in outcomes.iter().zip(counts) {
+            for (outcome, effect) in outcomes.iter().zip(effects) {
                 if outcome.is_applied() {
-                    count(&mut report);
+                    report.count(*effect);
                 } else {
                     report.skipped_concurrent += 1;
                 }
@@ -458,7 +513,11 @@ impl Reconciler {
     /// Runs while `leader` is `true`: a bootstrap reconcile when leadership
     /// starts, then one every interval and on each trigger. Stops when
     /// `shutdown` resolves.
-    pub async fn run(self, mut leader: watch::Receiver<bool>, shutdown: impl std::future::Future<Output = ()>) {
+    pub async fn run(
+        self,
+        mut leader: watch::Receiver<bool>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
         tokio::pin!(shutdown);
         loop {
             // Wait to lead.
@@ -501,3 +560,6 @@ impl Reconciler {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

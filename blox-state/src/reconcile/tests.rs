@@ -1,0 +1,357 @@
+use std::sync::Mutex as StdMutex;
+
+use async_trait::async_trait;
+use blox_core::model::{Cluster, InstanceStatus, Task, TaskDefinition};
+use blox_core::ports::{Page, StartTaskOutput, StartTaskRequest};
+use blox_core::testing::{FakeEcs, FakeEcsConfig, InjectedError, InstanceSpec};
+
+use super::*;
+use crate::store::memory::MemoryStore;
+use crate::testing::FaultyStore;
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+struct World {
+    ecs: FakeEcs,
+    store: Arc<FaultyStore<MemoryStore>>,
+    rec: Reconciler,
+}
+
+fn world(instances: usize, tasks_per_instance: usize) -> World {
+    // Seeded ids, but wall-clock timestamps: retention is measured against now.
+    let ecs = FakeEcs::with_config(FakeEcsConfig {
+        seed: Some(7),
+        ..FakeEcsConfig::default()
+    });
+    ecs.create_cluster("prod").unwrap();
+    let arns = ecs
+        .add_instances("prod", instances, &InstanceSpec::new())
+        .unwrap();
+    for _ in 0..tasks_per_instance {
+        ecs.run_tasks("prod", "web:1", &arns, Some("seed")).unwrap();
+    }
+    let store = Arc::new(FaultyStore::new(MemoryStore::new()));
+    let rec = Reconciler::new(
+        Arc::new(ecs.clone()),
+        store.clone(),
+        ReconcileOptions {
+            clusters: vec!["prod".into()],
+            retention: HOUR,
+            ..ReconcileOptions::default()
+        },
+    );
+    World { ecs, store, rec }
+}
+
+async fn stored(store: &FaultyStore<MemoryStore>, arn: &Arn) -> Option<Entity> {
+    store.inner().get(arn).await.unwrap().map(|v| v.entity)
+}
+
+fn later(hours: u64) -> Timestamp {
+    Timestamp::now().plus(Duration::from_secs(hours * 3600))
+}
+
+#[tokio::test]
+async fn an_empty_store_is_loaded_with_instances_and_running_and_stopped_tasks() {
+    let w = world(3, 2);
+    let some_task = w.ecs.tasks_on(&w.ecs.instance_arns("prod").unwrap()[0])[0]
+        .task_arn
+        .clone();
+    w.ecs.crash_task(&some_task).unwrap();
+    let report = w.rec.reconcile_once().await.unwrap();
+    assert_eq!(report.added, 3 + 6);
+    assert_eq!(report.clusters, 1);
+    let Some(Entity::Task(t)) = stored(&w.store, &some_task).await else {
+        panic!("stopped task kept")
+    };
+    assert_eq!(t.last_status, TaskStatus::Stopped);
+    assert_eq!(
+        w.store
+            .inner()
+            .list(EntityKind::Instance, &Filter::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn a_second_reconcile_of_an_unchanged_cluster_writes_nothing() {
+    let w = world(5, 3);
+    w.rec.reconcile_once().await.unwrap();
+    let before = w.store.current_revision().await.unwrap();
+    let applies = w.store.apply_calls();
+    let report = w.rec.reconcile_once().await.unwrap();
+    assert_eq!(report.writes(), 0, "{report:?}");
+    assert_eq!(w.store.apply_calls(), applies, "no store write call at all");
+    assert_eq!(w.store.current_revision().await.unwrap(), before);
+}
+
+#[tokio::test]
+async fn ecs_calls_are_the_minimum_the_page_limits_allow() {
+    // 250 instances and 750 running tasks: pages of 100.
+    let w = world(250, 3);
+    w.ecs.reset_calls();
+    w.rec.reconcile_once().await.unwrap();
+    assert_eq!(w.ecs.calls("ListContainerInstances"), 3);
+    assert_eq!(w.ecs.calls("DescribeContainerInstances"), 3);
+    assert_eq!(
+        w.ecs.calls("ListTasks"),
+        8 + 1,
+        "8 pages of RUNNING, 1 (empty) of STOPPED"
+    );
+    assert_eq!(w.ecs.calls("DescribeTasks"), 8);
+    assert_eq!(w.ecs.total_calls(), 3 + 3 + 9 + 8);
+}
+
+#[tokio::test]
+async fn drift_is_repaired_with_the_newer_version() {
+    let w = world(1, 1);
+    w.rec.reconcile_once().await.unwrap();
+    let inst = w.ecs.instance_arns("prod").unwrap()[0].clone();
+    w.ecs.drain(&inst).unwrap(); // the event is "lost": only ECS knows
+    let report = w.rec.reconcile_once().await.unwrap();
+    assert_eq!(report.updated, 1);
+    let Some(Entity::Instance(i)) = stored(&w.store, &inst).await else {
+        panic!()
+    };
+    assert_eq!(i.status, InstanceStatus::Draining);
+}
+
+#[tokio::test]
+async fn a_listing_that_fails_halfway_deletes_nothing() {
+    let w = world(2, 1);
+    w.rec.reconcile_once().await.unwrap();
+    let t = w.ecs.tasks_on(&w.ecs.instance_arns("prod").unwrap()[0])[0]
+        .task_arn
+        .clone();
+    w.ecs.expire_retained();
+    w.ecs.crash_task(&t).unwrap();
+    w.ecs.expire_retained(); // ECS forgets the task entirely
+    w.ecs
+        .fail_next("DescribeTasks", 1, InjectedError::Throttled)
+        .unwrap();
+    let err = w.rec.reconcile_once().await.unwrap_err();
+    assert!(
+        matches!(err, ReconcileError::Partial { failed: 1, .. }),
+        "{err}"
+    );
+    assert!(
+        stored(&w.store, &t).await.is_some(),
+        "nothing removed after a failed listing"
+    );
+    let report = w.rec.reconcile_once().await.unwrap();
+    assert_eq!(report.removed, 1);
+    assert!(stored(&w.store, &t).await.is_none());
+}
+
+#[tokio::test]
+async fn vanished_instances_turn_inactive_then_expire_after_the_retention_period() {
+    let w = world(2, 0);
+    w.rec.reconcile_once().await.unwrap();
+    let gone = w.ecs.instance_arns("prod").unwrap()[0].clone();
+    w.ecs.deregister_instance(&gone).unwrap();
+    w.ecs.expire_retained(); // not even described any more
+    let report = w.rec.reconcile_once().await.unwrap();
+    assert_eq!(report.marked_inactive, 1);
+    let Some(Entity::Instance(i)) = stored(&w.store, &gone).await else {
+        panic!("kept")
+    };
+    assert_eq!(i.status, InstanceStatus::Inactive);
+    // Still within retention: nothing changes.
+    assert_eq!(w.rec.reconcile_once().await.unwrap().writes(), 0);
+    let report = w.rec.reconcile_at(later(2)).await.unwrap();
+    assert_eq!(report.removed, 1);
+    assert!(stored(&w.store, &gone).await.is_none());
+    let inactive = Filter {
+        status: Some("inactive".into()),
+        ..Filter::default()
+    };
+    assert!(
+        w.store
+            .inner()
+            .list(EntityKind::Instance, &inactive)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn stopped_tasks_are_kept_for_the_retention_period_then_removed_and_not_re_added() {
+    let w = world(1, 1);
+    let t = w.ecs.tasks_on(&w.ecs.instance_arns("prod").unwrap()[0])[0]
+        .task_arn
+        .clone();
+    w.ecs.crash_task(&t).unwrap();
+    w.rec.reconcile_once().await.unwrap();
+    assert!(stored(&w.store, &t).await.is_some());
+    let report = w.rec.reconcile_at(later(2)).await.unwrap();
+    assert_eq!(report.removed, 1);
+    // ECS still lists it as STOPPED: it stays out.
+    let report = w.rec.reconcile_at(later(2)).await.unwrap();
+    assert_eq!(report.writes(), 0);
+    assert!(stored(&w.store, &t).await.is_none());
+}
+
+/// An ECS that lets an "event" land in the store while the reconciler is
+/// describing tasks, i.e. after its listing began.
+struct RacingEcs {
+    inner: FakeEcs,
+    store: Arc<FaultyStore<MemoryStore>>,
+    during_describe: StdMutex<Vec<Change>>,
+}
+
+#[async_trait]
+impl EcsApi for RacingEcs {
+    async fn list_clusters(&self, t: Option<String>) -> Result<Page<Arn>, EcsError> {
+        self.inner.list_clusters(t).await
+    }
+    async fn describe_clusters(&self, c: &[String]) -> Result<Vec<Cluster>, EcsError> {
+        self.inner.describe_clusters(c).await
+    }
+    async fn list_container_instances(
+        &self,
+        c: &str,
+        t: Option<String>,
+    ) -> Result<Page<Arn>, EcsError> {
+        self.inner.list_container_instances(c, t).await
+    }
+    async fn describe_container_instances(
+        &self,
+        c: &str,
+        a: &[Arn],
+    ) -> Result<Vec<ContainerInstance>, EcsError> {
+        self.inner.describe_container_instances(c, a).await
+    }
+    async fn list_tasks(
+        &self,
+        f: &TaskListFilter,
+        t: Option<String>,
+    ) -> Result<Page<Arn>, EcsError> {
+        self.inner.list_tasks(f, t).await
+    }
+    async fn describe_tasks(&self, c: &str, a: &[Arn]) -> Result<Vec<Task>, EcsError> {
+        let pending: Vec<Change> = std::mem::take(&mut *self.during_describe.lock().unwrap());
+        for change in pending {
+            assert!(self.store.apply(change).await.unwrap().is_applied());
+        }
+        self.inner.describe_tasks(c, a).await
+    }
+    async fn start_task(&self, r: &StartTaskRequest) -> Result<StartTaskOutput, EcsError> {
+        self.inner.start_task(r).await
+    }
+    async fn stop_task(&self, c: &str, t: &Arn, r: &str) -> Result<Task, EcsError> {
+        self.inner.stop_task(c, t, r).await
+    }
+    async fn describe_task_definition(&self, t: &str) -> Result<TaskDefinition, EcsError> {
+        self.inner.describe_task_definition(t).await
+    }
+    async fn update_container_instances_state(
+        &self,
+        c: &str,
+        a: &[Arn],
+        s: InstanceStatus,
+    ) -> Result<Vec<ContainerInstance>, EcsError> {
+        self.inner.update_container_instances_state(c, a, s).await
+    }
+}
+
+#[tokio::test]
+async fn an_entity_an_event_updated_after_the_listing_began_is_neither_overwritten_nor_deleted() {
+    let w = world(1, 2);
+    w.rec.reconcile_once().await.unwrap();
+    let on = w.ecs.instance_arns("prod").unwrap()[0].clone();
+    let tasks = w.ecs.tasks_on(&on);
+    // Task A: ECS forgets it, but an event re-reports it mid-reconcile.
+    let a = tasks[0].clone();
+    w.ecs.crash_task(&a.task_arn).unwrap();
+    w.ecs.expire_retained();
+    // An event for task A, newer than anything stored, lands during the listing.
+    let Some(Entity::Task(stored_a)) = stored(&w.store, &a.task_arn).await else {
+        panic!()
+    };
+    let mut event_a = (*stored_a).clone();
+    event_a.version = stored_a.version.map(|v| v + 10);
+    event_a.last_status = TaskStatus::Running;
+    let racing = RacingEcs {
+        inner: w.ecs.clone(),
+        store: w.store.clone(),
+        during_describe: StdMutex::new(vec![Change::put(event_a.clone())]),
+    };
+    let rec = Reconciler::new(
+        Arc::new(racing),
+        w.store.clone(),
+        ReconcileOptions {
+            clusters: vec!["prod".into()],
+            ..ReconcileOptions::default()
+        },
+    );
+    let report = rec.reconcile_once().await.unwrap();
+    assert_eq!(report.removed, 0, "{report:?}");
+    assert_eq!(report.skipped_concurrent, 1);
+    let Some(Entity::Task(now_a)) = stored(&w.store, &a.task_arn).await else {
+        panic!("deleted by the race")
+    };
+    assert_eq!(now_a.version, event_a.version);
+}
+
+#[tokio::test(start_paused = true)]
+async fn run_reconciles_only_while_leading_and_on_trigger() {
+    let w = world(1, 1);
+    let (lead_tx, lead_rx) = watch::channel(false);
+    let trigger = w.rec.trigger();
+    let mut boot = w.rec.bootstrapped();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let rec = w.rec.clone();
+    let h = tokio::spawn(rec.run(lead_rx, async {
+        let _ = stop_rx.await;
+    }));
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(w.ecs.total_calls(), 0, "a follower does not reconcile");
+    lead_tx.send_replace(true);
+    tokio::time::timeout(Duration::from_secs(60), boot.wait_for(|b| *b))
+        .await
+        .unwrap()
+        .unwrap();
+    let after_boot = w.ecs.total_calls();
+    assert!(after_boot > 0);
+    trigger.trigger();
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        if w.ecs.total_calls() > after_boot {
+            break;
+        }
+    }
+    assert!(
+        w.ecs.total_calls() > after_boot,
+        "the trigger reconciles at once"
+    );
+    lead_tx.send_replace(false);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let paused_at = w.ecs.total_calls();
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    assert_eq!(
+        w.ecs.total_calls(),
+        paused_at,
+        "losing leadership stops reconciling"
+    );
+    stop_tx.send(()).unwrap();
+    h.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn bootstrap_waits_for_ecs_with_backoff_instead_of_failing() {
+    let w = world(1, 1);
+    w.ecs
+        .fail_next("ListContainerInstances", 3, InjectedError::Transport)
+        .unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(600), w.rec.bootstrap())
+        .await
+        .unwrap();
+    assert_eq!(report.added, 2);
+    assert!(*w.rec.bootstrapped().borrow());
+}
