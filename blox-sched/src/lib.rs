@@ -1,1 +1,10 @@
-//! blox-sched
+//! # blox-sched
+//!
+//! Write your own ECS schedulers: implement [`scheduler::Scheduler`] (a pure
+//! function from a cluster snapshot to actions), and let the runner execute
+//! its decisions against ECS. The daemon scheduler (one task per eligible
+//! instance) is the reference implementation.
+
+pub mod scheduler;
+
+pub use scheduler::{Action, Scheduler, Snapshot};

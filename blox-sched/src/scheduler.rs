@@ -1,0 +1,181 @@
+//! The [`Scheduler`] trait: decide from a snapshot, return actions, do no I/O.
+//!
+//! A scheduler is a pure function of a consistent [`Snapshot`] of the
+//! cluster (instances, tasks, starts still in flight, instances in backoff)
+//! and of its own desired state `D`. It returns [`Action`]s; the runner
+//! executes them against ECS, records intents so nothing starts twice, backs
+//! off crash-looping instances, caps actions per cycle, and honours dry-run
+//! and pause. Because a scheduler does no I/O, it is unit-tested with plain
+//! data (see the `testing` feature's snapshot builder).
+//!
+//! ```
+//! use blox_sched::scheduler::{Action, Scheduler, Snapshot};
+//!
+//! /// Stops every task started by "legacy".
+//! struct Reaper;
+//!
+//! impl Scheduler for Reaper {
+//!     type Desired = ();
+//!     fn name(&self) -> &str { "reaper" }
+//!     fn decide(&self, snap: &Snapshot<()>) -> Vec<Action> {
+//!         snap.live_tasks()
+//!             .filter(|t| t.started_by.as_deref() == Some("legacy"))
+//!             .map(|t| Action::stop(t.cluster_arn.clone(), t.task_arn.clone(), "legacy task"))
+//!             .collect()
+//!     }
+//! }
+//! ```
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use blox_core::model::{Arn, ContainerInstance, InstanceStatus, Task, Timestamp};
+
+/// A start the runner issued whose task is not yet visible in the view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingStart {
+    /// The instance the task was started on.
+    pub instance: Arn,
+    /// The task definition.
+    pub task_definition: String,
+    /// The `startedBy` tag.
+    pub started_by: String,
+    /// When the start was issued.
+    pub since: Timestamp,
+}
+
+/// Why the runner is holding off starting tasks on an instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceBackoff {
+    /// No start before this time.
+    pub until: Timestamp,
+    /// Consecutive failures (tasks that stopped soon after starting, or placement failures).
+    pub failures: u32,
+    /// ECS's reason for the last failure (`RESOURCE:MEMORY`, `EssentialContainerExited`, ...).
+    pub last_reason: Option<String>,
+}
+
+/// A consistent view of the cluster(s) a scheduler manages, plus its own
+/// desired state.
+#[derive(Debug, Clone)]
+pub struct Snapshot<D> {
+    /// Container instances (every status; filter with [`Snapshot::active_instances`]).
+    pub instances: Vec<Arc<ContainerInstance>>,
+    /// Tasks (every status, stopped ones within the retention period included).
+    pub tasks: Vec<Arc<Task>>,
+    /// Starts issued by the runner that the view does not show yet.
+    pub pending_starts: Vec<PendingStart>,
+    /// Instances in backoff, by instance ARN.
+    pub backoff: HashMap<Arn, InstanceBackoff>,
+    /// The scheduler's own desired state.
+    pub desired: D,
+    /// The time of the snapshot.
+    pub now: Timestamp,
+}
+
+impl<D> Snapshot<D> {
+    /// ACTIVE instances whose agent is connected.
+    pub fn active_instances(&self) -> impl Iterator<Item = &Arc<ContainerInstance>> {
+        self.instances
+            .iter()
+            .filter(|i| i.status == InstanceStatus::Active && i.agent_connected)
+    }
+
+    /// Tasks that are running or on their way to run.
+    pub fn live_tasks(&self) -> impl Iterator<Item = &Arc<Task>> {
+        self.tasks.iter().filter(|t| t.is_live())
+    }
+
+    /// Live tasks on an instance.
+    pub fn live_tasks_on<'a>(
+        &'a self,
+        instance: &'a Arn,
+    ) -> impl Iterator<Item = &'a Arc<Task>> + 'a {
+        self.live_tasks()
+            .filter(move |t| t.container_instance_arn.as_ref() == Some(instance))
+    }
+
+    /// Whether the runner is holding off starts on an instance.
+    pub fn in_backoff(&self, instance: &Arn) -> bool {
+        self.backoff
+            .get(instance)
+            .is_some_and(|b| b.until > self.now)
+    }
+}
+
+/// Start one task of a task definition on each of the given instances.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartAction {
+    /// The cluster.
+    pub cluster: Arn,
+    /// `family:revision` or a task definition ARN.
+    pub task_definition: String,
+    /// The instances (the runner splits them into StartTask calls of at most ten).
+    pub instances: Vec<Arn>,
+    /// The `startedBy` tag (at most 36 characters, an ECS limit).
+    pub started_by: String,
+    /// Why (for logs and status).
+    pub reason: String,
+}
+
+/// Stop a task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StopAction {
+    /// The cluster.
+    pub cluster: Arn,
+    /// The task.
+    pub task: Arn,
+    /// Why (sent to ECS as the stop reason).
+    pub reason: String,
+}
+
+/// What a scheduler asks the runner to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Start tasks.
+    Start(StartAction),
+    /// Stop a task.
+    Stop(StopAction),
+}
+
+impl Action {
+    /// A start of `task_definition` on `instances`, tagged `started_by`.
+    pub fn start(
+        cluster: Arn,
+        task_definition: impl Into<String>,
+        instances: Vec<Arn>,
+        started_by: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Action::Start(StartAction {
+            cluster,
+            task_definition: task_definition.into(),
+            instances,
+            started_by: started_by.into(),
+            reason: reason.into(),
+        })
+    }
+
+    /// A stop of `task`.
+    pub fn stop(cluster: Arn, task: Arn, reason: impl Into<String>) -> Self {
+        Action::Stop(StopAction {
+            cluster,
+            task,
+            reason: reason.into(),
+        })
+    }
+}
+
+/// A scheduler: decides from a snapshot, does no I/O.
+pub trait Scheduler: Send + Sync + 'static {
+    /// The scheduler's own desired state (the daemon scheduler's environments).
+    type Desired: Send + Sync + 'static;
+
+    /// A short name for logs and metrics.
+    fn name(&self) -> &str;
+
+    /// The actions that move the cluster toward the desired state. Called
+    /// on every state change (debounced) and on a timer; must be cheap and
+    /// deterministic for a given snapshot.
+    fn decide(&self, snapshot: &Snapshot<Self::Desired>) -> Vec<Action>;
+}
