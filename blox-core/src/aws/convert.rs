@@ -71,10 +71,7 @@ pub(crate) fn arn(value: Option<&str>, field: &'static str, kind: ResourceKind) 
 
 /// Parses a list of ARNs of one kind (a `List*` page).
 pub(crate) fn arns(values: &[String], field: &'static str, kind: ResourceKind) -> Result<Vec<Arn>> {
-    values
-        .iter()
-        .map(|s| arn(Some(s), field, kind))
-        .collect()
+    values.iter().map(|s| arn(Some(s), field, kind)).collect()
 }
 
 /// ECS's version: positive values are versions, 0 or less (what the SDK
@@ -83,8 +80,15 @@ pub(crate) fn version(v: i64) -> Option<u64> {
     u64::try_from(v).ok().filter(|v| *v > 0)
 }
 
+/// Rounded to the nearest millisecond: ECS sends fractional epoch seconds
+/// (`1579802278.103`), which parse to a hair below the intended millisecond.
 fn timestamp(t: Option<&DateTime>) -> Option<Timestamp> {
-    t.and_then(|t| t.to_millis().ok()).map(Timestamp::from_millis)
+    let t = t?;
+    let millis = t
+        .secs()
+        .checked_mul(1000)?
+        .checked_add(i64::from((t.subsec_nanos() + 500_000) / 1_000_000))?;
+    Some(Timestamp::from_millis(millis))
 }
 
 fn owned(s: Option<&str>) -> Option<String> {
@@ -96,15 +100,19 @@ fn owned(s: Option<&str>) -> Option<String> {
 /// cluster named in a long-format instance ARN, else build it from the
 /// instance ARN's partition, region and account and the cluster name.
 pub(crate) fn cluster_arn_of(instance: &Arn, cluster: &str) -> Result<Arn> {
-    if let Ok(arn) = Arn::parse(cluster) {
-        if arn.kind() == ResourceKind::Cluster {
-            return Ok(arn);
-        }
+    if let Ok(arn) = Arn::parse(cluster)
+        && arn.kind() == ResourceKind::Cluster
+    {
+        return Ok(arn);
     }
     if let Some(arn) = instance.cluster_arn() {
         return Ok(arn);
     }
-    let name = if cluster.is_empty() { "default" } else { cluster };
+    let name = if cluster.is_empty() {
+        "default"
+    } else {
+        cluster
+    };
     Arn::build(
         instance.partition(),
         instance.region(),
@@ -177,14 +185,20 @@ fn resource(r: &sdk::Resource) -> Resource {
 
 /// A container instance from `DescribeContainerInstances` (or
 /// `UpdateContainerInstancesState`) of `cluster` (name or ARN).
-pub(crate) fn container_instance(ci: &sdk::ContainerInstance, cluster: &str) -> Result<ContainerInstance> {
+pub(crate) fn container_instance(
+    ci: &sdk::ContainerInstance,
+    cluster: &str,
+) -> Result<ContainerInstance> {
     let container_instance_arn = arn(
         ci.container_instance_arn(),
         "containerInstanceArn",
         ResourceKind::ContainerInstance,
     )?;
     let cluster_arn = cluster_arn_of(&container_instance_arn, cluster)?;
-    let status = InstanceStatus::parse(ci.status().ok_or(ConvertError::Missing { field: "status" })?);
+    let status = InstanceStatus::parse(
+        ci.status()
+            .ok_or(ConvertError::Missing { field: "status" })?,
+    );
     Ok(ContainerInstance {
         container_instance_arn,
         cluster_arn,
@@ -253,7 +267,11 @@ fn container_override(o: &sdk::ContainerOverride) -> ContainerOverride {
 
 fn task_override(o: &sdk::TaskOverride) -> TaskOverride {
     TaskOverride {
-        container_overrides: o.container_overrides().iter().map(container_override).collect(),
+        container_overrides: o
+            .container_overrides()
+            .iter()
+            .map(container_override)
+            .collect(),
         cpu: owned(o.cpu()),
         memory: owned(o.memory()),
         task_role_arn: owned(o.task_role_arn()),
@@ -311,11 +329,9 @@ pub(crate) fn task(t: &sdk::Task, cluster: &str) -> Result<Task> {
 /// A task definition from `DescribeTaskDefinition`, with its containers'
 /// CPU and memory summed (memory: the hard limit, else the reservation).
 pub(crate) fn task_definition(td: &sdk::TaskDefinition) -> Result<TaskDefinition> {
-    let task_definition_arn = td
-        .task_definition_arn()
-        .ok_or(ConvertError::Missing {
-            field: "taskDefinitionArn",
-        })?;
+    let task_definition_arn = td.task_definition_arn().ok_or(ConvertError::Missing {
+        field: "taskDefinitionArn",
+    })?;
     arn(
         Some(task_definition_arn),
         "taskDefinitionArn",
@@ -330,7 +346,10 @@ pub(crate) fn task_definition(td: &sdk::TaskDefinition) -> Result<TaskDefinition
         task_definition_arn: task_definition_arn.to_owned(),
         family,
         revision: i64::from(td.revision()),
-        status: td.status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+        status: td
+            .status()
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_default(),
         cpu: owned(td.cpu()),
         memory: owned(td.memory()),
         container_cpu: defs.iter().map(|c| i64::from(c.cpu())).sum(),
@@ -391,4 +410,105 @@ pub(crate) fn task_override_to_sdk(o: &TaskOverride) -> Result<sdk::TaskOverride
         .set_task_role_arn(o.task_role_arn.clone())
         .set_execution_role_arn(o.execution_role_arn.clone())
         .build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_and_negative_versions_are_unknown() {
+        assert_eq!(version(0), None);
+        assert_eq!(version(-3), None);
+        assert_eq!(version(7), Some(7));
+    }
+
+    #[test]
+    fn fractional_epoch_seconds_round_to_the_intended_millisecond() {
+        let t = DateTime::from_fractional_secs(1_579_802_278, 0.103);
+        assert_eq!(timestamp(Some(&t)).unwrap().as_millis(), 1_579_802_278_103);
+        assert_eq!(timestamp(None), None);
+    }
+
+    #[test]
+    fn the_cluster_of_an_instance_comes_from_the_argument_or_the_long_arn() {
+        let old = Arn::parse("arn:aws-cn:ecs:cn-north-1:1:container-instance/ci").unwrap();
+        let long = Arn::parse("arn:aws:ecs:us-east-1:1:container-instance/web/ci").unwrap();
+        let given = "arn:aws:ecs:us-east-1:1:cluster/other";
+        assert_eq!(cluster_arn_of(&long, given).unwrap().as_str(), given);
+        assert_eq!(
+            cluster_arn_of(&long, "web").unwrap().as_str(),
+            "arn:aws:ecs:us-east-1:1:cluster/web"
+        );
+        assert_eq!(
+            cluster_arn_of(&old, "prod").unwrap().as_str(),
+            "arn:aws-cn:ecs:cn-north-1:1:cluster/prod"
+        );
+        assert_eq!(
+            cluster_arn_of(&old, "").unwrap().as_str(),
+            "arn:aws-cn:ecs:cn-north-1:1:cluster/default"
+        );
+        assert!(cluster_arn_of(&old, "bad/name").is_err());
+    }
+
+    #[test]
+    fn a_resource_without_a_type_keeps_whichever_value_is_set() {
+        let r = sdk::Resource::builder().name("GPU").long_value(2).build();
+        let r = resource(&r);
+        assert_eq!(
+            (r.integer_value, r.long_value, r.double_value),
+            (None, Some(2), None)
+        );
+        assert_eq!(r.number(), Some(2));
+    }
+
+    #[test]
+    fn missing_required_fields_are_errors_not_panics() {
+        let t = sdk::Task::builder()
+            .task_arn("arn:aws:ecs:us-east-1:1:task/c/t")
+            .desired_status("RUNNING")
+            .build();
+        assert!(matches!(
+            task(&t, "c"),
+            Err(ConvertError::Missing {
+                field: "lastStatus"
+            })
+        ));
+        let ci = sdk::ContainerInstance::builder().status("ACTIVE").build();
+        assert!(matches!(
+            container_instance(&ci, "c"),
+            Err(ConvertError::Missing {
+                field: "containerInstanceArn"
+            })
+        ));
+        let c = sdk::Cluster::builder()
+            .cluster_arn("arn:aws:ecs:r:1:task/x")
+            .build();
+        assert!(matches!(cluster(&c), Err(ConvertError::WrongKind { .. })));
+    }
+
+    #[test]
+    fn overrides_convert_to_the_sdk_and_reject_numbers_out_of_range() {
+        let o = TaskOverride {
+            container_overrides: vec![ContainerOverride {
+                name: Some("web".into()),
+                environment: vec![KeyValuePair {
+                    name: Some("A".into()),
+                    value: Some("1".into()),
+                }],
+                cpu: Some(256),
+                ..Default::default()
+            }],
+            task_role_arn: Some("arn:aws:iam::1:role/r".into()),
+            ..Default::default()
+        };
+        let s = task_override_to_sdk(&o).unwrap();
+        assert_eq!(task_override(&s), o);
+        let mut big = o.clone();
+        big.container_overrides[0].memory = Some(i64::from(i32::MAX) + 1);
+        assert!(matches!(
+            task_override_to_sdk(&big),
+            Err(ConvertError::OutOfRange { .. })
+        ));
+    }
 }

@@ -65,8 +65,13 @@ where
         SdkError::ConstructionFailure(_) => Failure::InvalidRequest {
             message: DisplayErrorContext(&err).to_string(),
         },
-        // Timeouts, dispatch failures (connection refused, DNS, TLS), responses
-        // that could not be read, and any kind added later.
+        // An error answer whose body could not be parsed (an empty 429 from a
+        // proxy, an HTML page): the status still says what happened.
+        SdkError::ResponseError(ctx) if ctx.raw().status().as_u16() == 429 => Failure::Throttled {
+            message: "HTTP 429 Too Many Requests".to_owned(),
+        },
+        // Timeouts, dispatch failures (connection refused, DNS, TLS), other
+        // responses that could not be read, and any kind added later.
         _ => Failure::Transport {
             source: Box::new(err),
         },
@@ -146,7 +151,10 @@ mod tests {
     #[test]
     fn every_throttling_code_and_http_429_mean_throttled() {
         for code in THROTTLING_CODES {
-            assert!(matches!(service(Some(code), 400), Failure::Throttled { .. }), "{code}");
+            assert!(
+                matches!(service(Some(code), 400), Failure::Throttled { .. }),
+                "{code}"
+            );
         }
         assert!(matches!(service(None, 429), Failure::Throttled { .. }));
         assert!(matches!(

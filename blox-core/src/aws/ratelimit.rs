@@ -106,8 +106,7 @@ impl RateLimiter {
         if b.tokens >= 0.0 {
             Duration::ZERO
         } else {
-            Duration::try_from_secs_f64(-b.tokens / self.limit.per_second)
-                .unwrap_or(Duration::MAX)
+            Duration::try_from_secs_f64(-b.tokens / self.limit.per_second).unwrap_or(Duration::MAX)
         }
     }
 }

@@ -154,9 +154,7 @@ impl SqsEventSource {
     }
 
     fn client_for(config: &aws_config::SdkConfig) -> aws_sdk_sqs::Client {
-        aws_sdk_sqs::Client::from_conf(Self::configure(aws_sdk_sqs::config::Builder::from(
-            config,
-        )))
+        aws_sdk_sqs::Client::from_conf(Self::configure(aws_sdk_sqs::config::Builder::from(config)))
     }
 
     /// A source over a client configured by the caller (use
@@ -335,43 +333,398 @@ impl EventSource for SqsEventSource {
                     .send()
             })
             .await?;
-        let handle_of = |id: &str| {
+        // Entry ids are indexes into `receipt_handles`.
+        let index = |id: &str| {
             id.parse::<usize>()
                 .ok()
-                .and_then(|i| receipt_handles.get(i))
+                .filter(|i| *i < receipt_handles.len())
         };
-        let mut failures = Vec::new();
         let mut settled = vec![false; receipt_handles.len()];
-        for ok in out.successful() {
-            if let Ok(i) = ok.id().parse::<usize>() {
-                if let Some(s) = settled.get_mut(i) {
-                    *s = true;
-                }
-            }
+        let mut failures = Vec::new();
+        for i in out.successful().iter().filter_map(|ok| index(ok.id())) {
+            settled[i] = true;
         }
         for failed in out.failed() {
-            if let Some(handle) = handle_of(failed.id()) {
-                if let Ok(i) = failed.id().parse::<usize>() {
-                    if let Some(s) = settled.get_mut(i) {
-                        *s = true;
-                    }
-                }
+            if let Some(i) = index(failed.id()) {
+                settled[i] = true;
                 failures.push(DeleteFailure {
-                    receipt_handle: handle.clone(),
+                    receipt_handle: receipt_handles[i].clone(),
                     code: failed.code().to_owned(),
                     message: failed.message().unwrap_or_default().to_owned(),
                 });
             }
         }
-        for (i, handle) in receipt_handles.iter().enumerate() {
-            if !settled[i] {
-                failures.push(DeleteFailure {
-                    receipt_handle: handle.clone(),
-                    code: "Unknown".to_owned(),
-                    message: "SQS reported neither success nor failure".to_owned(),
-                });
-            }
+        for (handle, _) in receipt_handles.iter().zip(&settled).filter(|(_, s)| !**s) {
+            failures.push(DeleteFailure {
+                receipt_handle: handle.clone(),
+                code: "Unknown".to_owned(),
+                message: "SQS reported neither success nor failure".to_owned(),
+            });
         }
         Ok(failures)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_sqs::Client;
+    use aws_sdk_sqs::operation::delete_message_batch::DeleteMessageBatchOutput;
+    use aws_sdk_sqs::operation::get_queue_url::GetQueueUrlOutput;
+    use aws_sdk_sqs::operation::receive_message::{ReceiveMessageError, ReceiveMessageOutput};
+    use aws_sdk_sqs::types::{BatchResultErrorEntry, DeleteMessageBatchResultEntry};
+    use aws_smithy_mocks::{
+        MockResponseInterceptor, Rule, RuleMode, create_mock_http_client, mock,
+    };
+    use aws_smithy_types::error::ErrorMetadata;
+
+    const URL: &str = "https://sqs.us-east-1.amazonaws.com/123456789012/blox-events";
+
+    fn client(rules: &[&Rule]) -> Client {
+        let mut interceptor = MockResponseInterceptor::new().rule_mode(RuleMode::Sequential);
+        for rule in rules {
+            interceptor = interceptor.with_rule(rule);
+        }
+        Client::from_conf(SqsEventSource::configure(
+            aws_sdk_sqs::Config::builder()
+                .with_test_defaults_v2()
+                .http_client(create_mock_http_client())
+                .interceptor(interceptor),
+        ))
+    }
+
+    fn source(rules: &[&Rule]) -> SqsEventSource {
+        SqsEventSource::from_client(client(rules), URL)
+    }
+
+    fn message(i: usize, count: Option<&str>) -> aws_sdk_sqs::types::Message {
+        let mut b = aws_sdk_sqs::types::Message::builder()
+            .message_id(format!("m-{i}"))
+            .receipt_handle(format!("rh-{i}"))
+            .body(format!("{{\"n\":{i}}}"));
+        if let Some(c) = count {
+            b = b.attributes(MessageSystemAttributeName::ApproximateReceiveCount, c);
+        }
+        b.build()
+    }
+
+    fn handles(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("rh-{i}")).collect()
+    }
+
+    #[tokio::test]
+    async fn receive_long_polls_for_up_to_ten_and_maps_messages() {
+        let rule = mock!(Client::receive_message)
+            .match_requests(|r| {
+                r.queue_url() == Some(URL)
+                    && r.max_number_of_messages() == Some(10)
+                    && r.wait_time_seconds() == Some(20)
+                    && r.message_system_attribute_names()
+                        == [MessageSystemAttributeName::ApproximateReceiveCount]
+            })
+            .then_output(|| {
+                ReceiveMessageOutput::builder()
+                    .messages(message(0, Some("1")))
+                    .messages(message(1, Some("3")))
+                    .messages(message(2, None))
+                    .build()
+            });
+        let sqs = source(&[&rule]);
+        let got = sqs.receive(10, Duration::from_secs(20)).await.unwrap();
+        assert_eq!(
+            got[1],
+            Message {
+                id: "m-1".into(),
+                receipt_handle: "rh-1".into(),
+                body: "{\"n\":1}".into(),
+                receive_count: Some(3),
+            }
+        );
+        assert_eq!(got[0].receive_count, Some(1));
+        assert_eq!(got[2].receive_count, None);
+    }
+
+    #[tokio::test]
+    async fn an_empty_receive_is_not_an_error() {
+        let rule =
+            mock!(Client::receive_message).then_output(|| ReceiveMessageOutput::builder().build());
+        assert!(
+            source(&[&rule])
+                .receive(10, Duration::from_secs(1))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn waits_round_up_to_whole_seconds_and_cap_at_twenty() {
+        assert_eq!(wait_seconds(Duration::ZERO), 0);
+        assert_eq!(wait_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(wait_seconds(Duration::from_millis(1500)), 2);
+        assert_eq!(wait_seconds(Duration::from_secs(20)), 20);
+        assert_eq!(wait_seconds(Duration::from_secs(3600)), 20);
+    }
+
+    #[tokio::test]
+    async fn receive_rejects_batch_sizes_sqs_cannot_serve() {
+        let sqs = source(&[]);
+        for max in [0, 11] {
+            let err = sqs.receive(max, Duration::ZERO).await.unwrap_err();
+            assert!(matches!(
+                err,
+                SourceError::InvalidRequest {
+                    operation: "ReceiveMessage",
+                    ..
+                }
+            ));
+        }
+        assert!(sqs.called_actions().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttled_receives_are_retried_and_reported_when_attempts_run_out() {
+        let throttled = || {
+            ReceiveMessageError::generic(
+                ErrorMetadata::builder()
+                    .code("RequestThrottled")
+                    .message("slow down")
+                    .build(),
+            )
+        };
+        let rule = mock!(Client::receive_message)
+            .sequence()
+            .error(throttled)
+            .output(|| {
+                ReceiveMessageOutput::builder()
+                    .messages(message(0, None))
+                    .build()
+            })
+            .build();
+        assert_eq!(
+            source(&[&rule])
+                .receive(1, Duration::ZERO)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(rule.num_calls(), 2);
+
+        let rule = mock!(Client::receive_message)
+            .sequence()
+            .error(throttled)
+            .times(2)
+            .build();
+        let sqs = source(&[&rule]).with_retry_policy(RetryPolicy {
+            max_attempts: 2,
+            ..RetryPolicy::default()
+        });
+        let err = sqs.receive(1, Duration::ZERO).await.unwrap_err();
+        assert!(matches!(err, SourceError::Throttled { .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_missing_queue_is_a_service_error_with_its_code() {
+        let rule = mock!(Client::receive_message).then_error(|| {
+            ReceiveMessageError::QueueDoesNotExist(
+                aws_sdk_sqs::types::error::QueueDoesNotExist::builder()
+                    .meta(
+                        ErrorMetadata::builder()
+                            .code("AWS.SimpleQueueService.NonExistentQueue")
+                            .message("The specified queue does not exist.")
+                            .build(),
+                    )
+                    .build(),
+            )
+        });
+        let err = source(&[&rule])
+            .receive(1, Duration::ZERO)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, SourceError::Service { code, .. } if code == "AWS.SimpleQueueService.NonExistentQueue"),
+            "{err:?}"
+        );
+        assert!(!err.is_retryable());
+    }
+
+    #[tokio::test]
+    async fn delete_reports_exactly_the_entries_that_failed() {
+        let rule = mock!(Client::delete_message_batch)
+            .match_requests(|r| {
+                r.queue_url() == Some(URL)
+                    && r.entries().len() == 4
+                    && r.entries()[2].receipt_handle() == "rh-2"
+            })
+            .then_output(|| {
+                DeleteMessageBatchOutput::builder()
+                    .successful(
+                        DeleteMessageBatchResultEntry::builder()
+                            .id("0")
+                            .build()
+                            .unwrap(),
+                    )
+                    .successful(
+                        DeleteMessageBatchResultEntry::builder()
+                            .id("2")
+                            .build()
+                            .unwrap(),
+                    )
+                    .failed(
+                        BatchResultErrorEntry::builder()
+                            .id("1")
+                            .code("ReceiptHandleIsInvalid")
+                            .message("expired")
+                            .sender_fault(true)
+                            .build()
+                            .unwrap(),
+                    )
+                    .build()
+                    .unwrap()
+            });
+        let sqs = source(&[&rule]);
+        let failures = sqs.delete(&handles(4)).await.unwrap();
+        assert_eq!(
+            failures,
+            vec![
+                DeleteFailure {
+                    receipt_handle: "rh-1".into(),
+                    code: "ReceiptHandleIsInvalid".into(),
+                    message: "expired".into(),
+                },
+                // Entry 3 was reported neither way.
+                DeleteFailure {
+                    receipt_handle: "rh-3".into(),
+                    code: "Unknown".into(),
+                    message: "SQS reported neither success nor failure".into(),
+                },
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn delete_of_more_than_ten_is_rejected_and_of_none_makes_no_call() {
+        let sqs = source(&[]);
+        let err = sqs.delete(&handles(11)).await.unwrap_err();
+        assert!(matches!(
+            err,
+            SourceError::InvalidRequest {
+                operation: "DeleteMessageBatch",
+                ..
+            }
+        ));
+        assert!(sqs.delete(&[]).await.unwrap().is_empty());
+        assert!(sqs.called_actions().is_empty());
+    }
+
+    #[tokio::test]
+    async fn connect_resolves_names_with_get_queue_url_and_uses_urls_as_given() {
+        let by_name = mock!(Client::get_queue_url)
+            .match_requests(|r| {
+                r.queue_name() == Some("blox-events") && r.queue_owner_aws_account_id().is_none()
+            })
+            .then_output(|| GetQueueUrlOutput::builder().queue_url(URL).build());
+        let by_scheme = mock!(Client::get_queue_url)
+            .match_requests(|r| r.queue_name() == Some("blox-events"))
+            .then_output(|| GetQueueUrlOutput::builder().queue_url(URL).build());
+        let by_arn = mock!(Client::get_queue_url)
+            .match_requests(|r| {
+                r.queue_name() == Some("blox-events")
+                    && r.queue_owner_aws_account_id() == Some("210987654321")
+            })
+            .then_output(|| GetQueueUrlOutput::builder().queue_url(URL).build());
+        let c = client(&[&by_name, &by_scheme, &by_arn]);
+        for queue in [
+            "blox-events",
+            "sqs://blox-events",
+            "arn:aws:sqs:us-east-1:210987654321:blox-events",
+        ] {
+            let s = SqsEventSource::connect_with(c.clone(), queue)
+                .await
+                .unwrap();
+            assert_eq!(s.queue_url(), URL, "{queue}");
+        }
+        assert_eq!(
+            by_name.num_calls() + by_scheme.num_calls() + by_arn.num_calls(),
+            3
+        );
+
+        let direct = SqsEventSource::connect_with(client(&[]), "http://127.0.0.1:5000/123/q")
+            .await
+            .unwrap();
+        assert_eq!(direct.queue_url(), "http://127.0.0.1:5000/123/q");
+        assert!(direct.called_actions().is_empty());
+    }
+
+    #[test]
+    fn queue_references_parse_or_explain_why_not() {
+        assert_eq!(
+            QueueRef::parse("q.fifo").unwrap(),
+            QueueRef::Name {
+                name: "q.fifo".into(),
+                owner: None
+            }
+        );
+        assert_eq!(QueueRef::parse(URL).unwrap(), QueueRef::Url(URL.into()));
+        for bad in [
+            "",
+            "sqs://",
+            "has space",
+            "a/b",
+            "arn:aws:sns:us-east-1:1:topic",
+            &"x".repeat(81),
+        ] {
+            assert!(
+                matches!(
+                    QueueRef::parse(bad),
+                    Err(SourceError::InvalidRequest { .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn every_method_calls_only_declared_actions_and_every_declared_action_is_used() {
+        let get = mock!(Client::get_queue_url)
+            .then_output(|| GetQueueUrlOutput::builder().queue_url(URL).build());
+        let receive =
+            mock!(Client::receive_message).then_output(|| ReceiveMessageOutput::builder().build());
+        let delete = mock!(Client::delete_message_batch).then_output(|| {
+            DeleteMessageBatchOutput::builder()
+                .successful(
+                    DeleteMessageBatchResultEntry::builder()
+                        .id("0")
+                        .build()
+                        .unwrap(),
+                )
+                .set_failed(Some(Vec::new()))
+                .build()
+                .unwrap()
+        });
+        let sqs = SqsEventSource::connect_with(client(&[&get, &receive, &delete]), "q")
+            .await
+            .unwrap();
+        sqs.receive(10, Duration::ZERO).await.unwrap();
+        assert!(sqs.delete(&handles(1)).await.unwrap().is_empty());
+        let declared: std::collections::BTreeSet<&str> =
+            SqsEventSource::IAM_ACTIONS.iter().copied().collect();
+        assert_eq!(sqs.called_actions(), declared);
+    }
+
+    #[test]
+    fn the_request_timeout_outlasts_the_longest_long_poll_and_sdk_retries_are_off() {
+        let sqs = source(&[]);
+        let conf = sqs.client().config();
+        assert_eq!(conf.retry_config().unwrap().max_attempts(), 1);
+        let t = conf.timeout_config().unwrap();
+        for timeout in [
+            t.operation_attempt_timeout(),
+            t.operation_timeout(),
+            t.read_timeout(),
+        ] {
+            assert!(timeout.unwrap() > SqsEventSource::MAX_WAIT, "{t:?}");
+        }
     }
 }
