@@ -732,6 +732,21 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn an_unreadable_error_page_is_a_service_error_and_not_retried() {
+        let rule = mock!(Client::list_clusters)
+            .sequence()
+            .http_status(500, Some("<html>Internal Server Error</html>".into()))
+            .build();
+        let ecs = adapter(&[&rule]);
+        let err = ecs.list_clusters(None).await.unwrap_err();
+        assert!(
+            matches!(&err, EcsError::Service { code, .. } if code == "HTTP 500"),
+            "{err:?}"
+        );
+        assert_eq!(rule.num_calls(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn unavailable_gateways_are_transport_errors_and_retried() {
         let rule = mock!(Client::list_clusters)
             .sequence()

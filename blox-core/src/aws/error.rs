@@ -66,10 +66,12 @@ where
             message: DisplayErrorContext(&err).to_string(),
         },
         // An error answer whose body could not be parsed (an empty 429 from a
-        // proxy, an HTML page): the status still says what happened.
-        SdkError::ResponseError(ctx) if ctx.raw().status().as_u16() == 429 => Failure::Throttled {
-            message: "HTTP 429 Too Many Requests".to_owned(),
-        },
+        // proxy, an HTML error page): the status still says what happened.
+        SdkError::ResponseError(ctx) if ctx.raw().status().as_u16() >= 400 => {
+            let status = ctx.raw().status().as_u16();
+            let message = format!("HTTP {status} with an unreadable body");
+            classify_service(None, status, message, || Box::new(err))
+        }
         // Timeouts, dispatch failures (connection refused, DNS, TLS), other
         // responses that could not be read, and any kind added later.
         _ => Failure::Transport {
