@@ -1345,6 +1345,34 @@ mod tests {
         assert!(rules.iter().all(|r| r.num_calls() == 1));
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn every_call_and_every_retry_waits_for_the_rate_limit() {
+        let rule = mock!(Client::list_clusters)
+            .sequence()
+            .error(throttling)
+            .output(|| ListClustersOutput::builder().build())
+            .repeatedly()
+            .build();
+        let ecs = adapter(&[&rule]).with_rate_limit(RateLimit {
+            per_second: 2.0,
+            burst: 1,
+        });
+        let clone = ecs.clone();
+        let start = tokio::time::Instant::now();
+        for _ in 0..2 {
+            ecs.list_clusters(None).await.unwrap();
+            clone.list_clusters(None).await.unwrap();
+        }
+        // Five attempts (one throttled and retried) through one bucket of
+        // burst 1 at 2 per second: the last starts no earlier than 2 s in.
+        assert_eq!(rule.num_calls(), 5);
+        assert!(
+            start.elapsed() >= Duration::from_millis(1990),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
     #[test]
     fn the_client_has_sdk_retries_off_and_request_timeouts() {
         let ecs = adapter(&[]);
