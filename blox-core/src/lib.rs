@@ -8,6 +8,8 @@
 //! This crate does no storage and serves no HTTP; `blox-state` builds the
 //! materialized view on it and `blox-sched` the schedulers.
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod backoff;
 pub mod event;
 pub mod model;
