@@ -7,4 +7,4 @@
 
 pub mod scheduler;
 
-pub use scheduler::{Action, Scheduler, Snapshot};
+pub use scheduler::{Action, DesiredSource, Scheduler, Snapshot};

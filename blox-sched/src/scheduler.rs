@@ -179,3 +179,36 @@ pub trait Scheduler: Send + Sync + 'static {
     /// deterministic for a given snapshot.
     fn decide(&self, snapshot: &Snapshot<Self::Desired>) -> Vec<Action>;
 }
+
+/// Why a scheduler's desired state could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot load the desired state of scheduler {scheduler}: {message}")]
+pub struct DesiredError {
+    /// The scheduler.
+    pub scheduler: String,
+    /// What failed.
+    pub message: String,
+    /// The underlying error.
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+/// Loads a scheduler's desired state before each decision (the daemon
+/// scheduler's environments and deployments live in the store's key-value
+/// API; a simple scheduler may return a constant).
+#[async_trait::async_trait]
+pub trait DesiredSource<D>: Send + Sync {
+    /// The current desired state.
+    async fn load(&self) -> Result<D, DesiredError>;
+}
+
+/// A desired state that never changes.
+#[derive(Debug, Clone)]
+pub struct Fixed<D>(pub D);
+
+#[async_trait::async_trait]
+impl<D: Clone + Send + Sync> DesiredSource<D> for Fixed<D> {
+    async fn load(&self) -> Result<D, DesiredError> {
+        Ok(self.0.clone())
+    }
+}
