@@ -1,65 +1,20 @@
 //! The real adapters against moto (an AWS emulator), each test on its own
 //! server. Needs `.venv/bin/moto_server` at the workspace root: run
 //! `bash scripts/install-deps.sh test` once.
-#![cfg(feature = "aws")]
+#![cfg(all(feature = "aws", feature = "testing"))]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use aws_sdk_ecs::types::ContainerDefinition;
 use blox_core::aws::{EcsAdapter, SqsEventSource};
 use blox_core::model::{Arn, InstanceStatus, TaskStatus};
 use blox_core::ports::{
     EcsApi, EcsApiExt, EcsError, EventSource, StartTaskRequest, TaskListFilter,
 };
-use support::moto::Moto;
+use blox_core::testing::moto::Moto;
 
 const CLUSTER: &str = "blox-it";
-
-/// Creates the cluster, `n` container instances (each on its own EC2
-/// instance) and the `web` task definition; returns the instances' ARNs and
-/// EC2 ids.
-async fn ecs_fixture(moto: &Moto, n: usize) -> Vec<(Arn, String)> {
-    let ecs = aws_sdk_ecs::Client::new(&moto.sdk_config());
-    ecs.create_cluster()
-        .cluster_name(CLUSTER)
-        .send()
-        .await
-        .unwrap();
-    let mut instances = Vec::new();
-    for _ in 0..n {
-        let ec2_id = moto.run_ec2_instance().await;
-        let out = ecs
-            .register_container_instance()
-            .cluster(CLUSTER)
-            .instance_identity_document(format!(r#"{{"instanceId":"{ec2_id}"}}"#))
-            .send()
-            .await
-            .unwrap();
-        let arn = out
-            .container_instance()
-            .and_then(|ci| ci.container_instance_arn())
-            .unwrap();
-        instances.push((Arn::parse(arn).unwrap(), ec2_id));
-    }
-    ecs.register_task_definition()
-        .family("web")
-        .container_definitions(
-            ContainerDefinition::builder()
-                .name("web")
-                .image("nginx:1.25")
-                .cpu(128)
-                .memory(256)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    instances
-}
 
 fn sorted(arns: impl IntoIterator<Item = Arn>) -> Vec<Arn> {
     let mut v: Vec<Arn> = arns.into_iter().collect();
@@ -71,7 +26,7 @@ fn sorted(arns: impl IntoIterator<Item = Arn>) -> Vec<Arn> {
 async fn ecs_adapter_lists_describes_starts_and_stops_against_moto() {
     let moto = Moto::start().await;
     moto.freeze_task_status().await;
-    let fixture = ecs_fixture(&moto, 3).await;
+    let fixture = moto.ecs_cluster_with_instances(CLUSTER, 3).await;
     let instance_arns: Vec<Arn> = fixture.iter().map(|(a, _)| a.clone()).collect();
     let ecs = EcsAdapter::new(&moto.sdk_config());
 

@@ -25,6 +25,8 @@
 //! ```
 
 mod fake_ecs;
+#[cfg(feature = "aws")]
+pub mod moto;
 
 pub use crate::ports::{MockEcsApi, MockEventSource};
 pub use fake_ecs::{

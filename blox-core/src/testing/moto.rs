@@ -1,5 +1,11 @@
-//! A moto server for one test: started from the workspace's `.venv` on a free
-//! loopback port, killed when dropped.
+//! A moto server (the AWS emulator) for one test: started on a free loopback
+//! port, killed when dropped (features `testing` and `aws`).
+//!
+//! The binary is `$BLOX_MOTO_SERVER` if set, else `.venv/bin/moto_server`
+//! at the root of this workspace (installed by `scripts/install-deps.sh test`).
+//! Tests never fall back to a globally installed copy, so a missing install
+//! step shows.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -21,8 +27,11 @@ impl Moto {
     /// Starts `<workspace>/.venv/bin/moto_server` on a free port and waits
     /// until it answers.
     pub async fn start() -> Moto {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        let bin = root.join(".venv/bin/moto_server");
+        let bin = std::env::var_os("BLOX_MOTO_SERVER")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/moto_server")
+            });
         assert!(
             bin.exists(),
             "{} is missing: run `bash scripts/install-deps.sh test` at the workspace root",
@@ -140,6 +149,107 @@ impl Moto {
         let start = body.find("<instanceId>").expect("no instanceId") + "<instanceId>".len();
         let end = start + body[start..].find('<').unwrap();
         body[start..end].to_owned()
+    }
+
+    /// Creates `cluster`, `n` container instances in it (each on its own EC2
+    /// instance) and the task definition `web:1` (128 CPU, 256 MiB);
+    /// returns the instances' ARNs and EC2 ids.
+    pub async fn ecs_cluster_with_instances(
+        &self,
+        cluster: &str,
+        n: usize,
+    ) -> Vec<(crate::model::Arn, String)> {
+        use aws_sdk_ecs::types::ContainerDefinition;
+        let ecs = aws_sdk_ecs::Client::new(&self.sdk_config());
+        ecs.create_cluster()
+            .cluster_name(cluster)
+            .send()
+            .await
+            .unwrap();
+        let mut instances = Vec::new();
+        for _ in 0..n {
+            let ec2_id = self.run_ec2_instance().await;
+            let out = ecs
+                .register_container_instance()
+                .cluster(cluster)
+                .instance_identity_document(format!(r#"{{"instanceId":"{ec2_id}"}}"#))
+                .send()
+                .await
+                .unwrap();
+            let arn = out
+                .container_instance()
+                .and_then(|ci| ci.container_instance_arn())
+                .unwrap();
+            instances.push((crate::model::Arn::parse(arn).unwrap(), ec2_id));
+        }
+        ecs.register_task_definition()
+            .family("web")
+            .container_definitions(
+                ContainerDefinition::builder()
+                    .name("web")
+                    .image("nginx:1.25")
+                    .cpu(128)
+                    .memory(256)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        instances
+    }
+
+    /// Creates an SQS queue; returns its URL.
+    pub async fn create_queue(&self, name: &str, visibility_timeout_secs: u32) -> String {
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk_config());
+        let out = sqs
+            .create_queue()
+            .queue_name(name)
+            .attributes(
+                aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout,
+                visibility_timeout_secs.to_string(),
+            )
+            .send()
+            .await
+            .unwrap();
+        out.queue_url().unwrap().to_owned()
+    }
+
+    /// Sends a message to a queue.
+    pub async fn send_message(&self, queue_url: &str, body: &str) {
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk_config());
+        sqs.send_message()
+            .queue_url(queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// Messages in a queue, visible and in flight (SQS's approximate counts).
+    pub async fn queue_depth(&self, queue_url: &str) -> usize {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk_config());
+        let out = sqs
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .unwrap();
+        let attrs = out.attributes().cloned().unwrap_or_default();
+        [
+            A::ApproximateNumberOfMessages,
+            A::ApproximateNumberOfMessagesNotVisible,
+        ]
+        .iter()
+        .map(|k| {
+            attrs
+                .get(k)
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0)
+        })
+        .sum()
     }
 
     /// Stops moto's ECS tasks from advancing their status on every
