@@ -12,6 +12,17 @@ async fn make_store() -> MemoryStore {
 
 blox_state::testing::conformance_tests!(make_store);
 
+/// The macro's other form (attributes for every test, a smaller randomized
+/// run), as a backend that needs a server would use it.
+mod small_random_run {
+    use super::RandomSize;
+    blox_state::testing::conformance_tests!(
+        #[cfg_attr(miri, ignore = "no tokio under miri")]
+        super::make_store,
+        random_size = RandomSize::small(),
+    );
+}
+
 #[tokio::test]
 async fn watch_from_before_a_small_log_is_compacted() {
     let store = MemoryStore::with_options(MemoryOptions {
@@ -92,4 +103,48 @@ async fn a_revision_of_an_earlier_store_is_an_epoch_mismatch() {
         restarted.apply(guarded).await,
         Err(StoreError::EpochMismatch { .. })
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_on_several_threads_and_a_watcher_agree_on_one_history() {
+    let store = MemoryStore::new();
+    let from = store.current_revision().await.unwrap();
+    let mut watch = store.watch(from).await.unwrap();
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut applied = Vec::new();
+                for v in 1..=500u64 {
+                    let t = conformance::task("mt", &format!("w{w}-{}", v % 50), Some(v));
+                    let outcome = store.apply(Change::put(t)).await.unwrap();
+                    if let blox_state::ApplyOutcome::Applied { revision } = outcome {
+                        applied.push(revision.seq);
+                    }
+                }
+                applied
+            })
+        })
+        .collect();
+    let mut written = Vec::new();
+    for w in writers {
+        written.extend(w.await.unwrap());
+    }
+    written.sort_unstable();
+    assert_eq!(
+        written,
+        (from.seq + 1..=from.seq + 2_000).collect::<Vec<_>>()
+    );
+    let mut seen = Vec::new();
+    while seen.len() < written.len() {
+        let event = conformance::next_item(&mut watch).await.unwrap();
+        seen.push(event.revision().seq);
+    }
+    assert_eq!(seen, written);
+    let listed = store
+        .list(blox_core::EntityKind::Task, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 200);
+    assert!(listed.items.iter().all(|v| v.entity.version() > Some(450)));
 }

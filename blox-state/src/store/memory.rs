@@ -12,6 +12,17 @@
 //! from before it, or a watcher that falls behind it, gets
 //! [`StoreError::Compacted`] and must relist.
 //!
+//! Choices within the rules of [`crate::store`]:
+//! * a delete leaves its tombstone at the delete's version, or at the stored
+//!   entity's version when the delete's is unknown;
+//! * a guard (`unchanged_since`) from another epoch fails the whole batch
+//!   with [`StoreError::EpochMismatch`] before anything is written; a key
+//!   that was never written (or whose tombstone was purged) passes any guard;
+//! * a key-value transaction whose ops change nothing (deletes of absent
+//!   keys) takes no revision and reports the current one;
+//! * [`StateStore::purge_tombstones`] scans every key under the lock: call it
+//!   on a schedule (minutes to hours), not per event.
+//!
 //! ```
 //! use blox_state::store::memory::{MemoryOptions, MemoryStore};
 //! use blox_state::StateStore;
@@ -604,5 +615,119 @@ impl StateStore for MemoryStore {
                 _ => None,
             },
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use blox_core::model::{ResourceKind, Task};
+    use futures::StreamExt;
+
+    use super::*;
+
+    fn task(id: &str, version: u64) -> Task {
+        let arn = |kind, path: &str| Arn::build("aws", "us-east-1", "1", kind, path).unwrap();
+        let mut t = Task::new(
+            arn(ResourceKind::Task, &format!("c/{id}")),
+            arn(ResourceKind::Cluster, "c"),
+            "td",
+        );
+        t.version = Some(version);
+        t
+    }
+
+    #[tokio::test]
+    async fn reads_and_watch_events_share_the_stored_entity_instead_of_copying_it() {
+        let store = MemoryStore::new();
+        let from = store.current_revision().await.unwrap();
+        let entity = Entity::from(task("t", 1));
+        store.apply(Change::put(entity.clone())).await.unwrap();
+        let mut watch = store.watch(from).await.unwrap();
+        let Some(Ok(WatchEvent::Put(watched))) = watch.next().await else {
+            panic!("expected a put event");
+        };
+        let got = store.get(entity.arn()).await.unwrap().unwrap();
+        let listed = store
+            .list(EntityKind::Task, &Filter::default())
+            .await
+            .unwrap();
+        let (Entity::Task(a), Entity::Task(b), Entity::Task(c), Entity::Task(d)) = (
+            &entity,
+            &watched.entity,
+            &got.entity,
+            &listed.items[0].entity,
+        ) else {
+            panic!("tasks expected");
+        };
+        assert!(Arc::ptr_eq(a, b) && Arc::ptr_eq(a, c) && Arc::ptr_eq(a, d));
+    }
+
+    #[tokio::test]
+    async fn tombstones_are_counted_until_purged() {
+        let store = MemoryStore::with_options(MemoryOptions {
+            epoch: Some(42),
+            ..Default::default()
+        });
+        assert_eq!(store.epoch(), 42);
+        store.apply(Change::put(task("a", 1))).await.unwrap();
+        let arn = task("a", 1).task_arn;
+        store
+            .apply(Change::delete(arn.clone(), None))
+            .await
+            .unwrap();
+        store
+            .apply(Change::delete(task("b", 1).task_arn, Some(1)))
+            .await
+            .unwrap();
+        assert_eq!(store.tombstone_count(), 2);
+        store.apply(Change::put(task("a", 2))).await.unwrap();
+        assert_eq!(
+            store.tombstone_count(),
+            1,
+            "a resurrected entity is live again"
+        );
+        let later = Timestamp::now().add(std::time::Duration::from_secs(1));
+        assert_eq!(store.purge_tombstones(later).await.unwrap(), 1);
+        assert_eq!(store.tombstone_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_put_under_an_arn_of_the_other_kind_is_invalid_and_writes_nothing() {
+        let store = MemoryStore::new();
+        let mut t = task("t", 1);
+        t.task_arn = Arn::build(
+            "aws",
+            "us-east-1",
+            "1",
+            ResourceKind::ContainerInstance,
+            "c/t",
+        )
+        .unwrap();
+        let batch = vec![Change::put(task("ok", 1)), Change::put(t)];
+        assert!(matches!(
+            store.apply_batch(batch).await,
+            Err(StoreError::Invalid(_))
+        ));
+        assert_eq!(store.current_revision().await.unwrap().seq, 0);
+    }
+
+    #[tokio::test]
+    async fn a_transaction_writing_a_key_twice_is_invalid() {
+        let store = MemoryStore::new();
+        let txn = KvTxn {
+            checks: Vec::new(),
+            ops: vec![
+                KvOp::Put {
+                    key: "k".into(),
+                    value: Bytes::from_static(b"1"),
+                },
+                KvOp::Delete { key: "k".into() },
+            ],
+        };
+        assert!(matches!(
+            store.kv_txn(txn).await,
+            Err(StoreError::Invalid(_))
+        ));
+        assert_eq!(store.kv_get("k").await.unwrap(), None);
     }
 }

@@ -948,6 +948,37 @@ pub async fn watch_follows_live_changes_in_revision_order<S: StateStore>(store: 
     }
 }
 
+/// Writers racing each other and a live watcher: the watcher sees every
+/// applied write exactly once, in revision order.
+pub async fn concurrent_writes_are_watched_without_gaps<S: StateStore>(store: &S) {
+    const WRITERS: usize = 4;
+    const WRITES: u64 = 25;
+    let from = current(store).await;
+    let mut stream = store.watch(from).await.unwrap();
+    let writer = |w: usize| async move {
+        let mut revisions = Vec::new();
+        for v in 1..=WRITES {
+            let id = format!("w{w}-{}", v % 5);
+            revisions.push(applied(put(store, task("race", &id, Some(v))).await));
+        }
+        revisions
+    };
+    let reader = async {
+        let total = WRITERS * WRITES as usize;
+        let events = next_events(&mut stream, total).await;
+        events.iter().map(WatchEvent::revision).collect::<Vec<_>>()
+    };
+    let (written, seen) =
+        futures::join!(futures::future::join_all((0..WRITERS).map(writer)), reader);
+    let mut written: Vec<Revision> = written.into_iter().flatten().collect();
+    written.sort_by_key(|r| r.seq);
+    assert!(
+        seen.windows(2).all(|w| w[0].seq < w[1].seq),
+        "watch revisions must increase"
+    );
+    assert_eq!(seen, written, "the watcher sees exactly the applied writes");
+}
+
 /// Writing a tombstone for an entity that was never live is not a watch event.
 pub async fn tombstone_of_a_never_live_entity_is_not_watched<S: StateStore>(store: &S) {
     let from = current(store).await;
@@ -1464,6 +1495,7 @@ where
     purge_tombstones_removes_only_older_tombstones(&make().await).await;
     list_then_watch_sees_exactly_the_later_changes(&make().await).await;
     watch_follows_live_changes_in_revision_order(&make().await).await;
+    concurrent_writes_are_watched_without_gaps(&make().await).await;
     tombstone_of_a_never_live_entity_is_not_watched(&make().await).await;
     watch_from_another_epoch_or_the_future_needs_relist(&make().await).await;
     kv_txn_checks_absent_present_and_revision(&make().await).await;
@@ -1520,6 +1552,7 @@ macro_rules! conformance_tests {
             purge_tombstones_removes_only_older_tombstones,
             list_then_watch_sees_exactly_the_later_changes,
             watch_follows_live_changes_in_revision_order,
+            concurrent_writes_are_watched_without_gaps,
             tombstone_of_a_never_live_entity_is_not_watched,
             watch_from_another_epoch_or_the_future_needs_relist,
             kv_txn_checks_absent_present_and_revision,
