@@ -5,6 +5,9 @@
 
 pub mod store;
 
+#[cfg(feature = "testing")]
+pub mod testing;
+
 pub use store::{
     ApplyOutcome, Change, Filter, Listing, Revision, StateStore, StoreError, Versioned, WatchEvent,
 };
