@@ -1,1 +1,608 @@
-//! The in-memory backend (placeholder; see the conformance suite).
+//! The in-memory backend: the embedded default and the test double.
+//!
+//! One mutex guards the whole state (entities, tombstones, key-value entries
+//! and the change log); every operation holds it for a short, non-blocking
+//! critical section and never across an `.await`. Entities are shared
+//! `Arc`s, so reads, lists and watch events copy pointers, not bodies.
+//!
+//! Revisions are `epoch:seq`, where the epoch is a random nonzero number
+//! chosen when the store is created: a revision kept from an earlier process
+//! (or another store) is answered with [`StoreError::EpochMismatch`]. The
+//! change log keeps the last [`MemoryOptions::log_capacity`] changes; a watch
+//! from before it, or a watcher that falls behind it, gets
+//! [`StoreError::Compacted`] and must relist.
+//!
+//! ```
+//! use blox_state::store::memory::{MemoryOptions, MemoryStore};
+//! use blox_state::StateStore;
+//! # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+//! let store = MemoryStore::with_options(MemoryOptions { log_capacity: 10_000, ..Default::default() });
+//! let rev = store.current_revision().await?;
+//! assert_eq!(rev.seq, 0);
+//! assert_ne!(rev.epoch, 0);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod log;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use blox_core::model::{Arn, Entity, EntityKind, Timestamp, blocked_by_tombstone, supersedes};
+use bytes::Bytes;
+
+use self::log::{ChangeLog, LogEntry, follow};
+use super::{
+    ApplyOutcome, Change, Filter, KvEntry, KvEvent, KvExpect, KvOp, KvTxn, KvTxnOutcome,
+    KvWatchStream, Listing, Op, Result, Revision, StaleReason, StateStore, StoreError, Versioned,
+    WatchEvent, WatchStream, kind_of,
+};
+
+/// The default number of changes the log keeps for watches to resume from.
+pub const DEFAULT_LOG_CAPACITY: usize = 100_000;
+
+/// Settings of a [`MemoryStore`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryOptions {
+    /// How many changes the log keeps; a watch from an older revision gets
+    /// [`StoreError::Compacted`].
+    pub log_capacity: usize,
+    /// The epoch of the store's revisions; `None` (the default) picks a random
+    /// nonzero one. Fix it only in tests.
+    pub epoch: Option<u64>,
+}
+
+impl Default for MemoryOptions {
+    fn default() -> Self {
+        MemoryOptions {
+            log_capacity: DEFAULT_LOG_CAPACITY,
+            epoch: None,
+        }
+    }
+}
+
+/// The in-memory [`StateStore`]. Cloning gives another handle on the same store.
+#[derive(Clone)]
+pub struct MemoryStore {
+    shared: Arc<Shared>,
+}
+
+/// What every handle and every watch stream share.
+struct Shared {
+    epoch: u64,
+    state: Mutex<State>,
+    /// Bumped to the latest sequence number after each write batch.
+    wake: tokio::sync::watch::Sender<u64>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // No code panics while holding the lock; if some did, the state is
+        // still consistent at the granularity of one change.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn revision(&self, seq: u64) -> Revision {
+        Revision::new(self.epoch, seq)
+    }
+}
+
+/// A stored entity key: the live entity or its tombstone.
+#[derive(Debug)]
+enum Slot {
+    Live {
+        entity: Entity,
+        seq: u64,
+    },
+    Tombstone {
+        version: Option<u64>,
+        deleted_at: Timestamp,
+        seq: u64,
+    },
+}
+
+impl Slot {
+    /// The sequence number of the key's last write.
+    fn seq(&self) -> u64 {
+        match self {
+            Slot::Live { seq, .. } | Slot::Tombstone { seq, .. } => *seq,
+        }
+    }
+
+    /// The stored version (entity or tombstone).
+    fn version(&self) -> Option<u64> {
+        match self {
+            Slot::Live { entity, .. } => entity.version(),
+            Slot::Tombstone { version, .. } => *version,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct KvSlot {
+    value: Bytes,
+    seq: u64,
+}
+
+/// Everything behind the lock.
+#[derive(Debug)]
+struct State {
+    /// The sequence number of the last write.
+    seq: u64,
+    instances: HashMap<Arn, Slot>,
+    tasks: HashMap<Arn, Slot>,
+    kv: BTreeMap<String, KvSlot>,
+    log: ChangeLog,
+}
+
+impl State {
+    fn entities(&self, kind: EntityKind) -> &HashMap<Arn, Slot> {
+        match kind {
+            EntityKind::Instance => &self.instances,
+            EntityKind::Task => &self.tasks,
+        }
+    }
+
+    /// Applies one validated change.
+    fn apply(&mut self, epoch: u64, change: Change, now: &mut Option<Timestamp>) -> ApplyOutcome {
+        let guard = change.unchanged_since.map(|r| r.seq);
+        match change.op {
+            Op::Put(entity) => self.put(epoch, entity, guard),
+            Op::Delete { arn, version } => {
+                let deleted_at = *now.get_or_insert_with(Timestamp::now);
+                self.delete(epoch, arn, version, guard, deleted_at)
+            }
+        }
+    }
+
+    fn put(&mut self, epoch: u64, entity: Entity, guard: Option<u64>) -> ApplyOutcome {
+        let map = match entity.kind() {
+            EntityKind::Instance => &mut self.instances,
+            EntityKind::Task => &mut self.tasks,
+        };
+        let incoming = entity.version();
+        if let Some(slot) = map.get_mut(entity.arn()) {
+            let stale = match slot {
+                Slot::Live { entity: old, .. } => {
+                    (!supersedes(incoming, old.version())).then_some(StaleReason::Version)
+                }
+                Slot::Tombstone { version, .. } => {
+                    blocked_by_tombstone(incoming, *version).then_some(StaleReason::Tombstone)
+                }
+            }
+            .or_else(|| guard_fails(slot, guard));
+            if let Some(reason) = stale {
+                return ApplyOutcome::Stale {
+                    reason,
+                    stored_version: slot.version(),
+                };
+            }
+            self.seq += 1;
+            *slot = Slot::Live {
+                entity: entity.clone(),
+                seq: self.seq,
+            };
+        } else {
+            self.seq += 1;
+            map.insert(
+                entity.arn().clone(),
+                Slot::Live {
+                    entity: entity.clone(),
+                    seq: self.seq,
+                },
+            );
+        }
+        let revision = Revision::new(epoch, self.seq);
+        self.log.push(
+            self.seq,
+            LogEntry::Entity(WatchEvent::Put(Versioned { entity, revision })),
+        );
+        ApplyOutcome::Applied { revision }
+    }
+
+    fn delete(
+        &mut self,
+        epoch: u64,
+        arn: Arn,
+        version: Option<u64>,
+        guard: Option<u64>,
+        deleted_at: Timestamp,
+    ) -> ApplyOutcome {
+        let map = match EntityKind::of_arn(&arn) {
+            Some(EntityKind::Instance) => &mut self.instances,
+            // Validated before: anything else is a task ARN.
+            _ => &mut self.tasks,
+        };
+        let mut last = None;
+        let mut tombstone_version = version;
+        if let Some(slot) = map.get(&arn) {
+            let stale = match slot {
+                Slot::Live { entity, .. } => match (version, entity.version()) {
+                    (Some(v), Some(stored)) if stored > v => Some(StaleReason::Version),
+                    _ => None,
+                },
+                Slot::Tombstone { version: tv, .. } => {
+                    blocked_by_tombstone(version, *tv).then_some(StaleReason::Tombstone)
+                }
+            }
+            .or_else(|| guard_fails(slot, guard));
+            if let Some(reason) = stale {
+                return ApplyOutcome::Stale {
+                    reason,
+                    stored_version: slot.version(),
+                };
+            }
+            if let Slot::Live { entity, .. } = slot {
+                tombstone_version = version.or(entity.version());
+                last = Some(entity.clone());
+            }
+        }
+        self.seq += 1;
+        let revision = Revision::new(epoch, self.seq);
+        let tombstone = Slot::Tombstone {
+            version: tombstone_version,
+            deleted_at,
+            seq: self.seq,
+        };
+        match last {
+            Some(last) => {
+                map.insert(arn.clone(), tombstone);
+                self.log.push(
+                    self.seq,
+                    LogEntry::Entity(WatchEvent::Delete {
+                        arn,
+                        last: Some(last),
+                        revision,
+                    }),
+                );
+            }
+            // Never live (or already deleted): nothing for watchers to see.
+            None => {
+                map.insert(arn, tombstone);
+            }
+        }
+        ApplyOutcome::Applied { revision }
+    }
+
+    fn kv_txn(&mut self, epoch: u64, txn: KvTxn) -> KvTxnOutcome {
+        let holds = txn
+            .checks
+            .iter()
+            .all(|(key, expect)| match (self.kv.get(key), expect) {
+                (None, KvExpect::Absent) | (Some(_), KvExpect::Present) => true,
+                (Some(slot), KvExpect::Revision(r)) => r.epoch == epoch && r.seq == slot.seq,
+                _ => false,
+            });
+        if !holds {
+            return KvTxnOutcome::Conflict;
+        }
+        let changes = txn.ops.iter().any(|op| match op {
+            KvOp::Put { .. } => true,
+            KvOp::Delete { key } => self.kv.contains_key(key),
+        });
+        if !changes {
+            return KvTxnOutcome::Applied(Revision::new(epoch, self.seq));
+        }
+        self.seq += 1;
+        let seq = self.seq;
+        let revision = Revision::new(epoch, seq);
+        for op in txn.ops {
+            let event = match op {
+                KvOp::Put { key, value } => {
+                    self.kv.insert(
+                        key.clone(),
+                        KvSlot {
+                            value: value.clone(),
+                            seq,
+                        },
+                    );
+                    KvEvent {
+                        key,
+                        value: Some(value),
+                        revision,
+                    }
+                }
+                KvOp::Delete { key } => {
+                    if self.kv.remove(&key).is_none() {
+                        continue;
+                    }
+                    KvEvent {
+                        key,
+                        value: None,
+                        revision,
+                    }
+                }
+            };
+            self.log.push(seq, LogEntry::Kv(event));
+        }
+        KvTxnOutcome::Applied(revision)
+    }
+}
+
+/// `Some(ModifiedSince)` when the key was written after the guard revision.
+fn guard_fails(slot: &Slot, guard: Option<u64>) -> Option<StaleReason> {
+    guard
+        .is_some_and(|g| slot.seq() > g)
+        .then_some(StaleReason::ModifiedSince)
+}
+
+impl MemoryStore {
+    /// An empty store with default options (a random epoch).
+    pub fn new() -> Self {
+        Self::with_options(MemoryOptions::default())
+    }
+
+    /// An empty store with these options.
+    pub fn with_options(options: MemoryOptions) -> Self {
+        let epoch = options.epoch.unwrap_or_else(random_epoch);
+        let (wake, _) = tokio::sync::watch::channel(0);
+        MemoryStore {
+            shared: Arc::new(Shared {
+                epoch,
+                state: Mutex::new(State {
+                    seq: 0,
+                    instances: HashMap::new(),
+                    tasks: HashMap::new(),
+                    kv: BTreeMap::new(),
+                    log: ChangeLog::new(options.log_capacity),
+                }),
+                wake,
+            }),
+        }
+    }
+
+    /// The epoch of this store's revisions.
+    pub fn epoch(&self) -> u64 {
+        self.shared.epoch
+    }
+
+    /// How many tombstones the store holds.
+    pub fn tombstone_count(&self) -> usize {
+        let state = self.shared.lock();
+        [&state.instances, &state.tasks]
+            .iter()
+            .flat_map(|m| m.values())
+            .filter(|s| matches!(s, Slot::Tombstone { .. }))
+            .count()
+    }
+
+    /// Checks that a watch may start after `after`.
+    fn check_start(&self, state: &State, after: Revision) -> Result<()> {
+        let epoch = self.shared.epoch;
+        if after.epoch != epoch {
+            return Err(StoreError::EpochMismatch {
+                requested: after,
+                current: epoch,
+            });
+        }
+        if after.seq > state.seq {
+            return Err(StoreError::FutureRevision {
+                requested: after,
+                current: Revision::new(epoch, state.seq),
+            });
+        }
+        let oldest = state.log.oldest_start();
+        if after.seq < oldest {
+            return Err(StoreError::Compacted {
+                requested: after,
+                oldest: Revision::new(epoch, oldest),
+            });
+        }
+        Ok(())
+    }
+
+    /// Rejects a change the store cannot hold before anything is written.
+    fn validate(&self, change: &Change) -> Result<()> {
+        let kind = kind_of(change.arn())?;
+        if let Op::Put(entity) = &change.op
+            && entity.kind() != kind
+        {
+            return Err(StoreError::Invalid(format!(
+                "a {} cannot be stored under the {kind} ARN {}",
+                entity.kind(),
+                entity.arn()
+            )));
+        }
+        if let Some(r) = change.unchanged_since
+            && r.epoch != self.shared.epoch
+        {
+            return Err(StoreError::EpochMismatch {
+                requested: r,
+                current: self.shared.epoch,
+            });
+        }
+        Ok(())
+    }
+
+    /// Tells followers about writes up to `seq`.
+    fn wake_followers(&self, seq: u64) {
+        self.shared.wake.send_replace(seq);
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("epoch", &self.shared.epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A random nonzero epoch.
+fn random_epoch() -> u64 {
+    loop {
+        let epoch: u64 = rand::random();
+        if epoch != 0 {
+            return epoch;
+        }
+    }
+}
+
+#[async_trait]
+impl StateStore for MemoryStore {
+    async fn apply_batch(&self, changes: Vec<Change>) -> Result<Vec<ApplyOutcome>> {
+        for change in &changes {
+            self.validate(change)?;
+        }
+        let epoch = self.shared.epoch;
+        let mut now = None;
+        let (outcomes, before, after) = {
+            let mut state = self.shared.lock();
+            let before = state.seq;
+            let outcomes: Vec<_> = changes
+                .into_iter()
+                .map(|c| state.apply(epoch, c, &mut now))
+                .collect();
+            (outcomes, before, state.seq)
+        };
+        if after != before {
+            self.wake_followers(after);
+        }
+        Ok(outcomes)
+    }
+
+    async fn get(&self, arn: &Arn) -> Result<Option<Versioned>> {
+        let kind = kind_of(arn)?;
+        let state = self.shared.lock();
+        Ok(match state.entities(kind).get(arn) {
+            Some(Slot::Live { entity, seq }) => Some(Versioned {
+                entity: entity.clone(),
+                revision: self.shared.revision(*seq),
+            }),
+            _ => None,
+        })
+    }
+
+    async fn list(&self, kind: EntityKind, filter: &Filter) -> Result<Listing<Versioned>> {
+        let (mut items, seq) = {
+            let state = self.shared.lock();
+            let items: Vec<_> = state
+                .entities(kind)
+                .values()
+                .filter_map(|slot| match slot {
+                    Slot::Live { entity, seq } if filter.matches(entity) => Some(Versioned {
+                        entity: entity.clone(),
+                        revision: self.shared.revision(*seq),
+                    }),
+                    _ => None,
+                })
+                .collect();
+            (items, state.seq)
+        };
+        items.sort_unstable_by(|a, b| a.entity.arn().cmp(b.entity.arn()));
+        Ok(Listing {
+            items,
+            revision: self.shared.revision(seq),
+        })
+    }
+
+    async fn watch(&self, after: Revision) -> Result<WatchStream> {
+        self.check_start(&self.shared.lock(), after)?;
+        Ok(follow(
+            self.shared.clone(),
+            after.seq,
+            |entry| match entry {
+                LogEntry::Entity(event) => Some(event.clone()),
+                LogEntry::Kv(_) => None,
+            },
+        ))
+    }
+
+    async fn current_revision(&self) -> Result<Revision> {
+        let seq = self.shared.lock().seq;
+        Ok(self.shared.revision(seq))
+    }
+
+    async fn purge_tombstones(&self, deleted_before: Timestamp) -> Result<usize> {
+        let mut state = self.shared.lock();
+        let state = &mut *state;
+        let mut purged = 0;
+        for map in [&mut state.instances, &mut state.tasks] {
+            map.retain(|_, slot| match slot {
+                Slot::Tombstone { deleted_at, .. } if *deleted_at < deleted_before => {
+                    purged += 1;
+                    false
+                }
+                _ => true,
+            });
+        }
+        Ok(purged)
+    }
+
+    async fn kv_get(&self, key: &str) -> Result<Option<KvEntry>> {
+        let state = self.shared.lock();
+        Ok(state.kv.get(key).map(|slot| KvEntry {
+            key: key.to_owned(),
+            value: slot.value.clone(),
+            revision: self.shared.revision(slot.seq),
+        }))
+    }
+
+    async fn kv_list(&self, prefix: &str) -> Result<Listing<KvEntry>> {
+        let state = self.shared.lock();
+        let items = state
+            .kv
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .map(|(key, slot)| KvEntry {
+                key: key.clone(),
+                value: slot.value.clone(),
+                revision: self.shared.revision(slot.seq),
+            })
+            .collect();
+        Ok(Listing {
+            items,
+            revision: self.shared.revision(state.seq),
+        })
+    }
+
+    async fn kv_txn(&self, txn: KvTxn) -> Result<KvTxnOutcome> {
+        let mut keys = HashSet::with_capacity(txn.ops.len());
+        for op in &txn.ops {
+            let key = match op {
+                KvOp::Put { key, .. } | KvOp::Delete { key } => key,
+            };
+            if !keys.insert(key.as_str()) {
+                return Err(StoreError::Invalid(format!(
+                    "key-value transaction writes {key:?} more than once"
+                )));
+            }
+        }
+        let (outcome, before, after) = {
+            let mut state = self.shared.lock();
+            let before = state.seq;
+            let outcome = state.kv_txn(self.shared.epoch, txn);
+            (outcome, before, state.seq)
+        };
+        if after != before {
+            self.wake_followers(after);
+        }
+        Ok(outcome)
+    }
+
+    async fn kv_watch(&self, prefix: &str, after: Revision) -> Result<KvWatchStream> {
+        self.check_start(&self.shared.lock(), after)?;
+        let prefix = prefix.to_owned();
+        Ok(follow(
+            self.shared.clone(),
+            after.seq,
+            move |entry| match entry {
+                LogEntry::Kv(event) if event.key.starts_with(&prefix) => Some(event.clone()),
+                _ => None,
+            },
+        ))
+    }
+}
