@@ -686,7 +686,7 @@ mod tests {
             1,
             "a resurrected entity is live again"
         );
-        let later = Timestamp::now().add(std::time::Duration::from_secs(1));
+        let later = Timestamp::now().plus(std::time::Duration::from_secs(1));
         assert_eq!(store.purge_tombstones(later).await.unwrap(), 1);
         assert_eq!(store.tombstone_count(), 0);
     }
