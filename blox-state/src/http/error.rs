@@ -49,7 +49,14 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         if e.needs_relist() {
-            ApiError::Gone(e.to_string())
+            let message = e.to_string();
+            if message.contains("relist") {
+                ApiError::Gone(message)
+            } else {
+                ApiError::Gone(format!(
+                    "{message}; relist and stream from the list's metadata.entityVersion"
+                ))
+            }
         } else if e.is_unavailable() {
             ApiError::Unavailable(e.to_string())
         } else if let StoreError::Invalid(m) = e {
@@ -89,6 +96,16 @@ mod tests {
             current: 3,
         };
         let api = ApiError::from(e);
+        assert_eq!(api.status(), StatusCode::GONE);
+        assert!(api.to_string().contains("relist"));
+    }
+
+    #[test]
+    fn a_future_revision_is_410_and_says_to_relist() {
+        let api = ApiError::from(StoreError::FutureRevision {
+            requested: Revision::new(1, 9),
+            current: Revision::new(1, 2),
+        });
         assert_eq!(api.status(), StatusCode::GONE);
         assert!(api.to_string().contains("relist"));
     }

@@ -150,7 +150,7 @@ pub(crate) fn encode_token(arn: &Arn) -> String {
 
 /// The position a token names, if it is a token [`encode_token`] made.
 pub(crate) fn decode_token(token: &str) -> Option<Arn> {
-    if token.len() % 2 != 0 || token.len() > 4096 {
+    if !token.len().is_multiple_of(2) || token.len() > 4096 {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..token.len())
