@@ -303,3 +303,27 @@ async fn a_list_revision_advances_with_writes() {
     assert_ne!(after["metadata"]["entityVersion"], before);
     assert_eq!(after["metadata"]["entityVersion"], rev.to_string());
 }
+
+#[tokio::test]
+async fn lists_and_gets_are_503_until_the_cache_has_loaded() {
+    let store = blox_state::store::memory::MemoryStore::new();
+    let (cache, _writer) = blox_state::cache::cache();
+    let app = blox_state::http::router(blox_state::http::ApiState::new(
+        cache,
+        std::sync::Arc::new(store),
+    ));
+    let addr = http_support::serve(app).await;
+    for path in [
+        "/v1/tasks".to_owned(),
+        "/v1/instances?status=active".to_owned(),
+        format!("/v1/tasks/prod/{PREFIX}:task/prod/t-1"),
+    ] {
+        let r = http_support::client::get(addr, &path).await;
+        assert_eq!(r.header("retry-after"), Some("1"), "{path}");
+        assert!(r.error_message(503).contains("loading"), "{path}");
+    }
+    // Bad requests are still told so.
+    http_support::client::get(addr, "/v1/tasks?bogus=1")
+        .await
+        .error_message(400);
+}

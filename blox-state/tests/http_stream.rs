@@ -249,3 +249,40 @@ async fn a_stream_ends_when_the_client_disconnects() {
     .await;
     s.wait_for_watches(|n| n == 1).await;
 }
+
+#[tokio::test]
+async fn a_store_failure_mid_stream_aborts_the_response_instead_of_ending_it() {
+    let s = Server::start().await;
+    s.faults
+        .breakable
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut stream = s.stream("/v1/stream/tasks").await;
+    assert_eq!(stream.status, 200);
+    s.put(vec![Entity::from(task(
+        "prod",
+        "t-1",
+        TaskStatus::Running,
+        None,
+    ))])
+    .await;
+    assert!(stream.next_line().await.is_some());
+    s.faults.break_watches();
+    let end = stream.try_next_line().await;
+    assert!(
+        end.is_err(),
+        "a failed watch must not look like a clean end: {end:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_store_outage_when_opening_a_stream_is_503() {
+    let s = Server::start().await;
+    s.faults
+        .down
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    for path in ["/v1/stream/tasks", "/v1/stream/instances?entityVersion=1:1"] {
+        let r = s.get(path).await;
+        assert_eq!(r.header("retry-after"), Some("1"));
+        assert!(r.error_message(503).contains("unavailable"), "{path}");
+    }
+}

@@ -107,20 +107,34 @@ async fn read_head(r: &mut BufReader<TcpStream>) -> (u16, Vec<(String, String)>)
 
 /// Reads one chunk of a chunked body; `None` at the last chunk.
 async fn read_chunk(r: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
-    let size_line = read_line(r).await;
+    try_read_chunk(r).await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Reads one chunk; `Ok(None)` at the last chunk, `Err` when the connection
+/// ends without one (the server aborted the body).
+async fn try_read_chunk(r: &mut BufReader<TcpStream>) -> Result<Option<Vec<u8>>, String> {
+    let mut raw = String::new();
+    let n = tokio::time::timeout(READ_TIMEOUT, r.read_line(&mut raw))
+        .await
+        .expect("read timed out")
+        .map_err(|e| format!("connection error: {e}"))?;
+    if n == 0 {
+        return Err("connection closed before the last chunk".into());
+    }
+    let size_line = raw.trim_end_matches(['\r', '\n']).to_owned();
     let size = usize::from_str_radix(size_line.split(';').next().unwrap().trim(), 16)
         .unwrap_or_else(|_| panic!("bad chunk size {size_line:?}"));
     if size == 0 {
         let _trailer_end = read_line(r).await;
-        return None;
+        return Ok(None);
     }
     let mut data = vec![0; size + 2];
     tokio::time::timeout(READ_TIMEOUT, r.read_exact(&mut data))
         .await
         .expect("read timed out")
-        .unwrap();
+        .map_err(|e| format!("connection error in a chunk: {e}"))?;
     data.truncate(size);
-    Some(data)
+    Ok(Some(data))
 }
 
 /// `GET path` and read the whole response.
@@ -179,20 +193,27 @@ impl Stream {
         header(&self.headers, name)
     }
 
-    /// The next line of the body as JSON (waits generously); `None` at the end.
+    /// The next line of the body as JSON (waits generously); `None` at a
+    /// clean end of the body. Panics if the server aborts the body.
     pub async fn next_line(&mut self) -> Option<Value> {
+        self.try_next_line().await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The next line; `Ok(None)` at a clean end, `Err` if the server aborted
+    /// the body (closed the connection without the last chunk).
+    pub async fn try_next_line(&mut self) -> Result<Option<Value>, String> {
         loop {
             if let Some(pos) = self.pending.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = self.pending.drain(..=pos).collect();
-                return Some(serde_json::from_slice(&line).unwrap_or_else(|e| {
+                return Ok(Some(serde_json::from_slice(&line).unwrap_or_else(|e| {
                     panic!("line is not JSON ({e}): {}", String::from_utf8_lossy(&line))
-                }));
+                })));
             }
-            match read_chunk(&mut self.reader).await {
+            match try_read_chunk(&mut self.reader).await? {
                 Some(chunk) => self.pending.extend(chunk),
                 None => {
                     assert!(self.pending.is_empty(), "unterminated last line");
-                    return None;
+                    return Ok(None);
                 }
             }
         }

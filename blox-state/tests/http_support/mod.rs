@@ -9,7 +9,7 @@ pub mod spec;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -36,6 +36,8 @@ pub struct Server {
     pub store: MemoryStore,
     /// Watch streams currently open on the store.
     pub live_watches: Arc<AtomicUsize>,
+    /// Fault switches of the store the routes see.
+    pub faults: Arc<Faults>,
     /// The cache the routes read.
     pub cache: Cache,
     tasks: Vec<JoinHandle<()>>,
@@ -59,9 +61,11 @@ impl Server {
     pub async fn start_with(options: MemoryOptions) -> Server {
         let store = MemoryStore::with_options(options);
         let live_watches = Arc::new(AtomicUsize::new(0));
-        let counted: Arc<dyn StateStore> = Arc::new(CountingStore {
+        let faults = Arc::new(Faults::default());
+        let counted: Arc<dyn StateStore> = Arc::new(TestStore {
             inner: store.clone(),
             live: Arc::clone(&live_watches),
+            faults: Arc::clone(&faults),
         });
         let (cache, follower) = spawn_follower(Arc::clone(&counted));
         tokio::time::timeout(Duration::from_secs(10), cache.wait_until_ready())
@@ -77,6 +81,7 @@ impl Server {
             addr,
             store,
             live_watches,
+            faults,
             cache,
             tasks: vec![follower, server],
         }
@@ -136,6 +141,16 @@ impl Server {
     }
 }
 
+/// Serves `app` on 127.0.0.1:0 for the rest of the test; returns its address.
+pub async fn serve(app: axum::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    addr
+}
+
 /// An ARN under the fixture account.
 pub fn arn(rest: &str) -> Arn {
     Arn::parse(&format!("{PREFIX}:{rest}")).unwrap()
@@ -183,10 +198,37 @@ pub fn encode(s: &str) -> String {
         .collect()
 }
 
-/// A store that counts the watch streams open on it (to see streams end).
-struct CountingStore {
+/// Faults the test store can inject.
+#[derive(Default)]
+pub struct Faults {
+    /// While set, `current_revision` and `watch` fail with `Unavailable`.
+    pub down: AtomicBool,
+    /// Watches opened while this is set fail (an `Err` item) once
+    /// [`Faults::break_watches`] is called.
+    pub breakable: AtomicBool,
+    broken: tokio::sync::Notify,
+}
+
+impl Faults {
+    /// Makes every breakable watch yield an error.
+    pub fn break_watches(&self) {
+        self.broken.notify_waiters();
+    }
+}
+
+fn outage() -> StoreError {
+    StoreError::Unavailable {
+        message: "injected outage".into(),
+        source: None,
+    }
+}
+
+/// A memory store that counts the watch streams open on it (to see streams
+/// end) and injects [`Faults`].
+struct TestStore {
     inner: MemoryStore,
     live: Arc<AtomicUsize>,
+    faults: Arc<Faults>,
 }
 
 /// Decrements the count when the watch stream it rides on is dropped.
@@ -199,7 +241,7 @@ impl Drop for Guard {
 }
 
 #[async_trait]
-impl StateStore for CountingStore {
+impl StateStore for TestStore {
     async fn apply_batch(&self, changes: Vec<Change>) -> Result<Vec<ApplyOutcome>, StoreError> {
         self.inner.apply_batch(changes).await
     }
@@ -214,7 +256,18 @@ impl StateStore for CountingStore {
         self.inner.list(kind, filter).await
     }
     async fn watch(&self, after: Revision) -> Result<WatchStream, StoreError> {
-        let stream = self.inner.watch(after).await?;
+        if self.faults.down.load(Ordering::SeqCst) {
+            return Err(outage());
+        }
+        let mut stream = self.inner.watch(after).await?;
+        if self.faults.breakable.load(Ordering::SeqCst) {
+            let faults = Arc::clone(&self.faults);
+            let failure = futures::stream::once(async move {
+                faults.broken.notified().await;
+                Err(outage())
+            });
+            stream = futures::stream::select(stream, failure).boxed();
+        }
         self.live.fetch_add(1, Ordering::SeqCst);
         let guard = Guard(Arc::clone(&self.live));
         Ok(stream
@@ -225,6 +278,9 @@ impl StateStore for CountingStore {
             .boxed())
     }
     async fn current_revision(&self) -> Result<Revision, StoreError> {
+        if self.faults.down.load(Ordering::SeqCst) {
+            return Err(outage());
+        }
         self.inner.current_revision().await
     }
     async fn purge_tombstones(&self, before: Timestamp) -> Result<usize, StoreError> {
