@@ -13,8 +13,9 @@
 //! | `GET /v1/stream/tasks?entityVersion=&cluster=` | newline-delimited `Item`s |
 //!
 //! An `Item` is `{"metadata": {"entityVersion": "EPOCH:SEQ"}, "entity": {..}}`
-//! (see [`shape`](self#response-shapes) below). Reads come from the in-process
-//! [`Cache`]; streams come from [`StateStore::watch`].
+//! (see [Response shapes](#response-shapes)), where `entityVersion` is the
+//! store revision of the entity's last write. Lists and gets read the
+//! in-process [`Cache`]; streams follow [`StateStore::watch`].
 //!
 //! # Lists
 //! Filters combine (all must match). `status` is validated per kind, in any
@@ -58,9 +59,36 @@
 //! string bodies; JSON objects are the one deliberate departure.
 //!
 //! # Response shapes
-//! Entities are ECS camelCase (with ECS's own `version`), plus the v0.3
-//! spellings the spec requires (`taskARN`, `clusterARN`, ...): see the
-//! `shape` module. `GET /v1/ping` belongs to the daemon, not to this router.
+//! Entities are blox's ECS camelCase form (`taskArn`, `lastStatus`, ECS's
+//! own `version`, RFC 3339 timestamps), plus the v0.3 spellings the spec
+//! requires where they differ, with the same values: `clusterARN`,
+//! `containerInstanceARN`, `taskARN`, `taskDefinitionARN`, `EC2InstanceID`,
+//! `containerARN`, `bindIP`, and a string `value` (and `type`) on each
+//! resource (the number as text, a string set joined with commas). Fields
+//! the spec requires but blox may not know are filled in: `""` for a
+//! Fargate task's `containerInstanceARN`, an unknown `createdAt`, a
+//! container's unknown ARN or status and a capability attribute's value;
+//! `{}` for a missing `versionInfo`; `{"containerOverrides": []}` for missing
+//! `overrides`. Every response validates against the v0.3 spec (tested).
+//!
+//! `GET /v1/ping` belongs to the daemon, not to this router.
+//!
+//! # Example
+//! ```no_run
+//! use std::sync::Arc;
+//! use blox_state::cache::spawn_follower;
+//! use blox_state::http::{ApiState, router};
+//! use blox_state::store::memory::MemoryStore;
+//! use blox_state::StateStore;
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+//! let (cache, _follower) = spawn_follower(Arc::clone(&store));
+//! let app = router(ApiState::new(cache, store)); // merge into your own Router as needed
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(())
+//! # }
+//! ```
 
 mod entities;
 mod error;

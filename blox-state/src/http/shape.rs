@@ -5,7 +5,7 @@
 //! entity's last write (stream lines for deletes add `"deleted": true`).
 //!
 //! The entity is the ECS camelCase form blox stores (`taskArn`, `version`,
-//! epoch-free RFC 3339 timestamps, ...) plus the v0.3 field names the spec
+//! RFC 3339 timestamps, ...) plus the v0.3 field names the spec
 //! requires where they differ (`taskARN`, `clusterARN`, `containerARN`,
 //! `EC2InstanceID`, `bindIP`, a string `value` on resources), so a v0.3
 //! client finds what it expects. Where both spellings exist they carry the
