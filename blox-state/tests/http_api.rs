@@ -327,3 +327,23 @@ async fn lists_and_gets_are_503_until_the_cache_has_loaded() {
         .await
         .error_message(400);
 }
+
+#[tokio::test]
+async fn old_format_arns_without_the_cluster_work_in_paths_and_filters() {
+    let s = Server::start().await;
+    let mut t = task("prod", "x", TaskStatus::Running, None);
+    t.task_arn = http_support::arn("task/0123456789abcdef");
+    s.put(vec![Entity::from(t.clone())]).await;
+    let r = s.get(&format!("/v1/tasks/prod/{}", t.task_arn)).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["entity"]["taskArn"], t.task_arn.as_str());
+    s.get(&format!("/v1/tasks/staging/{}", t.task_arn))
+        .await
+        .error_message(404);
+    // A cluster ARN may also be given unencoded in the query string.
+    let r = s
+        .get(&format!("/v1/tasks?cluster={PREFIX}:cluster/prod"))
+        .await
+        .json();
+    assert_eq!(ids(&r, "taskArn"), ["0123456789abcdef"]);
+}

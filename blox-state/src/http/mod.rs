@@ -41,8 +41,8 @@
 //! `application/x-ndjson`: one `Item` per line per change, in revision
 //! order. A delete carries the last known entity with
 //! `"metadata": {"entityVersion": .., "deleted": true}`. Without
-//! `entityVersion` a stream starts from the store's current revision (only
-//! future changes); with `entityVersion=REV` it resumes right after `REV`
+//! `entityVersion` (or with an empty one, which v0.3 accepted) a stream
+//! starts from the store's current revision (only future changes); with `entityVersion=REV` it resumes right after `REV`
 //! (a list's or a line's `entityVersion`). A revision the store no longer
 //! has (compacted), from another store epoch (the memory store restarted),
 //! or from the future is a **410 Gone** whose message says to relist: list,

@@ -11,6 +11,10 @@ use crate::store::Revision;
 /// The largest page a client may ask for with `maxResults`.
 pub const MAX_RESULTS_LIMIT: usize = 1000;
 
+/// Keys whose empty value means "not given" (a v0.3 client may send
+/// `entityVersion=` to stream from now, which v0.3 accepted).
+const EMPTY_MEANS_ABSENT: &[&str] = &["entityVersion"];
+
 /// A request's query parameters: each allowed key at most once, none empty.
 #[derive(Debug, Default)]
 pub(crate) struct Params(BTreeMap<String, String>);
@@ -26,7 +30,7 @@ impl Params {
                     allowed.join(", ")
                 )));
             }
-            if value.is_empty() {
+            if value.is_empty() && !EMPTY_MEANS_ABSENT.contains(&key.as_str()) {
                 return Err(ApiError::BadRequest(format!(
                     "query parameter {key:?} has an empty value"
                 )));
@@ -40,9 +44,12 @@ impl Params {
         Ok(Params(map))
     }
 
-    /// The raw value of a parameter.
+    /// The raw value of a parameter (`None` if absent or empty).
     pub(crate) fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str)
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     /// `status`, validated for the kind and written as ECS spells it.
@@ -181,6 +188,14 @@ mod tests {
         assert!(Params::parse(pairs(&[("status", "a"), ("status", "b")]), &["status"]).is_err());
         assert!(Params::parse(pairs(&[("status", "")]), &["status"]).is_err());
         assert!(Params::parse(pairs(&[("status", "active")]), &["status"]).is_ok());
+    }
+
+    #[test]
+    fn an_empty_entity_version_means_stream_from_now() {
+        let p = Params::parse(pairs(&[("entityVersion", "")]), &["entityVersion"]).unwrap();
+        assert_eq!(p.entity_version().unwrap(), None);
+        let twice = pairs(&[("entityVersion", ""), ("entityVersion", "")]);
+        assert!(Params::parse(twice, &["entityVersion"]).is_err());
     }
 
     #[test]
