@@ -1,0 +1,167 @@
+//! The cluster-state HTTP API, compatible with Blox v0.3's
+//! cluster-state-service: a v0.3 client pointed at blox works unchanged.
+//!
+//! [`router`] serves, under `/v1`:
+//!
+//! | Route | Answer |
+//! |---|---|
+//! | `GET /v1/instances?status=&cluster=&maxResults=&nextToken=` | `{"items": [Item], "metadata": {"entityVersion"}, "nextToken"?}` |
+//! | `GET /v1/instances/{cluster}/{arn}` | `Item` |
+//! | `GET /v1/tasks?status=&cluster=&startedBy=&maxResults=&nextToken=` | `{"items": [Item], "metadata": {"entityVersion"}, "nextToken"?}` |
+//! | `GET /v1/tasks/{cluster}/{arn}` | `Item` |
+//! | `GET /v1/stream/instances?entityVersion=&cluster=` | newline-delimited `Item`s |
+//! | `GET /v1/stream/tasks?entityVersion=&cluster=` | newline-delimited `Item`s |
+//!
+//! An `Item` is `{"metadata": {"entityVersion": "EPOCH:SEQ"}, "entity": {..}}`
+//! (see [Response shapes](#response-shapes)), where `entityVersion` is the
+//! store revision of the entity's last write. Lists and gets read the
+//! in-process [`Cache`]; streams follow [`StateStore::watch`].
+//!
+//! # Lists
+//! Filters combine (all must match). `status` is validated per kind, in any
+//! case: instance statuses include `DRAINING` (v0.3 knew only `ACTIVE` and
+//! `INACTIVE`); task statuses are ECS's. `cluster` is a name or a cluster
+//! ARN. An unknown or repeated parameter, an empty value or an invalid value
+//! is a 400, as in v0.3.
+//!
+//! Beyond v0.3: pagination. Without `maxResults` a list returns everything
+//! (as v0.3 did); with `maxResults` (1 to [`MAX_RESULTS_LIMIT`]) it returns
+//! at most that many items in ARN order, plus a `nextToken` when more remain;
+//! pass it back unchanged (with the same filters) for the next page. Tokens
+//! are opaque; an invalid one is a 400. The list's `metadata.entityVersion`
+//! is the revision the page was read at: streaming from it misses nothing.
+//!
+//! # Gets
+//! The ARN is the rest of the path (ARNs contain `/`), raw or URL-encoded.
+//! An unknown ARN, an ARN of the other kind, or an entity that is not in the
+//! cluster of the path (by name or ARN) is a 404; a malformed cluster or ARN
+//! is a 400.
+//!
+//! # Streams
+//! `application/x-ndjson`: one `Item` per line per change, in revision
+//! order. A delete carries the last known entity with
+//! `"metadata": {"entityVersion": .., "deleted": true}`. Without
+//! `entityVersion` (or with an empty one, which v0.3 accepted) a stream
+//! starts from the store's current revision (only future changes); with `entityVersion=REV` it resumes right after `REV`
+//! (a list's or a line's `entityVersion`). A revision the store no longer
+//! has (compacted), from another store epoch (the memory store restarted),
+//! or from the future is a **410 Gone** whose message says to relist: list,
+//! then stream from the list's `metadata.entityVersion`. `cluster` filters
+//! the stream (name or ARN). If the store's watch fails mid-stream the
+//! response is aborted (no clean end of the chunked body), so the client
+//! sees an error and resumes from the last line it read. A stream ends when
+//! the client disconnects (noticed at the latest when the next change is
+//! written).
+//!
+//! # Errors
+//! `{"message": "..."}` with 400, 404, 410, 503 (cache not loaded yet or
+//! store unreachable, with `Retry-After`) or 500. Blox v0.3 declared plain
+//! string bodies; JSON objects are the one deliberate departure.
+//!
+//! # Response shapes
+//! Entities are blox's ECS camelCase form (`taskArn`, `lastStatus`, ECS's
+//! own `version`, RFC 3339 timestamps), plus the v0.3 spellings the spec
+//! requires where they differ, with the same values: `clusterARN`,
+//! `containerInstanceARN`, `taskARN`, `taskDefinitionARN`, `EC2InstanceID`,
+//! `containerARN`, `bindIP`, and a string `value` (and `type`) on each
+//! resource (the number as text, a string set joined with commas). Fields
+//! the spec requires but blox may not know are filled in: `""` for a
+//! Fargate task's `containerInstanceARN`, an unknown `createdAt`, a
+//! container's unknown ARN or status and a capability attribute's value;
+//! `{}` for a missing `versionInfo`; `{"containerOverrides": []}` for missing
+//! `overrides`. Every response validates against the v0.3 spec (tested).
+//!
+//! `GET /v1/ping` belongs to the daemon, not to this router.
+//!
+//! # Example
+//! ```no_run
+//! use std::sync::Arc;
+//! use blox_state::cache::spawn_follower;
+//! use blox_state::http::{ApiState, router};
+//! use blox_state::store::memory::MemoryStore;
+//! use blox_state::StateStore;
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+//! let (cache, _follower) = spawn_follower(Arc::clone(&store));
+//! let app = router(ApiState::new(cache, store)); // merge into your own Router as needed
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod entities;
+mod error;
+mod params;
+mod shape;
+mod stream;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+
+pub use error::ApiError;
+pub use params::MAX_RESULTS_LIMIT;
+
+use crate::cache::Cache;
+use crate::store::StateStore;
+
+/// What the routes read: the cache (lists and gets) and the store (streams).
+#[derive(Clone)]
+pub struct ApiState {
+    cache: Cache,
+    store: Arc<dyn StateStore>,
+}
+
+impl ApiState {
+    /// State over a cache and the store it follows.
+    pub fn new(cache: Cache, store: Arc<dyn StateStore>) -> Self {
+        ApiState { cache, store }
+    }
+
+    /// The cache lists and gets read from.
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    /// The store streams watch.
+    pub fn store(&self) -> &Arc<dyn StateStore> {
+        &self.store
+    }
+
+    /// A 503 until the cache has loaded its first complete list.
+    fn ready(&self) -> Result<(), ApiError> {
+        if self.cache.is_ready() {
+            Ok(())
+        } else {
+            Err(ApiError::Unavailable(
+                "the state cache is still loading; retry shortly".into(),
+            ))
+        }
+    }
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState")
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The cluster-state routes (see the module docs), ready to serve or to
+/// merge into an application's router.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/v1/instances", get(entities::list_instances))
+        .route(
+            "/v1/instances/{cluster}/{*arn}",
+            get(entities::get_instance),
+        )
+        .route("/v1/tasks", get(entities::list_tasks))
+        .route("/v1/tasks/{cluster}/{*arn}", get(entities::get_task))
+        .route("/v1/stream/instances", get(stream::stream_instances))
+        .route("/v1/stream/tasks", get(stream::stream_tasks))
+        .with_state(state)
+}

@@ -1,0 +1,259 @@
+//! The JSON shapes of responses and stream lines.
+//!
+//! Every item is `{"metadata": {"entityVersion": "EPOCH:SEQ"}, "entity": {..}}`
+//! as in Blox v0.3, where `entityVersion` is the store revision of the
+//! entity's last write (stream lines for deletes add `"deleted": true`).
+//!
+//! The entity is the ECS camelCase form blox stores (`taskArn`, `version`,
+//! RFC 3339 timestamps, ...) plus the v0.3 field names the spec
+//! requires where they differ (`taskARN`, `clusterARN`, `containerARN`,
+//! `EC2InstanceID`, `bindIP`, a string `value` on resources), so a v0.3
+//! client finds what it expects. Where both spellings exist they carry the
+//! same value, so a client matching names case-insensitively (Go's
+//! `encoding/json`) is not confused. Fields the spec requires but blox does
+//! not know (a Fargate task's `containerInstanceARN`, an unknown `createdAt`)
+//! are sent as empty strings, and `overrides` is always present.
+
+use blox_core::model::{Arn, ContainerInstance, Entity, EntityKind, Resource, Task};
+use serde_json::{Map, Value, json};
+
+use crate::store::Revision;
+
+/// `{"metadata": {...}, "entity": {...}}` for an entity.
+pub(crate) fn item(entity: &Entity, revision: Revision, deleted: bool) -> Value {
+    let body = match entity {
+        Entity::Instance(i) => instance(i),
+        Entity::Task(t) => task(t),
+    };
+    wrap(body, revision, deleted)
+}
+
+/// The item for a deleted entity of which the store kept no last state:
+/// only the ARNs are known.
+pub(crate) fn deleted_without_state(kind: EntityKind, arn: &Arn, revision: Revision) -> Value {
+    let mut body = Map::new();
+    let (ecs, v03) = match kind {
+        EntityKind::Instance => ("containerInstanceArn", "containerInstanceARN"),
+        EntityKind::Task => ("taskArn", "taskARN"),
+    };
+    body.insert(ecs.into(), json!(arn));
+    body.insert(v03.into(), json!(arn));
+    if let Some(cluster) = arn.cluster_arn() {
+        body.insert("clusterArn".into(), json!(cluster));
+        body.insert("clusterARN".into(), json!(cluster));
+    }
+    wrap(Value::Object(body), revision, true)
+}
+
+/// Wraps an entity's JSON with its metadata.
+pub(crate) fn wrap(entity: Value, revision: Revision, deleted: bool) -> Value {
+    let mut metadata = Map::new();
+    metadata.insert("entityVersion".into(), json!(revision));
+    if deleted {
+        metadata.insert("deleted".into(), Value::Bool(true));
+    }
+    json!({ "metadata": metadata, "entity": entity })
+}
+
+/// Copies `from` to `to` in an object when `from` is present.
+fn alias(obj: &mut Map<String, Value>, from: &str, to: &str) {
+    if let Some(v) = obj.get(from).cloned() {
+        obj.insert(to.into(), v);
+    }
+}
+
+/// Sets `key` to `default` when it is absent or null.
+fn require(obj: &mut Map<String, Value>, key: &str, default: Value) {
+    if obj.get(key).is_none_or(Value::is_null) {
+        obj.insert(key.into(), default);
+    }
+}
+
+fn to_object<T: serde::Serialize>(value: &T) -> Map<String, Value> {
+    // The model serializes to a JSON object with string keys; anything else
+    // would be a model bug, answered with an empty object rather than a panic.
+    match serde_json::to_value(value) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
+    }
+}
+
+/// A container instance in the shape described by the module docs.
+pub(crate) fn instance(i: &ContainerInstance) -> Value {
+    let mut o = to_object(i);
+    alias(&mut o, "clusterArn", "clusterARN");
+    alias(&mut o, "containerInstanceArn", "containerInstanceARN");
+    alias(&mut o, "ec2InstanceId", "EC2InstanceID");
+    require(&mut o, "versionInfo", json!({}));
+    o.insert(
+        "registeredResources".into(),
+        resources(&i.registered_resources),
+    );
+    o.insert(
+        "remainingResources".into(),
+        resources(&i.remaining_resources),
+    );
+    if let Some(Value::Array(attrs)) = o.get_mut("attributes") {
+        for a in attrs.iter_mut().filter_map(Value::as_object_mut) {
+            // v0.3 requires a value; capability attributes have none.
+            require(a, "value", json!(""));
+        }
+    }
+    Value::Object(o)
+}
+
+fn resources(list: &[Resource]) -> Value {
+    Value::Array(
+        list.iter()
+            .map(|r| {
+                let mut o = to_object(r);
+                let (kind, value) = resource_value(r);
+                require(&mut o, "type", json!(kind));
+                o.insert("value".into(), json!(value));
+                Value::Object(o)
+            })
+            .collect(),
+    )
+}
+
+/// The v0.3 `type` and string `value` of a resource: the number as text, or
+/// a string set joined with commas.
+fn resource_value(r: &Resource) -> (&'static str, String) {
+    if let Some(v) = r.integer_value {
+        ("INTEGER", v.to_string())
+    } else if let Some(v) = r.long_value {
+        ("LONG", v.to_string())
+    } else if let Some(v) = r.double_value {
+        ("DOUBLE", v.to_string())
+    } else {
+        ("STRINGSET", r.string_set_value.join(","))
+    }
+}
+
+/// A task in the shape described by the module docs.
+pub(crate) fn task(t: &Task) -> Value {
+    let mut o = to_object(t);
+    alias(&mut o, "clusterArn", "clusterARN");
+    alias(&mut o, "taskArn", "taskARN");
+    alias(&mut o, "taskDefinitionArn", "taskDefinitionARN");
+    alias(&mut o, "containerInstanceArn", "containerInstanceARN");
+    require(&mut o, "containerInstanceARN", json!(""));
+    require(&mut o, "createdAt", json!(""));
+    require(&mut o, "overrides", json!({}));
+    if let Some(overrides) = o.get_mut("overrides").and_then(Value::as_object_mut) {
+        require(overrides, "containerOverrides", json!([]));
+        if let Some(Value::Array(list)) = overrides.get_mut("containerOverrides") {
+            for co in list.iter_mut().filter_map(Value::as_object_mut) {
+                require(co, "name", json!(""));
+                if let Some(Value::Array(env)) = co.get_mut("environment") {
+                    for kv in env.iter_mut().filter_map(Value::as_object_mut) {
+                        require(kv, "name", json!(""));
+                        require(kv, "value", json!(""));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(Value::Array(containers)) = o.get_mut("containers") {
+        for c in containers.iter_mut().filter_map(Value::as_object_mut) {
+            alias(c, "containerArn", "containerARN");
+            require(c, "containerARN", json!(""));
+            require(c, "lastStatus", json!(""));
+            if let Some(Value::Array(bindings)) = c.get_mut("networkBindings") {
+                for b in bindings.iter_mut().filter_map(Value::as_object_mut) {
+                    alias(b, "bindIp", "bindIP");
+                    require(b, "bindIP", json!(""));
+                    require(b, "containerPort", json!(0));
+                    require(b, "hostPort", json!(0));
+                }
+            }
+        }
+    }
+    Value::Object(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use blox_core::model::{Container, NetworkBinding};
+
+    fn arn(s: &str) -> Arn {
+        Arn::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_task_carries_both_ecs_and_v03_field_names() {
+        let mut t = Task::new(
+            arn("arn:aws:ecs:us-east-1:123456789012:task/prod/abc"),
+            arn("arn:aws:ecs:us-east-1:123456789012:cluster/prod"),
+            "arn:aws:ecs:us-east-1:123456789012:task-definition/web:3",
+        );
+        t.version = Some(7);
+        t.containers.push(Container {
+            container_arn: Some("arn:aws:ecs:us-east-1:123456789012:container/x".into()),
+            name: "web".into(),
+            last_status: None,
+            exit_code: None,
+            reason: None,
+            image: None,
+            network_bindings: vec![NetworkBinding {
+                bind_ip: Some("0.0.0.0".into()),
+                container_port: Some(80),
+                host_port: Some(8080),
+                protocol: None,
+            }],
+            cpu: None,
+            memory: None,
+        });
+        let v = item(&Entity::from(t), Revision::new(5, 9), false);
+        assert_eq!(v["metadata"]["entityVersion"], "5:9");
+        assert!(v["metadata"].get("deleted").is_none());
+        let e = &v["entity"];
+        assert_eq!(e["taskARN"], e["taskArn"]);
+        assert_eq!(
+            e["clusterARN"],
+            "arn:aws:ecs:us-east-1:123456789012:cluster/prod"
+        );
+        assert_eq!(e["version"], 7);
+        assert_eq!(e["containerInstanceARN"], "");
+        assert_eq!(e["overrides"]["containerOverrides"], json!([]));
+        assert_eq!(
+            e["containers"][0]["containerARN"],
+            e["containers"][0]["containerArn"]
+        );
+        assert_eq!(
+            e["containers"][0]["networkBindings"][0]["bindIP"],
+            "0.0.0.0"
+        );
+    }
+
+    #[test]
+    fn resources_get_a_string_value() {
+        let mut i = ContainerInstance::new(
+            arn("arn:aws:ecs:us-east-1:123456789012:container-instance/prod/i1"),
+            arn("arn:aws:ecs:us-east-1:123456789012:cluster/prod"),
+        );
+        i.registered_resources = vec![
+            Resource::integer("CPU", 2048),
+            Resource::string_set("PORTS", vec!["22".into(), "2376".into()]),
+        ];
+        let v = instance(&i);
+        assert_eq!(v["registeredResources"][0]["value"], "2048");
+        assert_eq!(v["registeredResources"][0]["integerValue"], 2048);
+        assert_eq!(v["registeredResources"][1]["value"], "22,2376");
+        assert_eq!(v["registeredResources"][1]["type"], "STRINGSET");
+        assert_eq!(v["versionInfo"], json!({}));
+    }
+
+    #[test]
+    fn a_delete_without_last_state_still_names_the_entity_and_cluster() {
+        let a = arn("arn:aws:ecs:us-east-1:123456789012:task/prod/abc");
+        let v = deleted_without_state(EntityKind::Task, &a, Revision::new(1, 2));
+        assert_eq!(v["metadata"]["deleted"], true);
+        assert_eq!(v["entity"]["taskARN"], a.as_str());
+        assert_eq!(
+            v["entity"]["clusterARN"],
+            "arn:aws:ecs:us-east-1:123456789012:cluster/prod"
+        );
+    }
+}

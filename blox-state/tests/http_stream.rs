@@ -1,0 +1,288 @@
+//! The stream routes through real HTTP: puts and deletes as lines, resuming
+//! from an `entityVersion`, cluster filters, relist errors, disconnects.
+#![cfg(feature = "http")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod http_support;
+
+use blox_core::model::{Entity, TaskStatus};
+use blox_state::Change;
+use blox_state::store::memory::MemoryOptions;
+use http_support::{PREFIX, Server, instance, task};
+
+#[tokio::test]
+async fn a_task_stream_carries_puts_and_deletes_with_the_last_entity() {
+    let s = Server::start().await;
+    let mut stream = s.stream("/v1/stream/tasks").await;
+    assert_eq!(stream.status, 200);
+    assert_eq!(stream.header("content-type"), Some("application/x-ndjson"));
+    s.wait_for_watches(|n| n >= 2).await; // the cache's and the stream's
+
+    let put_rev = s
+        .put(vec![Entity::from(task(
+            "prod",
+            "t-1",
+            TaskStatus::Running,
+            None,
+        ))])
+        .await;
+    // An instance change is not on the task stream.
+    s.put(vec![Entity::from(instance("prod", "i-1", 1))]).await;
+    let arn = blox_core::model::Arn::parse(&format!("{PREFIX}:task/prod/t-1")).unwrap();
+    let delete_rev = s.apply(vec![Change::delete(arn.clone(), Some(1))]).await;
+
+    let put = stream.next_line().await.unwrap();
+    assert_eq!(put["metadata"]["entityVersion"], put_rev.to_string());
+    assert!(put["metadata"].get("deleted").is_none());
+    assert_eq!(put["entity"]["taskArn"], arn.as_str());
+    assert_eq!(put["entity"]["lastStatus"], "RUNNING");
+
+    let delete = stream.next_line().await.unwrap();
+    assert_eq!(delete["metadata"]["entityVersion"], delete_rev.to_string());
+    assert_eq!(delete["metadata"]["deleted"], true);
+    assert_eq!(delete["entity"]["taskArn"], arn.as_str());
+    assert_eq!(
+        delete["entity"]["lastStatus"], "RUNNING",
+        "the last known state"
+    );
+}
+
+#[tokio::test]
+async fn a_stream_resumes_right_after_an_entity_version() {
+    let s = Server::start().await;
+    let first = s
+        .put(vec![Entity::from(task(
+            "prod",
+            "t-1",
+            TaskStatus::Pending,
+            None,
+        ))])
+        .await;
+    let mut running = task("prod", "t-1", TaskStatus::Running, None);
+    running.version = Some(2);
+    let second = s.put(vec![Entity::from(running)]).await;
+    let third = s
+        .put(vec![Entity::from(task(
+            "prod",
+            "t-2",
+            TaskStatus::Pending,
+            None,
+        ))])
+        .await;
+
+    let mut stream = s
+        .stream(&format!("/v1/stream/tasks?entityVersion={first}"))
+        .await;
+    assert_eq!(stream.status, 200);
+    let a = stream.next_line().await.unwrap();
+    assert_eq!(a["metadata"]["entityVersion"], second.to_string());
+    assert_eq!(a["entity"]["lastStatus"], "RUNNING");
+    let b = stream.next_line().await.unwrap();
+    assert_eq!(b["metadata"]["entityVersion"], third.to_string());
+    assert!(b["entity"]["taskArn"].as_str().unwrap().ends_with("/t-2"));
+}
+
+#[tokio::test]
+async fn listing_then_streaming_from_the_list_revision_misses_nothing() {
+    let s = Server::start().await;
+    s.put(vec![Entity::from(instance("prod", "i-1", 1))]).await;
+    let list = s.get("/v1/instances").await.json();
+    let rev = list["metadata"]["entityVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Written after the list, before the stream opens.
+    let later = s.put(vec![Entity::from(instance("prod", "i-2", 1))]).await;
+    let mut stream = s
+        .stream(&format!("/v1/stream/instances?entityVersion={rev}"))
+        .await;
+    let line = stream.next_line().await.unwrap();
+    assert_eq!(line["metadata"]["entityVersion"], later.to_string());
+    assert!(
+        line["entity"]["containerInstanceArn"]
+            .as_str()
+            .unwrap()
+            .ends_with("/i-2")
+    );
+}
+
+#[tokio::test]
+async fn a_cluster_filter_keeps_only_that_clusters_changes() {
+    let s = Server::start().await;
+    let start = s.cache.revision();
+    s.put(vec![
+        Entity::from(instance("staging", "i-1", 1)),
+        Entity::from(instance("prod", "i-2", 1)),
+        Entity::from(instance("staging", "i-3", 1)),
+    ])
+    .await;
+    let prod_arn = format!("{PREFIX}:cluster/prod");
+    let mut streams = Vec::new();
+    for cluster in ["prod", prod_arn.as_str()] {
+        let stream = s
+            .stream(&format!(
+                "/v1/stream/instances?cluster={}&entityVersion={start}",
+                http_support::encode(cluster)
+            ))
+            .await;
+        assert_eq!(stream.status, 200);
+        streams.push(stream);
+    }
+    let later = s.put(vec![Entity::from(instance("prod", "i-4", 1))]).await;
+    for stream in &mut streams {
+        let line = stream.next_line().await.unwrap();
+        assert!(
+            line["entity"]["containerInstanceArn"]
+                .as_str()
+                .unwrap()
+                .ends_with("/i-2")
+        );
+        // The prod change comes next: staging's i-3 was skipped.
+        let next = stream.next_line().await.unwrap();
+        assert_eq!(next["metadata"]["entityVersion"], later.to_string());
+        assert!(
+            next["entity"]["containerInstanceArn"]
+                .as_str()
+                .unwrap()
+                .ends_with("/i-4")
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_stream_without_entity_version_starts_from_now() {
+    let s = Server::start().await;
+    s.put(vec![Entity::from(task(
+        "prod",
+        "old",
+        TaskStatus::Running,
+        None,
+    ))])
+    .await;
+    let mut stream = s.stream("/v1/stream/tasks").await;
+    s.wait_for_watches(|n| n >= 2).await;
+    s.put(vec![Entity::from(task(
+        "prod",
+        "new",
+        TaskStatus::Running,
+        None,
+    ))])
+    .await;
+    let line = stream.next_line().await.unwrap();
+    assert!(
+        line["entity"]["taskArn"]
+            .as_str()
+            .unwrap()
+            .ends_with("/new")
+    );
+}
+
+#[tokio::test]
+async fn a_revision_from_another_epoch_or_the_future_is_410_telling_to_relist() {
+    let s = Server::start_with(MemoryOptions {
+        epoch: Some(42),
+        ..Default::default()
+    })
+    .await;
+    for rev in ["7:1", "42:999"] {
+        let r = s
+            .get(&format!("/v1/stream/tasks?entityVersion={rev}"))
+            .await;
+        assert!(r.error_message(410).contains("relist"), "{rev}");
+    }
+}
+
+#[tokio::test]
+async fn a_compacted_revision_is_410() {
+    let s = Server::start_with(MemoryOptions {
+        log_capacity: 4,
+        epoch: Some(5),
+    })
+    .await;
+    for n in 0..10 {
+        s.put(vec![Entity::from(task(
+            "prod",
+            &format!("t-{n}"),
+            TaskStatus::Running,
+            None,
+        ))])
+        .await;
+    }
+    let r = s.get("/v1/stream/tasks?entityVersion=5:1").await;
+    assert!(r.error_message(410).contains("relist"));
+}
+
+#[tokio::test]
+async fn bad_stream_parameters_are_400() {
+    let s = Server::start().await;
+    for path in [
+        "/v1/stream/tasks?entityVersion=yesterday",
+        "/v1/stream/tasks?entityVersion=1:2&entityVersion=1:3",
+        "/v1/stream/tasks?status=running",
+        "/v1/stream/instances?cluster=a%20b",
+    ] {
+        s.get(path).await.error_message(400);
+    }
+}
+
+#[tokio::test]
+async fn a_stream_ends_when_the_client_disconnects() {
+    let s = Server::start().await;
+    s.wait_for_watches(|n| n == 1).await; // the cache's own watch
+    let stream = s.stream("/v1/stream/tasks").await;
+    s.wait_for_watches(|n| n == 2).await;
+    drop(stream);
+    // The server notices at the latest when it writes the next change.
+    s.put(vec![Entity::from(task(
+        "prod",
+        "t-1",
+        TaskStatus::Running,
+        None,
+    ))])
+    .await;
+    s.put(vec![Entity::from(task(
+        "prod",
+        "t-2",
+        TaskStatus::Running,
+        None,
+    ))])
+    .await;
+    s.wait_for_watches(|n| n == 1).await;
+}
+
+#[tokio::test]
+async fn a_store_failure_mid_stream_aborts_the_response_instead_of_ending_it() {
+    let s = Server::start().await;
+    s.faults
+        .breakable
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut stream = s.stream("/v1/stream/tasks").await;
+    assert_eq!(stream.status, 200);
+    s.put(vec![Entity::from(task(
+        "prod",
+        "t-1",
+        TaskStatus::Running,
+        None,
+    ))])
+    .await;
+    assert!(stream.next_line().await.is_some());
+    s.faults.break_watches();
+    let end = stream.try_next_line().await;
+    assert!(
+        end.is_err(),
+        "a failed watch must not look like a clean end: {end:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_store_outage_when_opening_a_stream_is_503() {
+    let s = Server::start().await;
+    s.faults
+        .down
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    for path in ["/v1/stream/tasks", "/v1/stream/instances?entityVersion=1:1"] {
+        let r = s.get(path).await;
+        assert_eq!(r.header("retry-after"), Some("1"));
+        assert!(r.error_message(503).contains("unavailable"), "{path}");
+    }
+}
