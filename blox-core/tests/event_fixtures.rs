@@ -168,3 +168,18 @@ fn string_typed_numbers_and_integer_versions_are_both_accepted() {
     assert_eq!(ci.version, Some(14802));
     assert_eq!(ci.remaining_cpu(), Some(1000));
 }
+
+#[test]
+fn network_bindings_keep_ecs_spelling_of_bind_ip() {
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&fixture("task_state_change.json")).unwrap();
+    v["detail"]["containers"][0]["networkBindings"] = serde_json::json!([{"bindIP": "0.0.0.0", "containerPort": 80, "hostPort": "32768", "protocol": "tcp"}]);
+    let EcsEvent::Task(t) = parse_event(v.to_string().as_bytes()).unwrap().event else {
+        panic!()
+    };
+    let b = &t.containers[0].network_bindings[0];
+    assert_eq!(b.bind_ip.as_deref(), Some("0.0.0.0"));
+    assert_eq!(b.host_port, Some(32768));
+    let out = serde_json::to_value(&t.containers[0]).unwrap();
+    assert_eq!(out["networkBindings"][0]["bindIP"], "0.0.0.0");
+}

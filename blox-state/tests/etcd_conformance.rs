@@ -5,6 +5,7 @@
 //! revisions ("a stale write does not move the current revision"), so the
 //! tests take turns: each store holds a process-wide lock until it is
 //! dropped ([`Serial`]).
+#![cfg(feature = "testing")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![cfg(all(feature = "etcd", feature = "testing"))]
 

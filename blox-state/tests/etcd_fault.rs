@@ -6,6 +6,7 @@
 //!
 //! One test function: it starts three etcd members and must not run
 //! alongside other heavy etcd tests.
+#![cfg(feature = "testing")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![cfg(all(feature = "etcd", feature = "testing"))]
 

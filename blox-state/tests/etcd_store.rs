@@ -1,5 +1,6 @@
 //! Focused tests of `EtcdStore` against a real etcd (one shared throwaway
 //! server; every test writes under its own key prefix).
+#![cfg(feature = "testing")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![cfg(all(feature = "etcd", feature = "testing"))]
 

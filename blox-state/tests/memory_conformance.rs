@@ -1,5 +1,6 @@
 //! The conformance suite against [`MemoryStore`], plus the checks that need
 //! the memory store's own knobs (a small change log).
+#![cfg(feature = "testing")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use blox_state::store::memory::{MemoryOptions, MemoryStore};

@@ -9,8 +9,13 @@ use super::{Arn, LaunchType, TaskStatus, Timestamp};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NetworkBinding {
-    /// The host IP the port is bound to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The host IP the port is bound to (ECS spells the field `bindIP`).
+    #[serde(
+        rename = "bindIP",
+        alias = "bindIp",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub bind_ip: Option<String>,
     /// The container port.
     #[serde(

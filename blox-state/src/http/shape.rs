@@ -161,7 +161,6 @@ pub(crate) fn task(t: &Task) -> Value {
             require(c, "lastStatus", json!(""));
             if let Some(Value::Array(bindings)) = c.get_mut("networkBindings") {
                 for b in bindings.iter_mut().filter_map(Value::as_object_mut) {
-                    alias(b, "bindIp", "bindIP");
                     require(b, "bindIP", json!(""));
                     require(b, "containerPort", json!(0));
                     require(b, "hostPort", json!(0));
