@@ -15,5 +15,5 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings
 
 echo "== cargo test"
-cargo test --workspace --all-features --all-targets --no-fail-fast
+cargo test --workspace --all-features --lib --bins --tests --examples --no-fail-fast
 cargo test --workspace --all-features --doc
