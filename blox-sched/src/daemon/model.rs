@@ -119,6 +119,9 @@ pub struct Environment {
     /// The deployment whose task definition is rolled out, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_deployment: Option<String>,
+    /// How many deployments were created (numbers them in order).
+    #[serde(default)]
+    pub deployment_count: u64,
     /// Set when the environment was deleted with its tasks to be stopped: it
     /// is kept (hidden from get/list) until its tasks are gone.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -162,6 +165,7 @@ impl Environment {
             max_unavailable: default_rollout_bound(),
             deployment_token: token.into(),
             active_deployment: None,
+            deployment_count: 0,
             deleting: false,
             health: healthy(),
             created_at: now,
@@ -222,6 +226,9 @@ pub struct Deployment {
     pub id: String,
     /// The environment.
     pub environment_name: String,
+    /// Its number within the environment (1 for the first): orders the list.
+    #[serde(default)]
+    pub sequence: u64,
     /// The task definition rolled out.
     pub task_definition: String,
     /// `pending`, `running` or `completed`.
@@ -255,6 +262,7 @@ impl Deployment {
         Deployment {
             id: id.into(),
             environment_name: environment_name.into(),
+            sequence: 0,
             task_definition: task_definition.into(),
             status: DeploymentStatus::Pending,
             failed_instances: Vec::new(),
@@ -281,12 +289,14 @@ impl EnvironmentState {
     /// An environment with one deployment of its task definition, active.
     /// Handy for tests and examples; the store creates deployments for real.
     pub fn deployed(mut environment: Environment, deployment_id: impl Into<String>) -> Self {
-        let d = Deployment::new(
+        let mut d = Deployment::new(
             deployment_id,
             environment.name.clone(),
             environment.task_definition.clone(),
             environment.updated_at,
         );
+        environment.deployment_count += 1;
+        d.sequence = environment.deployment_count;
         environment.active_deployment = Some(d.id.clone());
         EnvironmentState {
             environment,
@@ -297,12 +307,14 @@ impl EnvironmentState {
     /// Adds a deployment of `task_definition` and makes it active (the old
     /// ones stay, as they do in the store).
     pub fn redeploy(mut self, deployment_id: impl Into<String>, task_definition: &str) -> Self {
-        let d = Deployment::new(
+        let mut d = Deployment::new(
             deployment_id,
             self.environment.name.clone(),
             task_definition,
             self.environment.updated_at,
         );
+        self.environment.deployment_count += 1;
+        d.sequence = self.environment.deployment_count;
         self.environment.task_definition = task_definition.to_owned();
         self.environment.active_deployment = Some(d.id.clone());
         self.deployments.push(d);

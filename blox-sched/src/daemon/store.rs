@@ -395,7 +395,10 @@ impl EnvironmentStore {
                 });
             }
             let now = Timestamp::now();
-            let dep = Deployment::new(new_deployment_id(), name, env.task_definition.clone(), now);
+            let mut dep =
+                Deployment::new(new_deployment_id(), name, env.task_definition.clone(), now);
+            env.deployment_count += 1;
+            dep.sequence = env.deployment_count;
             let mut checks = vec![
                 (env_key(name), KvExpect::Revision(env_rev)),
                 (dep_key(name, &dep.id), KvExpect::Absent),
@@ -531,11 +534,7 @@ impl EnvironmentStore {
 }
 
 fn sort_deployments(d: &mut [Deployment]) {
-    d.sort_by(|a, b| {
-        a.created_at
-            .cmp(&b.created_at)
-            .then_with(|| a.id.cmp(&b.id))
-    });
+    d.sort_by(|a, b| (a.sequence, a.created_at, &a.id).cmp(&(b.sequence, b.created_at, &b.id)));
 }
 
 #[async_trait::async_trait]

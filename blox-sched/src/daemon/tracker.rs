@@ -110,3 +110,39 @@ impl DeploymentTracker {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::daemon::model::Progress;
+
+    fn report(done: usize, total: usize, started: bool) -> DeploymentReport {
+        DeploymentReport {
+            environment: "e".into(),
+            deployment: "d".into(),
+            progress: Progress { done, total },
+            failed: BTreeMap::new(),
+            started,
+        }
+    }
+
+    #[test]
+    fn status_follows_starts_and_completion_and_never_goes_back() {
+        use DeploymentStatus::*;
+        assert_eq!(next_status(Pending, &report(0, 3, false)), Pending);
+        assert_eq!(next_status(Pending, &report(0, 3, true)), Running);
+        assert_eq!(next_status(Pending, &report(3, 3, true)), Completed);
+        assert_eq!(next_status(Running, &report(0, 3, false)), Running);
+        assert_eq!(next_status(Completed, &report(2, 3, true)), Completed);
+    }
+
+    #[test]
+    fn a_deployment_to_no_eligible_instance_is_complete() {
+        assert_eq!(
+            next_status(DeploymentStatus::Pending, &report(0, 0, false)),
+            DeploymentStatus::Completed
+        );
+    }
+}
