@@ -9,6 +9,7 @@
 //! * [`deployment_progress`], [`instance_statuses`]: pure functions of a
 //!   snapshot; [`DeploymentTracker`] persists status transitions.
 
+mod fasthash;
 mod model;
 mod progress;
 pub mod scheduler;

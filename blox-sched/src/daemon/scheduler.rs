@@ -190,13 +190,7 @@ fn decide_env(
             Placement::Draining => {
                 let stop_now = match env.draining_policy {
                     DrainingPolicy::StopImmediately => true,
-                    DrainingPolicy::StopWhenLast => {
-                        view.foreign_live
-                            .get(&iv.instance.container_instance_arn)
-                            .copied()
-                            .unwrap_or(0)
-                            == 0
-                    }
+                    DrainingPolicy::StopWhenLast => view.foreign_live(iv.pos) == 0,
                 };
                 if stop_now {
                     let why = "instance is draining";

@@ -3,12 +3,12 @@
 //! progress and per-instance status are all read from this view, so they
 //! agree, and building it is O(instances + tasks + pending starts).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use blox_core::model::{Arn, ContainerInstance, InstanceStatus, Task, TaskStatus};
 use blox_state::store::Filter;
 
+use super::fasthash::{FastMap, TailKey};
 use super::model::{DaemonDesired, Deployment, EnvironmentState};
 use crate::scheduler::Snapshot;
 
@@ -61,6 +61,8 @@ impl Slot<'_> {
 pub(crate) struct InstanceView<'a> {
     /// The instance.
     pub instance: &'a Arc<ContainerInstance>,
+    /// Its position in the snapshot's instance list.
+    pub pos: usize,
     /// How the environment treats it.
     pub placement: Placement,
     /// The environment's tasks on it.
@@ -89,20 +91,30 @@ pub(crate) struct EnvView<'a> {
 pub(crate) struct View<'a> {
     /// One entry per environment, in desired-state order.
     pub envs: Vec<EnvView<'a>>,
-    /// Live tasks per instance that belong to no daemon environment.
-    pub foreign_live: HashMap<&'a Arn, usize>,
+    /// Live tasks that belong to no daemon environment, per instance
+    /// position in the snapshot.
+    foreign_live: Vec<usize>,
 }
 
 fn is_stopping(t: &Task) -> bool {
     !t.last_status.is_terminal() && t.desired_status == TaskStatus::Stopped
 }
 
+/// No slot: the instance is not in the environment's cluster.
+const NO_SLOT: usize = usize::MAX;
+
 impl<'a> View<'a> {
+    /// Live non-daemon tasks on the instance at `pos`.
+    pub fn foreign_live(&self, pos: usize) -> usize {
+        self.foreign_live.get(pos).copied().unwrap_or(0)
+    }
+
     /// Classifies a snapshot.
     pub fn build(snap: &'a Snapshot<DaemonDesired>) -> Self {
         let desired = &snap.desired;
+        let n = snap.instances.len();
         // Deployment id -> (environment index, is the active deployment).
-        let mut owners: HashMap<&str, (usize, bool)> = HashMap::new();
+        let mut owners: FastMap<&str, (usize, bool)> = FastMap::default();
         for (ei, e) in desired.environments.iter().enumerate() {
             let active = e.environment.active_deployment.as_deref();
             for d in &e.deployments {
@@ -111,11 +123,12 @@ impl<'a> View<'a> {
         }
 
         // Instances by cluster ARN, and each instance's position.
-        let mut by_cluster: HashMap<&Arn, Vec<usize>> = HashMap::new();
-        let mut inst_pos: HashMap<&Arn, usize> = HashMap::with_capacity(snap.instances.len());
+        let mut by_cluster: FastMap<&Arn, Vec<usize>> = FastMap::default();
+        let mut inst_pos: FastMap<TailKey<'_>, usize> = FastMap::default();
+        inst_pos.reserve(n);
         for (pos, i) in snap.instances.iter().enumerate() {
             by_cluster.entry(&i.cluster_arn).or_default().push(pos);
-            inst_pos.insert(&i.container_instance_arn, pos);
+            inst_pos.insert(TailKey(i.container_instance_arn.as_str()), pos);
         }
 
         let mut envs: Vec<EnvView<'a>> = desired
@@ -132,16 +145,17 @@ impl<'a> View<'a> {
             .collect();
 
         // Per environment: instance position -> index into its `instances`.
-        let mut slot_of: Vec<HashMap<usize, usize>> = Vec::with_capacity(envs.len());
+        let mut slot_of: Vec<Vec<usize>> = Vec::with_capacity(envs.len());
         for ev in &mut envs {
             let env = &ev.state.environment;
-            let mut map = HashMap::new();
+            let mut map = vec![NO_SLOT; n];
             let mut positions: Vec<usize> = by_cluster
                 .iter()
                 .filter(|(arn, _)| Filter::cluster_matches(env.cluster(), arn))
                 .flat_map(|(_, v)| v.iter().copied())
                 .collect();
             positions.sort_unstable();
+            ev.instances.reserve(positions.len());
             for pos in positions {
                 let inst = &snap.instances[pos];
                 let placement = match inst.status {
@@ -155,9 +169,10 @@ impl<'a> View<'a> {
                     }
                     _ => Placement::Unreachable,
                 };
-                map.insert(pos, ev.instances.len());
+                map[pos] = ev.instances.len();
                 ev.instances.push(InstanceView {
                     instance: inst,
+                    pos,
                     placement,
                     slot: Slot::default(),
                 });
@@ -165,14 +180,19 @@ impl<'a> View<'a> {
             slot_of.push(map);
         }
 
-        let mut foreign_live: HashMap<&'a Arn, usize> = HashMap::new();
+        let mut foreign_live = vec![0usize; n];
         for t in &snap.tasks {
+            let pos = t
+                .container_instance_arn
+                .as_ref()
+                .and_then(|i| inst_pos.get(&TailKey(i.as_str())))
+                .copied();
             let owner = t.started_by.as_deref().and_then(|s| owners.get(s)).copied();
             let Some((ei, is_active)) = owner else {
-                if t.is_live()
-                    && let Some(i) = &t.container_instance_arn
+                if let Some(p) = pos
+                    && t.is_live()
                 {
-                    *foreign_live.entry(i).or_default() += 1;
+                    foreign_live[p] += 1;
                 }
                 continue;
             };
@@ -188,15 +208,11 @@ impl<'a> View<'a> {
             if stopping {
                 ev.in_flight += 1;
             }
-            let Some(slot) = t
-                .container_instance_arn
-                .as_ref()
-                .and_then(|i| inst_pos.get(i))
-                .and_then(|pos| slot_of[ei].get(pos))
-                .map(|&si| &mut ev.instances[si].slot)
-            else {
+            let si = pos.map_or(NO_SLOT, |p| slot_of[ei][p]);
+            let Some(iv) = ev.instances.get_mut(si) else {
                 continue;
             };
+            let slot = &mut iv.slot;
             if live {
                 if is_active {
                     slot.current.push(t);
@@ -218,11 +234,11 @@ impl<'a> View<'a> {
                 continue;
             }
             ev.active_started = true;
-            if let Some(&si) = inst_pos
-                .get(&p.instance)
-                .and_then(|pos| slot_of[ei].get(pos))
-            {
-                ev.instances[si].slot.pending += 1;
+            let si = inst_pos
+                .get(&TailKey(p.instance.as_str()))
+                .map_or(NO_SLOT, |&pos| slot_of[ei][pos]);
+            if let Some(iv) = ev.instances.get_mut(si) {
+                iv.slot.pending += 1;
             }
         }
 
