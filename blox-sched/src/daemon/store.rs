@@ -12,6 +12,22 @@
 //! changes whenever the task definition changes **and** when a deployment is
 //! created, so a retried or stale request cannot deploy twice or deploy a
 //! version the client has not seen; every change can be deployed.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use blox_sched::daemon::{DeploymentStatus, EnvironmentStore, NewEnvironment};
+//! use blox_state::store::memory::MemoryStore;
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let envs = EnvironmentStore::new(Arc::new(MemoryStore::new()));
+//! let env = envs.create(NewEnvironment::new("logs", "prod", "logs:1")).await?;
+//! assert!(env.active_deployment.is_none()); // creating does not deploy
+//! let dep = envs.create_deployment("logs", &env.deployment_token).await?;
+//! assert_eq!(dep.status, DeploymentStatus::Pending);
+//! // The token was used: a retry is rejected instead of deploying twice.
+//! assert!(envs.create_deployment("logs", &env.deployment_token).await.is_err());
+//! # Ok::<(), blox_sched::daemon::EnvironmentError>(())
+//! # }).unwrap();
+//! ```
 
 use std::sync::Arc;
 
