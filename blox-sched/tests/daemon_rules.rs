@@ -146,6 +146,12 @@ fn a_draining_instance_keeps_the_daemon_until_it_is_the_last_task() {
         })
         .build(one(e.clone(), "dep-1"));
     assert_eq!(DaemonScheduler.decide(&busy), vec![]);
+    let shutting_down = prod()
+        .instance("i1", |i| i.draining())
+        .task("d", "i1", |t| t.started_by("dep-1"))
+        .task("app", "i1", |t| t.started_by("ecs-svc/123").stopping())
+        .build(one(e.clone(), "dep-1"));
+    assert_eq!(DaemonScheduler.decide(&shutting_down), vec![]);
     let last = prod()
         .instance("i1", |i| i.draining())
         .task("d", "i1", |t| t.started_by("dep-1"))

@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DrainingPolicy {
-    /// Keep the daemon task until it is the last task on the instance (other
-    /// tasks may still need it, e.g. a log or metrics agent), then stop it.
+    /// Keep the daemon task until every non-daemon task on the instance has
+    /// stopped (they may still need it, e.g. a log or metrics agent), then
+    /// stop it.
     #[default]
     StopWhenLast,
     /// Stop the daemon task as soon as the instance is DRAINING.

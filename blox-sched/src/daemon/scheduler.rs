@@ -13,9 +13,11 @@
 //!   deployment, all but one are stopped (the RUNNING one that started first
 //!   is kept).
 //! * **DRAINING** instances: with [`DrainingPolicy::StopWhenLast`] (default)
-//!   the daemon task stays until no other (non-daemon) task is live there,
-//!   then it is stopped; with [`DrainingPolicy::StopImmediately`] it is stopped
-//!   at once. Nothing is started on a DRAINING instance.
+//!   the daemon task stays until every other (non-daemon) task there has
+//!   stopped (a log or metrics agent outlives the tasks it serves, their
+//!   shutdown included), then it is stopped; with
+//!   [`DrainingPolicy::StopImmediately`] it is stopped at once. Nothing is
+//!   started on a DRAINING instance.
 //! * Instances that are ACTIVE and connected but **not selected** (an
 //!   attribute changed) have their daemon task stopped. Instances whose agent
 //!   is disconnected, or that are INACTIVE, are left alone.

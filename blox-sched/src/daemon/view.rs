@@ -91,8 +91,8 @@ pub(crate) struct EnvView<'a> {
 pub(crate) struct View<'a> {
     /// One entry per environment, in desired-state order.
     pub envs: Vec<EnvView<'a>>,
-    /// Live tasks that belong to no daemon environment, per instance
-    /// position in the snapshot.
+    /// Tasks that belong to no daemon environment and have not stopped yet
+    /// (running, starting, or still stopping), per instance position.
     foreign_live: Vec<usize>,
 }
 
@@ -104,7 +104,7 @@ fn is_stopping(t: &Task) -> bool {
 const NO_SLOT: usize = usize::MAX;
 
 impl<'a> View<'a> {
-    /// Live non-daemon tasks on the instance at `pos`.
+    /// Non-daemon tasks not yet stopped on the instance at `pos`.
     pub fn foreign_live(&self, pos: usize) -> usize {
         self.foreign_live.get(pos).copied().unwrap_or(0)
     }
@@ -190,7 +190,7 @@ impl<'a> View<'a> {
             let owner = t.started_by.as_deref().and_then(|s| owners.get(s)).copied();
             let Some((ei, is_active)) = owner else {
                 if let Some(p) = pos
-                    && t.is_live()
+                    && !t.last_status.is_terminal()
                 {
                     foreign_live[p] += 1;
                 }
