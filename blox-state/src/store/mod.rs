@@ -35,6 +35,9 @@ use futures::stream::BoxStream;
 
 pub mod memory;
 
+#[cfg(feature = "etcd")]
+pub mod etcd;
+
 /// A point in a store's history: the sequence number of a write, qualified by
 /// the store's epoch (the memory store's start-up nonce, the etcd cluster id).
 ///

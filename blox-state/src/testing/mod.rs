@@ -5,8 +5,10 @@
 //!   store, with [`conformance_tests!`](crate::conformance_tests) to generate
 //!   one `#[tokio::test]` per check for a backend factory.
 //! * [`FaultyStore`]: a wrapper that injects outages and compactions.
+//! * [`etcd_server`]: throwaway etcd servers and clusters on loopback ports.
 
 pub mod conformance;
+pub mod etcd_server;
 mod faulty;
 
 pub use crate::conformance_tests;

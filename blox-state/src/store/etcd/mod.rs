@@ -1,0 +1,506 @@
+//! The etcd backend of [`StateStore`]: the production store.
+//!
+//! # Layout
+//! Entities live under `{prefix}/e/{task|instance}/{ARN}`, the key-value API
+//! under `{prefix}/kv/{key}` (see [`EtcdOptions::prefix`]). An entity key holds
+//! the JSON of either the live entity (`{"live": {...}}`) or its tombstone
+//! (`{"tombstone": {"arn", "version", "deletedAt"}}`), so the
+//! compare-and-swap logic is the same for puts and deletes.
+//!
+//! # Revisions
+//! A [`Revision`] is etcd's revision with the etcd cluster id as its epoch: a
+//! revision handed out by another etcd cluster is answered with
+//! [`StoreError::EpochMismatch`], one older than the compacted history with
+//! [`StoreError::Compacted`].
+//!
+//! # Writes
+//! [`StateStore::apply_batch`] never reads then blindly writes: it merges
+//! changes to the same ARN, takes each key's state (from a local cache of
+//! `key -> (mod_revision, version)` or from one read transaction), decides
+//! with the version rules, and writes in transactions of at most 128 keys
+//! whose compares check every key's `mod_revision` is still what was decided
+//! on. If another writer got in first, the transaction's failure branch
+//! returns the keys' fresh values and the decision is made again.
+//!
+//! # History and maintenance
+//! etcd keeps every revision until it is compacted.
+//! [`EtcdStore::spawn_maintenance`] (or [`EtcdStore::maintain`] on your own
+//! schedule) compacts history older than [`EtcdOptions::keep_revisions`]
+//! and purges tombstones older than [`EtcdOptions::tombstone_retention`].
+//!
+//! Compaction frees revisions logically, but etcd's database file does not
+//! shrink: the freed pages are reused by later writes. To return the space to
+//! the file system, defragment each member, one at a time and off-peak (a
+//! member blocks reads and writes while it defragments):
+//! `etcdctl --endpoints=http://member:2379 defrag`. Watch the database size
+//! with `etcdctl endpoint status` and keep it below etcd's quota
+//! (`--quota-backend-bytes`, 2 GiB by default): past the quota etcd raises a
+//! `NOSPACE` alarm and refuses writes until it is compacted, defragmented and
+//! the alarm disarmed (`etcdctl alarm disarm`).
+//!
+//! # Resilience
+//! Requests that fail because a member is unreachable are retried with
+//! back-off ([`EtcdOptions::retry_attempts`]), so a client configured with
+//! several endpoints keeps working while one member is down; when none
+//! answers, the error is [`StoreError::Unavailable`]. Watches resume from
+//! their last revision after a member fails.
+
+mod apply;
+mod keys;
+mod kv;
+mod maintenance;
+mod record;
+mod retry;
+mod watch;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use blox_core::model::{Arn, EntityKind, Timestamp};
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, Txn, TxnOp};
+use futures::StreamExt;
+
+use self::keys::{Keys, prefix_end};
+use self::record::{Record, Stored};
+use self::retry::{AttemptError, Failure, RetryPolicy, classify, to_store_error};
+use crate::store::{
+    ApplyOutcome, Change, Filter, KvEntry, KvTxn, KvTxnOutcome, KvWatchStream, Listing, Result,
+    Revision, StateStore, StoreError, Versioned, WatchStream,
+};
+
+pub use self::maintenance::MaintenanceReport;
+pub use self::retry::EtcdClientError;
+
+/// Settings of an [`EtcdStore`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdOptions {
+    /// etcd members, as `host:port` or `http://host:port`.
+    pub endpoints: Vec<String>,
+    /// The prefix of every key this store writes (default `/blox`). Several
+    /// stores can share one etcd cluster under different prefixes.
+    pub prefix: String,
+    /// How long a tombstone is kept before [`EtcdStore::maintain`] purges it
+    /// (`None`: never purged by maintenance; call
+    /// [`StateStore::purge_tombstones`] yourself). Default one hour.
+    pub tombstone_retention: Option<Duration>,
+    /// How often [`EtcdStore::spawn_maintenance`] runs (default 5 minutes).
+    pub compaction_interval: Duration,
+    /// How many revisions of history maintenance keeps (default 100,000): a
+    /// watcher that falls further behind than this must relist.
+    pub keep_revisions: u64,
+    /// Deadline of one request attempt (default 5 s).
+    pub request_timeout: Duration,
+    /// Attempts per request when members are unreachable (default 10).
+    pub retry_attempts: u32,
+    /// The first back-off between attempts, doubled each time up to 1 s
+    /// (default 50 ms).
+    pub retry_backoff: Duration,
+    /// How many keys' `(mod_revision, version)` the write path caches to skip
+    /// reads (default 1,000,000; 0 disables the cache).
+    pub cache_capacity: usize,
+}
+
+impl Default for EtcdOptions {
+    fn default() -> Self {
+        EtcdOptions {
+            endpoints: vec!["127.0.0.1:2379".to_owned()],
+            prefix: "/blox".to_owned(),
+            tombstone_retention: Some(Duration::from_secs(3600)),
+            compaction_interval: Duration::from_secs(300),
+            keep_revisions: 100_000,
+            request_timeout: Duration::from_secs(5),
+            retry_attempts: 10,
+            retry_backoff: Duration::from_millis(50),
+            cache_capacity: 1_000_000,
+        }
+    }
+}
+
+impl EtcdOptions {
+    /// Default options for these endpoints.
+    pub fn new<S: Into<String>>(endpoints: impl IntoIterator<Item = S>) -> Self {
+        EtcdOptions {
+            endpoints: endpoints.into_iter().map(Into::into).collect(),
+            ..EtcdOptions::default()
+        }
+    }
+
+    /// Sets the key prefix.
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+}
+
+/// The etcd-backed [`StateStore`] (see the module docs). Cheap to clone:
+/// clones share one connection and one cache.
+#[derive(Clone)]
+pub struct EtcdStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for EtcdStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdStore")
+            .field("endpoints", &self.inner.options.endpoints)
+            .field("prefix", &self.inner.keys.root())
+            .field("epoch", &self.inner.epoch)
+            .finish()
+    }
+}
+
+/// Shared state of a store.
+struct Inner {
+    client: Client,
+    keys: Keys,
+    epoch: u64,
+    policy: RetryPolicy,
+    options: EtcdOptions,
+    /// key -> what the key held at its last known `mod_revision`.
+    cache: Mutex<HashMap<Vec<u8>, Stored>>,
+    /// The revision maintenance last compacted to.
+    compacted: std::sync::atomic::AtomicI64,
+}
+
+/// Page size of range reads (keeps responses well under gRPC's 4 MiB limit
+/// for 1-2 KB values).
+const PAGE: i64 = 1000;
+
+impl EtcdStore {
+    /// Connects to etcd and learns its cluster id (the revisions' epoch).
+    ///
+    /// Fails with [`StoreError::Unavailable`] when no endpoint answers within
+    /// the retry budget, [`StoreError::Invalid`] for a malformed endpoint.
+    pub async fn connect(options: EtcdOptions) -> Result<EtcdStore> {
+        if options.endpoints.is_empty() {
+            return Err(StoreError::Invalid("no etcd endpoints configured".into()));
+        }
+        let endpoints: Vec<String> = options
+            .endpoints
+            .iter()
+            .map(|e| {
+                if e.contains("://") {
+                    e.clone()
+                } else {
+                    format!("http://{e}")
+                }
+            })
+            .collect();
+        let connect = ConnectOptions::new()
+            .with_connect_timeout(options.request_timeout)
+            .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5))
+            .with_keep_alive_while_idle(true);
+        let client =
+            Client::connect(&endpoints, Some(connect))
+                .await
+                .map_err(|e| match classify(&e) {
+                    Failure::Transient => to_store_error("connecting to etcd", e),
+                    _ => StoreError::Invalid(format!("etcd endpoints {endpoints:?}: {e}")),
+                })?;
+        let policy = RetryPolicy {
+            attempts: options.retry_attempts,
+            backoff: options.retry_backoff,
+            timeout: options.request_timeout,
+        };
+        let keys = Keys::new(&options.prefix);
+        let root = keys.root().to_owned();
+        let header = policy
+            .run("reading the etcd cluster id", || {
+                let mut kv = client.kv_client();
+                let root = root.clone();
+                async move {
+                    kv.get(root, Some(GetOptions::new().with_count_only()))
+                        .await
+                }
+            })
+            .await?
+            .take_header()
+            .ok_or_else(|| StoreError::Backend {
+                message: "etcd response without a header".into(),
+                source: None,
+            })?;
+        Ok(EtcdStore {
+            inner: Arc::new(Inner {
+                client,
+                keys,
+                epoch: header.cluster_id(),
+                policy,
+                options,
+                cache: Mutex::new(HashMap::new()),
+                compacted: std::sync::atomic::AtomicI64::new(0),
+            }),
+        })
+    }
+
+    /// The store's epoch: the etcd cluster id.
+    pub fn epoch(&self) -> u64 {
+        self.inner.epoch
+    }
+
+    /// The options the store was connected with.
+    pub fn options(&self) -> &EtcdOptions {
+        &self.inner.options
+    }
+
+    /// The underlying etcd client (shares the store's connection), for
+    /// elections, leases and other etcd features the store does not wrap.
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// Forgets the write cache (the next writes read their keys first).
+    pub fn clear_cache(&self) {
+        if let Ok(mut c) = self.inner.cache.lock() {
+            c.clear();
+        }
+    }
+}
+
+impl Inner {
+    fn revision(&self, seq: i64) -> Revision {
+        Revision::new(self.epoch, u64::try_from(seq).unwrap_or(0))
+    }
+
+    /// Checks a caller's revision belongs to this store's epoch.
+    fn check_epoch(&self, r: Revision) -> Result<()> {
+        if r.epoch == self.epoch {
+            Ok(())
+        } else {
+            Err(StoreError::EpochMismatch {
+                requested: r,
+                current: self.epoch,
+            })
+        }
+    }
+
+    fn cache_put(&self, key: &[u8], stored: Stored) {
+        let cap = self.options.cache_capacity;
+        if cap == 0 {
+            return;
+        }
+        if let Ok(mut c) = self.cache.lock() {
+            if c.len() >= cap && !c.contains_key(key) {
+                c.clear();
+            }
+            c.insert(key.to_vec(), stored);
+        }
+    }
+
+    fn cache_get(&self, key: &[u8]) -> Option<Stored> {
+        self.cache.lock().ok().and_then(|c| c.get(key).copied())
+    }
+
+    fn cache_remove(&self, key: &[u8]) {
+        if let Ok(mut c) = self.cache.lock() {
+            c.remove(key);
+        }
+    }
+
+    /// The current revision of the etcd cluster.
+    async fn current_seq(&self) -> Result<i64> {
+        let root = self.keys.root().to_owned();
+        let mut resp = self
+            .policy
+            .run("reading the current revision", || {
+                let mut kv = self.client.kv_client();
+                let root = root.clone();
+                async move {
+                    kv.get(root, Some(GetOptions::new().with_count_only()))
+                        .await
+                }
+            })
+            .await?;
+        Ok(resp.take_header().map(|h| h.revision()).unwrap_or(0))
+    }
+
+    /// Every key under `prefix` at one revision, in key order, read in pages.
+    async fn range(&self, prefix: &str) -> Result<(Vec<KeyValue>, i64)> {
+        let end = prefix_end(prefix.as_bytes());
+        let mut restarts = 0;
+        'list: loop {
+            let mut out = Vec::new();
+            let mut from = prefix.as_bytes().to_vec();
+            let mut at = 0i64;
+            loop {
+                let mut attempt = || {
+                    let mut kv = self.client.kv_client();
+                    let mut opts = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
+                    if at > 0 {
+                        opts = opts.with_revision(at);
+                    }
+                    let from = from.clone();
+                    async move { kv.get(from, Some(opts)).await }
+                };
+                let mut resp = match self.policy.run_raw(&mut attempt).await {
+                    Ok(r) => r,
+                    Err(AttemptError::Client(e))
+                        if classify(&e) == Failure::Compacted && restarts < 3 =>
+                    {
+                        restarts += 1;
+                        continue 'list;
+                    }
+                    Err(AttemptError::Client(e)) => return Err(to_store_error("listing", e)),
+                    Err(AttemptError::TimedOut) => {
+                        return Err(StoreError::Unavailable {
+                            message: "listing: no etcd member answered".into(),
+                            source: None,
+                        });
+                    }
+                };
+                if at == 0 {
+                    at = resp.header().map(|h| h.revision()).unwrap_or(0);
+                }
+                let more = resp.more();
+                let kvs = resp.take_kvs();
+                if let Some(last) = kvs.last() {
+                    from = last.key().to_vec();
+                    from.push(0);
+                }
+                let empty = kvs.is_empty();
+                out.extend(kvs);
+                if !more || empty {
+                    return Ok((out, at));
+                }
+            }
+        }
+    }
+
+    /// Runs a transaction with retries.
+    async fn txn(&self, what: &str, txn: Txn) -> Result<etcd_client::TxnResponse> {
+        self.policy
+            .run(what, || {
+                let mut kv = self.client.kv_client();
+                let txn = txn.clone();
+                async move { kv.txn(txn).await }
+            })
+            .await
+    }
+
+    async fn get_entity(&self, arn: &Arn) -> Result<Option<Versioned>> {
+        let key = self.keys.entity(arn)?;
+        let mut resp = self
+            .policy
+            .run("reading an entity", || {
+                let mut kv = self.client.kv_client();
+                let key = key.clone();
+                async move { kv.get(key, None).await }
+            })
+            .await?;
+        let Some(kv) = resp.take_kvs().into_iter().next() else {
+            return Ok(None);
+        };
+        let record = Record::decode(kv.key(), kv.value())?;
+        self.cache_put(
+            kv.key(),
+            Stored {
+                state: record.state(),
+                mod_revision: kv.mod_revision(),
+            },
+        );
+        Ok(match record {
+            Record::Live(entity) => Some(Versioned {
+                entity,
+                revision: self.revision(kv.mod_revision()),
+            }),
+            Record::Tombstone(_) => None,
+        })
+    }
+
+    async fn list(&self, kind: EntityKind, filter: &Filter) -> Result<Listing<Versioned>> {
+        let (kvs, at) = self.range(&self.keys.kind(kind)).await?;
+        let mut items = Vec::new();
+        for kv in kvs {
+            let record = Record::decode(kv.key(), kv.value())?;
+            if let Record::Live(entity) = record
+                && filter.matches(&entity)
+            {
+                items.push(Versioned {
+                    entity,
+                    revision: self.revision(kv.mod_revision()),
+                });
+            }
+        }
+        Ok(Listing {
+            items,
+            revision: self.revision(at),
+        })
+    }
+
+    async fn purge_tombstones(&self, deleted_before: Timestamp) -> Result<usize> {
+        let (kvs, _) = self.range(&self.keys.entities()).await?;
+        let mut old = Vec::new();
+        for kv in kvs {
+            // Skip values we cannot decode rather than fail the whole purge.
+            if let Ok(Record::Tombstone(t)) = Record::decode(kv.key(), kv.value())
+                && t.deleted_at < deleted_before
+            {
+                old.push((kv.key().to_vec(), kv.mod_revision()));
+            }
+        }
+        let results: Vec<Result<bool>> = futures::stream::iter(old)
+            .map(|(key, rev)| async move {
+                let txn = Txn::new()
+                    .when([Compare::mod_revision(key.clone(), CompareOp::Equal, rev)])
+                    .and_then([TxnOp::delete(key.clone(), None)]);
+                let resp = self.txn("purging a tombstone", txn).await?;
+                self.cache_remove(&key);
+                Ok(resp.succeeded())
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        let mut purged = 0;
+        for r in results {
+            if r? {
+                purged += 1;
+            }
+        }
+        Ok(purged)
+    }
+}
+
+#[async_trait]
+impl StateStore for EtcdStore {
+    async fn apply_batch(&self, changes: Vec<Change>) -> Result<Vec<ApplyOutcome>> {
+        apply::apply_batch(&self.inner, changes).await
+    }
+
+    async fn get(&self, arn: &Arn) -> Result<Option<Versioned>> {
+        self.inner.get_entity(arn).await
+    }
+
+    async fn list(&self, kind: EntityKind, filter: &Filter) -> Result<Listing<Versioned>> {
+        self.inner.list(kind, filter).await
+    }
+
+    async fn watch(&self, after: Revision) -> Result<WatchStream> {
+        watch::watch_entities(&self.inner, after).await
+    }
+
+    async fn current_revision(&self) -> Result<Revision> {
+        let seq = self.inner.current_seq().await?;
+        Ok(self.inner.revision(seq))
+    }
+
+    async fn purge_tombstones(&self, deleted_before: Timestamp) -> Result<usize> {
+        self.inner.purge_tombstones(deleted_before).await
+    }
+
+    async fn kv_get(&self, key: &str) -> Result<Option<KvEntry>> {
+        kv::get(&self.inner, key).await
+    }
+
+    async fn kv_list(&self, prefix: &str) -> Result<Listing<KvEntry>> {
+        kv::list(&self.inner, prefix).await
+    }
+
+    async fn kv_txn(&self, txn: KvTxn) -> Result<KvTxnOutcome> {
+        kv::txn(&self.inner, txn).await
+    }
+
+    async fn kv_watch(&self, prefix: &str, after: Revision) -> Result<KvWatchStream> {
+        watch::watch_kv(&self.inner, prefix, after).await
+    }
+}

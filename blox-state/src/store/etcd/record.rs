@@ -1,0 +1,318 @@
+//! What an entity key holds (a live entity or a tombstone) and the version
+//! rules that decide whether a change applies over it.
+//!
+//! The rules are pure functions over a [`Stored`] summary (kind of value,
+//! ECS version, etcd `mod_revision`), so the batch writer can run them on
+//! values it read, on values it cached, or on the result of an earlier change
+//! of the same batch.
+
+use blox_core::model::{Arn, Entity, Timestamp, blocked_by_tombstone, supersedes};
+use serde::{Deserialize, Serialize};
+
+use crate::store::{Op, StaleReason, StoreError};
+
+/// The JSON value stored at an entity key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Record {
+    /// The entity's current state.
+    Live(Entity),
+    /// The entity was deleted.
+    Tombstone(Tombstone),
+}
+
+/// What remains of a deleted entity until it is purged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Tombstone {
+    /// The deleted entity's ARN.
+    pub arn: Arn,
+    /// The version it was deleted at (`None` = unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    /// When it was deleted.
+    pub deleted_at: Timestamp,
+}
+
+impl Record {
+    /// Decodes a stored value.
+    pub(crate) fn decode(key: &[u8], value: &[u8]) -> Result<Record, StoreError> {
+        serde_json::from_slice(value).map_err(|e| StoreError::Corrupt {
+            key: String::from_utf8_lossy(key).into_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Encodes a value to store.
+    pub(crate) fn encode(&self) -> Result<Vec<u8>, StoreError> {
+        serde_json::to_vec(self).map_err(|e| StoreError::Invalid(format!("cannot encode: {e}")))
+    }
+
+    /// The summary of this value.
+    pub(crate) fn state(&self) -> State {
+        match self {
+            Record::Live(e) => State::Live(e.version()),
+            Record::Tombstone(t) => State::Tombstone(t.version),
+        }
+    }
+}
+
+/// What a key holds, as far as the version rules care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    /// Nothing (never written, or purged).
+    Absent,
+    /// A live entity at this version.
+    Live(Option<u64>),
+    /// A tombstone at this version.
+    Tombstone(Option<u64>),
+}
+
+/// A key's state and the etcd revision of its last write (0 when absent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stored {
+    /// What the key holds.
+    pub state: State,
+    /// etcd's `mod_revision` of the key (0 = absent).
+    pub mod_revision: i64,
+}
+
+impl Stored {
+    /// An absent key.
+    pub(crate) const ABSENT: Stored = Stored {
+        state: State::Absent,
+        mod_revision: 0,
+    };
+}
+
+/// The decision for one change over a stored state.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Decision {
+    /// Write this record.
+    Write(Record),
+    /// Leave the key as it is.
+    Stale {
+        /// Why.
+        reason: StaleReason,
+        /// The stored version.
+        stored_version: Option<u64>,
+    },
+}
+
+/// Decides a change over what is stored.
+///
+/// `guard_seq` is the change's `unchanged_since` sequence number; `pending`
+/// says an earlier change of the same batch already wrote this key (so any
+/// guard fails, as it would if the changes were applied one by one).
+pub(crate) fn decide(
+    op: &Op,
+    guard_seq: Option<u64>,
+    stored: Stored,
+    pending: bool,
+    now: Timestamp,
+) -> Decision {
+    let stored_version = match stored.state {
+        State::Absent => None,
+        State::Live(v) | State::Tombstone(v) => v,
+    };
+    if let Some(seq) = guard_seq {
+        let modified_after = pending || u64::try_from(stored.mod_revision).unwrap_or(0) > seq;
+        if modified_after {
+            return Decision::Stale {
+                reason: StaleReason::ModifiedSince,
+                stored_version,
+            };
+        }
+    }
+    match op {
+        Op::Put(entity) => {
+            let incoming = entity.version();
+            let stale = match stored.state {
+                State::Absent => None,
+                State::Live(v) => (!supersedes(incoming, v)).then_some(StaleReason::Version),
+                State::Tombstone(v) => {
+                    blocked_by_tombstone(incoming, v).then_some(StaleReason::Tombstone)
+                }
+            };
+            match stale {
+                Some(reason) => Decision::Stale {
+                    reason,
+                    stored_version,
+                },
+                None => Decision::Write(Record::Live(entity.clone())),
+            }
+        }
+        Op::Delete { arn, version } => {
+            let tombstone = |v: Option<u64>| {
+                Decision::Write(Record::Tombstone(Tombstone {
+                    arn: arn.clone(),
+                    version: v,
+                    deleted_at: now,
+                }))
+            };
+            match stored.state {
+                // A tombstone where nothing was: a late put of this version
+                // or lower must not create the entity.
+                State::Absent => tombstone(*version),
+                State::Live(v) => match (*version, v) {
+                    (Some(d), Some(s)) if s > d => Decision::Stale {
+                        reason: StaleReason::Version,
+                        stored_version,
+                    },
+                    (d, s) => tombstone(d.or(s)),
+                },
+                // Already deleted: only a delete at a strictly higher version
+                // raises the tombstone.
+                State::Tombstone(t) => match (*version, t) {
+                    (Some(d), Some(t)) if d > t => tombstone(Some(d)),
+                    (Some(d), None) => tombstone(Some(d)),
+                    _ => Decision::Stale {
+                        reason: StaleReason::Tombstone,
+                        stored_version,
+                    },
+                },
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use blox_core::model::Task;
+
+    fn arn() -> Arn {
+        Arn::parse("arn:aws:ecs:us-east-1:123456789012:task/c/abc").unwrap()
+    }
+
+    fn put(version: Option<u64>) -> Op {
+        let cluster = Arn::parse("arn:aws:ecs:us-east-1:123456789012:cluster/c").unwrap();
+        let mut t = Task::new(arn(), cluster, "td");
+        t.version = version;
+        Op::Put(t.into())
+    }
+
+    fn stored(state: State, rev: i64) -> Stored {
+        Stored {
+            state,
+            mod_revision: rev,
+        }
+    }
+
+    fn is_write(d: &Decision) -> bool {
+        matches!(d, Decision::Write(_))
+    }
+
+    #[test]
+    fn put_applies_over_absent_and_older_but_not_equal() {
+        let now = Timestamp::now();
+        assert!(is_write(&decide(
+            &put(Some(1)),
+            None,
+            Stored::ABSENT,
+            false,
+            now
+        )));
+        assert!(is_write(&decide(
+            &put(Some(2)),
+            None,
+            stored(State::Live(Some(1)), 5),
+            false,
+            now
+        )));
+        assert_eq!(
+            decide(
+                &put(Some(2)),
+                None,
+                stored(State::Live(Some(2)), 5),
+                false,
+                now
+            ),
+            Decision::Stale {
+                reason: StaleReason::Version,
+                stored_version: Some(2)
+            }
+        );
+    }
+
+    #[test]
+    fn tombstone_blocks_equal_version_but_not_higher() {
+        let now = Timestamp::now();
+        let s = stored(State::Tombstone(Some(3)), 7);
+        assert_eq!(
+            decide(&put(Some(3)), None, s, false, now),
+            Decision::Stale {
+                reason: StaleReason::Tombstone,
+                stored_version: Some(3)
+            }
+        );
+        assert!(is_write(&decide(&put(Some(4)), None, s, false, now)));
+    }
+
+    #[test]
+    fn guard_fails_when_key_modified_after_the_revision_or_earlier_in_the_batch() {
+        let now = Timestamp::now();
+        let s = stored(State::Live(Some(1)), 10);
+        assert!(is_write(&decide(&put(Some(2)), Some(10), s, false, now)));
+        assert_eq!(
+            decide(&put(Some(2)), Some(9), s, false, now),
+            Decision::Stale {
+                reason: StaleReason::ModifiedSince,
+                stored_version: Some(1)
+            }
+        );
+        assert!(!is_write(&decide(&put(Some(2)), Some(10), s, true, now)));
+    }
+
+    #[test]
+    fn delete_keeps_the_newer_of_its_version_and_the_stored_one() {
+        let now = Timestamp::now();
+        let del = |v| Op::Delete {
+            arn: arn(),
+            version: v,
+        };
+        match decide(
+            &del(None),
+            None,
+            stored(State::Live(Some(4)), 3),
+            false,
+            now,
+        ) {
+            Decision::Write(Record::Tombstone(t)) => assert_eq!(t.version, Some(4)),
+            d => panic!("unexpected {d:?}"),
+        }
+        assert!(!is_write(&decide(
+            &del(Some(3)),
+            None,
+            stored(State::Live(Some(4)), 3),
+            false,
+            now
+        )));
+        assert!(!is_write(&decide(
+            &del(Some(3)),
+            None,
+            stored(State::Tombstone(Some(3)), 3),
+            false,
+            now
+        )));
+        assert!(is_write(&decide(
+            &del(Some(3)),
+            None,
+            Stored::ABSENT,
+            false,
+            now
+        )));
+    }
+
+    #[test]
+    fn records_round_trip_through_json() {
+        let r = Record::Tombstone(Tombstone {
+            arn: arn(),
+            version: Some(9),
+            deleted_at: Timestamp::from_millis(1_000),
+        });
+        let bytes = r.encode().unwrap();
+        assert_eq!(Record::decode(b"k", &bytes).unwrap(), r);
+        assert!(Record::decode(b"k", b"{").is_err());
+    }
+}

@@ -1,0 +1,525 @@
+//! Focused tests of `EtcdStore` against a real etcd (one shared throwaway
+//! server; every test writes under its own key prefix).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![cfg(all(feature = "etcd", feature = "testing"))]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use blox_core::model::{Arn, ContainerInstance, Entity, EntityKind, Task, TaskStatus, Timestamp};
+use blox_state::store::etcd::{EtcdOptions, EtcdStore};
+use blox_state::store::{
+    ApplyOutcome, Change, Filter, KvExpect, KvOp, KvTxn, KvTxnOutcome, Revision, StaleReason,
+    StateStore, StoreError, WatchEvent,
+};
+use blox_state::testing::etcd_server::EtcdServer;
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::OnceCell;
+
+static SERVER: OnceCell<EtcdServer> = OnceCell::const_new();
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+async fn store() -> EtcdStore {
+    let server = SERVER
+        .get_or_init(|| async { EtcdServer::start().await.expect("start etcd") })
+        .await;
+    let prefix = format!(
+        "/test-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    );
+    EtcdStore::connect(EtcdOptions::new([server.endpoint()]).with_prefix(prefix))
+        .await
+        .unwrap()
+}
+
+const CLUSTER: &str = "arn:aws:ecs:us-east-1:123456789012:cluster/c1";
+
+fn task_arn(id: &str) -> Arn {
+    Arn::parse(&format!("arn:aws:ecs:us-east-1:123456789012:task/c1/{id}")).unwrap()
+}
+
+fn task(id: &str, version: Option<u64>) -> Task {
+    let mut t = Task::new(task_arn(id), Arn::parse(CLUSTER).unwrap(), "td:1");
+    t.version = version;
+    t
+}
+
+fn instance(id: &str, version: u64) -> ContainerInstance {
+    let arn = Arn::parse(&format!(
+        "arn:aws:ecs:us-east-1:123456789012:container-instance/c1/{id}"
+    ))
+    .unwrap();
+    let mut i = ContainerInstance::new(arn, Arn::parse(CLUSTER).unwrap());
+    i.version = Some(version);
+    i
+}
+
+fn version_of(e: &Entity) -> Option<u64> {
+    e.version()
+}
+
+async fn next_event(s: &mut blox_state::store::WatchStream) -> WatchEvent {
+    tokio::time::timeout(Duration::from_secs(10), s.next())
+        .await
+        .expect("an event within 10 s")
+        .expect("stream open")
+        .expect("no error")
+}
+
+async fn next_kv(w: &mut blox_state::store::KvWatchStream) -> blox_state::store::KvEvent {
+    tokio::time::timeout(Duration::from_secs(10), w.next())
+        .await
+        .expect("an event within 10 s")
+        .expect("stream open")
+        .expect("no error")
+}
+
+#[tokio::test]
+async fn newer_versions_apply_and_equal_or_older_are_stale() {
+    let s = store().await;
+    let r1 = s.apply(Change::put(task("a", Some(2)))).await.unwrap();
+    assert!(r1.is_applied());
+    for v in [2, 1] {
+        assert_eq!(
+            s.apply(Change::put(task("a", Some(v)))).await.unwrap(),
+            ApplyOutcome::Stale {
+                reason: StaleReason::Version,
+                stored_version: Some(2)
+            }
+        );
+    }
+    let r3 = s.apply(Change::put(task("a", Some(3)))).await.unwrap();
+    let ApplyOutcome::Applied { revision } = r3 else {
+        panic!("{r3:?}")
+    };
+    let got = s.get(&task_arn("a")).await.unwrap().unwrap();
+    assert_eq!(version_of(&got.entity), Some(3));
+    assert_eq!(got.revision, revision);
+    assert_eq!(revision.epoch, s.epoch());
+    assert!(s.get(&task_arn("missing")).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_fresh_client_without_cache_sees_the_stored_version() {
+    let s = store().await;
+    s.apply(Change::put(task("a", Some(5)))).await.unwrap();
+    let other = EtcdStore::connect(s.options().clone()).await.unwrap();
+    let out = other.apply(Change::put(task("a", Some(4)))).await.unwrap();
+    assert!(!out.is_applied());
+    // The first client's cache is now behind nothing, but another writer
+    // moves the key: its cached state must not decide a wrong outcome.
+    other.apply(Change::put(task("a", Some(9)))).await.unwrap();
+    let out = s.apply(Change::put(task("a", Some(7)))).await.unwrap();
+    assert_eq!(
+        out,
+        ApplyOutcome::Stale {
+            reason: StaleReason::Version,
+            stored_version: Some(9)
+        }
+    );
+}
+
+#[tokio::test]
+async fn list_returns_live_entities_of_a_kind_matching_the_filter() {
+    let s = store().await;
+    let mut running = task("r", Some(1));
+    running.last_status = TaskStatus::Running;
+    s.apply_batch(vec![
+        Change::put(running),
+        Change::put(task("p", Some(1))),
+        Change::put(task("gone", Some(1))),
+        Change::put(instance("i1", 1)),
+    ])
+    .await
+    .unwrap();
+    s.apply(Change::delete(task_arn("gone"), Some(2)))
+        .await
+        .unwrap();
+    let all = s.list(EntityKind::Task, &Filter::default()).await.unwrap();
+    let mut ids: Vec<String> = all
+        .items
+        .iter()
+        .map(|v| v.entity.arn().id().to_owned())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["p", "r"]);
+    assert_eq!(all.revision, s.current_revision().await.unwrap());
+    let filter = Filter {
+        status: Some("running".into()),
+        ..Filter::default()
+    };
+    let running = s.list(EntityKind::Task, &filter).await.unwrap();
+    assert_eq!(running.items.len(), 1);
+    let instances = s
+        .list(EntityKind::Instance, &Filter::default())
+        .await
+        .unwrap();
+    assert_eq!(instances.items.len(), 1);
+}
+
+#[tokio::test]
+async fn a_list_larger_than_one_page_is_complete() {
+    let s = store().await;
+    let changes: Vec<Change> = (0..2500)
+        .map(|i| Change::put(task(&format!("t{i:05}"), Some(1))))
+        .collect();
+    let out = s.apply_batch(changes).await.unwrap();
+    assert!(out.iter().all(ApplyOutcome::is_applied));
+    let all = s.list(EntityKind::Task, &Filter::default()).await.unwrap();
+    assert_eq!(all.items.len(), 2500);
+}
+
+#[tokio::test]
+async fn a_tombstone_blocks_late_states_but_not_newer_ones() {
+    let s = store().await;
+    s.apply(Change::put(task("a", Some(3)))).await.unwrap();
+    assert!(
+        s.apply(Change::delete(task_arn("a"), Some(3)))
+            .await
+            .unwrap()
+            .is_applied()
+    );
+    assert!(s.get(&task_arn("a")).await.unwrap().is_none());
+    assert_eq!(
+        s.apply(Change::put(task("a", Some(3)))).await.unwrap(),
+        ApplyOutcome::Stale {
+            reason: StaleReason::Tombstone,
+            stored_version: Some(3)
+        }
+    );
+    assert!(
+        !s.apply(Change::put(task("a", None)))
+            .await
+            .unwrap()
+            .is_applied()
+    );
+    assert!(
+        s.apply(Change::put(task("a", Some(4))))
+            .await
+            .unwrap()
+            .is_applied()
+    );
+    assert!(s.get(&task_arn("a")).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_delete_older_than_the_stored_state_is_stale() {
+    let s = store().await;
+    s.apply(Change::put(task("a", Some(5)))).await.unwrap();
+    assert_eq!(
+        s.apply(Change::delete(task_arn("a"), Some(4)))
+            .await
+            .unwrap(),
+        ApplyOutcome::Stale {
+            reason: StaleReason::Version,
+            stored_version: Some(5)
+        }
+    );
+    assert!(s.get(&task_arn("a")).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_guard_rejects_changes_to_keys_modified_after_its_revision() {
+    let s = store().await;
+    s.apply(Change::put(task("a", Some(1)))).await.unwrap();
+    let listed = s.current_revision().await.unwrap();
+    // Unchanged since the listing: applies.
+    assert!(
+        s.apply(Change::put(task("a", Some(2))).unchanged_since(listed))
+            .await
+            .unwrap()
+            .is_applied()
+    );
+    // Modified after `listed` (by the write above): rejected, also deletes.
+    assert_eq!(
+        s.apply(Change::delete(task_arn("a"), None).unchanged_since(listed))
+            .await
+            .unwrap(),
+        ApplyOutcome::Stale {
+            reason: StaleReason::ModifiedSince,
+            stored_version: Some(2)
+        }
+    );
+    // An absent key has never been modified.
+    assert!(
+        s.apply(Change::put(task("new", Some(1))).unchanged_since(listed))
+            .await
+            .unwrap()
+            .is_applied()
+    );
+    let foreign = Revision::new(s.epoch() ^ 1, listed.seq);
+    let err = s
+        .apply(Change::put(task("a", Some(9))).unchanged_since(foreign))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::EpochMismatch { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn changes_to_one_arn_in_a_batch_apply_in_order() {
+    let s = store().await;
+    let before = s.current_revision().await.unwrap();
+    let out = s
+        .apply_batch(vec![
+            Change::put(task("a", Some(2))),
+            Change::put(task("b", Some(1))),
+            Change::put(task("a", Some(1))),
+            Change::put(task("a", Some(3))),
+            Change::delete(task_arn("b"), Some(1)),
+            // Guarded on a revision before the batch: the earlier change of
+            // this batch modified the key, so it is rejected.
+            Change::put(task("a", Some(4))).unchanged_since(before),
+        ])
+        .await
+        .unwrap();
+    assert!(out[0].is_applied());
+    assert!(out[1].is_applied());
+    assert_eq!(
+        out[2],
+        ApplyOutcome::Stale {
+            reason: StaleReason::Version,
+            stored_version: Some(2)
+        }
+    );
+    assert!(out[3].is_applied());
+    assert!(out[4].is_applied());
+    assert_eq!(
+        out[5],
+        ApplyOutcome::Stale {
+            reason: StaleReason::ModifiedSince,
+            stored_version: Some(3)
+        }
+    );
+    let a = s.get(&task_arn("a")).await.unwrap().unwrap();
+    assert_eq!(a.entity.version(), Some(3));
+    assert!(s.get(&task_arn("b")).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn concurrent_writers_never_lose_the_highest_version() {
+    let s1 = store().await;
+    let s2 = EtcdStore::connect(s1.options().clone()).await.unwrap();
+    let mut handles = Vec::new();
+    for (n, s) in [s1.clone(), s2.clone()].into_iter().enumerate() {
+        handles.push(tokio::spawn(async move {
+            for v in 0..60u64 {
+                let changes = (0..5)
+                    .map(|k| Change::put(task(&format!("k{k}"), Some(v * 2 + n as u64))))
+                    .collect();
+                s.apply_batch(changes).await.unwrap();
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    for k in 0..5 {
+        let got = s1.get(&task_arn(&format!("k{k}"))).await.unwrap().unwrap();
+        assert_eq!(got.entity.version(), Some(59 * 2 + 1));
+    }
+}
+
+#[tokio::test]
+async fn watch_reports_puts_and_deletes_with_the_last_state() {
+    let s = store().await;
+    let start = s.current_revision().await.unwrap();
+    let mut w = s.watch(start).await.unwrap();
+    s.apply(Change::put(task("a", Some(1)))).await.unwrap();
+    // A delete of an entity the store never had leaves a tombstone but no event.
+    s.apply(Change::delete(task_arn("ghost"), Some(1)))
+        .await
+        .unwrap();
+    let del = s.apply(Change::delete(task_arn("a"), None)).await.unwrap();
+    s.apply(Change::put(task("b", Some(1)))).await.unwrap();
+    // Purging the tombstones yields no event either.
+    let purged = s
+        .purge_tombstones(Timestamp::now().add(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(purged, 2);
+    s.apply(Change::put(task("c", Some(1)))).await.unwrap();
+
+    match next_event(&mut w).await {
+        WatchEvent::Put(v) => assert_eq!(v.entity.arn(), &task_arn("a")),
+        e => panic!("{e:?}"),
+    }
+    match next_event(&mut w).await {
+        WatchEvent::Delete {
+            arn,
+            last,
+            revision,
+        } => {
+            assert_eq!(arn, task_arn("a"));
+            assert_eq!(last.unwrap().version(), Some(1));
+            assert_eq!(ApplyOutcome::Applied { revision }, del);
+        }
+        e => panic!("{e:?}"),
+    }
+    assert_eq!(next_event(&mut w).await.arn(), &task_arn("b"));
+    assert_eq!(next_event(&mut w).await.arn(), &task_arn("c"));
+
+    // Resuming after the first event replays the rest, with no duplicate.
+    let ApplyOutcome::Applied { revision: del_rev } = del else {
+        panic!()
+    };
+    let mut again = s
+        .watch(Revision::new(del_rev.epoch, del_rev.seq - 1))
+        .await
+        .unwrap();
+    assert!(matches!(
+        next_event(&mut again).await,
+        WatchEvent::Delete { .. }
+    ));
+}
+
+#[tokio::test]
+async fn watching_from_a_compacted_revision_fails_with_compacted() {
+    // Its own server: compaction is cluster-wide and would break the other
+    // tests' watches.
+    let server = EtcdServer::start().await.unwrap();
+    let s = EtcdStore::connect(EtcdOptions::new([server.endpoint()]))
+        .await
+        .unwrap();
+    let start = s.current_revision().await.unwrap();
+    for v in 1..=5 {
+        s.apply(Change::put(task("a", Some(v)))).await.unwrap();
+    }
+    let compacted = s.compact(1).await.unwrap().expect("compacted");
+    assert!(compacted.seq > start.seq);
+    let err = match s.watch(start).await {
+        Err(e) => e,
+        Ok(mut w) => w.next().await.unwrap().unwrap_err(),
+    };
+    assert!(matches!(err, StoreError::Compacted { .. }), "{err}");
+    assert!(err.needs_relist());
+    // From the compacted revision itself on, watching works.
+    let mut w = s.watch(compacted).await.unwrap();
+    s.apply(Change::put(task("a", Some(6)))).await.unwrap();
+    assert_eq!(next_event(&mut w).await.arn(), &task_arn("a"));
+}
+
+#[tokio::test]
+async fn watching_from_another_epoch_or_the_future_needs_a_relist() {
+    let s = store().await;
+    let now = s.current_revision().await.unwrap();
+    let err = s
+        .watch(Revision::new(now.epoch ^ 1, now.seq))
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, StoreError::EpochMismatch { .. }), "{err}");
+    let err = s
+        .watch(Revision::new(now.epoch, now.seq + 1000))
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, StoreError::FutureRevision { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn kv_transactions_check_absence_presence_and_revision() {
+    let s = store().await;
+    let v = |x: &str| Bytes::from(x.to_owned());
+    let KvTxnOutcome::Applied(r1) = s
+        .kv_put("sched/a", v("1"), Some(KvExpect::Absent))
+        .await
+        .unwrap()
+    else {
+        panic!("absent put failed")
+    };
+    assert_eq!(
+        s.kv_put("sched/a", v("2"), Some(KvExpect::Absent))
+            .await
+            .unwrap(),
+        KvTxnOutcome::Conflict
+    );
+    assert!(matches!(
+        s.kv_put("sched/a", v("2"), Some(KvExpect::Revision(r1)))
+            .await
+            .unwrap(),
+        KvTxnOutcome::Applied(_)
+    ));
+    assert_eq!(
+        s.kv_put("sched/a", v("3"), Some(KvExpect::Revision(r1)))
+            .await
+            .unwrap(),
+        KvTxnOutcome::Conflict
+    );
+    assert_eq!(
+        s.kv_delete("sched/none", Some(KvExpect::Present))
+            .await
+            .unwrap(),
+        KvTxnOutcome::Conflict
+    );
+    let got = s.kv_get("sched/a").await.unwrap().unwrap();
+    assert_eq!(got.value, v("2"));
+    // Multi-key all-or-nothing.
+    let out = s
+        .kv_txn(KvTxn {
+            checks: vec![("sched/a".into(), KvExpect::Present)],
+            ops: vec![
+                KvOp::Put {
+                    key: "sched/b".into(),
+                    value: v("b"),
+                },
+                KvOp::Delete {
+                    key: "sched/a".into(),
+                },
+            ],
+        })
+        .await
+        .unwrap();
+    assert!(matches!(out, KvTxnOutcome::Applied(_)));
+    s.kv_put("other", v("x"), None).await.unwrap();
+    let listed = s.kv_list("sched/").await.unwrap();
+    let keys: Vec<&str> = listed.items.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["sched/b"]);
+    let dup = s
+        .kv_txn(KvTxn {
+            checks: vec![],
+            ops: vec![
+                KvOp::Delete { key: "x".into() },
+                KvOp::Delete { key: "x".into() },
+            ],
+        })
+        .await;
+    assert!(matches!(dup, Err(StoreError::Invalid(_))));
+}
+
+#[tokio::test]
+async fn kv_watch_reports_puts_and_deletes_under_the_prefix() {
+    let s = store().await;
+    let start = s.current_revision().await.unwrap();
+    let mut w = s.kv_watch("sched/", start).await.unwrap();
+    s.kv_put("other/x", Bytes::from_static(b"o"), None)
+        .await
+        .unwrap();
+    s.kv_put("sched/a", Bytes::from_static(b"1"), None)
+        .await
+        .unwrap();
+    s.kv_delete("sched/a", None).await.unwrap();
+    let e1 = next_kv(&mut w).await;
+    assert_eq!(
+        (e1.key.as_str(), e1.value),
+        ("sched/a", Some(Bytes::from_static(b"1")))
+    );
+    let e2 = next_kv(&mut w).await;
+    assert_eq!((e2.key.as_str(), e2.value), ("sched/a", None));
+    assert!(e2.revision.seq > e1.revision.seq);
+}
+
+#[tokio::test]
+async fn connecting_to_nothing_is_unavailable() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut opts = EtcdOptions::new([format!("127.0.0.1:{port}")]);
+    opts.retry_attempts = 2;
+    opts.request_timeout = Duration::from_secs(1);
+    let err = EtcdStore::connect(opts).await.unwrap_err();
+    assert!(err.is_unavailable(), "{err}");
+}
