@@ -5,6 +5,8 @@
 //! its decisions against ECS. The daemon scheduler (one task per eligible
 //! instance) is the reference implementation.
 
+pub mod election;
+pub mod runner;
 pub mod scheduler;
 
 pub use scheduler::{Action, DesiredSource, Scheduler, Snapshot};

@@ -250,6 +250,18 @@ impl EtcdStore {
         &self.inner.client
     }
 
+    /// The etcd key that holds `key` of the key-value API (for callers that
+    /// write such keys with etcd features the store does not wrap, such as
+    /// a lease-bound leader key).
+    pub fn kv_key(&self, key: &str) -> String {
+        self.inner.keys.kv(key)
+    }
+
+    /// The store [`Revision`] of an etcd revision (`mod_revision`, a header's revision).
+    pub fn revision_of(&self, etcd_revision: i64) -> Revision {
+        self.inner.revision(etcd_revision)
+    }
+
     /// Forgets the write cache (the next writes read their keys first).
     pub fn clear_cache(&self) {
         if let Ok(mut c) = self.inner.cache.lock() {
