@@ -59,6 +59,8 @@ impl<S: Scheduler> Runner<S> {
     pub async fn run(mut self, shutdown: impl Future<Output = ()> + Send) {
         tokio::pin!(shutdown);
         let mut changes = self.cache.changes();
+        // The first tick runs a cycle over the current view anyway.
+        changes.mark_unchanged();
         let mut ticker = tokio::time::interval(self.options.interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let (mut changes_open, mut leader_open, mut boot_open) = (true, true, true);
