@@ -168,7 +168,11 @@ async fn the_follower_takes_over_after_the_lease_expires_without_double_starts()
     })
     .await;
     assert!(a.leads() != b.leads(), "exactly one leader");
-    let (leader, follower) = if a.leads() { (&mut a, &mut b) } else { (&mut b, &mut a) };
+    let (leader, follower) = if a.leads() {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
     let mut status = follower.handle.watch_status();
     tokio::time::timeout(
         Duration::from_secs(30),
@@ -179,6 +183,11 @@ async fn the_follower_takes_over_after_the_lease_expires_without_double_starts()
     .unwrap();
     assert_eq!(follower.handle.counters().values().started, 0);
 
+    wait_until(30, "the first intents resolved", || {
+        leader.handle.status().pending_intents == 0
+    })
+    .await;
+
     // The view starts lagging; a new instance joins and the leader starts a
     // task on it that the view does not show. Then the leader dies.
     mode.store(HOLD_TASKS, Ordering::SeqCst);
@@ -187,7 +196,10 @@ async fn the_follower_takes_over_after_the_lease_expires_without_double_starts()
         .unwrap()
         .container_instance_arn;
     instances.push(late.clone());
-    wait_until(30, "a start on the new instance", || live_tagged(&fake, &late) == 1).await;
+    wait_until(30, "a start on the new instance", || {
+        live_tagged(&fake, &late) == 1
+    })
+    .await;
     let prefix = intent_prefix("one-per-instance");
     let intents = ingest.kv_list(&prefix).await.unwrap().items;
     assert_eq!(intents.len(), 1, "the in-flight start has an intent");
@@ -208,7 +220,11 @@ async fn the_follower_takes_over_after_the_lease_expires_without_double_starts()
     })
     .await;
     assert_eq!(live_tagged(&fake, &late), 1);
-    assert_eq!(starts_on(&fake, &late), 1, "the inherited intent held the start");
+    assert_eq!(
+        starts_on(&fake, &late),
+        1,
+        "the inherited intent held the start"
+    );
     assert_eq!(ingest.kv_list(&prefix).await.unwrap().items.len(), 1);
 
     // The view catches up: the intent is resolved.
@@ -216,7 +232,10 @@ async fn the_follower_takes_over_after_the_lease_expires_without_double_starts()
     let store = Arc::clone(&ingest);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while !store.kv_list(&prefix).await.unwrap().items.is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "intent never resolved");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "intent never resolved"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
@@ -237,7 +256,11 @@ async fn the_follower_takes_over_after_the_lease_expires_without_double_starts()
 
     stop_monitor.store(true, Ordering::SeqCst);
     monitor.await.unwrap();
-    assert_eq!(worst.load(Ordering::SeqCst), 1, "never two tasks on one instance");
+    assert_eq!(
+        worst.load(Ordering::SeqCst),
+        1,
+        "never two tasks on one instance"
+    );
 
     follower.election.as_ref().unwrap().resign().await;
     assert!(!follower.leads());
@@ -275,13 +298,19 @@ async fn a_leader_whose_key_is_deleted_steps_down_at_once_and_campaigns_again() 
         .await
         .expect("stepped down well within the TTL")
         .unwrap();
-    let second = tokio::time::timeout(Duration::from_secs(10), term.wait_for(|t| t.is_some()))
-        .await
-        .unwrap()
-        .unwrap()
-        .clone()
-        .unwrap();
-    assert!(second.revision.seq > first.revision.seq, "a new term, a new fencing token");
+    let second = tokio::time::timeout(
+        Duration::from_secs(10),
+        term.wait_for(|t| t.as_ref().is_some_and(|t| t.revision != first.revision)),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .clone()
+    .unwrap();
+    assert!(
+        second.revision.seq > first.revision.seq,
+        "a new term, a new fencing token"
+    );
     election.resign().await;
 }
 

@@ -97,7 +97,11 @@ async fn a_new_leader_resolves_inherited_intents_before_starting_anything() {
         };
         let key = format!("{prefix}{TAG}/{}", w.instances[i]);
         w.store
-            .kv_put(&key, Bytes::from(serde_json::to_vec(&record).unwrap()), None)
+            .kv_put(
+                &key,
+                Bytes::from(serde_json::to_vec(&record).unwrap()),
+                None,
+            )
             .await
             .unwrap();
     }
@@ -111,7 +115,10 @@ async fn a_new_leader_resolves_inherited_intents_before_starting_anything() {
     expected.sort();
     assert_eq!(started, expected);
     assert_eq!(support::live_tagged(&w.fake, &w.instances[0]), 1);
-    assert!(w.fake.calls("ListTasks") >= 2, "intents checked against ListTasks");
+    assert!(
+        w.fake.calls("ListTasks") >= 2,
+        "intents checked against ListTasks"
+    );
     assert!(r.handle.counters().values().intents_resolved >= 1);
 
     // Once the view shows the inherited task, its intent is resolved too.
@@ -127,7 +134,10 @@ async fn a_new_leader_resolves_inherited_intents_before_starting_anything() {
             break;
         }
     }
-    assert_eq!(left, 0, "every intent resolved once the view shows the tasks");
+    assert_eq!(
+        left, 0,
+        "every intent resolved once the view shows the tasks"
+    );
     assert_eq!(support::live_tagged(&w.fake, &w.instances[0]), 1);
     r.shutdown().await;
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use blox_core::testing::InjectedError;
 use blox_sched::runner::RunnerOptions;
-use blox_sched::scheduler::Action;
+use blox_sched::scheduler::{Action, Scheduler, Snapshot};
 use support::{World, options, wait_until};
 
 #[tokio::test(start_paused = true)]
@@ -23,7 +23,11 @@ async fn a_cycle_starts_at_most_the_cap_and_the_next_cycle_continues() {
     );
     wait_until(5, "first cycle", || w.started_instances().len() == 10).await;
     tokio::time::sleep(Duration::from_secs(20)).await;
-    assert_eq!(w.started_instances().len(), 10, "nothing more before the next cycle");
+    assert_eq!(
+        w.started_instances().len(),
+        10,
+        "nothing more before the next cycle"
+    );
     assert_eq!(w.start_calls(), 1);
     tokio::time::sleep(Duration::from_secs(15)).await;
     assert_eq!(w.started_instances().len(), 20);
@@ -75,7 +79,10 @@ async fn a_paused_runner_does_nothing_until_resumed() {
     assert_eq!(s.waiting_for, None);
 
     r.handle.resume();
-    wait_until(10, "starts after resume", || w.started_instances().len() == 2).await;
+    wait_until(10, "starts after resume", || {
+        w.started_instances().len() == 2
+    })
+    .await;
     r.shutdown().await;
 }
 
@@ -97,5 +104,48 @@ async fn throttled_starts_are_retried_with_backoff() {
     assert_eq!(c.failed, 0);
     let times = w.ecs.start_times();
     assert!(times[1] > times[0] && times[3] - times[2] >= times[1] - times[0]);
+    r.shutdown().await;
+}
+
+/// Stops every task started by "legacy".
+struct Reaper;
+
+impl Scheduler for Reaper {
+    type Desired = ();
+    fn name(&self) -> &str {
+        "reaper"
+    }
+    fn decide(&self, snap: &Snapshot<()>) -> Vec<Action> {
+        snap.live_tasks()
+            .filter(|t| t.started_by.as_deref() == Some("legacy"))
+            .map(|t| Action::stop(t.cluster_arn.clone(), t.task_arn.clone(), "legacy task"))
+            .collect()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn stops_go_through_stop_task_within_the_cap() {
+    let w = World::new(3).await;
+    w.fake
+        .run_tasks("c", "old:1", &w.instances, Some("legacy"))
+        .unwrap();
+    support::pump(&w.fake, w.store.as_ref()).await;
+    let r = w.spawn_with(
+        Reaper,
+        (),
+        RunnerOptions {
+            max_actions_per_cycle: 2,
+            interval: Duration::from_secs(30),
+            ..options()
+        },
+    );
+    wait_until(5, "first stops", || w.fake.calls("StopTask") == 2).await;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert_eq!(w.fake.calls("StopTask"), 2, "capped at two per cycle");
+    wait_until(60, "the last stop", || w.fake.calls("StopTask") == 3).await;
+    for i in &w.instances {
+        assert!(w.fake.tasks_on(i).iter().all(|t| !t.is_live()));
+    }
+    assert_eq!(r.handle.counters().values().stopped, 3);
     r.shutdown().await;
 }

@@ -185,7 +185,12 @@ impl Campaign {
         ended
     }
 
-    async fn hold(&self, client: &mut Client, lease: i64, resign: &mut watch::Receiver<bool>) -> Ended {
+    async fn hold(
+        &self,
+        client: &mut Client,
+        lease: i64,
+        resign: &mut watch::Receiver<bool>,
+    ) -> Ended {
         let (mut keeper, mut acks) = match client.lease_keep_alive(lease).await {
             Ok(k) => k,
             Err(e) => return lost("starting keep-alives", e),

@@ -96,7 +96,9 @@ impl BackoffTracker {
 
     /// Whether starts on `instance` are held off at `now`.
     pub(crate) fn holds(&self, instance: &Arn, now: Timestamp) -> bool {
-        self.slots.get(instance).is_some_and(|s| s.state.until > now)
+        self.slots
+            .get(instance)
+            .is_some_and(|s| s.state.until > now)
     }
 
     /// The failure records, for the snapshot (expired hold-offs included:
@@ -167,7 +169,11 @@ impl BackoffTracker {
             }
         }
         for instance in healthy {
-            if self.slots.get(&instance).is_some_and(|s| s.state.until <= now) {
+            if self
+                .slots
+                .get(&instance)
+                .is_some_and(|s| s.state.until <= now)
+            {
                 self.slots.remove(&instance);
             }
         }

@@ -35,6 +35,7 @@ struct Filters<'a> {
     clusters: &'a [String],
     book: &'a super::IntentBook,
     tracker: &'a super::BackoffTracker,
+    stopping: &'a std::collections::HashMap<Arn, Timestamp>,
     now: Timestamp,
 }
 
@@ -47,6 +48,9 @@ impl Holds for Filters<'_> {
     }
     fn backing_off(&self, instance: &Arn) -> bool {
         self.tracker.holds(instance, self.now)
+    }
+    fn stopping(&self, task: &Arn) -> bool {
+        self.stopping.contains_key(task)
     }
 }
 
@@ -102,7 +106,10 @@ impl<S: Scheduler> Runner<S> {
         let now = self.clock.now();
         let outcome = self.try_cycle(now).await;
         let paused = self.paused.load(Ordering::SeqCst);
-        self.retry_soon = matches!(outcome, Err(Stop::Error(_)) | Err(Stop::Waiting(WaitingFor::Intents)));
+        self.retry_soon = matches!(
+            outcome,
+            Err(Stop::Error(_)) | Err(Stop::Waiting(WaitingFor::Intents))
+        );
         let leader = self.term.ready.is_some();
         let held = self.term.tracker.held(now);
         let intents = self.term.book.len();
@@ -139,12 +146,18 @@ impl<S: Scheduler> Runner<S> {
         if self.term.fenced == Some(term.revision) {
             return Err(Stop::Waiting(WaitingFor::Leadership));
         }
-        if self.term.ready != Some(term.revision) {
+        let result = if self.term.ready == Some(term.revision) {
+            self.act(&term, now).await
+        } else {
             self.end_term();
-            self.take_over(&term, now).await?;
-            self.term.ready = Some(term.revision);
-        }
-        let result = self.act(&term, now).await;
+            match self.take_over(&term, now).await {
+                Ok(()) => {
+                    self.term.ready = Some(term.revision);
+                    self.act(&term, now).await
+                }
+                Err(e) => Err(e),
+            }
+        };
         if matches!(result, Err(Stop::Waiting(WaitingFor::Leadership))) {
             tracing::warn!(scheduler = self.scheduler.name(), revision = %term.revision,
                 "fenced out: the leader key changed; not acting on this term again");
@@ -162,6 +175,7 @@ impl<S: Scheduler> Runner<S> {
         }
         self.term.book.clear();
         self.term.tracker.clear();
+        self.term.stopping.clear();
         self.term.baseline = true;
     }
 
@@ -261,7 +275,9 @@ impl<S: Scheduler> Runner<S> {
         for (key, intent) in self.term.book.iter() {
             let seen = match &intent.task {
                 Some(task) => in_view.contains(task),
-                None => live.contains(&(&intent.record.instance, intent.record.started_by.as_str())),
+                None => {
+                    live.contains(&(&intent.record.instance, intent.record.started_by.as_str()))
+                }
             };
             if seen {
                 resolved.push(key.clone());
@@ -279,9 +295,29 @@ impl<S: Scheduler> Runner<S> {
             }
         }
         let n = resolved.len();
-        self.term.book.remove(self.store.as_ref(), term, resolved).await?;
+        self.term
+            .book
+            .remove(self.store.as_ref(), term, resolved)
+            .await?;
         bump(&self.counters.intents_resolved, n);
         Ok(())
+    }
+
+    /// Forgets issued stops the view shows done (or that are older than the
+    /// intent timeout, so a stop ECS lost is issued again).
+    fn forget_stops(&mut self, tasks: &[Arc<Task>], now: Timestamp) {
+        if self.term.stopping.is_empty() {
+            return;
+        }
+        let live: HashSet<&Arn> = tasks
+            .iter()
+            .filter(|t| t.is_live())
+            .map(|t| &t.task_arn)
+            .collect();
+        let timeout = self.options.intent_timeout;
+        self.term
+            .stopping
+            .retain(|task, since| live.contains(task) && now.since(*since) < timeout);
     }
 
     /// The instances and tasks of the runner's clusters, from one consistent read.
@@ -317,6 +353,7 @@ impl<S: Scheduler> Runner<S> {
             self.term.tracker.baseline(&tasks);
         }
         self.resolve_intents(term, &tasks, now).await?;
+        self.forget_stops(&tasks, now);
         self.term.tracker.observe(&tasks, now);
         let snapshot = Snapshot {
             instances,
@@ -346,13 +383,18 @@ impl<S: Scheduler> Runner<S> {
                 clusters: &self.options.clusters,
                 book: &self.term.book,
                 tracker: &self.term.tracker,
+                stopping: &self.term.stopping,
                 now,
             },
             self.options.max_actions_per_cycle,
         );
         if plan.capped > 0 {
-            tracing::warn!(scheduler = self.scheduler.name(), capped = plan.capped,
-                cap = self.options.max_actions_per_cycle, "actions over the per-cycle cap deferred");
+            tracing::warn!(
+                scheduler = self.scheduler.name(),
+                capped = plan.capped,
+                cap = self.options.max_actions_per_cycle,
+                "actions over the per-cycle cap deferred"
+            );
         }
         if plan.len() == 0 {
             return Ok(());

@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use blox_core::backoff::Backoff;
 use blox_core::model::{Arn, Timestamp};
-use blox_core::ports::{
-    EcsError, MAX_START_TASK_INSTANCES, StartTaskRequest, TaskListFilter,
-};
+use blox_core::ports::{EcsError, MAX_START_TASK_INSTANCES, StartTaskRequest, TaskListFilter};
 use blox_state::store::{KvTxn, KvTxnOutcome};
 
 use super::cycle::Stop;
@@ -36,7 +34,12 @@ where
                 attempt += 1;
                 bump(&counters.throttled, 1);
                 let wait = backoff.next_delay();
-                tracing::debug!(operation = e.operation(), attempt, ?wait, "ECS throttled; retrying");
+                tracing::debug!(
+                    operation = e.operation(),
+                    attempt,
+                    ?wait,
+                    "ECS throttled; retrying"
+                );
                 tokio::time::sleep(wait).await;
             }
             other => return other,
@@ -71,7 +74,10 @@ impl<S: Scheduler> Runner<S> {
     }
 
     /// Every task ARN ECS lists for `filter` (throttling retried).
-    pub(crate) async fn list_all_tasks(&self, filter: &TaskListFilter) -> Result<Vec<Arn>, EcsError> {
+    pub(crate) async fn list_all_tasks(
+        &self,
+        filter: &TaskListFilter,
+    ) -> Result<Vec<Arn>, EcsError> {
         let mut all = Vec::new();
         let mut token = None;
         loop {
@@ -110,11 +116,15 @@ impl<S: Scheduler> Runner<S> {
                 &self.counters,
                 self.options.throttle_retries,
                 self.options.throttle_backoff,
-                || self.ecs.stop_task(stop.cluster.as_str(), &stop.task, &stop.reason),
+                || {
+                    self.ecs
+                        .stop_task(stop.cluster.as_str(), &stop.task, &stop.reason)
+                },
             )
             .await;
             match result {
                 Ok(_) => {
+                    self.term.stopping.insert(stop.task.clone(), now);
                     bump(&self.counters.stopped, 1);
                     tracing::info!(scheduler = self.scheduler.name(), task = %stop.task, reason = %stop.reason, "stopped task");
                 }
@@ -230,7 +240,9 @@ impl<S: Scheduler> Runner<S> {
                     .await?;
                 if !e.is_throttling() {
                     for i in instances {
-                        self.term.tracker.record_failure(i, Some(e.to_string()), now);
+                        self.term
+                            .tracker
+                            .record_failure(i, Some(e.to_string()), now);
                     }
                 }
                 Ok(Some(e.to_string()))

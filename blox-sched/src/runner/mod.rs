@@ -13,7 +13,8 @@
 //!    instance is in backoff, nothing outside its clusters) and caps them
 //!    ([`RunnerOptions::max_actions_per_cycle`]); in dry-run it only logs and
 //!    records them ([`RunnerStatus::last_dry_run`]); paused, it does nothing;
-//! 3. executes them: stops through `StopTask`, starts through `StartTask` in
+//! 3. executes them: stops through `StopTask` (not issued again while the
+//!    view still shows the task live, up to the intent timeout), starts through `StartTask` in
 //!    batches of at most ten instances, each batch preceded by intent records
 //!    written in a `kv_txn` fenced by the leader key
 //!    ([`LeaderTerm::check`](crate::election::LeaderTerm::check)), so a
@@ -26,6 +27,45 @@
 //! whose tasks stop soon after starting, or where ECS refuses a placement,
 //! are held off 1 s, 2 s, 4 s... (up to five minutes), with ECS's reason in
 //! [`Snapshot::backoff`] for the scheduler to report.
+//!
+//! Wiring a runner in one process on the memory store:
+//!
+//! ```no_run
+//! # async fn demo(ecs: std::sync::Arc<dyn blox_core::ports::EcsApi>) -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//!
+//! use blox_sched::election::{LeaderElection, LocalElection};
+//! use blox_sched::runner::{Runner, RunnerGates, RunnerOptions};
+//! use blox_sched::scheduler::{Action, Fixed, Scheduler, Snapshot};
+//! use blox_state::reconcile::{ReconcileOptions, Reconciler};
+//! use blox_state::store::{StateStore, memory::MemoryStore};
+//!
+//! struct Idle;
+//! impl Scheduler for Idle {
+//!     type Desired = ();
+//!     fn name(&self) -> &str { "idle" }
+//!     fn decide(&self, _: &Snapshot<()>) -> Vec<Action> { Vec::new() }
+//! }
+//!
+//! let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+//! let (cache, _follower) = blox_state::cache::spawn_follower(Arc::clone(&store));
+//! let election = LocalElection::start(Arc::clone(&store), "scheduler", "me").await?;
+//! let reconciler = Reconciler::new(Arc::clone(&ecs), Arc::clone(&store), ReconcileOptions::default());
+//! let gates = RunnerGates {
+//!     bootstrapped: reconciler.bootstrapped(),
+//!     leadership: election.term(),
+//! };
+//! tokio::spawn(reconciler.run(election.is_leader(), std::future::pending::<()>()));
+//! let runner = Runner::new(Idle, Arc::new(Fixed(())), cache, ecs, store, gates, RunnerOptions::default());
+//! let handle = runner.handle();
+//! let shutdown = async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! };
+//! runner.run(shutdown).await;
+//! println!("{:?}", handle.counters().values());
+//! election.resign().await;
+//! # Ok(()) }
+//! ```
 
 mod backoff;
 mod cycle;
@@ -307,6 +347,8 @@ struct TermState {
     fenced: Option<blox_state::store::Revision>,
     book: IntentBook,
     tracker: BackoffTracker,
+    /// Stops issued this term that the view does not show yet, and when.
+    stopping: std::collections::HashMap<blox_core::model::Arn, Timestamp>,
     /// Whether the backoff tracker still needs its baseline.
     baseline: bool,
 }
@@ -368,6 +410,7 @@ impl<S: Scheduler> Runner<S> {
                 options.crash_window,
                 options.healthy_after,
             ),
+            stopping: std::collections::HashMap::new(),
             baseline: true,
         };
         Runner {
@@ -398,4 +441,3 @@ impl<S: Scheduler> Runner<S> {
         }
     }
 }
-

@@ -46,6 +46,8 @@ pub(crate) trait Holds {
     fn pending(&self, instance: &Arn, started_by: &str) -> bool;
     /// Whether the instance is in backoff.
     fn backing_off(&self, instance: &Arn) -> bool;
+    /// Whether a stop of the task was already issued and the view still shows it live.
+    fn stopping(&self, task: &Arn) -> bool;
 }
 
 /// Filters and caps `actions` (an instance start or a stop counts as one
@@ -58,7 +60,10 @@ pub(crate) fn plan(actions: Vec<Action>, holds: &impl Holds, cap: usize) -> Plan
     for action in actions {
         match action {
             Action::Stop(stop) => {
-                if !holds.manages(&stop.cluster) || !stopping.insert(stop.task.clone()) {
+                if !holds.manages(&stop.cluster)
+                    || holds.stopping(&stop.task)
+                    || !stopping.insert(stop.task.clone())
+                {
                     out.held += 1;
                 } else if budget == 0 {
                     out.capped += 1;
@@ -110,10 +115,16 @@ mod tests {
         fn backing_off(&self, instance: &Arn) -> bool {
             self.backoff.contains(instance)
         }
+        fn stopping(&self, task: &Arn) -> bool {
+            task.id() == "t0"
+        }
     }
 
     fn cluster(name: &str) -> Arn {
-        Arn::parse(&format!("arn:aws:ecs:us-east-1:000000000000:cluster/{name}")).unwrap()
+        Arn::parse(&format!(
+            "arn:aws:ecs:us-east-1:000000000000:cluster/{name}"
+        ))
+        .unwrap()
     }
 
     fn inst(n: usize) -> Arn {
@@ -136,7 +147,13 @@ mod tests {
             pending: vec![inst(1)],
             backoff: vec![inst(2)],
         };
-        let a = Action::start(cluster("mine"), "d:1", vec![inst(1), inst(2), inst(3)], "me", "r");
+        let a = Action::start(
+            cluster("mine"),
+            "d:1",
+            vec![inst(1), inst(2), inst(3)],
+            "me",
+            "r",
+        );
         let p = plan(vec![a], &f, 100);
         assert_eq!(p.starts[0].instances, vec![inst(3)]);
         assert_eq!(p.held, 2);
@@ -147,16 +164,26 @@ mod tests {
         let stops = (0..3).map(|n| {
             Action::stop(
                 cluster("mine"),
-                Arn::parse(&format!("arn:aws:ecs:us-east-1:000000000000:task/mine/t{n}")).unwrap(),
+                Arn::parse(&format!(
+                    "arn:aws:ecs:us-east-1:000000000000:task/mine/t{n}"
+                ))
+                .unwrap(),
                 "r",
             )
         });
-        let start = Action::start(cluster("mine"), "d:1", (0..10).map(inst).collect(), "me", "r");
+        let start = Action::start(
+            cluster("mine"),
+            "d:1",
+            (0..10).map(inst).collect(),
+            "me",
+            "r",
+        );
         let p = plan(stops.chain([start]).collect(), &none(), 5);
         assert_eq!(p.len(), 5);
-        assert_eq!(p.stops.len(), 3);
-        assert_eq!(p.starts[0].instances.len(), 2);
-        assert_eq!(p.capped, 8);
+        assert_eq!(p.stops.len(), 2, "t0 is already stopping");
+        assert_eq!(p.starts[0].instances.len(), 3);
+        assert_eq!(p.capped, 7);
+        assert_eq!(p.held, 1);
     }
 
     #[test]

@@ -10,15 +10,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use blox_core::event::{EcsEvent, parse_event};
-use blox_core::model::{
-    Arn, Cluster, ContainerInstance, InstanceStatus, Task, TaskDefinition,
-};
-use blox_core::ports::{
-    EcsApi, EcsError, Page, StartTaskOutput, StartTaskRequest, TaskListFilter,
-};
+use blox_core::model::{Arn, Cluster, ContainerInstance, InstanceStatus, Task, TaskDefinition};
+use blox_core::ports::{EcsApi, EcsError, Page, StartTaskOutput, StartTaskRequest, TaskListFilter};
 use blox_core::testing::{FakeEcs, InstanceSpec};
-use blox_sched::scheduler::{Action, Fixed, InstanceBackoff, Scheduler, Snapshot};
 use blox_sched::runner::{Runner, RunnerGates, RunnerHandle, RunnerOptions};
+use blox_sched::scheduler::{Action, Fixed, InstanceBackoff, Scheduler, Snapshot};
 use blox_state::cache::Cache;
 use blox_state::store::{Change, StateStore};
 use tokio::sync::{oneshot, watch};
@@ -131,11 +127,14 @@ pub fn live_tagged(fake: &FakeEcs, instance: &Arn) -> usize {
         .count()
 }
 
+/// When each StartTask call was made, and on which instances.
+pub type StartLog = Arc<Mutex<Vec<(tokio::time::Instant, Vec<Arn>)>>>;
+
 /// An ECS that forwards to a fake and records when each StartTask call was made.
 #[derive(Clone)]
 pub struct Recording {
     pub fake: FakeEcs,
-    pub starts: Arc<Mutex<Vec<(tokio::time::Instant, Vec<Arn>)>>>,
+    pub starts: StartLog,
 }
 
 impl Recording {
@@ -260,9 +259,22 @@ impl World {
 
     /// Spawns a runner of the test scheduler with task definition `td`.
     pub fn spawn(&self, td: &str, options: RunnerOptions) -> Running {
+        self.spawn_with(self.scheduler.clone(), td.to_owned(), options)
+    }
+
+    /// Spawns a runner of any scheduler with a fixed desired state.
+    pub fn spawn_with<S: Scheduler>(
+        &self,
+        scheduler: S,
+        desired: S::Desired,
+        options: RunnerOptions,
+    ) -> Running
+    where
+        S::Desired: Clone,
+    {
         let runner = Runner::new(
-            self.scheduler.clone(),
-            Arc::new(Fixed(td.to_owned())),
+            scheduler,
+            Arc::new(Fixed(desired)),
             self.cache.clone(),
             Arc::new(self.ecs.clone()),
             Arc::clone(&self.store),
