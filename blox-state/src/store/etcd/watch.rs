@@ -16,7 +16,7 @@ use futures::stream::BoxStream;
 use super::Inner;
 use super::keys::Keys;
 use super::record::Record;
-use super::retry::{EtcdClientError, Failure, RetryPolicy, classify};
+use super::retry::{AttemptError, EtcdClientError, Failure, RetryPolicy, classify, to_store_error};
 use crate::store::{
     KvEvent, KvWatchStream, Result, Revision, StoreError, Versioned, WatchEvent, WatchStream,
 };
@@ -137,18 +137,30 @@ async fn open(
     after: Revision,
 ) -> Result<BoxStream<'static, Result<Vec<Event>>>> {
     inner.check_epoch(after)?;
-    let current = inner.current_seq().await?;
-    let current_u = u64::try_from(current).unwrap_or(0);
-    if after.seq > current_u {
-        return Err(StoreError::FutureRevision {
-            requested: after,
-            current: inner.revision(current),
-        });
-    }
     let next = i64::try_from(after.seq)
         .ok()
         .and_then(|s| s.checked_add(1))
         .ok_or_else(|| StoreError::Invalid(format!("revision {after} out of range")))?;
+    // etcd accepts a watch from a compacted revision and cancels it a moment
+    // later; a read at the start revision tells at once (same condition).
+    match check_start(inner, next).await? {
+        Start::Ok => {}
+        Start::Future => {
+            let current = inner.current_seq().await?;
+            if after.seq > u64::try_from(current).unwrap_or(0) {
+                return Err(StoreError::FutureRevision {
+                    requested: after,
+                    current: inner.revision(current),
+                });
+            }
+        }
+        Start::Compacted => {
+            return Err(StoreError::Compacted {
+                requested: after,
+                oldest: inner.revision(compact_revision(inner, &prefix, next).await),
+            });
+        }
+    }
     let mut raw = Raw {
         client: inner.client.clone(),
         prefix,
@@ -168,6 +180,68 @@ async fn open(
         Some((item, raw))
     })
     .boxed())
+}
+
+/// Whether a watch can start at a revision.
+enum Start {
+    Ok,
+    Future,
+    Compacted,
+}
+
+async fn check_start(inner: &Inner, next: i64) -> Result<Start> {
+    let root = inner.keys.root().to_owned();
+    let mut attempt = || {
+        let mut kv = inner.client.kv_client();
+        let root = root.clone();
+        async move {
+            kv.get(
+                root,
+                Some(
+                    etcd_client::GetOptions::new()
+                        .with_count_only()
+                        .with_revision(next),
+                ),
+            )
+            .await
+        }
+    };
+    match inner.policy.run_raw(&mut attempt).await {
+        Ok(_) => Ok(Start::Ok),
+        Err(AttemptError::Client(e)) => match classify(&e) {
+            Failure::Compacted => Ok(Start::Compacted),
+            Failure::Future => Ok(Start::Future),
+            _ => Err(to_store_error("checking a watch's start revision", e)),
+        },
+        Err(AttemptError::TimedOut) => Err(StoreError::Unavailable {
+            message: "watch: no etcd member answered".into(),
+            source: None,
+        }),
+    }
+}
+
+/// The oldest revision a watch can start from, as etcd tells a watcher that
+/// starts too early (falls back to `next` if it does not say in time).
+async fn compact_revision(inner: &Inner, prefix: &str, next: i64) -> i64 {
+    let mut client = inner.client.watch_client();
+    let opts = WatchOptions::new().with_prefix().with_start_revision(next);
+    let found = async {
+        let mut stream = client.watch(prefix.to_owned(), Some(opts)).await.ok()?;
+        while let Ok(Some(resp)) = stream.message().await {
+            if resp.compact_revision() > 0 {
+                return Some(resp.compact_revision());
+            }
+            if resp.canceled() {
+                return None;
+            }
+        }
+        None
+    };
+    tokio::time::timeout(Duration::from_secs(5), found)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(next)
 }
 
 impl Raw {
