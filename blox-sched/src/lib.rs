@@ -6,6 +6,8 @@
 //! instance) is the reference implementation.
 
 pub mod daemon;
+pub mod election;
+pub mod runner;
 pub mod scheduler;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -404,6 +404,61 @@ async fn watching_from_a_compacted_revision_fails_with_compacted() {
 }
 
 #[tokio::test]
+async fn maintenance_compacts_history_and_purges_old_tombstones() {
+    // Its own server: compaction is cluster-wide.
+    let server = EtcdServer::start().await.unwrap();
+    let mut options = EtcdOptions::new([server.endpoint()]);
+    options.keep_revisions = 2;
+    options.tombstone_retention = Some(Duration::ZERO);
+    options.compaction_interval = Duration::from_millis(50);
+    let s = EtcdStore::connect(options).await.unwrap();
+    let start = s.current_revision().await.unwrap();
+    for i in 0..5 {
+        s.apply(Change::put(task(&format!("t{i}"), Some(1))))
+            .await
+            .unwrap();
+    }
+    s.apply(Change::delete(task_arn("t0"), Some(1)))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let report = s.maintain().await.unwrap();
+    assert_eq!(report.tombstones_purged, 1);
+    let compacted = report.compacted_to.expect("compacted");
+    assert!(compacted.seq > start.seq);
+    assert!(matches!(
+        s.watch(start).await.err(),
+        Some(StoreError::Compacted { .. })
+    ));
+    assert_eq!(
+        s.list(EntityKind::Task, &Filter::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        4
+    );
+
+    // The scheduled task does the same on its own.
+    let before = s.current_revision().await.unwrap();
+    for v in 2..6 {
+        s.apply(Change::put(task("t1", Some(v)))).await.unwrap();
+    }
+    let handle = s.spawn_maintenance();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match s.watch(before).await {
+            Err(StoreError::Compacted { .. }) => break,
+            Ok(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => panic!("expected Compacted, got {:?}", other.err()),
+        }
+    }
+    handle.abort();
+}
+
+#[tokio::test]
 async fn watching_from_another_epoch_or_the_future_needs_a_relist() {
     let s = store().await;
     let now = s.current_revision().await.unwrap();

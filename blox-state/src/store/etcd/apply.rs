@@ -2,18 +2,22 @@
 //! etcd transactions.
 //!
 //! 1. Changes are grouped by key, keeping their order within a key.
-//! 2. Groups are cut into chunks of at most [`MAX_TXN_KEYS`] keys (etcd's
-//!    default `--max-txn-ops` is 128, and one transaction may not write a key
-//!    twice).
-//! 3. For each chunk, every key's [`Stored`] state comes from the cache, or
-//!    from one read-only transaction for the keys the cache misses.
+//! 2. Groups are cut into chunks of at most `max_txn_ops - 1` keys
+//!    ([`super::EtcdOptions::max_txn_ops`], etcd's `--max-txn-ops`, 128 by
+//!    default: etcd counts a transaction's nested transactions against what
+//!    the outer one leaves, so the outer one holds at most one less).
+//! 3. Each key's state comes from the cache of `key -> (mod_revision,
+//!    version)`; a key the cache does not know is assumed absent.
 //! 4. The changes of each key are decided in order over that state (as if
 //!    applied one by one); the last record decided to be written is the key's
 //!    write.
-//! 5. One transaction checks every key's `mod_revision` is what the decision
-//!    was based on and, if so, puts the writes; if not, its failure branch
-//!    reads every key so the chunk can be decided again on fresh state. After
-//!    a few conflicting rounds the chunk is retried key by key.
+//! 5. One transaction per chunk holds one nested transaction per key: "if the
+//!    key's `mod_revision` is still what the decision was based on, put the
+//!    write, else read the key". All the writes land at one revision, in one
+//!    raft entry. A key whose compare failed (another writer got in first,
+//!    the cache was behind) comes back with its current value and is decided
+//!    again in the next round; the other keys are done. A conflict thus costs
+//!    a round for the conflicting keys only, and a cold cache costs one round.
 
 use std::collections::HashMap;
 
@@ -25,17 +29,11 @@ use super::Inner;
 use super::record::{Decision, Record, Stored, decide};
 use crate::store::{ApplyOutcome, Change, Result, StoreError};
 
-/// At most this many keys per transaction.
-pub(crate) const MAX_TXN_KEYS: usize = 128;
-
 /// Chunks written concurrently by one batch.
 const CONCURRENT_CHUNKS: usize = 4;
 
-/// Conflicting rounds of a multi-key chunk before it is split into keys.
-const ROUNDS_BEFORE_SPLIT: usize = 3;
-
-/// Conflicting rounds of one key before giving up (each conflict means
-/// another writer succeeded, so this is only reached under extreme load).
+/// Conflicting rounds before giving up (each conflict means another writer
+/// succeeded, so this is only reached under extreme contention).
 const MAX_ROUNDS: usize = 1000;
 
 /// The changes to one key, by their index in the batch.
@@ -65,7 +63,8 @@ pub(crate) async fn apply_batch(inner: &Inner, changes: Vec<Change>) -> Result<V
     let mut chunks: Vec<Vec<Group>> = Vec::new();
     let mut it = groups.into_iter().peekable();
     while it.peek().is_some() {
-        chunks.push(it.by_ref().take(MAX_TXN_KEYS).collect());
+        let keys = inner.options.max_txn_ops.saturating_sub(1).max(1);
+        chunks.push(it.by_ref().take(keys).collect());
     }
     let changes = &changes;
     let results: Vec<Result<Vec<(usize, ApplyOutcome)>>> = futures::stream::iter(chunks)
@@ -84,157 +83,156 @@ pub(crate) async fn apply_batch(inner: &Inner, changes: Vec<Change>) -> Result<V
         .collect()
 }
 
-/// Writes one chunk, splitting it into keys if it keeps conflicting.
+/// Writes one chunk: decide, then one transaction holding a nested
+/// compare-and-swap transaction per key; keys whose compare failed come back
+/// with their current value and are decided again in the next round.
 async fn write_chunk(
     inner: &Inner,
     changes: &[Change],
     chunk: Vec<Group>,
     now: Timestamp,
 ) -> Result<Vec<(usize, ApplyOutcome)>> {
-    let split_after = if chunk.len() > 1 {
-        ROUNDS_BEFORE_SPLIT
-    } else {
-        MAX_ROUNDS
-    };
-    if let Some(out) = try_chunk(inner, changes, &chunk, now, split_after).await? {
-        return Ok(out);
-    }
-    let mut all = Vec::new();
-    for g in chunk {
-        match try_chunk(inner, changes, std::slice::from_ref(&g), now, MAX_ROUNDS).await? {
-            Some(out) => all.extend(out),
-            None => {
-                return Err(StoreError::Unavailable {
-                    message: format!(
-                        "gave up writing {} after {MAX_ROUNDS} conflicting attempts",
-                        String::from_utf8_lossy(&g.key)
-                    ),
-                    source: None,
-                });
+    // Each key's assumed state: cached, or absent on a miss (new entities are
+    // the common miss; if the key exists after all, its compare fails and the
+    // failure branch returns its value at no extra round trip). `fresh`: the
+    // state was read from etcd in this batch, so a decision to write nothing
+    // needs no confirmation.
+    let mut states: Vec<Stored> = chunk
+        .iter()
+        .map(|g| inner.cache_get(&g.key).unwrap_or(Stored::ABSENT))
+        .collect();
+    let mut fresh = vec![false; chunk.len()];
+    let mut pending: Vec<usize> = (0..chunk.len()).collect();
+    let mut out = Vec::with_capacity(changes.len());
+    for _ in 0..MAX_ROUNDS {
+        if pending.is_empty() {
+            return Ok(out);
+        }
+        let mut ops = Vec::with_capacity(pending.len());
+        // Per key sent: its index, its outcomes, what it writes.
+        let mut sent: Vec<(usize, Vec<(usize, ApplyOutcome)>, Option<Stored>)> = Vec::new();
+        for &g in &pending {
+            let (outcomes, write) = decide_group(inner, changes, &chunk[g], states[g], now);
+            if write.is_none() && fresh[g] {
+                out.extend(outcomes);
+                continue;
+            }
+            let key = chunk[g].key.clone();
+            let compare =
+                Compare::mod_revision(key.clone(), CompareOp::Equal, states[g].mod_revision);
+            let mut then = Vec::new();
+            let written = match write {
+                Some(record) => {
+                    then.push(TxnOp::put(key.clone(), record.encode()?, None));
+                    Some(Stored {
+                        state: record.state(),
+                        mod_revision: 0,
+                    })
+                }
+                None => None,
+            };
+            ops.push(TxnOp::txn(
+                Txn::new()
+                    .when([compare])
+                    .and_then(then)
+                    .or_else([TxnOp::get(key, None)]),
+            ));
+            sent.push((g, outcomes, written));
+        }
+        if sent.is_empty() {
+            return Ok(out);
+        }
+        let resp = inner
+            .txn("writing entities", Txn::new().and_then(ops))
+            .await?;
+        let seq = resp.header().map(|h| h.revision()).unwrap_or(0);
+        let revision = inner.revision(seq);
+        let responses = resp.op_responses();
+        if responses.len() != sent.len() {
+            return Err(StoreError::Backend {
+                message: "etcd returned a transaction response of the wrong size".into(),
+                source: None,
+            });
+        }
+        pending.clear();
+        for ((g, outcomes, written), r) in sent.into_iter().zip(responses) {
+            let TxnOpResponse::Txn(sub) = r else {
+                return Err(unexpected());
+            };
+            if sub.succeeded() {
+                if let Some(mut stored) = written {
+                    stored.mod_revision = seq;
+                    inner.cache_put(&chunk[g].key, stored);
+                }
+                out.extend(outcomes.into_iter().map(|(i, o)| match o {
+                    ApplyOutcome::Applied { .. } => (i, ApplyOutcome::Applied { revision }),
+                    stale => (i, stale),
+                }));
+            } else {
+                // Someone else wrote the key (or the cache was behind).
+                let read = read_states(inner, &sub.op_responses())?;
+                let stored = read.into_iter().next().ok_or_else(unexpected)?;
+                states[g] = stored;
+                fresh[g] = true;
+                pending.push(g);
             }
         }
     }
-    Ok(all)
+    Err(StoreError::Unavailable {
+        message: format!("gave up writing a batch after {MAX_ROUNDS} conflicting attempts"),
+        source: None,
+    })
 }
 
-/// Up to `rounds` decide-and-write rounds of a chunk; `None` if every round
-/// conflicted.
-async fn try_chunk(
+fn unexpected() -> StoreError {
+    StoreError::Backend {
+        message: "unexpected response in an etcd transaction".into(),
+        source: None,
+    }
+}
+
+/// Decides the changes of one key, in order, over its stored state: their
+/// outcomes (applied ones with a placeholder revision) and the record to
+/// write, if any.
+fn decide_group(
     inner: &Inner,
     changes: &[Change],
-    chunk: &[Group],
+    group: &Group,
+    state: Stored,
     now: Timestamp,
-    rounds: usize,
-) -> Result<Option<Vec<(usize, ApplyOutcome)>>> {
-    // Each key's state, and whether it was read (rather than cached) for
-    // this round: a decision on read state that writes nothing needs no txn.
-    let mut states: Vec<Option<Stored>> = chunk.iter().map(|g| inner.cache_get(&g.key)).collect();
-    let mut fresh = vec![false; chunk.len()];
-    let misses: Vec<usize> = (0..chunk.len()).filter(|&i| states[i].is_none()).collect();
-    if !misses.is_empty() {
-        let ops: Vec<TxnOp> = misses
-            .iter()
-            .map(|&i| TxnOp::get(chunk[i].key.clone(), None))
-            .collect();
-        let resp = inner
-            .txn("reading entities", Txn::new().and_then(ops))
-            .await?;
-        let read = read_states(inner, &resp.op_responses())?;
-        for (&i, s) in misses.iter().zip(read) {
-            states[i] = Some(s);
-            fresh[i] = true;
+) -> (Vec<(usize, ApplyOutcome)>, Option<Record>) {
+    let mut stored = state;
+    let mut pending = false;
+    let mut write = None;
+    let mut out = Vec::with_capacity(group.idxs.len());
+    for &i in &group.idxs {
+        let change = &changes[i];
+        let guard = change.unchanged_since.map(|r| r.seq);
+        match decide(&change.op, guard, stored, pending, now) {
+            Decision::Write(record) => {
+                stored.state = record.state();
+                pending = true;
+                write = Some(record);
+                out.push((
+                    i,
+                    ApplyOutcome::Applied {
+                        revision: inner.revision(0),
+                    },
+                ));
+            }
+            Decision::Stale {
+                reason,
+                stored_version,
+            } => out.push((
+                i,
+                ApplyOutcome::Stale {
+                    reason,
+                    stored_version,
+                },
+            )),
         }
     }
-    for _ in 0..rounds {
-        let mut out = Vec::new();
-        let mut writes: Vec<Option<Record>> = Vec::with_capacity(chunk.len());
-        for (g, state) in chunk.iter().zip(&states) {
-            let mut stored = state.unwrap_or(Stored::ABSENT);
-            let mut pending = false;
-            let mut write = None;
-            for &i in &g.idxs {
-                let change = &changes[i];
-                let guard = change.unchanged_since.map(|r| r.seq);
-                match decide(&change.op, guard, stored, pending, now) {
-                    Decision::Write(record) => {
-                        stored.state = record.state();
-                        pending = true;
-                        write = Some(record);
-                        // The revision is filled in once the txn commits.
-                        out.push((
-                            i,
-                            ApplyOutcome::Applied {
-                                revision: inner.revision(0),
-                            },
-                        ));
-                    }
-                    Decision::Stale {
-                        reason,
-                        stored_version,
-                    } => out.push((
-                        i,
-                        ApplyOutcome::Stale {
-                            reason,
-                            stored_version,
-                        },
-                    )),
-                }
-            }
-            writes.push(write);
-        }
-        let any_write = writes.iter().any(Option::is_some);
-        if !any_write && fresh.iter().all(|&f| f) {
-            return Ok(Some(out));
-        }
-        let mut compares = Vec::with_capacity(chunk.len());
-        let mut puts = Vec::new();
-        let mut reads = Vec::with_capacity(chunk.len());
-        let mut encoded: Vec<Option<(Vec<u8>, Stored)>> = Vec::with_capacity(chunk.len());
-        for ((g, state), write) in chunk.iter().zip(&states).zip(&writes) {
-            let rev = state.map_or(0, |s| s.mod_revision);
-            compares.push(Compare::mod_revision(g.key.clone(), CompareOp::Equal, rev));
-            reads.push(TxnOp::get(g.key.clone(), None));
-            match write {
-                Some(record) => {
-                    let bytes = record.encode()?;
-                    puts.push(TxnOp::put(g.key.clone(), bytes, None));
-                    encoded.push(Some((
-                        g.key.clone(),
-                        Stored {
-                            state: record.state(),
-                            mod_revision: 0,
-                        },
-                    )));
-                }
-                None => encoded.push(None),
-            }
-        }
-        let txn = Txn::new().when(compares).and_then(puts).or_else(reads);
-        let resp = inner.txn("writing entities", txn).await?;
-        if resp.succeeded() {
-            let seq = resp.header().map(|h| h.revision()).unwrap_or(0);
-            for (key, mut stored) in encoded.into_iter().flatten() {
-                stored.mod_revision = seq;
-                inner.cache_put(&key, stored);
-            }
-            let revision = inner.revision(seq);
-            for (_, o) in &mut out {
-                if let ApplyOutcome::Applied { revision: r } = o {
-                    *r = revision;
-                }
-            }
-            return Ok(Some(out));
-        }
-        // Someone else wrote one of the keys (or the cache was stale):
-        // decide again on the values the failure branch read.
-        let read = read_states(inner, &resp.op_responses())?;
-        for ((i, s), g) in read.into_iter().enumerate().zip(chunk) {
-            states[i] = Some(s);
-            fresh[i] = true;
-            inner.cache_put(&g.key, s);
-        }
-    }
-    Ok(None)
+    (out, write)
 }
 
 /// The states of the keys read by a transaction's get operations, in order.
@@ -242,10 +240,7 @@ fn read_states(inner: &Inner, responses: &[TxnOpResponse]) -> Result<Vec<Stored>
     let mut out = Vec::with_capacity(responses.len());
     for r in responses {
         let TxnOpResponse::Get(get) = r else {
-            return Err(StoreError::Backend {
-                message: "unexpected response to a read in a transaction".into(),
-                source: None,
-            });
+            return Err(unexpected());
         };
         match get.kvs().first() {
             None => out.push(Stored::ABSENT),

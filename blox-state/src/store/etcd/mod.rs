@@ -15,12 +15,13 @@
 //!
 //! # Writes
 //! [`StateStore::apply_batch`] never reads then blindly writes: it merges
-//! changes to the same ARN, takes each key's state (from a local cache of
-//! `key -> (mod_revision, version)` or from one read transaction), decides
-//! with the version rules, and writes in transactions of at most 128 keys
-//! whose compares check every key's `mod_revision` is still what was decided
-//! on. If another writer got in first, the transaction's failure branch
-//! returns the keys' fresh values and the decision is made again.
+//! changes to the same ARN, takes each key's state from a local cache of
+//! `key -> (mod_revision, version)` (a key it does not know is assumed
+//! absent), decides with the version rules, and writes in transactions of up
+//! to 127 keys, each key in a nested transaction whose compare checks the
+//! key's `mod_revision` is still what was decided on. Where another writer
+//! got in first (or the cache was behind), the nested transaction's failure
+//! branch returns the key's current value and that key is decided again.
 //!
 //! # History and maintenance
 //! etcd keeps every revision until it is compacted.
@@ -97,6 +98,9 @@ pub struct EtcdOptions {
     /// The first back-off between attempts, doubled each time up to 1 s
     /// (default 50 ms).
     pub retry_backoff: Duration,
+    /// The etcd cluster's `--max-txn-ops` (default 128, etcd's default): a
+    /// batch is written in transactions of at most one less key.
+    pub max_txn_ops: usize,
     /// How many keys' `(mod_revision, version)` the write path caches to skip
     /// reads (default 1,000,000; 0 disables the cache).
     pub cache_capacity: usize,
@@ -113,6 +117,7 @@ impl Default for EtcdOptions {
             request_timeout: Duration::from_secs(5),
             retry_attempts: 10,
             retry_backoff: Duration::from_millis(50),
+            max_txn_ops: 128,
             cache_capacity: 1_000_000,
         }
     }
@@ -248,6 +253,18 @@ impl EtcdStore {
     /// elections, leases and other etcd features the store does not wrap.
     pub fn client(&self) -> &Client {
         &self.inner.client
+    }
+
+    /// The etcd key that holds `key` of the key-value API (for callers that
+    /// write such keys with etcd features the store does not wrap, such as
+    /// a lease-bound leader key).
+    pub fn kv_key(&self, key: &str) -> String {
+        self.inner.keys.kv(key)
+    }
+
+    /// The store [`Revision`] of an etcd revision (`mod_revision`, a header's revision).
+    pub fn revision_of(&self, etcd_revision: i64) -> Revision {
+        self.inner.revision(etcd_revision)
     }
 
     /// Forgets the write cache (the next writes read their keys first).

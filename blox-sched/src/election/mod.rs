@@ -1,0 +1,143 @@
+//! Leader election: one process schedules.
+//!
+//! Several daemon processes may run against one store; a [`LeaderElection`]
+//! picks the one that runs the schedulers and the reconciler. Leadership is
+//! published on two watch channels: [`LeaderElection::is_leader`] (a plain
+//! `bool`, for the reconciler) and [`LeaderElection::term`] (the current
+//! [`LeaderTerm`], for the runner).
+//!
+//! A term names the leader key **inside the store's key-value namespace** and
+//! the revision at which this process wrote it. The runner guards every
+//! intent it writes with `KvExpect::Revision(term.revision)` on that key
+//! ([`LeaderTerm::check`]), so once the key is gone (lease expired, resigned)
+//! or rewritten by a new leader, a deposed leader's transaction fails and it
+//! never reaches ECS. That check is the fence; the watch channels only make
+//! the loser stop sooner.
+//!
+//! Two implementations:
+//! * [`LocalElection`]: a single process on any store (the memory store):
+//!   always leader, the key still written through `kv_txn` so fencing works
+//!   the same way.
+//! * `EtcdElection` (feature `etcd`): lease-backed campaign on an
+//!   [`EtcdStore`](blox_state::store::etcd::EtcdStore).
+
+#[cfg(feature = "etcd")]
+mod etcd;
+mod local;
+
+use async_trait::async_trait;
+use blox_state::store::{KvExpect, Revision, StoreError};
+use tokio::sync::watch;
+
+#[cfg(feature = "etcd")]
+pub use etcd::{EtcdElection, EtcdElectionOptions};
+pub use local::LocalElection;
+
+/// The key-value prefix under which leader keys live (`leader/{election name}`).
+pub const LEADER_KEY_PREFIX: &str = "leader/";
+
+/// The key-value key of the leader key of election `name`.
+pub fn leader_key(name: &str) -> String {
+    format!("{LEADER_KEY_PREFIX}{name}")
+}
+
+/// One term of leadership held by this process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderTerm {
+    /// The leader key, in the store's key-value namespace.
+    pub key: String,
+    /// The revision at which this process wrote the key (its fencing token).
+    pub revision: Revision,
+    /// Who holds it (this process's holder id).
+    pub holder: String,
+}
+
+impl LeaderTerm {
+    /// The `kv_txn` check that holds only while this term lasts.
+    pub fn check(&self) -> (String, KvExpect) {
+        (self.key.clone(), KvExpect::Revision(self.revision))
+    }
+}
+
+/// Why an election could not start or resign cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum ElectionError {
+    /// The store refused or failed the leader key's write.
+    #[error("leader election: store error")]
+    Store(#[source] StoreError),
+    /// The leader key is held by someone else (single-process election on a shared store).
+    #[error("leader election: key {key:?} changed under us")]
+    Conflict {
+        /// The leader key.
+        key: String,
+    },
+}
+
+/// Picks the process that schedules (see the module docs).
+#[async_trait]
+pub trait LeaderElection: Send + Sync {
+    /// `true` while this process leads; flips to `false` at once when it
+    /// loses the lease or resigns.
+    fn is_leader(&self) -> watch::Receiver<bool>;
+
+    /// The current term while this process leads, `None` otherwise.
+    fn term(&self) -> watch::Receiver<Option<LeaderTerm>>;
+
+    /// Gives up leadership (deletes the leader key if still ours) and stops
+    /// campaigning. Idempotent.
+    async fn resign(&self);
+}
+
+/// The two watch channels every election publishes, updated together.
+#[derive(Debug)]
+pub(crate) struct Signals {
+    leader: watch::Sender<bool>,
+    term: watch::Sender<Option<LeaderTerm>>,
+}
+
+impl Signals {
+    pub(crate) fn new() -> Self {
+        Signals {
+            leader: watch::channel(false).0,
+            term: watch::channel(None).0,
+        }
+    }
+
+    /// Publishes a new term (the term first, so a reader woken by `is_leader`
+    /// finds it).
+    pub(crate) fn elect(&self, term: LeaderTerm) {
+        tracing::info!(key = %term.key, revision = %term.revision, holder = %term.holder, "leadership acquired");
+        self.term.send_replace(Some(term));
+        self.leader.send_replace(true);
+    }
+
+    /// Withdraws leadership (the flag first, so readers stop at once).
+    pub(crate) fn depose(&self) {
+        let was = self.leader.send_replace(false);
+        self.term.send_replace(None);
+        if was {
+            tracing::warn!("leadership lost");
+        }
+    }
+
+    pub(crate) fn is_leader(&self) -> watch::Receiver<bool> {
+        self.leader.subscribe()
+    }
+
+    pub(crate) fn term(&self) -> watch::Receiver<Option<LeaderTerm>> {
+        self.term.subscribe()
+    }
+
+    pub(crate) fn current(&self) -> Option<LeaderTerm> {
+        self.term.borrow().clone()
+    }
+}
+
+/// A holder id unique enough for logs and the leader key's value.
+pub fn default_holder_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("pid{}-{nanos:08x}", std::process::id())
+}

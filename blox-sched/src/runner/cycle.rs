@@ -1,0 +1,420 @@
+//! The runner's loop: wait for a trigger, check the gates, decide, act.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use blox_core::model::{Arn, ContainerInstance, Task, Timestamp};
+use blox_core::ports::TaskListFilter;
+use blox_state::store::Filter;
+use tokio::time::MissedTickBehavior;
+
+use super::intents::IntentError;
+use super::plan::{Holds, plan};
+use super::{Runner, WaitingFor, bump};
+use crate::election::LeaderTerm;
+use crate::scheduler::{Scheduler, Snapshot};
+
+/// Why a cycle stopped early.
+pub(crate) enum Stop {
+    Waiting(WaitingFor),
+    Error(String),
+}
+
+impl From<IntentError> for Stop {
+    fn from(e: IntentError) -> Self {
+        match e {
+            IntentError::Fenced => Stop::Waiting(WaitingFor::Leadership),
+            IntentError::Store(e) => Stop::Error(format!("intent store: {e}")),
+        }
+    }
+}
+
+struct Filters<'a> {
+    clusters: &'a [String],
+    book: &'a super::IntentBook,
+    tracker: &'a super::BackoffTracker,
+    stopping: &'a std::collections::HashMap<Arn, Timestamp>,
+    now: Timestamp,
+}
+
+impl Holds for Filters<'_> {
+    fn manages(&self, cluster: &Arn) -> bool {
+        manages(self.clusters, cluster)
+    }
+    fn pending(&self, instance: &Arn, started_by: &str) -> bool {
+        self.book.is_pending(instance, started_by)
+    }
+    fn backing_off(&self, instance: &Arn) -> bool {
+        self.tracker.holds(instance, self.now)
+    }
+    fn stopping(&self, task: &Arn) -> bool {
+        self.stopping.contains_key(task)
+    }
+}
+
+fn manages(clusters: &[String], cluster: &Arn) -> bool {
+    clusters.is_empty() || clusters.iter().any(|c| Filter::cluster_matches(c, cluster))
+}
+
+impl<S: Scheduler> Runner<S> {
+    /// Runs cycles until `shutdown` resolves.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()> + Send) {
+        tokio::pin!(shutdown);
+        let mut changes = self.cache.changes();
+        // The first tick runs a cycle over the current view anyway.
+        changes.mark_unchanged();
+        let mut ticker = tokio::time::interval(self.options.interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let (mut changes_open, mut leader_open, mut boot_open) = (true, true, true);
+        loop {
+            let now = self.clock.now();
+            let backoff_end = self
+                .term
+                .tracker
+                .next_expiry(now)
+                .map(|t| self.clock.instant_of(t));
+            let retry_at = self
+                .retry_soon
+                .then(|| tokio::time::Instant::now() + self.options.backoff_start);
+            tokio::select! {
+                () = &mut shutdown => break,
+                r = changes.changed(), if changes_open => {
+                    if r.is_err() {
+                        changes_open = false;
+                    } else {
+                        tokio::time::sleep(self.options.debounce).await;
+                        changes.borrow_and_update();
+                    }
+                }
+                _ = ticker.tick() => {}
+                r = self.gates.leadership.changed(), if leader_open => leader_open = r.is_ok(),
+                r = self.gates.bootstrapped.changed(), if boot_open => boot_open = r.is_ok(),
+                () = self.wake.notified() => {}
+                () = sleep_until(backoff_end) => {}
+                () = sleep_until(retry_at) => {}
+            }
+            self.cycle().await;
+        }
+        tracing::info!(scheduler = self.scheduler.name(), "runner stopped");
+    }
+
+    /// One cycle: gates, decide, act; then publishes the status.
+    pub(crate) async fn cycle(&mut self) {
+        bump(&self.counters.cycles, 1);
+        let now = self.clock.now();
+        let outcome = self.try_cycle(now).await;
+        let paused = self.paused.load(Ordering::SeqCst);
+        self.retry_soon = matches!(
+            outcome,
+            Err(Stop::Error(_)) | Err(Stop::Waiting(WaitingFor::Intents))
+        );
+        let leader = self.term.ready.is_some();
+        let held = self.term.tracker.held(now);
+        let intents = self.term.book.len();
+        self.status.send_modify(|s| {
+            s.paused = paused;
+            s.leader = leader;
+            s.pending_intents = intents;
+            s.instances_in_backoff = held;
+            s.last_cycle = Some(now);
+            match outcome {
+                Ok(()) => {
+                    s.waiting_for = None;
+                }
+                Err(Stop::Waiting(w)) => s.waiting_for = Some(w),
+                Err(Stop::Error(e)) => {
+                    s.waiting_for = None;
+                    s.last_error = Some(e);
+                }
+            }
+        });
+    }
+
+    async fn try_cycle(&mut self, now: Timestamp) -> Result<(), Stop> {
+        if !self.cache.is_ready() {
+            return Err(Stop::Waiting(WaitingFor::Cache));
+        }
+        if !*self.gates.bootstrapped.borrow() {
+            return Err(Stop::Waiting(WaitingFor::Bootstrap));
+        }
+        let Some(term) = self.gates.leadership.borrow().clone() else {
+            self.end_term();
+            return Err(Stop::Waiting(WaitingFor::Leadership));
+        };
+        if self.term.fenced == Some(term.revision) {
+            return Err(Stop::Waiting(WaitingFor::Leadership));
+        }
+        let result = if self.term.ready == Some(term.revision) {
+            self.act(&term, now).await
+        } else {
+            self.end_term();
+            match self.take_over(&term, now).await {
+                Ok(()) => {
+                    self.term.ready = Some(term.revision);
+                    self.act(&term, now).await
+                }
+                Err(e) => Err(e),
+            }
+        };
+        if matches!(result, Err(Stop::Waiting(WaitingFor::Leadership))) {
+            tracing::warn!(scheduler = self.scheduler.name(), revision = %term.revision,
+                "fenced out: the leader key changed; not acting on this term again");
+            bump(&self.counters.fenced, 1);
+            self.end_term();
+            self.term.fenced = Some(term.revision);
+        }
+        result
+    }
+
+    /// Forgets the state of the previous term.
+    fn end_term(&mut self) {
+        if self.term.ready.take().is_some() {
+            tracing::info!(scheduler = self.scheduler.name(), "term ended; runner idle");
+        }
+        self.term.book.clear();
+        self.term.tracker.clear();
+        self.term.stopping.clear();
+        self.term.baseline = true;
+    }
+
+    /// The start of a term: load the intents any leader left and resolve
+    /// them against `ListTasks(startedBy)` before acting.
+    async fn take_over(&mut self, term: &LeaderTerm, now: Timestamp) -> Result<(), Stop> {
+        let waiting = |e: String| {
+            tracing::warn!(error = %e, "cannot resolve the previous leader's intents yet");
+            Stop::Waiting(WaitingFor::Intents)
+        };
+        self.term
+            .book
+            .load(self.store.as_ref())
+            .await
+            .map_err(|e| waiting(e.to_string()))?;
+        let inherited = self.term.book.len();
+        let keys: Vec<String> = self.term.book.iter().map(|(k, _)| k.clone()).collect();
+        let mut gone = Vec::new();
+        for key in keys {
+            match self.check_intent(&key, now).await {
+                Ok(true) => {}
+                Ok(false) => gone.push(key),
+                Err(e) => return Err(waiting(e)),
+            }
+        }
+        let resolved = gone.len();
+        self.term
+            .book
+            .remove(self.store.as_ref(), term, gone)
+            .await
+            .map_err(|e| match e {
+                IntentError::Fenced => Stop::Waiting(WaitingFor::Leadership),
+                IntentError::Store(e) => waiting(e.to_string()),
+            })?;
+        bump(&self.counters.intents_resolved, resolved);
+        tracing::info!(scheduler = self.scheduler.name(), revision = %term.revision,
+            inherited, resolved, "term started; intents resolved");
+        Ok(())
+    }
+
+    /// Checks one intent against `ListTasks(startedBy, instance)`: records the
+    /// task ECS has for it and keeps it (`true`), keeps it when it is younger
+    /// than the timeout, or says it can go (`false`).
+    async fn check_intent(&mut self, key: &str, now: Timestamp) -> Result<bool, String> {
+        let Some(intent) = self.term.book.get_mut(key) else {
+            return Ok(false);
+        };
+        let filter = TaskListFilter {
+            cluster: intent.record.cluster.to_string(),
+            container_instance: Some(intent.record.instance.clone()),
+            started_by: Some(intent.record.started_by.clone()),
+            ..TaskListFilter::default()
+        };
+        let record_since = intent.record.since;
+        let known = intent.task.clone();
+        let listed = self
+            .list_all_tasks(&filter)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(intent) = self.term.book.get_mut(key) else {
+            return Ok(false);
+        };
+        intent.checked_at = Some(now);
+        let keep = match known {
+            Some(task) => listed.contains(&task),
+            None => match listed.into_iter().next() {
+                Some(task) => {
+                    intent.task = Some(task);
+                    true
+                }
+                None => now.since(record_since) < self.options.intent_timeout,
+            },
+        };
+        Ok(keep)
+    }
+
+    /// Resolves intents the view now accounts for, and checks the overdue
+    /// ones against ECS.
+    async fn resolve_intents(
+        &mut self,
+        term: &LeaderTerm,
+        tasks: &[Arc<Task>],
+        now: Timestamp,
+    ) -> Result<(), Stop> {
+        if self.term.book.len() == 0 {
+            return Ok(());
+        }
+        let in_view: HashSet<&Arn> = tasks.iter().map(|t| &t.task_arn).collect();
+        let live: HashSet<(&Arn, &str)> = tasks
+            .iter()
+            .filter(|t| t.is_live())
+            .filter_map(|t| Some((t.container_instance_arn.as_ref()?, t.started_by.as_deref()?)))
+            .collect();
+        let timeout = self.options.intent_timeout;
+        let mut resolved = Vec::new();
+        let mut overdue = Vec::new();
+        for (key, intent) in self.term.book.iter() {
+            let seen = match &intent.task {
+                Some(task) => in_view.contains(task),
+                None => {
+                    live.contains(&(&intent.record.instance, intent.record.started_by.as_str()))
+                }
+            };
+            if seen {
+                resolved.push(key.clone());
+            } else if now.since(intent.record.since) >= timeout
+                && intent.checked_at.is_none_or(|c| now.since(c) >= timeout)
+            {
+                overdue.push(key.clone());
+            }
+        }
+        for key in overdue {
+            match self.check_intent(&key, now).await {
+                Ok(true) => {}
+                Ok(false) => resolved.push(key),
+                Err(e) => tracing::warn!(%key, error = %e, "cannot check an overdue intent"),
+            }
+        }
+        let n = resolved.len();
+        self.term
+            .book
+            .remove(self.store.as_ref(), term, resolved)
+            .await?;
+        bump(&self.counters.intents_resolved, n);
+        Ok(())
+    }
+
+    /// Forgets issued stops the view shows done (or that are older than the
+    /// intent timeout, so a stop ECS lost is issued again).
+    fn forget_stops(&mut self, tasks: &[Arc<Task>], now: Timestamp) {
+        if self.term.stopping.is_empty() {
+            return;
+        }
+        let live: HashSet<&Arn> = tasks
+            .iter()
+            .filter(|t| t.is_live())
+            .map(|t| &t.task_arn)
+            .collect();
+        let timeout = self.options.intent_timeout;
+        self.term
+            .stopping
+            .retain(|task, since| live.contains(task) && now.since(*since) < timeout);
+    }
+
+    /// The instances and tasks of the runner's clusters, from one consistent read.
+    fn view(&self) -> (Vec<Arc<ContainerInstance>>, Vec<Arc<Task>>) {
+        let clusters = &self.options.clusters;
+        self.cache.with_view(|v| {
+            let instances = v
+                .instances()
+                .filter(|e| manages(clusters, &e.value.cluster_arn))
+                .map(|e| Arc::clone(&e.value))
+                .collect();
+            let tasks = v
+                .tasks()
+                .filter(|e| manages(clusters, &e.value.cluster_arn))
+                .map(|e| Arc::clone(&e.value))
+                .collect();
+            (instances, tasks)
+        })
+    }
+
+    /// Decides and acts, as leader of `term`.
+    async fn act(&mut self, term: &LeaderTerm, now: Timestamp) -> Result<(), Stop> {
+        if self.paused.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let desired = self
+            .desired
+            .load()
+            .await
+            .map_err(|e| Stop::Error(e.to_string()))?;
+        let (instances, tasks) = self.view();
+        if std::mem::take(&mut self.term.baseline) {
+            self.term.tracker.baseline(&tasks);
+        }
+        self.resolve_intents(term, &tasks, now).await?;
+        self.forget_stops(&tasks, now);
+        self.term.tracker.observe(&tasks, now);
+        let snapshot = Snapshot {
+            instances,
+            tasks,
+            pending_starts: self.term.book.pending_starts(),
+            backoff: self.term.tracker.snapshot(),
+            desired,
+            now,
+        };
+        let actions = self.scheduler.decide(&snapshot);
+        let tasks = snapshot.tasks;
+        let mut new_tag = false;
+        for a in &actions {
+            if let crate::scheduler::Action::Start(s) = a
+                && !self.term.tracker.knows_tag(&s.started_by)
+            {
+                self.term.tracker.learn_tag(&s.started_by);
+                new_tag = true;
+            }
+        }
+        if new_tag {
+            self.term.tracker.observe(&tasks, now);
+        }
+        let plan = plan(
+            actions,
+            &Filters {
+                clusters: &self.options.clusters,
+                book: &self.term.book,
+                tracker: &self.term.tracker,
+                stopping: &self.term.stopping,
+                now,
+            },
+            self.options.max_actions_per_cycle,
+        );
+        if plan.capped > 0 {
+            tracing::warn!(
+                scheduler = self.scheduler.name(),
+                capped = plan.capped,
+                cap = self.options.max_actions_per_cycle,
+                "actions over the per-cycle cap deferred"
+            );
+        }
+        if plan.len() == 0 {
+            return Ok(());
+        }
+        if self.options.dry_run {
+            let actions = plan.actions();
+            for a in &actions {
+                tracing::info!(scheduler = self.scheduler.name(), action = ?a, "dry-run: not executed");
+            }
+            bump(&self.counters.dry_run, plan.len());
+            self.status.send_modify(|s| s.last_dry_run = actions);
+            return Ok(());
+        }
+        self.execute(term, plan, now).await
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,252 @@
+//! Executing a cycle's plan against ECS: stops, then fenced starts.
+
+use std::future::Future;
+use std::time::Duration;
+
+use blox_core::backoff::Backoff;
+use blox_core::model::{Arn, Timestamp};
+use blox_core::ports::{EcsError, MAX_START_TASK_INSTANCES, StartTaskRequest, TaskListFilter};
+use blox_state::store::{KvTxn, KvTxnOutcome};
+
+use super::cycle::Stop;
+use super::intents::IntentRecord;
+use super::plan::Plan;
+use super::{Runner, RunnerCounters, WaitingFor, bump};
+use crate::election::LeaderTerm;
+use crate::scheduler::{Scheduler, StartAction};
+
+/// Calls ECS, retrying throttled calls with jittered exponential backoff.
+pub(crate) async fn retrying<T, F, Fut>(
+    counters: &RunnerCounters,
+    retries: u32,
+    first_wait: Duration,
+    mut call: F,
+) -> Result<T, EcsError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, EcsError>>,
+{
+    let mut backoff = Backoff::new(first_wait, Duration::from_secs(20));
+    let mut attempt = 0;
+    loop {
+        match call().await {
+            Err(e) if e.is_throttling() && attempt < retries => {
+                attempt += 1;
+                bump(&counters.throttled, 1);
+                let wait = backoff.next_delay();
+                tracing::debug!(
+                    operation = e.operation(),
+                    attempt,
+                    ?wait,
+                    "ECS throttled; retrying"
+                );
+                tokio::time::sleep(wait).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+impl<S: Scheduler> Runner<S> {
+    /// Whether the leadership signal still shows `term`.
+    fn still_leading(&self, term: &LeaderTerm) -> bool {
+        self.gates
+            .leadership
+            .borrow()
+            .as_ref()
+            .is_some_and(|t| t.revision == term.revision)
+    }
+
+    /// Checks in the store that `term` still holds the leader key.
+    async fn verify_term(&self, term: &LeaderTerm) -> Result<(), Stop> {
+        let outcome = self
+            .store
+            .kv_txn(KvTxn {
+                checks: vec![term.check()],
+                ops: Vec::new(),
+            })
+            .await
+            .map_err(|e| Stop::Error(format!("checking the leader key: {e}")))?;
+        match outcome {
+            KvTxnOutcome::Applied(_) => Ok(()),
+            KvTxnOutcome::Conflict => Err(Stop::Waiting(WaitingFor::Leadership)),
+        }
+    }
+
+    /// Every task ARN ECS lists for `filter` (throttling retried).
+    pub(crate) async fn list_all_tasks(
+        &self,
+        filter: &TaskListFilter,
+    ) -> Result<Vec<Arn>, EcsError> {
+        let mut all = Vec::new();
+        let mut token = None;
+        loop {
+            let page = retrying(
+                &self.counters,
+                self.options.throttle_retries,
+                self.options.throttle_backoff,
+                || self.ecs.list_tasks(filter, token.clone()),
+            )
+            .await?;
+            all.extend(page.items);
+            match page.next_token {
+                Some(t) if !t.is_empty() => token = Some(t),
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    /// Executes a plan: stops first (they free resources), then starts in
+    /// batches of at most ten instances, each behind a fenced intent write.
+    pub(crate) async fn execute(
+        &mut self,
+        term: &LeaderTerm,
+        plan: Plan,
+        now: Timestamp,
+    ) -> Result<(), Stop> {
+        let mut last_error = None;
+        if !plan.stops.is_empty() {
+            self.verify_term(term).await?;
+        }
+        for stop in &plan.stops {
+            if !self.still_leading(term) {
+                return Ok(());
+            }
+            let result = retrying(
+                &self.counters,
+                self.options.throttle_retries,
+                self.options.throttle_backoff,
+                || {
+                    self.ecs
+                        .stop_task(stop.cluster.as_str(), &stop.task, &stop.reason)
+                },
+            )
+            .await;
+            match result {
+                Ok(_) => {
+                    self.term.stopping.insert(stop.task.clone(), now);
+                    bump(&self.counters.stopped, 1);
+                    tracing::info!(scheduler = self.scheduler.name(), task = %stop.task, reason = %stop.reason, "stopped task");
+                }
+                Err(e) => {
+                    bump(&self.counters.failed, 1);
+                    tracing::warn!(scheduler = self.scheduler.name(), task = %stop.task, error = %e, "StopTask failed");
+                    last_error = Some(e.to_string());
+                }
+            }
+        }
+        for start in &plan.starts {
+            for chunk in start.instances.chunks(MAX_START_TASK_INSTANCES) {
+                if !self.still_leading(term) {
+                    return Ok(());
+                }
+                if let Some(e) = self.start_batch(term, start, chunk, now).await? {
+                    last_error = Some(e);
+                }
+            }
+        }
+        last_error.map_or(Ok(()), |e| Err(Stop::Error(e)))
+    }
+
+    /// Writes the intents of one batch, then calls StartTask; returns the
+    /// error to report, if any.
+    async fn start_batch(
+        &mut self,
+        term: &LeaderTerm,
+        start: &StartAction,
+        instances: &[Arn],
+        now: Timestamp,
+    ) -> Result<Option<String>, Stop> {
+        let records = instances
+            .iter()
+            .map(|i| IntentRecord {
+                cluster: start.cluster.clone(),
+                instance: i.clone(),
+                task_definition: start.task_definition.clone(),
+                started_by: start.started_by.clone(),
+                since: now,
+                leader: term.holder.clone(),
+            })
+            .collect();
+        self.term
+            .book
+            .record(self.store.as_ref(), term, records)
+            .await?;
+        let request = StartTaskRequest {
+            cluster: start.cluster.to_string(),
+            task_definition: start.task_definition.clone(),
+            container_instances: instances.to_vec(),
+            started_by: Some(start.started_by.clone()),
+            group: None,
+            overrides: None,
+        };
+        let result = retrying(
+            &self.counters,
+            self.options.throttle_retries,
+            self.options.throttle_backoff,
+            || self.ecs.start_task(&request),
+        )
+        .await;
+        let name = self.scheduler.name().to_owned();
+        match result {
+            Ok(out) => {
+                for task in &out.tasks {
+                    let Some(instance) = &task.container_instance_arn else {
+                        continue;
+                    };
+                    let key = self.term.book.key(instance, &start.started_by);
+                    if let Some(intent) = self.term.book.get_mut(&key) {
+                        intent.task = Some(task.task_arn.clone());
+                    }
+                    tracing::info!(scheduler = %name, task = %task.task_arn, %instance, reason = %start.reason, "started task");
+                }
+                bump(&self.counters.started, out.tasks.len());
+                let mut failed = Vec::new();
+                for f in &out.failures {
+                    bump(&self.counters.failed, 1);
+                    let instance = f.arn.as_deref().and_then(|a| Arn::parse(a).ok());
+                    tracing::warn!(scheduler = %name, instance = f.arn.as_deref().unwrap_or("-"),
+                        reason = %f.reason, detail = f.detail.as_deref().unwrap_or("-"), "placement failed");
+                    if let Some(instance) = instance.filter(|i| instances.contains(i)) {
+                        failed.push(self.term.book.key(&instance, &start.started_by));
+                        self.term
+                            .tracker
+                            .record_failure(&instance, Some(f.reason.clone()), now);
+                    }
+                }
+                self.term
+                    .book
+                    .remove(self.store.as_ref(), term, failed)
+                    .await?;
+                Ok(None)
+            }
+            Err(e @ EcsError::Transport { .. }) => {
+                // The outcome is unknown: keep the intents until the view or
+                // ListTasks settles it.
+                bump(&self.counters.failed, instances.len());
+                tracing::warn!(scheduler = %name, error = %e, "StartTask outcome unknown; intents kept");
+                Ok(Some(e.to_string()))
+            }
+            Err(e) => {
+                bump(&self.counters.failed, instances.len());
+                tracing::warn!(scheduler = %name, error = %e, "StartTask failed");
+                let keys = instances
+                    .iter()
+                    .map(|i| self.term.book.key(i, &start.started_by))
+                    .collect();
+                self.term
+                    .book
+                    .remove(self.store.as_ref(), term, keys)
+                    .await?;
+                if !e.is_throttling() {
+                    for i in instances {
+                        self.term
+                            .tracker
+                            .record_failure(i, Some(e.to_string()), now);
+                    }
+                }
+                Ok(Some(e.to_string()))
+            }
+        }
+    }
+}

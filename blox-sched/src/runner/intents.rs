@@ -1,0 +1,204 @@
+//! Intents: a record, written to the store before each StartTask, that a
+//! task is on its way to an instance, so a view that lags behind ECS never
+//! causes a second start. Written and deleted in transactions fenced by the
+//! leader key.
+
+use std::collections::BTreeMap;
+
+use blox_core::model::{Arn, Timestamp};
+use blox_state::store::{KvOp, KvTxn, KvTxnOutcome, Revision, StateStore, StoreError};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::election::LeaderTerm;
+use crate::scheduler::PendingStart;
+
+/// The key-value prefix of a scheduler's intents.
+pub fn intent_prefix(scheduler: &str) -> String {
+    format!("intents/{scheduler}/")
+}
+
+/// What an intent records (stored as JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntentRecord {
+    /// The cluster.
+    pub cluster: Arn,
+    /// The instance the task is started on.
+    pub instance: Arn,
+    /// The task definition.
+    pub task_definition: String,
+    /// The `startedBy` tag.
+    pub started_by: String,
+    /// When the start was issued.
+    pub since: Timestamp,
+    /// The leader that issued it.
+    pub leader: String,
+}
+
+/// An outstanding intent.
+#[derive(Debug, Clone)]
+pub(crate) struct Intent {
+    pub(crate) record: IntentRecord,
+    /// The task ECS created for it, once known.
+    pub(crate) task: Option<Arn>,
+    /// When it was last checked against `ListTasks`.
+    pub(crate) checked_at: Option<Timestamp>,
+}
+
+/// Why an intent operation failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum IntentError {
+    /// The leader key changed: this process is deposed.
+    #[error("deposed: the leader key changed")]
+    Fenced,
+    /// The store failed.
+    #[error("intent store error")]
+    Store(#[from] StoreError),
+}
+
+/// The intents of one scheduler, mirrored in memory.
+#[derive(Debug, Default)]
+pub(crate) struct IntentBook {
+    prefix: String,
+    intents: BTreeMap<String, Intent>,
+}
+
+impl IntentBook {
+    pub(crate) fn new(scheduler: &str) -> Self {
+        IntentBook {
+            prefix: intent_prefix(scheduler),
+            intents: BTreeMap::new(),
+        }
+    }
+
+    /// The key of the intent for `started_by` on `instance`.
+    pub(crate) fn key(&self, instance: &Arn, started_by: &str) -> String {
+        format!("{}{}/{}", self.prefix, started_by, instance)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.intents.len()
+    }
+
+    /// Whether a start of `started_by` on `instance` is outstanding.
+    pub(crate) fn is_pending(&self, instance: &Arn, started_by: &str) -> bool {
+        self.intents.contains_key(&self.key(instance, started_by))
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&String, &Intent)> {
+        self.intents.iter()
+    }
+
+    pub(crate) fn get_mut(&mut self, key: &str) -> Option<&mut Intent> {
+        self.intents.get_mut(key)
+    }
+
+    /// The outstanding starts, for the snapshot.
+    pub(crate) fn pending_starts(&self) -> Vec<PendingStart> {
+        self.intents
+            .values()
+            .map(|i| PendingStart {
+                instance: i.record.instance.clone(),
+                task_definition: i.record.task_definition.clone(),
+                started_by: i.record.started_by.clone(),
+                since: i.record.since,
+            })
+            .collect()
+    }
+
+    /// Loads every intent of the scheduler from the store (a takeover).
+    pub(crate) async fn load(&mut self, store: &dyn StateStore) -> Result<(), StoreError> {
+        let listing = store.kv_list(&self.prefix).await?;
+        self.intents.clear();
+        for entry in listing.items {
+            match serde_json::from_slice::<IntentRecord>(&entry.value) {
+                Ok(record) => {
+                    self.intents.insert(
+                        entry.key,
+                        Intent {
+                            record,
+                            task: None,
+                            checked_at: None,
+                        },
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(key = %entry.key, error = %e, "ignoring an unreadable intent");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes intents in one transaction fenced by `term`; returns the revision.
+    pub(crate) async fn record(
+        &mut self,
+        store: &dyn StateStore,
+        term: &LeaderTerm,
+        records: Vec<IntentRecord>,
+    ) -> Result<Revision, IntentError> {
+        let mut ops = Vec::with_capacity(records.len());
+        for r in &records {
+            let value = serde_json::to_vec(r).map_err(|e| StoreError::Invalid(e.to_string()))?;
+            ops.push(KvOp::Put {
+                key: self.key(&r.instance, &r.started_by),
+                value: Bytes::from(value),
+            });
+        }
+        let outcome = store
+            .kv_txn(KvTxn {
+                checks: vec![term.check()],
+                ops,
+            })
+            .await?;
+        let KvTxnOutcome::Applied(revision) = outcome else {
+            return Err(IntentError::Fenced);
+        };
+        for record in records {
+            let key = self.key(&record.instance, &record.started_by);
+            self.intents.insert(
+                key,
+                Intent {
+                    record,
+                    task: None,
+                    checked_at: None,
+                },
+            );
+        }
+        Ok(revision)
+    }
+
+    /// Deletes intents (resolved or failed) in one fenced transaction.
+    pub(crate) async fn remove(
+        &mut self,
+        store: &dyn StateStore,
+        term: &LeaderTerm,
+        keys: Vec<String>,
+    ) -> Result<(), IntentError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let ops = keys
+            .iter()
+            .map(|k| KvOp::Delete { key: k.clone() })
+            .collect();
+        let outcome = store
+            .kv_txn(KvTxn {
+                checks: vec![term.check()],
+                ops,
+            })
+            .await?;
+        if outcome == KvTxnOutcome::Conflict {
+            return Err(IntentError::Fenced);
+        }
+        for k in keys {
+            self.intents.remove(&k);
+        }
+        Ok(())
+    }
+
+    /// Forgets every intent held in memory (leadership lost).
+    pub(crate) fn clear(&mut self) {
+        self.intents.clear();
+    }
+}

@@ -1,0 +1,143 @@
+//! The runner acts only on a complete view: cache, bootstrap, leadership,
+//! and the previous leader's intents resolved first.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use blox_core::model::Timestamp;
+use blox_sched::runner::{IntentRecord, RunnerGates, WaitingFor, intent_prefix};
+use blox_sched::scheduler::Fixed;
+use bytes::Bytes;
+use support::{TAG, World, options, pump, wait_until};
+use tokio::sync::watch;
+
+#[tokio::test(start_paused = true)]
+async fn the_runner_waits_for_bootstrap_and_leadership_before_acting() {
+    let w = World::new(3).await;
+    w.bootstrapped.send_replace(false);
+    w.leadership.send_replace(None);
+    let r = w.spawn("web:1", options());
+
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(r.handle.status().waiting_for, Some(WaitingFor::Bootstrap));
+    assert_eq!(w.start_calls(), 0);
+
+    w.bootstrapped.send_replace(true);
+    let mut status = r.handle.watch_status();
+    status
+        .wait_for(|s| s.waiting_for == Some(WaitingFor::Leadership))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(w.start_calls(), 0);
+    assert!(!r.handle.status().leader);
+
+    w.leadership.send_replace(Some(w.term.clone()));
+    wait_until(60, "starts", || w.started_instances().len() == 3).await;
+    let s = r.handle.status();
+    assert!(s.leader);
+    assert_eq!(s.waiting_for, None);
+    r.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_runner_waits_for_the_cache_to_load() {
+    let w = World::new(2).await;
+    let (cache, writer) = blox_state::cache::cache();
+    let runner = blox_sched::runner::Runner::new(
+        w.scheduler.clone(),
+        Arc::new(Fixed("web:1".to_owned())),
+        cache,
+        Arc::new(w.ecs.clone()),
+        Arc::clone(&w.store),
+        RunnerGates {
+            bootstrapped: watch::channel(true).1,
+            leadership: w.leadership.subscribe(),
+        },
+        options(),
+    );
+    let handle = runner.handle();
+    let task = tokio::spawn(runner.run(std::future::pending()));
+    let mut status = handle.watch_status();
+    status
+        .wait_for(|s| s.waiting_for == Some(WaitingFor::Cache))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(w.start_calls(), 0);
+
+    tokio::spawn(blox_state::cache::follow(Arc::clone(&w.store), writer));
+    wait_until(60, "starts", || w.started_instances().len() == 2).await;
+    task.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_leader_resolves_inherited_intents_before_starting_anything() {
+    let w = World::new(3).await;
+    let cluster = w.fake.cluster_arn("c").unwrap();
+    // The previous leader started a task on instance 0 that the view does
+    // not show yet, and left an intent for it; it also left an old intent
+    // for instance 1 whose start never happened.
+    w.fake
+        .run_tasks("c", "web:1", &w.instances[..1], Some(TAG))
+        .unwrap();
+    let held_back = w.fake.take_events();
+    let prefix = intent_prefix("one-per-instance");
+    for (i, since) in [(0, Timestamp::now()), (1, Timestamp::from_millis(0))] {
+        let record = IntentRecord {
+            cluster: cluster.clone(),
+            instance: w.instances[i].clone(),
+            task_definition: "web:1".into(),
+            started_by: TAG.into(),
+            since,
+            leader: "old".into(),
+        };
+        let key = format!("{prefix}{TAG}/{}", w.instances[i]);
+        w.store
+            .kv_put(
+                &key,
+                Bytes::from(serde_json::to_vec(&record).unwrap()),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+
+    let r = w.spawn("web:1", options());
+    wait_until(60, "starts", || w.started_instances().len() == 2).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut started = w.started_instances();
+    started.sort();
+    let mut expected = vec![w.instances[1].clone(), w.instances[2].clone()];
+    expected.sort();
+    assert_eq!(started, expected);
+    assert_eq!(support::live_tagged(&w.fake, &w.instances[0]), 1);
+    assert!(
+        w.fake.calls("ListTasks") >= 2,
+        "intents checked against ListTasks"
+    );
+    assert!(r.handle.counters().values().intents_resolved >= 1);
+
+    // Once the view shows the inherited task, its intent is resolved too.
+    support::apply_events(w.store.as_ref(), held_back).await;
+    let store = Arc::clone(&w.store);
+    let mut left = usize::MAX;
+    for _ in 0..100 {
+        r.handle.trigger();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        pump(&w.fake, w.store.as_ref()).await;
+        left = store.kv_list(&prefix).await.unwrap().items.len();
+        if left == 0 {
+            break;
+        }
+    }
+    assert_eq!(
+        left, 0,
+        "every intent resolved once the view shows the tasks"
+    );
+    assert_eq!(support::live_tagged(&w.fake, &w.instances[0]), 1);
+    r.shutdown().await;
+}
