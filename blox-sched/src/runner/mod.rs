@@ -195,7 +195,7 @@ pub struct RunnerStatus {
     pub instances_in_backoff: usize,
     /// The actions the last dry-run cycle would have taken.
     pub last_dry_run: Vec<Action>,
-    /// The last error (ECS, store, desired state), if any.
+    /// The error of the last cycle (ECS, store, desired state), if it failed.
     pub last_error: Option<String>,
     /// When the last cycle ran (runner clock).
     pub last_cycle: Option<Timestamp>,
