@@ -342,3 +342,31 @@ async fn resigning_hands_leadership_over_without_waiting_for_the_ttl() {
     assert_eq!(b.term().borrow().as_ref().unwrap().holder, "b");
     b.resign().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_loses_etcd_steps_down_within_the_ttl() {
+    let server = EtcdServer::start().await.unwrap();
+    let etcd = connect(&server.endpoint()).await;
+    let election = EtcdElection::start(
+        &etcd,
+        EtcdElectionOptions {
+            name: "lonely".into(),
+            holder: "me".into(),
+            ttl: TTL,
+            retry: Duration::from_millis(100),
+        },
+    );
+    let mut leading = election.is_leader();
+    tokio::time::timeout(Duration::from_secs(10), leading.wait_for(|l| *l))
+        .await
+        .unwrap()
+        .unwrap();
+    drop(server);
+    // Keep-alives fail or time out (every TTL/3): leadership must be gone
+    // before the lease could have expired on a surviving etcd.
+    tokio::time::timeout(TTL, leading.wait_for(|l| !*l))
+        .await
+        .expect("stepped down within the TTL")
+        .unwrap();
+    assert!(election.term().borrow().is_none());
+}

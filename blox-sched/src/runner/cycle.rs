@@ -122,6 +122,7 @@ impl<S: Scheduler> Runner<S> {
             match outcome {
                 Ok(()) => {
                     s.waiting_for = None;
+                    s.last_error = None;
                 }
                 Err(Stop::Waiting(w)) => s.waiting_for = Some(w),
                 Err(Stop::Error(e)) => {

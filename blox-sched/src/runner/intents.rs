@@ -202,3 +202,82 @@ impl IntentBook {
         self.intents.clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use blox_state::store::memory::MemoryStore;
+
+    use super::*;
+    use crate::election::{LeaderElection, LocalElection};
+
+    fn record(n: usize) -> IntentRecord {
+        IntentRecord {
+            cluster: Arn::parse("arn:aws:ecs:us-east-1:000000000000:cluster/c").unwrap(),
+            instance: Arn::parse(&format!(
+                "arn:aws:ecs:us-east-1:000000000000:container-instance/c/i{n}"
+            ))
+            .unwrap(),
+            task_definition: "web:1".into(),
+            started_by: "me".into(),
+            since: Timestamp::from_millis(0),
+            leader: "a".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn intents_are_written_and_removed_under_the_leader_key() {
+        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+        let e = LocalElection::start(Arc::clone(&store), "s", "a")
+            .await
+            .unwrap();
+        let term = e.term().borrow().clone().unwrap();
+        let mut book = IntentBook::new("sched");
+        book.record(store.as_ref(), &term, vec![record(1), record(2)])
+            .await
+            .unwrap();
+        assert!(book.is_pending(&record(1).instance, "me"));
+        assert!(!book.is_pending(&record(1).instance, "other"));
+
+        let mut reloaded = IntentBook::new("sched");
+        reloaded.load(store.as_ref()).await.unwrap();
+        assert_eq!(reloaded.pending_starts(), book.pending_starts());
+
+        let key = book.key(&record(1).instance, "me");
+        book.remove(store.as_ref(), &term, vec![key]).await.unwrap();
+        assert_eq!(
+            store
+                .kv_list(&intent_prefix("sched"))
+                .await
+                .unwrap()
+                .items
+                .len(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stale_term_writes_nothing() {
+        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+        let old = LocalElection::start(Arc::clone(&store), "s", "a")
+            .await
+            .unwrap();
+        let stale = old.term().borrow().clone().unwrap();
+        let _new = LocalElection::start(Arc::clone(&store), "s", "b")
+            .await
+            .unwrap();
+        let mut book = IntentBook::new("sched");
+        let err = book.record(store.as_ref(), &stale, vec![record(1)]).await;
+        assert!(matches!(err, Err(IntentError::Fenced)));
+        assert_eq!(book.len(), 0);
+        assert!(
+            store
+                .kv_list(&intent_prefix("sched"))
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+        );
+    }
+}

@@ -6,7 +6,7 @@
 //! resolved against `ListTasks(startedBy)`. Then, on every cache change
 //! (debounced), on a timer and when a backoff ends, it
 //!
-//! 1. builds a [`Snapshot`] from the cache (its clusters only), the pending
+//! 1. builds a [`Snapshot`](crate::scheduler::Snapshot) from the cache (its clusters only), the pending
 //!    intents and the per-instance backoff, and calls
 //!    [`Scheduler::decide`];
 //! 2. filters the actions (no start where an intent is pending or the
@@ -26,7 +26,7 @@
 //! [`RunnerOptions::intent_timeout`] when `ListTasks` shows none. Instances
 //! whose tasks stop soon after starting, or where ECS refuses a placement,
 //! are held off 1 s, 2 s, 4 s... (up to five minutes), with ECS's reason in
-//! [`Snapshot::backoff`] for the scheduler to report.
+//! [`Snapshot::backoff`](crate::scheduler::Snapshot::backoff) for the scheduler to report.
 //!
 //! Wiring a runner in one process on the memory store:
 //!
@@ -195,7 +195,7 @@ pub struct RunnerStatus {
     pub instances_in_backoff: usize,
     /// The actions the last dry-run cycle would have taken.
     pub last_dry_run: Vec<Action>,
-    /// The last error (ECS, store, desired state), if any.
+    /// The error of the last cycle (ECS, store, desired state), if it failed.
     pub last_error: Option<String>,
     /// When the last cycle ran (runner clock).
     pub last_cycle: Option<Timestamp>,
