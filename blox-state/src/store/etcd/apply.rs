@@ -110,7 +110,7 @@ async fn write_chunk(
         }
         let mut ops = Vec::with_capacity(pending.len());
         // Per key sent: its index, its outcomes, what it writes.
-        let mut sent: Vec<(usize, Vec<(usize, ApplyOutcome)>, Option<Stored>)> = Vec::new();
+        let mut sent: Vec<SentKey> = Vec::new();
         for &g in &pending {
             let (outcomes, write) = decide_group(inner, changes, &chunk[g], states[g], now);
             if write.is_none() && fresh[g] {
@@ -183,6 +183,11 @@ async fn write_chunk(
         source: None,
     })
 }
+
+
+/// A key sent in one transaction round: its group index, the outcomes it
+/// yields if the round commits, and the record it writes (if any).
+type SentKey = (usize, Vec<(usize, ApplyOutcome)>, Option<Stored>);
 
 fn unexpected() -> StoreError {
     StoreError::Backend {
