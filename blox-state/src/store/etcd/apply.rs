@@ -184,7 +184,6 @@ async fn write_chunk(
     })
 }
 
-
 /// A key sent in one transaction round: its group index, the outcomes it
 /// yields if the round commits, and the record it writes (if any).
 type SentKey = (usize, Vec<(usize, ApplyOutcome)>, Option<Stored>);
