@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 
 bash scripts/install-deps.sh test
 
+echo "== deployment files"
+bash scripts/check-deploy.sh
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
