@@ -5,6 +5,9 @@
 //! its decisions against ECS. The daemon scheduler (one task per eligible
 //! instance) is the reference implementation.
 
+pub mod daemon;
 pub mod scheduler;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use scheduler::{Action, DesiredSource, Scheduler, Snapshot};
