@@ -6,6 +6,8 @@
 //! instance) is the reference implementation.
 
 pub mod daemon;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod scheduler;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
