@@ -9,8 +9,8 @@ use std::time::Duration;
 use blox_core::backoff::Backoff;
 use blox_core::ports::{EcsApi, EventSource};
 use blox_sched::daemon::{DaemonScheduler, DeploymentTracker, EnvironmentStore};
-use blox_sched::election::{EtcdElection, EtcdElectionOptions};
 use blox_sched::election::LocalElection;
+use blox_sched::election::{EtcdElection, EtcdElectionOptions};
 use blox_sched::election::{LeaderElection, default_holder_id};
 use blox_sched::runner::{Runner, RunnerGates, RunnerOptions};
 use blox_state::StateStore;
@@ -92,7 +92,10 @@ pub struct Running {
 /// Starts the daemon; it runs until `shutdown` resolves, then stops
 /// receiving events, finishes in-flight writes, resigns leadership and
 /// stops serving.
-pub async fn start(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<Running, DaemonError> {
+pub async fn start(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Running, DaemonError> {
     // Startup errors (a busy port, unreadable TLS files) surface before anything runs.
     let listener = server::bind(config.bind).await?;
     let addr = listener.local_addr().map_err(DaemonError::Io)?;
@@ -114,7 +117,10 @@ pub async fn start(config: Config, shutdown: impl Future<Output = ()> + Send + '
 
     // Simulated or real ECS.
     let simulator = match config.simulate {
-        Some(n) => Some(simulate::start(n, config.simulate_seed).map_err(|e| DaemonError::Simulate(e.to_string()))?),
+        Some(n) => Some(
+            simulate::start(n, config.simulate_seed)
+                .map_err(|e| DaemonError::Simulate(e.to_string()))?,
+        ),
         None => None,
     };
     let (ecs, source): (Arc<dyn EcsApi>, Option<Arc<dyn EventSource>>) = match &simulator {
@@ -126,7 +132,10 @@ pub async fn start(config: Config, shutdown: impl Future<Output = ()> + Send + '
                 Some(q) => Some(Arc::new(
                     blox_core::aws::SqsEventSource::connect(&sdk, q)
                         .await
-                        .map_err(|source| DaemonError::Queue { queue: q.clone(), source })?,
+                        .map_err(|source| DaemonError::Queue {
+                            queue: q.clone(),
+                            source,
+                        })?,
                 )),
                 None => None,
             };
@@ -140,30 +149,31 @@ pub async fn start(config: Config, shutdown: impl Future<Output = ()> + Send + '
     };
 
     // The store and leader election.
-    let (store, election): (Arc<dyn StateStore>, Arc<dyn LeaderElection>) = if config.etcd_endpoints.is_empty() {
-        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
-        let election = LocalElection::start(store.clone(), "scheduler", &default_holder_id())
-            .await
-            .map_err(|e| DaemonError::Election(e.to_string()))?;
-        (store, Arc::new(election))
-    } else {
-        let Some(etcd) = connect_etcd(&config, &stop_rx).await else {
-            return Ok(Running {
-                addr,
-                done: tokio::spawn(async { Ok(()) }),
-            });
+    let (store, election): (Arc<dyn StateStore>, Arc<dyn LeaderElection>) =
+        if config.etcd_endpoints.is_empty() {
+            let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+            let election = LocalElection::start(store.clone(), "scheduler", &default_holder_id())
+                .await
+                .map_err(|e| DaemonError::Election(e.to_string()))?;
+            (store, Arc::new(election))
+        } else {
+            let Some(etcd) = connect_etcd(&config, &stop_rx).await else {
+                return Ok(Running {
+                    addr,
+                    done: tokio::spawn(async { Ok(()) }),
+                });
+            };
+            let election = EtcdElection::start(
+                &etcd,
+                EtcdElectionOptions {
+                    ttl: Duration::from_secs(config.lease_ttl),
+                    ..EtcdElectionOptions::default()
+                },
+            );
+            let etcd = Arc::new(etcd);
+            etcd.spawn_maintenance();
+            (etcd, Arc::new(election))
         };
-        let election = EtcdElection::start(
-            &etcd,
-            EtcdElectionOptions {
-                ttl: Duration::from_secs(config.lease_ttl),
-                ..EtcdElectionOptions::default()
-            },
-        );
-        let etcd = Arc::new(etcd);
-        etcd.spawn_maintenance();
-        (etcd, Arc::new(election))
-    };
 
     let (cache, follower) = spawn_follower(store.clone());
 
@@ -179,7 +189,9 @@ pub async fn start(config: Config, shutdown: impl Future<Output = ()> + Send + '
             },
         )
     });
-    let ingest_task = ingester.clone().map(|i| tokio::spawn(i.run(stopped(&stop_rx))));
+    let ingest_task = ingester
+        .clone()
+        .map(|i| tokio::spawn(i.run(stopped(&stop_rx))));
 
     // Reconciliation (the leader only), also after the store recovers.
     let reconciler = Reconciler::new(
@@ -201,7 +213,11 @@ pub async fn start(config: Config, shutdown: impl Future<Output = ()> + Send + '
             }
         });
     }
-    let reconcile_task = tokio::spawn(reconciler.clone().run(election.is_leader(), stopped(&stop_rx)));
+    let reconcile_task = tokio::spawn(
+        reconciler
+            .clone()
+            .run(election.is_leader(), stopped(&stop_rx)),
+    );
 
     // The daemon scheduler.
     let environments = EnvironmentStore::new(store.clone());
@@ -217,7 +233,8 @@ pub async fn start(config: Config, shutdown: impl Future<Output = ()> + Send + '
         },
         RunnerOptions {
             clusters: clusters.clone(),
-            max_actions_per_cycle: usize::try_from(config.max_actions_per_cycle).unwrap_or(usize::MAX),
+            max_actions_per_cycle: usize::try_from(config.max_actions_per_cycle)
+                .unwrap_or(usize::MAX),
             dry_run: config.dry_run,
             ..RunnerOptions::default()
         },
@@ -238,8 +255,11 @@ pub async fn start(config: Config, shutdown: impl Future<Output = ()> + Send + '
     // HTTP.
     let http_metrics = Arc::new(HttpMetrics::default());
     let app = server::router(RouterParts {
-        state: blox_state::http::router(blox_state::http::ApiState::new(cache.clone(), store.clone())),
-        sched: super::sched_routes(environments.clone(), cache.clone(), store.clone(), config.rollout_bound),
+        state: blox_state::http::router(blox_state::http::ApiState::new(
+            cache.clone(),
+            store.clone(),
+        )),
+        sched: super::sched_routes(cache.clone(), store.clone(), config.rollout_bound),
         readiness: Readiness {
             cache: cache.clone(),
             bootstrapped: reconciler.bootstrapped(),

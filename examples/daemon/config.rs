@@ -114,7 +114,9 @@ pub struct Config {
 fn parse_endpoint(s: &str) -> Result<String, String> {
     let rest = s.strip_prefix("http://").unwrap_or(s);
     if s.starts_with("https://") {
-        return Err(format!("{s:?}: TLS to etcd is not supported; use http://host:port"));
+        return Err(format!(
+            "{s:?}: TLS to etcd is not supported; use http://host:port"
+        ));
     }
     let (host, port) = rest
         .rsplit_once(':')
@@ -164,9 +166,21 @@ mod tests {
 
     #[test]
     fn endpoints_are_normalised_and_repeatable() {
-        let c = parse(&["--etcd-endpoint", "10.0.0.1:2379", "--etcd-endpoint", "http://e2:2379"]).unwrap();
+        let c = parse(&[
+            "--etcd-endpoint",
+            "10.0.0.1:2379",
+            "--etcd-endpoint",
+            "http://e2:2379",
+        ])
+        .unwrap();
         assert_eq!(c.etcd_endpoints, ["http://10.0.0.1:2379", "http://e2:2379"]);
-        let c = parse(&["--cluster", "a", "--cluster", "arn:aws:ecs:us-east-1:1:cluster/b"]).unwrap();
+        let c = parse(&[
+            "--cluster",
+            "a",
+            "--cluster",
+            "arn:aws:ecs:us-east-1:1:cluster/b",
+        ])
+        .unwrap();
         assert_eq!(c.clusters.len(), 2);
     }
 
@@ -178,7 +192,10 @@ mod tests {
             (&["--bind", "localhost"][..], "invalid socket address"),
             (&["--malformed-messages", "maybe"][..], "dead-letter"),
             (&["--simulate", "0"][..], "simulate"),
-            (&["--simulate", "3", "--queue", "q"][..], "cannot be used with"),
+            (
+                &["--simulate", "3", "--queue", "q"][..],
+                "cannot be used with",
+            ),
             (&["--simulate-churn"][..], "--simulate"),
             (&["--tls-cert", "c.pem"][..], "--tls-key"),
             (&["--reconcile-interval", "0"][..], "reconcile-interval"),

@@ -17,7 +17,9 @@ use blox_state::reconcile::Reconciler;
 use tokio::sync::watch;
 
 /// Latency bucket upper bounds, seconds.
-const BUCKETS: [f64; 10] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5];
+const BUCKETS: [f64; 10] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
+];
 
 #[derive(Debug, Default, Clone)]
 struct Histogram {
@@ -35,7 +37,9 @@ pub struct HttpMetrics {
 impl HttpMetrics {
     fn record(&self, method: &str, route: &str, status: u16, secs: f64) {
         let mut m = self.by_route.lock().unwrap_or_else(|e| e.into_inner());
-        let h = m.entry((method.to_owned(), route.to_owned(), status)).or_default();
+        let h = m
+            .entry((method.to_owned(), route.to_owned(), status))
+            .or_default();
         for (i, le) in BUCKETS.iter().enumerate() {
             if secs <= *le {
                 h.counts[i] += 1;
@@ -47,7 +51,11 @@ impl HttpMetrics {
 }
 
 /// Middleware recording each request's latency under its route template.
-pub async fn track_http(State(metrics): State<Arc<HttpMetrics>>, req: Request, next: Next) -> Response {
+pub async fn track_http(
+    State(metrics): State<Arc<HttpMetrics>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -56,7 +64,12 @@ pub async fn track_http(State(metrics): State<Arc<HttpMetrics>>, req: Request, n
     let method = req.method().as_str().to_owned();
     let start = Instant::now();
     let resp = next.run(req).await;
-    metrics.record(&method, &route, resp.status().as_u16(), start.elapsed().as_secs_f64());
+    metrics.record(
+        &method,
+        &route,
+        resp.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
     resp
 }
 
@@ -110,7 +123,13 @@ impl Sources {
                 .iter()
                 .map(|(k, v)| (format!("{{outcome=\"{k}\"}}"), *v as f64))
                 .collect();
-            line(&mut out, "blox_ingest_messages_total", "counter", "ECS event messages by outcome.", &samples);
+            line(
+                &mut out,
+                "blox_ingest_messages_total",
+                "counter",
+                "ECS event messages by outcome.",
+                &samples,
+            );
             line(
                 &mut out,
                 "blox_ingest_event_lag_seconds",
@@ -131,7 +150,13 @@ impl Sources {
             .iter()
             .map(|(k, v)| (format!("{{change=\"{k}\"}}"), *v as f64))
             .collect::<Vec<_>>();
-            line(&mut out, "blox_reconcile_last_changes", "gauge", "What the last reconcile changed.", &samples);
+            line(
+                &mut out,
+                "blox_reconcile_last_changes",
+                "gauge",
+                "What the last reconcile changed.",
+                &samples,
+            );
         }
         line(
             &mut out,
@@ -154,28 +179,67 @@ impl Sources {
         .iter()
         .map(|(k, v)| (format!("{{what=\"{k}\"}}"), *v as f64))
         .collect::<Vec<_>>();
-        line(&mut out, "blox_scheduler_total", "counter", "Scheduler cycles and actions.", &samples);
+        line(
+            &mut out,
+            "blox_scheduler_total",
+            "counter",
+            "Scheduler cycles and actions.",
+            &samples,
+        );
         let (instances, tasks) = self.cache.len();
         line(
             &mut out,
             "blox_cache_entities",
             "gauge",
             "Entities in the in-process view.",
-            &[("{kind=\"instance\"}".into(), instances as f64), ("{kind=\"task\"}".into(), tasks as f64)],
+            &[
+                ("{kind=\"instance\"}".into(), instances as f64),
+                ("{kind=\"task\"}".into(), tasks as f64),
+            ],
         );
-        line(&mut out, "blox_leader", "gauge", "1 while this process schedules.", &one(u8::from(*self.leader.borrow())));
+        line(
+            &mut out,
+            "blox_leader",
+            "gauge",
+            "1 while this process schedules.",
+            &one(u8::from(*self.leader.borrow())),
+        );
 
-        let routes = self.http.by_route.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let _ = writeln!(out, "# HELP blox_http_request_duration_seconds HTTP request latency by route.");
+        let routes = self
+            .http
+            .by_route
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let _ = writeln!(
+            out,
+            "# HELP blox_http_request_duration_seconds HTTP request latency by route."
+        );
         let _ = writeln!(out, "# TYPE blox_http_request_duration_seconds histogram");
         for ((method, route, status), h) in routes {
             let l = format!("method=\"{method}\",route=\"{route}\",status=\"{status}\"");
             for (i, le) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(out, "blox_http_request_duration_seconds_bucket{{{l},le=\"{le}\"}} {}", h.counts[i]);
+                let _ = writeln!(
+                    out,
+                    "blox_http_request_duration_seconds_bucket{{{l},le=\"{le}\"}} {}",
+                    h.counts[i]
+                );
             }
-            let _ = writeln!(out, "blox_http_request_duration_seconds_bucket{{{l},le=\"+Inf\"}} {}", h.count);
-            let _ = writeln!(out, "blox_http_request_duration_seconds_sum{{{l}}} {}", h.sum);
-            let _ = writeln!(out, "blox_http_request_duration_seconds_count{{{l}}} {}", h.count);
+            let _ = writeln!(
+                out,
+                "blox_http_request_duration_seconds_bucket{{{l},le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "blox_http_request_duration_seconds_sum{{{l}}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "blox_http_request_duration_seconds_count{{{l}}} {}",
+                h.count
+            );
         }
         out
     }
@@ -184,7 +248,10 @@ impl Sources {
 /// `GET /metrics`.
 pub async fn metrics(State(sources): State<Sources>) -> impl IntoResponse {
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
         sources.render(),
     )
 }

@@ -12,7 +12,6 @@ pub mod simulate;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use blox_sched::daemon::EnvironmentStore;
 use blox_state::{Cache, StateStore};
 use clap::Parser;
 
@@ -20,20 +19,19 @@ pub use app::{DaemonError, Running, start};
 pub use config::{Config, LogFormat};
 
 /// The daemon scheduler's HTTP routes.
-fn sched_routes(
-    environments: EnvironmentStore,
-    cache: Cache,
-    store: Arc<dyn StateStore>,
-    rollout_bound: u32,
-) -> axum::Router {
-    let _ = (environments, cache, store, rollout_bound);
-    axum::Router::new()
+fn sched_routes(cache: Cache, store: Arc<dyn StateStore>, rollout_bound: u32) -> axum::Router {
+    blox_sched::http::router(
+        blox_sched::http::SchedApiState::new(cache, store)
+            .with_default_rollout_bound(rollout_bound),
+    )
 }
 
 fn init_logging(config: &Config) -> Result<(), String> {
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
         .map_err(|e| format!("invalid --log-level {:?}: {e}", config.log_level))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let result = match config.log_format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
@@ -77,7 +75,10 @@ pub fn main() -> ExitCode {
         eprintln!("blox-daemon: {e}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("blox-daemon: cannot start the async runtime: {e}");

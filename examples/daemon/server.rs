@@ -37,10 +37,6 @@ pub struct Readiness {
     pub leader: watch::Receiver<bool>,
 }
 
-async fn ping() -> impl IntoResponse {
-    Json(json!({ "status": "ok" }))
-}
-
 async fn ready(State(r): State<Readiness>) -> Response {
     let view = r.cache.is_ready();
     let leader = *r.leader.borrow();
@@ -75,7 +71,10 @@ async fn set_sim_instance_state(
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid body: {e}")),
     };
     let Some(arn) = rest.strip_suffix("/state") else {
-        return error(StatusCode::NOT_FOUND, "expected /v1/simulator/instances/{arn}/state");
+        return error(
+            StatusCode::NOT_FOUND,
+            "expected /v1/simulator/instances/{arn}/state",
+        );
     };
     let arn = match Arn::parse(arn) {
         Ok(a) => a,
@@ -92,7 +91,10 @@ async fn set_sim_instance_state(
         }
     };
     match result {
-        Ok(i) => Json(json!({ "containerInstanceArn": i.container_instance_arn, "status": i.status })).into_response(),
+        Ok(i) => {
+            Json(json!({ "containerInstanceArn": i.container_instance_arn, "status": i.status }))
+                .into_response()
+        }
         Err(e) => error(StatusCode::NOT_FOUND, e.to_string()),
     }
 }
@@ -108,7 +110,11 @@ async fn require_token(State(token): State<Arc<String>>, req: Request, next: Nex
         .and_then(|v| v.strip_prefix("Bearer "));
     // Compare in constant time so the token cannot be guessed byte by byte.
     let ok = presented.is_some_and(|p| {
-        p.len() == token.len() && p.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        p.len() == token.len()
+            && p.bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
     });
     if ok {
         next.run(req).await
@@ -144,16 +150,27 @@ pub struct RouterParts {
 
 /// The daemon's whole router.
 pub fn router(parts: RouterParts) -> Router {
+    // `/v1/ping` comes with the daemon scheduler's routes.
     let mut app = Router::new()
-        .route("/v1/ping", get(ping))
-        .merge(Router::new().route("/v1/ready", get(ready)).with_state(parts.readiness))
-        .merge(Router::new().route("/metrics", get(metrics)).with_state(parts.metrics))
+        .merge(
+            Router::new()
+                .route("/v1/ready", get(ready))
+                .with_state(parts.readiness),
+        )
+        .merge(
+            Router::new()
+                .route("/metrics", get(metrics))
+                .with_state(parts.metrics),
+        )
         .merge(parts.state)
         .merge(parts.sched);
     if let Some(ecs) = parts.simulator {
         app = app.merge(
             Router::new()
-                .route("/v1/simulator/instances/{*rest}", put(set_sim_instance_state))
+                .route(
+                    "/v1/simulator/instances/{*rest}",
+                    put(set_sim_instance_state),
+                )
                 .with_state(ecs),
         );
     }
@@ -161,7 +178,10 @@ pub fn router(parts: RouterParts) -> Router {
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(parts.http, track_http));
     if let Some(token) = parts.api_token {
-        app = app.layer(middleware::from_fn_with_state(Arc::new(token), require_token));
+        app = app.layer(middleware::from_fn_with_state(
+            Arc::new(token),
+            require_token,
+        ));
     }
     app
 }
@@ -192,7 +212,9 @@ pub enum ServeError {
 
 /// Binds the listener (so startup errors surface before anything else runs).
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
-    TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })
 }
 
 /// Loads a rustls server configuration from PEM files.
@@ -209,9 +231,14 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, 
         .collect::<Result<_, _>>()
         .map_err(|e| tls_err("certificate", cert, e.to_string()))?;
     if certs.is_empty() {
-        return Err(tls_err("certificate", cert, "no certificate in the file".into()));
+        return Err(tls_err(
+            "certificate",
+            cert,
+            "no certificate in the file".into(),
+        ));
     }
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| tls_err("key", key, e.to_string()))?;
+    let key_der =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| tls_err("key", key, e.to_string()))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -230,7 +257,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     match tls {
-        None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await,
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
         Some(config) => serve_tls(listener, app, config, shutdown).await,
     }
 }

@@ -40,10 +40,17 @@ pub async fn churn(ecs: FakeEcs, target: usize, seed: Option<u64>) {
         let live = ecs.instance_arns(CLUSTER).unwrap_or_default();
         let active: Vec<_> = live
             .iter()
-            .filter(|a| ecs.instance(a).is_some_and(|i| i.status == blox_core::model::InstanceStatus::Active))
+            .filter(|a| {
+                ecs.instance(a)
+                    .is_some_and(|i| i.status == blox_core::model::InstanceStatus::Active)
+            })
             .cloned()
             .collect();
-        let draining: Vec<_> = live.iter().filter(|a| !active.contains(a)).cloned().collect();
+        let draining: Vec<_> = live
+            .iter()
+            .filter(|a| !active.contains(a))
+            .cloned()
+            .collect();
         // Drain one, retire one drained, and add one when below target.
         if n % 2 == 0
             && active.len() > 1
@@ -56,7 +63,8 @@ pub async fn churn(ecs: FakeEcs, target: usize, seed: Option<u64>) {
             join: usize::from(live.len() < target + 1),
             leave: 0,
             crash: usize::from(n % 3 == 0),
-            spec: InstanceSpec::new().az(["us-east-1a", "us-east-1b", "us-east-1c"][n as usize % 3]),
+            spec: InstanceSpec::new()
+                .az(["us-east-1a", "us-east-1b", "us-east-1c"][n as usize % 3]),
         };
         if let Err(e) = ecs.churn(CLUSTER, &plan) {
             tracing::debug!(error = %e, "simulated churn failed");
