@@ -1,17 +1,7 @@
-//! The blox daemon (foundation stage: prints what blox parses from the
-//! recorded ECS events). Run with `cargo run --release --example daemon`.
+//! The blox daemon: `cargo run --release --example daemon -- [flags]`
+//! (`--help` lists them). The code lives in the `blox_examples::daemon`
+//! library module so integration tests can drive it.
 
 fn main() -> std::process::ExitCode {
-    match blox_examples::describe_events(&blox_examples::fixtures_dir()) {
-        Ok(lines) => {
-            for line in lines {
-                println!("{line}");
-            }
-            std::process::ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("cannot read the event fixtures: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    blox_examples::daemon::main()
 }

@@ -7,6 +7,8 @@
 
 pub mod daemon;
 pub mod election;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod runner;
 pub mod scheduler;
 #[cfg(any(test, feature = "testing"))]

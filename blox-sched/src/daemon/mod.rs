@@ -15,7 +15,7 @@ mod progress;
 pub mod scheduler;
 mod store;
 mod tracker;
-mod validate;
+pub(crate) mod validate;
 mod view;
 
 pub use model::{
@@ -28,7 +28,7 @@ pub use progress::{
 };
 pub use scheduler::{DaemonScheduler, MAX_INSTANCES_PER_START, SCHEDULER_NAME, split_starts};
 pub use store::{
-    EnvironmentError, EnvironmentStore, ErrorClass, NewEnvironment, new_deployment_id,
+    EnvironmentError, EnvironmentStore, ErrorClass, NewEnvironment, StoreKey, new_deployment_id,
 };
 pub use tracker::{DeploymentTracker, SyncReport, next_status};
 pub use validate::ValidationError;

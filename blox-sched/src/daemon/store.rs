@@ -549,6 +549,35 @@ impl EnvironmentStore {
     }
 }
 
+/// What a key under [`EnvironmentStore::KEY_PREFIX`] holds (for watchers
+/// of the store's keys, e.g. the HTTP change stream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKey<'a> {
+    /// The environment of this name.
+    Environment(&'a str),
+    /// A deployment of an environment.
+    Deployment {
+        /// The environment.
+        environment: &'a str,
+        /// The deployment id.
+        id: &'a str,
+    },
+}
+
+impl EnvironmentStore {
+    /// The prefix of every key the environment store writes.
+    pub const KEY_PREFIX: &'static str = ROOT;
+
+    /// What a key of the environment store holds; `None` for any other key.
+    pub fn parse_key(key: &str) -> Option<StoreKey<'_>> {
+        if let Some(name) = key.strip_prefix(ENVS) {
+            return Some(StoreKey::Environment(name));
+        }
+        let (environment, id) = key.strip_prefix(DEPS)?.split_once('/')?;
+        Some(StoreKey::Deployment { environment, id })
+    }
+}
+
 fn sort_deployments(d: &mut [Deployment]) {
     d.sort_by(|a, b| (a.sequence, a.created_at, &a.id).cmp(&(b.sequence, b.created_at, &b.id)));
 }

@@ -146,3 +146,17 @@ mod tests {
         );
     }
 }
+
+#[async_trait::async_trait]
+impl crate::runner::SnapshotObserver<DaemonDesired> for DeploymentTracker {
+    async fn observe(&self, snapshot: &Snapshot<DaemonDesired>) {
+        match self.sync(snapshot).await {
+            Ok(report) => {
+                for (env, id, status) in &report.updated {
+                    tracing::info!(environment = %env, deployment = %id, ?status, "deployment status");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not record deployment progress"),
+        }
+    }
+}

@@ -365,6 +365,9 @@ impl<S: Scheduler> Runner<S> {
             now,
         };
         let actions = self.scheduler.decide(&snapshot);
+        if let Some(observer) = &self.observer {
+            observer.observe(&snapshot).await;
+        }
         let tasks = snapshot.tasks;
         let mut new_tag = false;
         for a in &actions {

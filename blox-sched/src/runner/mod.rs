@@ -370,6 +370,17 @@ pub struct Runner<S: Scheduler> {
     counters: Arc<RunnerCounters>,
     /// Set when a cycle failed and should be retried before the timer.
     retry_soon: bool,
+    /// Sees every snapshot the scheduler decides on.
+    observer: Option<Arc<dyn SnapshotObserver<S::Desired>>>,
+}
+
+/// Sees each snapshot the scheduler decided on, after the decision (the
+/// daemon scheduler's deployment tracker persists progress from it). Runs
+/// inside the cycle: keep it quick.
+#[async_trait::async_trait]
+pub trait SnapshotObserver<D>: Send + Sync {
+    /// Called once per acting cycle with the snapshot given to `decide`.
+    async fn observe(&self, snapshot: &crate::scheduler::Snapshot<D>);
 }
 
 impl<S: Scheduler> std::fmt::Debug for Runner<S> {
@@ -428,7 +439,14 @@ impl<S: Scheduler> Runner<S> {
             status: watch::channel(status).0,
             counters: Arc::new(RunnerCounters::default()),
             retry_soon: false,
+            observer: None,
         }
+    }
+
+    /// Adds an observer of every snapshot the scheduler decides on.
+    pub fn with_observer(mut self, observer: Arc<dyn SnapshotObserver<S::Desired>>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// A handle to pause, resume and observe the runner.

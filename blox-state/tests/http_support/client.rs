@@ -1,5 +1,5 @@
-//! A minimal HTTP/1.1 client over `tokio::net::TcpStream`: `GET` with
-//! `Connection: close`, `Content-Length` or chunked bodies, and streaming
+//! A minimal HTTP/1.1 client over `tokio::net::TcpStream`: `GET` (and any
+//! other method, with an optional JSON body) with `Connection: close`, `Content-Length` or chunked bodies, and streaming
 //! reads of chunked newline-delimited JSON.
 
 use std::net::SocketAddr;
@@ -69,10 +69,26 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-async fn send(addr: SocketAddr, path: &str) -> BufReader<TcpStream> {
+async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> BufReader<TcpStream> {
     let mut tcp = TcpStream::connect(addr).await.unwrap();
-    let request =
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: */*\r\nConnection: close\r\n\r\n");
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: */*\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    match body {
+        Some(b) => request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
+            b.len()
+        )),
+        None => request.push_str("\r\n"),
+    }
     tcp.write_all(request.as_bytes()).await.unwrap();
     BufReader::new(tcp)
 }
@@ -139,7 +155,23 @@ async fn try_read_chunk(r: &mut BufReader<TcpStream>) -> Result<Option<Vec<u8>>,
 
 /// `GET path` and read the whole response.
 pub async fn get(addr: SocketAddr, path: &str) -> Response {
-    let mut r = send(addr, path).await;
+    request(addr, "GET", path, None).await
+}
+
+/// `method path` with an optional JSON body, and read the whole response.
+pub async fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Response {
+    request_with(addr, method, path, &[], body).await
+}
+
+/// `method path` with extra headers and an optional JSON body.
+pub async fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Response {
+    let mut r = send(addr, method, path, headers, body).await;
     let (status, headers) = read_head(&mut r).await;
     let mut body = Vec::new();
     if header(&headers, "transfer-encoding").is_some_and(|t| t.contains("chunked")) {
@@ -178,7 +210,7 @@ pub struct Stream {
 impl Stream {
     /// Sends `GET path` and reads the response head.
     pub async fn open(addr: SocketAddr, path: &str) -> Stream {
-        let mut reader = send(addr, path).await;
+        let mut reader = send(addr, "GET", path, &[], None).await;
         let (status, headers) = read_head(&mut reader).await;
         Stream {
             reader,

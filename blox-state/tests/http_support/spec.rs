@@ -1,19 +1,27 @@
 //! A small Swagger 2.0 schema checker for the Blox v0.3 spec: `$ref`s,
-//! `type` (object, array, string, integer, number, boolean), `required` and
-//! `properties` of objects, `items` of arrays. Extra properties are allowed.
+//! `type` (object, array, string, integer, number, boolean), `enum`,
+//! `required` and `properties` of objects, `items` of arrays. Extra
+//! properties are allowed.
 
 use serde_json::Value;
 
-/// The loaded cluster-state-service spec.
+/// A loaded Blox v0.3 spec.
 pub struct Spec(Value);
 
 impl Spec {
     /// Loads `spec/blox-v0.3/cluster-state-service.swagger.json` from the repository.
     pub fn cluster_state_service() -> Spec {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../spec/blox-v0.3/cluster-state-service.swagger.json"
-        );
+        Self::load("cluster-state-service.swagger.json")
+    }
+
+    /// Loads `spec/blox-v0.3/daemon-scheduler.swagger.json` from the repository.
+    pub fn daemon_scheduler() -> Spec {
+        Self::load("daemon-scheduler.swagger.json")
+    }
+
+    /// Loads `spec/blox-v0.3/{file}` (every crate sits one level below the root).
+    fn load(file: &str) -> Spec {
+        let path = format!("{}/../spec/blox-v0.3/{file}", env!("CARGO_MANIFEST_DIR"));
         let text = std::fs::read_to_string(path).unwrap();
         Spec(serde_json::from_str(&text).unwrap())
     }
@@ -21,10 +29,16 @@ impl Spec {
     /// The schema the spec declares for a response of `GET path` (a spec
     /// path such as `/tasks/{cluster}/{arn}`) with this status.
     pub fn response_schema(&self, path: &str, status: u16) -> &Value {
-        let schema = &self.0["paths"][path]["get"]["responses"][status.to_string()]["schema"];
+        self.operation_schema("get", path, status)
+    }
+
+    /// The schema the spec declares for a response of `method path`
+    /// (`method` in lowercase, as the spec spells it) with this status.
+    pub fn operation_schema(&self, method: &str, path: &str, status: u16) -> &Value {
+        let schema = &self.0["paths"][path][method]["responses"][status.to_string()]["schema"];
         assert!(
             !schema.is_null(),
-            "spec has no schema for GET {path} {status}"
+            "spec has no schema for {method} {path} {status}"
         );
         schema
     }
@@ -84,6 +98,11 @@ impl Spec {
                 ty.unwrap_or("?")
             ));
             return;
+        }
+        if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
+            && !allowed.contains(value)
+        {
+            out.push(format!("{at}: {value} is not one of {allowed:?}"));
         }
         if let Some(obj) = value.as_object() {
             for r in schema

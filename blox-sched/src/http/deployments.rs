@@ -1,0 +1,62 @@
+//! `POST`/`GET /v1/environments/{name}/deployments` and
+//! `GET /v1/environments/{name}/deployments/{id}`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde_json::{Map, Value, json};
+
+use super::SchedApiState;
+use super::error::ApiError;
+use super::params::{self, Params, RawQuery};
+use crate::daemon::Deployment;
+
+/// A deployment as answered (the stored form; see the module docs).
+pub(crate) fn shape(d: &Deployment) -> Value {
+    serde_json::to_value(d).unwrap_or_else(|_| json!({}))
+}
+
+/// Where a deployment sits in its environment's list (sortable as text).
+fn position(d: &Deployment) -> String {
+    format!("{:020}", d.sequence)
+}
+
+/// `POST /v1/environments/{name}/deployments?deploymentToken=`.
+pub(crate) async fn create(
+    State(s): State<SchedApiState>,
+    Path(name): Path<String>,
+    q: RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let p = Params::parse(q, &["deploymentToken"])?;
+    let token = p.required("deploymentToken")?;
+    let d = s.envs.create_deployment(&name, token).await?;
+    Ok(Json(shape(&d)))
+}
+
+/// `GET /v1/environments/{name}/deployments`, oldest first.
+pub(crate) async fn list(
+    State(s): State<SchedApiState>,
+    Path(name): Path<String>,
+    q: RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let p = Params::parse(q, &["maxResults", "nextToken"])?;
+    let limit = p.max_results()?;
+    let after = p.next_token()?;
+    let all = s.envs.list_deployments(&name).await?;
+    let (items, next) = params::page(all, position, after.as_deref(), limit);
+    let mut out = Map::new();
+    out.insert("items".into(), items.iter().map(shape).collect());
+    if let Some(t) = next {
+        out.insert("nextToken".into(), json!(t));
+    }
+    Ok(Json(Value::Object(out)))
+}
+
+/// `GET /v1/environments/{name}/deployments/{id}`.
+pub(crate) async fn get_one(
+    State(s): State<SchedApiState>,
+    Path((name, id)): Path<(String, String)>,
+    q: RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    Params::parse(q, &[])?;
+    Ok(Json(shape(&s.envs.get_deployment(&name, &id).await?)))
+}

@@ -1,0 +1,174 @@
+//! `POST`/`GET /v1/environments` and `GET`/`PUT`/`DELETE /v1/environments/{name}`.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use blox_core::model::Arn;
+use blox_state::store::Filter;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
+
+use super::SchedApiState;
+use super::error::ApiError;
+use super::params::{self, Params, RawQuery};
+use crate::daemon::{DrainingPolicy, Environment, InstanceGroup, NewEnvironment};
+
+/// v0.3's `CreateEnvironmentRequest` plus blox's optional settings.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateRequest {
+    name: String,
+    instance_group: InstanceGroup,
+    task_definition: String,
+    #[serde(default)]
+    draining_policy: DrainingPolicy,
+    #[serde(default)]
+    max_unavailable: Option<u32>,
+}
+
+/// The body of `PUT /v1/environments/{name}`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct UpdateRequest {
+    task_definition: String,
+}
+
+/// Decodes a JSON request body (whatever its content type), or a 400 that
+/// says what is wrong with it.
+pub(crate) fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid request body: {e}")))
+}
+
+/// An environment as answered (the stored form; see the module docs).
+pub(crate) fn shape(env: &Environment) -> Value {
+    serde_json::to_value(env).unwrap_or_else(|_| json!({}))
+}
+
+/// `POST /v1/environments`.
+pub(crate) async fn create(
+    State(s): State<SchedApiState>,
+    q: RawQuery,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    Params::parse(q, &[])?;
+    let req: CreateRequest = json_body(&body)?;
+    let new = NewEnvironment::new(req.name, req.instance_group.cluster, req.task_definition)
+        .selector(req.instance_group.attributes)
+        .draining_policy(req.draining_policy)
+        .max_unavailable(req.max_unavailable.unwrap_or(s.default_rollout_bound));
+    let env = s.envs.create(new).await?;
+    Ok(Json(shape(&env)))
+}
+
+/// Whether an environment's cluster (name or ARN) is the filter's (name or ARN).
+fn same_cluster(filter: &str, cluster: &str) -> bool {
+    if filter == cluster {
+        return true;
+    }
+    match (Arn::parse(cluster), Arn::parse(filter)) {
+        (Ok(arn), _) if cluster.starts_with("arn:") => Filter::cluster_matches(filter, &arn),
+        (_, Ok(arn)) if filter.starts_with("arn:") => Filter::cluster_matches(cluster, &arn),
+        _ => false,
+    }
+}
+
+/// `GET /v1/environments`.
+pub(crate) async fn list(
+    State(s): State<SchedApiState>,
+    q: RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let p = Params::parse(q, &["cluster", "maxResults", "nextToken"])?;
+    let cluster = p.cluster()?;
+    let limit = p.max_results()?;
+    let after = p.next_token()?;
+    // Read before listing: streaming from it may repeat a change the list
+    // already shows, but misses none.
+    let revision = s.store.current_revision().await?;
+    let envs: Vec<Environment> = s
+        .envs
+        .list()
+        .await?
+        .into_iter()
+        .filter(|e| {
+            cluster
+                .as_deref()
+                .is_none_or(|c| same_cluster(c, e.cluster()))
+        })
+        .collect();
+    let (items, next) = params::page(envs, |e| e.name.clone(), after.as_deref(), limit);
+    let mut out = Map::new();
+    out.insert("items".into(), items.iter().map(shape).collect());
+    out.insert("metadata".into(), json!({ "entityVersion": revision }));
+    if let Some(t) = next {
+        out.insert("nextToken".into(), json!(t));
+    }
+    Ok(Json(Value::Object(out)))
+}
+
+/// `GET /v1/environments/{name}`.
+pub(crate) async fn get_one(
+    State(s): State<SchedApiState>,
+    Path(name): Path<String>,
+    q: RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    Params::parse(q, &[])?;
+    Ok(Json(shape(&s.envs.get(&name).await?)))
+}
+
+/// `PUT /v1/environments/{name}`: changes the task definition.
+pub(crate) async fn update(
+    State(s): State<SchedApiState>,
+    Path(name): Path<String>,
+    q: RawQuery,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    Params::parse(q, &[])?;
+    let req: UpdateRequest = json_body(&body)?;
+    let env = s
+        .envs
+        .update_task_definition(&name, &req.task_definition)
+        .await?;
+    Ok(Json(shape(&env)))
+}
+
+/// `DELETE /v1/environments/{name}?stopTasks=`.
+pub(crate) async fn delete(
+    State(s): State<SchedApiState>,
+    Path(name): Path<String>,
+    q: RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let p = Params::parse(q, &["stopTasks"])?;
+    let stop_tasks = p.flag("stopTasks")?;
+    s.envs.delete(&name, stop_tasks).await?;
+    Ok(Json(json!({ "name": name, "stopTasks": stop_tasks })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clusters_match_by_name_or_arn_either_way() {
+        let arn = "arn:aws:ecs:us-east-1:123456789012:cluster/prod";
+        assert!(same_cluster("prod", "prod"));
+        assert!(same_cluster("prod", arn));
+        assert!(same_cluster(arn, "prod"));
+        assert!(same_cluster(arn, arn));
+        assert!(!same_cluster("dev", arn));
+        assert!(!same_cluster("dev", "prod"));
+    }
+
+    #[test]
+    fn create_requests_reject_unknown_fields_and_name_missing_ones() {
+        let e = json_body::<CreateRequest>(br#"{"name":"a","instanceGroup":{"cluster":"c"}}"#)
+            .unwrap_err();
+        assert!(e.to_string().contains("taskDefinition"), "{e}");
+        let e = json_body::<CreateRequest>(
+            br#"{"name":"a","instanceGroup":{"cluster":"c"},"taskDefinition":"t:1","x":1}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("unknown field"), "{e}");
+    }
+}

@@ -1,0 +1,215 @@
+//! The daemon scheduler's HTTP API, compatible with Blox v0.3's
+//! daemon-scheduler: a v0.3 client pointed at blox works unchanged.
+//!
+//! [`router`] serves, under `/v1`:
+//!
+//! | Route | Answer |
+//! |---|---|
+//! | `GET /v1/ping` | `200 {"status": "ok"}` as soon as the server is up |
+//! | `POST /v1/environments` | `Environment` (does not deploy) |
+//! | `GET /v1/environments?cluster=&maxResults=&nextToken=` | `{"items": [Environment], "metadata": {"entityVersion"}, "nextToken"?}` |
+//! | `GET /v1/environments/{name}` | `Environment` |
+//! | `PUT /v1/environments/{name}` | `Environment` with a new task definition and a new `deploymentToken` |
+//! | `DELETE /v1/environments/{name}?stopTasks=` | `200 {"name", "stopTasks"}` |
+//! | `POST /v1/environments/{name}/deployments?deploymentToken=` | `Deployment` |
+//! | `GET /v1/environments/{name}/deployments?maxResults=&nextToken=` | `{"items": [Deployment], "nextToken"?}` |
+//! | `GET /v1/environments/{name}/deployments/{id}` | `Deployment` |
+//! | `GET /v1/environments/{name}/instances` | per-instance daemon status |
+//! | `GET /v1/stream/environments?entityVersion=&environment=` | newline-delimited changes |
+//!
+//! # Environments and deployments (v0.3's flow)
+//! `POST /v1/environments` takes `{"name", "instanceGroup": {"cluster"},
+//! "taskDefinition"}` (v0.3's `CreateEnvironmentRequest`) plus optional
+//! blox extensions: `instanceGroup.attributes` (`[{"name", "value"?}]`,
+//! every condition must hold), `drainingPolicy` (`stop-when-last` or
+//! `stop-immediately`) and `maxUnavailable` (rollout bound, at least 1).
+//! Unknown fields are rejected. Creating an environment does **not** deploy:
+//! read its `deploymentToken` and `POST .../deployments?deploymentToken=..`.
+//! The token changes whenever the environment changes and whenever a
+//! deployment is created, so a stale or retried request is a 400 instead of
+//! a second deployment. `PUT /v1/environments/{name}` with
+//! `{"taskDefinition": ".."}` changes the task definition (beyond v0.3) and
+//! issues a new token; deploy it with a deployment.
+//!
+//! `DELETE` removes the environment and its deployments and leaves its tasks
+//! running (as v0.3 did); with `stopTasks=true` the environment disappears
+//! from gets and lists at once, the daemon scheduler stops its tasks, and it
+//! is removed when they are gone (re-creating it meanwhile is a 409).
+//!
+//! # Response shapes
+//! An `Environment` has v0.3's `name`, `instanceGroup.cluster`,
+//! `taskDefinition`, `deploymentToken` and `health` (always `healthy`), plus
+//! `drainingPolicy`, `maxUnavailable`, `activeDeployment` (an id, when one
+//! exists), `deploymentCount`, `createdAt` and `updatedAt`.
+//!
+//! A `Deployment` has v0.3's `id`, `environmentName`, `taskDefinition`,
+//! `status` (`pending` until a task is started, `running`, `completed` once
+//! every eligible instance has run its task) and `failedInstances`
+//! (container instance ARNs held in backoff), plus `failureReasons` (ARN to
+//! ECS's reason), `progress` (`{"done", "total"}`: eligible instances
+//! running its task, eligible instances), `sequence` (1 for the first),
+//! `supersededBy`, `createdAt` and `updatedAt`. Deployments are listed
+//! oldest first.
+//!
+//! # Per-instance status (beyond v0.3)
+//! `GET /v1/environments/{name}/instances` answers
+//! `{"environmentName", "activeDeployment"?, "taskDefinition", "items":
+//! [{"instance", "state", "reason"?, "task"?, "taskDefinition"?}], "summary":
+//! {"running", "pending", "failed"}}` for every eligible instance of the
+//! environment's cluster (ACTIVE, agent connected, selected), from the
+//! cluster-state cache: `state` is `running` (the active deployment's task
+//! runs), `failed` (the instance is listed in the active deployment's
+//! `failedInstances`; `reason` is ECS's) or `pending`. It is a 503 until
+//! the cache has loaded.
+//!
+//! # Change stream (beyond v0.3)
+//! `GET /v1/stream/environments` is `application/x-ndjson`: one line per
+//! write of an environment or deployment, in revision order:
+//! `{"metadata": {"entityVersion", "deleted"?}, "type": "environment" |
+//! "deployment", "environmentName", "id"? (deployments), "entity"?}` where
+//! `entity` is the new `Environment` or `Deployment` (absent on deletes).
+//! An environment being deleted with its tasks appears with
+//! `"deleting": true` first, then as deleted. Without `entityVersion` the
+//! stream carries only future changes; with one (a list's
+//! `metadata.entityVersion` or a line's) it resumes right after it. A
+//! revision the store no longer has is a 410 whose message says to list
+//! again. `environment=NAME` keeps only that environment's lines.
+//!
+//! # Errors
+//! Every error is `{"message": "..."}`: 400 (bad JSON body, missing or
+//! invalid field, unknown or repeated query parameter, stale deployment
+//! token), 404 (unknown environment, deployment or route), 405, 409
+//! (environment exists or is being deleted), 410, 503 (store unreachable or
+//! cache not loaded, with `Retry-After`) or 500. Blox v0.3 declared plain
+//! string bodies; JSON objects are the one deliberate departure.
+//!
+//! # Example
+//! ```no_run
+//! use std::sync::Arc;
+//! use blox_sched::http::{SchedApiState, router};
+//! use blox_state::cache::spawn_follower;
+//! use blox_state::store::memory::MemoryStore;
+//! use blox_state::StateStore;
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+//! let (cache, _follower) = spawn_follower(Arc::clone(&store));
+//! let app = router(SchedApiState::new(cache, store));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3001").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod deployments;
+mod environments;
+mod error;
+mod instances;
+mod params;
+mod stream;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::http::Uri;
+use axum::routing::{get, post};
+use blox_state::Cache;
+use blox_state::store::StateStore;
+
+pub use error::ApiError;
+pub use params::MAX_RESULTS_LIMIT;
+
+use crate::daemon::EnvironmentStore;
+
+/// What the routes read and write: the environment store, the state store
+/// under it (for the change stream) and the cluster-state cache (for
+/// per-instance status).
+#[derive(Clone)]
+pub struct SchedApiState {
+    envs: EnvironmentStore,
+    store: Arc<dyn StateStore>,
+    cache: Cache,
+    default_rollout_bound: u32,
+}
+
+impl std::fmt::Debug for SchedApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchedApiState").finish_non_exhaustive()
+    }
+}
+
+impl SchedApiState {
+    /// State over a cache and the store it follows (environments are kept
+    /// in the same store).
+    pub fn new(cache: Cache, store: Arc<dyn StateStore>) -> Self {
+        SchedApiState {
+            envs: EnvironmentStore::new(Arc::clone(&store)),
+            store,
+            cache,
+            default_rollout_bound: 1,
+        }
+    }
+
+    /// The rollout bound (`maxUnavailable`) of environments created
+    /// without one (default 1; the daemon's `--rollout-bound`).
+    pub fn with_default_rollout_bound(mut self, bound: u32) -> Self {
+        self.default_rollout_bound = bound.max(1);
+        self
+    }
+
+    /// The environment store the routes use.
+    pub fn environments(&self) -> &EnvironmentStore {
+        &self.envs
+    }
+
+    /// The cluster-state cache per-instance status reads.
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+}
+
+/// The daemon scheduler's routes (see the [module docs](self)). Merge them
+/// with other routers (e.g. `blox_state::http::router`) as needed.
+pub fn router(state: SchedApiState) -> Router {
+    Router::new()
+        .route("/v1/ping", get(ping))
+        .route(
+            "/v1/environments",
+            post(environments::create).get(environments::list),
+        )
+        .route(
+            "/v1/environments/{name}",
+            get(environments::get_one)
+                .put(environments::update)
+                .delete(environments::delete),
+        )
+        .route(
+            "/v1/environments/{name}/deployments",
+            post(deployments::create).get(deployments::list),
+        )
+        .route(
+            "/v1/environments/{name}/deployments/{id}",
+            get(deployments::get_one),
+        )
+        .route(
+            "/v1/environments/{name}/instances",
+            get(instances::statuses),
+        )
+        .route("/v1/stream/environments", get(stream::environments))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+/// `GET /v1/ping`.
+async fn ping() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::NotFound(format!("no route for {}", uri.path()))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{method} is not allowed on {}", uri.path()))
+}

@@ -1,0 +1,242 @@
+//! Query parameters, checked strictly: an unknown or repeated key, an empty
+//! value (except `entityVersion`) or an invalid value is a 400.
+
+use std::collections::BTreeMap;
+
+use axum::extract::Query;
+use axum::extract::rejection::QueryRejection;
+use blox_state::store::Revision;
+
+use super::error::ApiError;
+use crate::daemon::ValidationError;
+
+/// The largest page a client may ask for with `maxResults`.
+pub const MAX_RESULTS_LIMIT: usize = 1000;
+
+/// The query string as decoded pairs, or the decoder's rejection.
+pub(crate) type RawQuery = Result<Query<Vec<(String, String)>>, QueryRejection>;
+
+/// A request's query parameters: each allowed key at most once.
+#[derive(Debug, Default)]
+pub(crate) struct Params(BTreeMap<String, String>);
+
+impl Params {
+    /// Decodes the query and checks its keys against `allowed`.
+    pub(crate) fn parse(raw: RawQuery, allowed: &[&str]) -> Result<Self, ApiError> {
+        let Query(pairs) = raw.map_err(|e| {
+            ApiError::BadRequest(format!("invalid query string: {}", e.body_text()))
+        })?;
+        Self::check(pairs, allowed)
+    }
+
+    fn check(pairs: Vec<(String, String)>, allowed: &[&str]) -> Result<Self, ApiError> {
+        let mut map = BTreeMap::new();
+        for (key, value) in pairs {
+            if !allowed.contains(&key.as_str()) {
+                let allowed = if allowed.is_empty() {
+                    "none".to_owned()
+                } else {
+                    allowed.join(", ")
+                };
+                return Err(ApiError::BadRequest(format!(
+                    "unknown query parameter {:?}; allowed: {allowed}",
+                    truncate(&key)
+                )));
+            }
+            // v0.3 clients may send `entityVersion=` to mean "from now".
+            if value.is_empty() && key != "entityVersion" {
+                return Err(ApiError::BadRequest(format!(
+                    "query parameter {key:?} has an empty value"
+                )));
+            }
+            if map.insert(key.clone(), value).is_some() {
+                return Err(ApiError::BadRequest(format!(
+                    "query parameter {key:?} is given more than once"
+                )));
+            }
+        }
+        Ok(Params(map))
+    }
+
+    /// A parameter's value (`None` if absent or empty).
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// A required parameter.
+    pub(crate) fn required(&self, key: &str) -> Result<&str, ApiError> {
+        self.get(key)
+            .ok_or_else(|| ApiError::BadRequest(format!("query parameter {key:?} is required")))
+    }
+
+    /// `cluster`: a cluster name or cluster ARN.
+    pub(crate) fn cluster(&self) -> Result<Option<String>, ApiError> {
+        self.get("cluster")
+            .map(|c| {
+                crate::daemon::validate::cluster(c)
+                    .map(|()| c.to_owned())
+                    .map_err(|e: ValidationError| ApiError::BadRequest(e.to_string()))
+            })
+            .transpose()
+    }
+
+    /// A boolean flag (`true` or `false`); `false` when absent.
+    pub(crate) fn flag(&self, key: &str) -> Result<bool, ApiError> {
+        match self.get(key) {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(other) => Err(ApiError::BadRequest(format!(
+                "invalid {key} {:?}: expected true or false",
+                truncate(other)
+            ))),
+        }
+    }
+
+    /// `maxResults`: 1 to [`MAX_RESULTS_LIMIT`]; `usize::MAX` when absent
+    /// (everything, as v0.3 answered).
+    pub(crate) fn max_results(&self) -> Result<usize, ApiError> {
+        let Some(s) = self.get("maxResults") else {
+            return Ok(usize::MAX);
+        };
+        s.parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_RESULTS_LIMIT).contains(n))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "invalid maxResults {:?}: expected 1 to {MAX_RESULTS_LIMIT}",
+                    truncate(s)
+                ))
+            })
+    }
+
+    /// `nextToken`: the position after which the page starts.
+    pub(crate) fn next_token(&self) -> Result<Option<String>, ApiError> {
+        self.get("nextToken")
+            .map(|t| {
+                decode_token(t).ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "invalid nextToken {:?}: pass the nextToken of the previous page unchanged",
+                        truncate(t)
+                    ))
+                })
+            })
+            .transpose()
+    }
+
+    /// `entityVersion`: the revision a stream resumes after.
+    pub(crate) fn entity_version(&self) -> Result<Option<Revision>, ApiError> {
+        self.get("entityVersion")
+            .map(|s| {
+                s.parse::<Revision>()
+                    .map_err(|e| ApiError::BadRequest(format!("invalid entityVersion: {e}")))
+            })
+            .transpose()
+    }
+}
+
+/// An opaque page token for a position: the hex of its text.
+pub(crate) fn encode_token(position: &str) -> String {
+    position.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The position a token names, if [`encode_token`] made it.
+pub(crate) fn decode_token(token: &str) -> Option<String> {
+    if token.len() % 2 != 0 || token.len() > 512 {
+        return None;
+    }
+    let bytes = (0..token.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(token.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok().filter(|s| !s.is_empty())
+}
+
+/// One page of `items` (sorted by `position`) after `after`, at most `limit`
+/// long, and the token of the next page when more remain.
+pub(crate) fn page<T>(
+    items: Vec<T>,
+    position: impl Fn(&T) -> String,
+    after: Option<&str>,
+    limit: usize,
+) -> (Vec<T>, Option<String>) {
+    let mut rest: Vec<T> = match after {
+        Some(a) => items
+            .into_iter()
+            .filter(|t| position(t).as_str() > a)
+            .collect(),
+        None => items,
+    };
+    if rest.len() <= limit {
+        return (rest, None);
+    }
+    rest.truncate(limit);
+    let next = rest.last().map(|t| encode_token(&position(t)));
+    (rest, next)
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn unknown_repeated_and_empty_keys_are_rejected() {
+        assert!(Params::check(pairs(&[("nope", "1")]), &["cluster"]).is_err());
+        assert!(Params::check(pairs(&[("cluster", "a"), ("cluster", "b")]), &["cluster"]).is_err());
+        assert!(Params::check(pairs(&[("cluster", "")]), &["cluster"]).is_err());
+        let p = Params::check(pairs(&[("entityVersion", "")]), &["entityVersion"]).unwrap();
+        assert_eq!(p.entity_version().unwrap(), None);
+    }
+
+    #[test]
+    fn flags_are_true_or_false() {
+        let p = Params::check(pairs(&[("stopTasks", "true")]), &["stopTasks"]).unwrap();
+        assert!(p.flag("stopTasks").unwrap());
+        let p = Params::check(pairs(&[("stopTasks", "yes")]), &["stopTasks"]).unwrap();
+        assert!(p.flag("stopTasks").is_err());
+        assert!(!Params::default().flag("stopTasks").unwrap());
+    }
+
+    #[test]
+    fn tokens_round_trip_and_garbage_is_rejected() {
+        assert_eq!(
+            decode_token(&encode_token("web-1")).as_deref(),
+            Some("web-1")
+        );
+        assert_eq!(decode_token("zz"), None);
+        assert_eq!(decode_token("abc"), None);
+        assert_eq!(decode_token(""), None);
+    }
+
+    #[test]
+    fn pages_continue_after_the_token_position() {
+        let items = vec!["a", "b", "c"];
+        let (first, next) = page(items.clone(), |s| (*s).to_owned(), None, 2);
+        assert_eq!(first, vec!["a", "b"]);
+        let after = decode_token(&next.unwrap()).unwrap();
+        let (second, next) = page(items, |s| (*s).to_owned(), Some(&after), 2);
+        assert_eq!(second, vec!["c"]);
+        assert_eq!(next, None);
+    }
+
+    #[test]
+    fn max_results_must_be_between_1_and_1000() {
+        for bad in ["0", "1001", "x"] {
+            let p = Params::check(pairs(&[("maxResults", bad)]), &["maxResults"]).unwrap();
+            assert!(p.max_results().is_err(), "{bad}");
+        }
+        assert_eq!(Params::default().max_results().unwrap(), usize::MAX);
+    }
+}

@@ -1,0 +1,320 @@
+//! The environment routes over real HTTP: create, list, get, update,
+//! delete, and every 4xx with its JSON message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod http_sched_support;
+
+use http_sched_support::{Server, create_body};
+use serde_json::json;
+
+#[tokio::test]
+async fn ping_answers_ok() {
+    let s = Server::start().await;
+    let r = s.get("/v1/ping").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["status"], "ok");
+}
+
+#[tokio::test]
+async fn creating_an_environment_returns_it_with_a_token_and_no_deployment() {
+    let s = Server::start().await;
+    let body = json!({
+        "name": "logs",
+        "instanceGroup": {
+            "cluster": "prod",
+            "attributes": [{"name": "ecs.instance-type", "value": "m5.large"}]
+        },
+        "taskDefinition": "logs:1",
+        "drainingPolicy": "stop-immediately",
+        "maxUnavailable": 2
+    });
+    let r = s.post("/v1/environments", &body).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let env = r.json();
+    assert_eq!(env["name"], "logs");
+    assert_eq!(env["instanceGroup"]["cluster"], "prod");
+    assert_eq!(env["instanceGroup"]["attributes"][0]["value"], "m5.large");
+    assert_eq!(env["taskDefinition"], "logs:1");
+    assert_eq!(env["health"], "healthy");
+    assert_eq!(env["drainingPolicy"], "stop-immediately");
+    assert_eq!(env["maxUnavailable"], 2);
+    assert_eq!(env["deploymentToken"].as_str().unwrap().len(), 32);
+    assert!(env.get("activeDeployment").is_none());
+    // It is stored, and creating did not deploy.
+    let stored = s.envs.get("logs").await.unwrap();
+    assert_eq!(stored.deployment_token, env["deploymentToken"]);
+    assert!(s.envs.list_deployments("logs").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn getting_an_environment_returns_its_current_token() {
+    let s = Server::start().await;
+    let created = s.create_env("web", "prod", "web:1").await;
+    let r = s.get("/v1/environments/web").await;
+    assert_eq!(r.status, 200);
+    let got = r.json();
+    assert_eq!(got["name"], "web");
+    assert_eq!(got["deploymentToken"], created["deploymentToken"]);
+}
+
+#[tokio::test]
+async fn listing_filters_by_cluster_name_or_arn_and_pages() {
+    let s = Server::start().await;
+    s.create_env("a", "prod", "a:1").await;
+    s.create_env("b", "dev", "b:1").await;
+    s.create_env(
+        "c",
+        "arn:aws:ecs:us-east-1:123456789012:cluster/prod",
+        "c:1",
+    )
+    .await;
+    let names = |v: &serde_json::Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let all = s.get("/v1/environments").await;
+    assert_eq!(all.status, 200);
+    let all = all.json();
+    assert_eq!(names(&all), ["a", "b", "c"]);
+    assert!(all["metadata"]["entityVersion"].is_string());
+    assert!(all.get("nextToken").is_none());
+
+    let prod = s.get("/v1/environments?cluster=prod").await.json();
+    assert_eq!(names(&prod), ["a", "c"]);
+    let by_arn = s
+        .get("/v1/environments?cluster=arn%3Aaws%3Aecs%3Aus-east-1%3A123456789012%3Acluster%2Fprod")
+        .await
+        .json();
+    assert_eq!(names(&by_arn), ["a", "c"]);
+
+    let first = s.get("/v1/environments?maxResults=2").await.json();
+    assert_eq!(names(&first), ["a", "b"]);
+    let token = first["nextToken"].as_str().unwrap();
+    let second = s
+        .get(&format!("/v1/environments?maxResults=2&nextToken={token}"))
+        .await
+        .json();
+    assert_eq!(names(&second), ["c"]);
+    assert!(second.get("nextToken").is_none());
+}
+
+#[tokio::test]
+async fn putting_a_task_definition_changes_it_and_the_token() {
+    let s = Server::start().await;
+    let created = s.create_env("web", "prod", "web:1").await;
+    let r = s
+        .put_raw("/v1/environments/web", r#"{"taskDefinition": "web:2"}"#)
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let updated = r.json();
+    assert_eq!(updated["taskDefinition"], "web:2");
+    assert_ne!(updated["deploymentToken"], created["deploymentToken"]);
+    assert_eq!(
+        s.get("/v1/environments/web").await.json()["taskDefinition"],
+        "web:2"
+    );
+}
+
+#[tokio::test]
+async fn deleting_removes_the_environment_and_leaves_tasks_by_default() {
+    let s = Server::start().await;
+    s.create_and_deploy("web", "prod", "web:1").await;
+    let r = s.delete("/v1/environments/web").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json(), json!({"name": "web", "stopTasks": false}));
+    assert_eq!(s.get("/v1/environments/web").await.status, 404);
+    // Gone entirely: the name can be used again.
+    s.create_env("web", "prod", "web:1").await;
+}
+
+#[tokio::test]
+async fn deleting_with_stop_tasks_hides_it_until_its_tasks_are_stopped() {
+    let s = Server::start().await;
+    s.create_and_deploy("web", "prod", "web:1").await;
+    let r = s.delete("/v1/environments/web?stopTasks=true").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["stopTasks"], true);
+    assert_eq!(s.get("/v1/environments/web").await.status, 404);
+    assert!(
+        s.get("/v1/environments").await.json()["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    // Still marked in the desired state, so the scheduler stops its tasks.
+    let desired = s.envs.load().await.unwrap();
+    assert!(desired.environment("web").unwrap().environment.deleting);
+    // Re-creating meanwhile is a conflict.
+    let m = s
+        .post("/v1/environments", &create_body("web", "prod", "web:1"))
+        .await
+        .error_message(409);
+    assert!(m.contains("being deleted"), "{m}");
+}
+
+#[tokio::test]
+async fn bad_bodies_are_400_with_a_message() {
+    let s = Server::start().await;
+    let m = s
+        .post_raw("/v1/environments", Some("{not json"))
+        .await
+        .error_message(400);
+    assert!(m.contains("invalid request body"), "{m}");
+    let m = s
+        .post_raw("/v1/environments", None)
+        .await
+        .error_message(400);
+    assert!(m.contains("invalid request body"), "{m}");
+    let m = s
+        .post(
+            "/v1/environments",
+            &json!({"name": "a", "instanceGroup": {"cluster": "prod"}}),
+        )
+        .await
+        .error_message(400);
+    assert!(m.contains("missing field `taskDefinition`"), "{m}");
+    let m = s
+        .post(
+            "/v1/environments",
+            &json!({"name": "a", "instanceGroup": {"cluster": "prod"}, "taskDefinition": "a:1", "size": 3}),
+        )
+        .await
+        .error_message(400);
+    assert!(m.contains("unknown field `size`"), "{m}");
+    let m = s
+        .put_raw("/v1/environments/a", "[]")
+        .await
+        .error_message(400);
+    assert!(m.contains("invalid request body"), "{m}");
+}
+
+#[tokio::test]
+async fn invalid_fields_are_400_with_the_validation_message() {
+    let s = Server::start().await;
+    let m = s
+        .post("/v1/environments", &create_body("a", "prod", "latest"))
+        .await
+        .error_message(400);
+    assert!(m.contains("invalid task definition \"latest\""), "{m}");
+    let m = s
+        .post("/v1/environments", &create_body("a/b", "prod", "a:1"))
+        .await
+        .error_message(400);
+    assert!(m.contains("invalid environment name"), "{m}");
+    let m = s
+        .post("/v1/environments", &create_body("a", "no spaces", "a:1"))
+        .await
+        .error_message(400);
+    assert!(m.contains("invalid cluster"), "{m}");
+    let mut zero = create_body("a", "prod", "a:1");
+    zero["maxUnavailable"] = json!(0);
+    let m = s.post("/v1/environments", &zero).await.error_message(400);
+    assert!(m.contains("maxUnavailable"), "{m}");
+
+    s.create_env("web", "prod", "web:1").await;
+    let m = s
+        .put_raw("/v1/environments/web", r#"{"taskDefinition": "web"}"#)
+        .await
+        .error_message(400);
+    assert!(m.contains("invalid task definition"), "{m}");
+}
+
+#[tokio::test]
+async fn a_duplicate_environment_is_409() {
+    let s = Server::start().await;
+    s.create_env("web", "prod", "web:1").await;
+    let m = s
+        .post("/v1/environments", &create_body("web", "dev", "web:2"))
+        .await
+        .error_message(409);
+    assert!(m.contains("already exists"), "{m}");
+}
+
+#[tokio::test]
+async fn unknown_environments_are_404_on_every_route() {
+    let s = Server::start().await;
+    for m in [
+        s.get("/v1/environments/nope").await.error_message(404),
+        s.put_raw("/v1/environments/nope", r#"{"taskDefinition": "a:1"}"#)
+            .await
+            .error_message(404),
+        s.delete("/v1/environments/nope").await.error_message(404),
+        s.delete("/v1/environments/nope?stopTasks=true")
+            .await
+            .error_message(404),
+        s.get("/v1/environments/nope/deployments")
+            .await
+            .error_message(404),
+        s.get("/v1/environments/nope/instances")
+            .await
+            .error_message(404),
+        s.post_raw("/v1/environments/nope/deployments?deploymentToken=x", None)
+            .await
+            .error_message(404),
+    ] {
+        assert!(m.contains("\"nope\" not found"), "{m}");
+    }
+    // An invalid name in a path is simply not found.
+    s.get("/v1/environments/a%20b").await.error_message(404);
+}
+
+#[tokio::test]
+async fn unknown_repeated_empty_and_invalid_query_parameters_are_400() {
+    let s = Server::start().await;
+    s.create_env("web", "prod", "web:1").await;
+    let m = s.get("/v1/environments?bogus=1").await.error_message(400);
+    assert!(m.contains("unknown query parameter \"bogus\""), "{m}");
+    let m = s
+        .get("/v1/environments?cluster=a&cluster=b")
+        .await
+        .error_message(400);
+    assert!(m.contains("more than once"), "{m}");
+    let m = s.get("/v1/environments?cluster=").await.error_message(400);
+    assert!(m.contains("empty value"), "{m}");
+    let m = s
+        .get("/v1/environments?cluster=has%20space")
+        .await
+        .error_message(400);
+    assert!(m.contains("invalid cluster"), "{m}");
+    let m = s
+        .get("/v1/environments?maxResults=0")
+        .await
+        .error_message(400);
+    assert!(m.contains("maxResults"), "{m}");
+    let m = s
+        .get("/v1/environments?nextToken=zz")
+        .await
+        .error_message(400);
+    assert!(m.contains("nextToken"), "{m}");
+    let m = s.get("/v1/environments/web?x=1").await.error_message(400);
+    assert!(m.contains("allowed: none"), "{m}");
+    let m = s
+        .delete("/v1/environments/web?stopTasks=yes")
+        .await
+        .error_message(400);
+    assert!(m.contains("true or false"), "{m}");
+    let m = s
+        .post(
+            "/v1/environments?dryRun=true",
+            &create_body("x", "prod", "x:1"),
+        )
+        .await
+        .error_message(400);
+    assert!(m.contains("unknown query parameter"), "{m}");
+    // Nothing was deleted or created by the rejected requests.
+    assert_eq!(s.get("/v1/environments/web").await.status, 200);
+    assert_eq!(s.get("/v1/environments/x").await.status, 404);
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_json_errors() {
+    let s = Server::start().await;
+    let m = s.get("/v1/nothing-here").await.error_message(404);
+    assert!(m.contains("/v1/nothing-here"), "{m}");
+    let m = s.delete("/v1/environments").await.error_message(405);
+    assert!(m.contains("DELETE"), "{m}");
+}

@@ -1,0 +1,6 @@
+//! The blox daemon as a binary target (the same as the `daemon` example),
+//! so integration tests can start it as a process.
+
+fn main() -> std::process::ExitCode {
+    blox_examples::daemon::main()
+}

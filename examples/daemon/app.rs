@@ -1,0 +1,301 @@
+//! Wiring: the store, the view, ingestion, reconciliation, leader election,
+//! the daemon scheduler's runner and the HTTP server, and their shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use blox_core::backoff::Backoff;
+use blox_core::ports::{EcsApi, EventSource};
+use blox_sched::daemon::{DaemonScheduler, DeploymentTracker, EnvironmentStore};
+use blox_sched::election::LocalElection;
+use blox_sched::election::{EtcdElection, EtcdElectionOptions};
+use blox_sched::election::{LeaderElection, default_holder_id};
+use blox_sched::runner::{Runner, RunnerGates, RunnerOptions};
+use blox_state::StateStore;
+use blox_state::cache::spawn_follower;
+use blox_state::ingest::{IngestOptions, Ingester};
+use blox_state::reconcile::{ReconcileOptions, Reconciler};
+use blox_state::store::etcd::{EtcdOptions, EtcdStore};
+use blox_state::store::memory::MemoryStore;
+use tokio::sync::watch;
+
+use super::config::Config;
+use super::metrics::{HttpMetrics, Sources};
+use super::server::{self, Readiness, RouterParts};
+use super::simulate;
+
+/// Why the daemon could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The HTTP server could not start.
+    #[error(transparent)]
+    Serve(#[from] server::ServeError),
+    /// The simulated cluster could not be built.
+    #[error("cannot start the simulated cluster: {0}")]
+    Simulate(String),
+    /// The SQS queue could not be resolved.
+    #[error("cannot use the SQS queue {queue:?}")]
+    Queue {
+        /// The queue as given.
+        queue: String,
+        /// Why.
+        #[source]
+        source: blox_core::ports::SourceError,
+    },
+    /// The leader election could not start.
+    #[error("cannot start the leader election: {0}")]
+    Election(String),
+    /// The server failed while running.
+    #[error("HTTP server failed")]
+    Io(#[from] std::io::Error),
+}
+
+/// Connects to etcd, retrying with backoff (and saying what it waits for)
+/// until it answers or `shutdown` fires.
+async fn connect_etcd(config: &Config, shutdown: &watch::Receiver<bool>) -> Option<EtcdStore> {
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    loop {
+        let options = EtcdOptions {
+            prefix: config.etcd_prefix.clone(),
+            tombstone_retention: Some(config.retention()),
+            ..EtcdOptions::new(config.etcd_endpoints.clone())
+        };
+        match EtcdStore::connect(options).await {
+            Ok(store) => {
+                tracing::info!(endpoints = ?config.etcd_endpoints, "connected to etcd");
+                return Some(store);
+            }
+            Err(e) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(endpoints = ?config.etcd_endpoints, error = %e, retry_in = ?delay,
+                    "waiting for etcd to answer");
+                let mut stop = shutdown.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop.wait_for(|s| *s) => return None,
+                }
+            }
+        }
+    }
+}
+
+/// A running daemon (see [`start`]).
+pub struct Running {
+    /// The address the HTTP API listens on.
+    pub addr: SocketAddr,
+    /// Resolves when the daemon has shut down.
+    pub done: tokio::task::JoinHandle<Result<(), DaemonError>>,
+}
+
+/// Starts the daemon; it runs until `shutdown` resolves, then stops
+/// receiving events, finishes in-flight writes, resigns leadership and
+/// stops serving.
+pub async fn start(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Running, DaemonError> {
+    // Startup errors (a busy port, unreadable TLS files) surface before anything runs.
+    let listener = server::bind(config.bind).await?;
+    let addr = listener.local_addr().map_err(DaemonError::Io)?;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(c), Some(k)) => Some(server::tls_config(c, k)?),
+        _ => None,
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        stop_tx.send_replace(true);
+    });
+    let stopped = |rx: &watch::Receiver<bool>| {
+        let mut rx = rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+
+    // Simulated or real ECS.
+    let simulator = match config.simulate {
+        Some(n) => Some(
+            simulate::start(n, config.simulate_seed)
+                .map_err(|e| DaemonError::Simulate(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let (ecs, source): (Arc<dyn EcsApi>, Option<Arc<dyn EventSource>>) = match &simulator {
+        Some(fake) => (Arc::new(fake.clone()), Some(Arc::new(fake.clone()))),
+        None => {
+            let sdk = blox_core::aws::load_config().await;
+            let ecs: Arc<dyn EcsApi> = Arc::new(blox_core::aws::EcsAdapter::new(&sdk));
+            let source: Option<Arc<dyn EventSource>> = match &config.queue {
+                Some(q) => Some(Arc::new(
+                    blox_core::aws::SqsEventSource::connect(&sdk, q)
+                        .await
+                        .map_err(|source| DaemonError::Queue {
+                            queue: q.clone(),
+                            source,
+                        })?,
+                )),
+                None => None,
+            };
+            (ecs, source)
+        }
+    };
+    let clusters = if simulator.is_some() && config.clusters.is_empty() {
+        vec![simulate::CLUSTER.to_owned()]
+    } else {
+        config.clusters.clone()
+    };
+
+    // The store and leader election.
+    let (store, election): (Arc<dyn StateStore>, Arc<dyn LeaderElection>) =
+        if config.etcd_endpoints.is_empty() {
+            let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+            let election = LocalElection::start(store.clone(), "scheduler", &default_holder_id())
+                .await
+                .map_err(|e| DaemonError::Election(e.to_string()))?;
+            (store, Arc::new(election))
+        } else {
+            let Some(etcd) = connect_etcd(&config, &stop_rx).await else {
+                return Ok(Running {
+                    addr,
+                    done: tokio::spawn(async { Ok(()) }),
+                });
+            };
+            let election = EtcdElection::start(
+                &etcd,
+                EtcdElectionOptions {
+                    ttl: Duration::from_secs(config.lease_ttl),
+                    ..EtcdElectionOptions::default()
+                },
+            );
+            let etcd = Arc::new(etcd);
+            etcd.spawn_maintenance();
+            (etcd, Arc::new(election))
+        };
+
+    let (cache, follower) = spawn_follower(store.clone());
+
+    // Ingestion (every replica ingests).
+    let ingester = source.map(|source| {
+        Ingester::new(
+            source,
+            store.clone(),
+            IngestOptions {
+                receivers: usize::from(config.ingest_receivers),
+                malformed: config.malformed_messages,
+                ..IngestOptions::default()
+            },
+        )
+    });
+    let ingest_task = ingester
+        .clone()
+        .map(|i| tokio::spawn(i.run(stopped(&stop_rx))));
+
+    // Reconciliation (the leader only), also after the store recovers.
+    let reconciler = Reconciler::new(
+        ecs.clone(),
+        store.clone(),
+        ReconcileOptions {
+            clusters: clusters.clone(),
+            interval: config.reconcile_every(),
+            retention: config.retention(),
+            ..ReconcileOptions::default()
+        },
+    );
+    if let Some(i) = &ingester {
+        let mut recoveries = i.recoveries();
+        let trigger = reconciler.trigger();
+        tokio::spawn(async move {
+            while recoveries.changed().await.is_ok() {
+                trigger.trigger();
+            }
+        });
+    }
+    let reconcile_task = tokio::spawn(
+        reconciler
+            .clone()
+            .run(election.is_leader(), stopped(&stop_rx)),
+    );
+
+    // The daemon scheduler.
+    let environments = EnvironmentStore::new(store.clone());
+    let runner = Runner::new(
+        DaemonScheduler::new(),
+        Arc::new(environments.clone()),
+        cache.clone(),
+        ecs.clone(),
+        store.clone(),
+        RunnerGates {
+            bootstrapped: reconciler.bootstrapped(),
+            leadership: election.term(),
+        },
+        RunnerOptions {
+            clusters: clusters.clone(),
+            max_actions_per_cycle: usize::try_from(config.max_actions_per_cycle)
+                .unwrap_or(usize::MAX),
+            dry_run: config.dry_run,
+            ..RunnerOptions::default()
+        },
+    )
+    .with_observer(Arc::new(DeploymentTracker::new(environments.clone())));
+    let runner_handle = runner.handle();
+    let runner_task = tokio::spawn(runner.run(stopped(&stop_rx)));
+
+    let churn_task = match (&simulator, config.simulate_churn) {
+        (Some(fake), true) => Some(tokio::spawn(simulate::churn(
+            fake.clone(),
+            config.simulate.unwrap_or(1) as usize,
+            config.simulate_seed,
+        ))),
+        _ => None,
+    };
+
+    // HTTP.
+    let http_metrics = Arc::new(HttpMetrics::default());
+    let app = server::router(RouterParts {
+        state: blox_state::http::router(blox_state::http::ApiState::new(
+            cache.clone(),
+            store.clone(),
+        )),
+        sched: super::sched_routes(cache.clone(), store.clone(), config.rollout_bound),
+        readiness: Readiness {
+            cache: cache.clone(),
+            bootstrapped: reconciler.bootstrapped(),
+            leader: election.is_leader(),
+        },
+        metrics: Sources {
+            ingest: ingester.as_ref().map(|i| i.counters()),
+            reconciler: reconciler.clone(),
+            runner: runner_handle,
+            cache: cache.clone(),
+            leader: election.is_leader(),
+            http: http_metrics.clone(),
+        },
+        simulator: simulator.clone(),
+        api_token: config.api_token.clone(),
+        http: http_metrics,
+    });
+    tracing::info!(%addr, tls = tls.is_some(), store = if config.etcd_endpoints.is_empty() { "memory" } else { "etcd" },
+        simulate = ?config.simulate, "blox daemon listening");
+
+    let server_stop = stopped(&stop_rx);
+    let done = tokio::spawn(async move {
+        let served = server::serve(listener, app, tls, server_stop).await;
+        // Stop receiving and let in-flight batches finish, stop acting, then resign.
+        if let Some(t) = ingest_task {
+            let _ = t.await;
+        }
+        let _ = runner_task.await;
+        let _ = reconcile_task.await;
+        if let Some(t) = churn_task {
+            t.abort();
+        }
+        election.resign().await;
+        follower.abort();
+        tracing::info!("blox daemon stopped");
+        served.map_err(DaemonError::Io)
+    });
+    Ok(Running { addr, done })
+}

@@ -1,0 +1,207 @@
+//! The daemon's settings: command-line flags, each with a matching `BLOX_*`
+//! environment variable (the flag wins). Flag names and paths are a public
+//! contract: users script against them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use blox_state::ingest::MalformedPolicy;
+use clap::{Parser, ValueEnum};
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable text.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The blox daemon: the cluster state service, the daemon scheduler and
+/// their HTTP API in one process.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "blox-daemon", version, about, long_about = None)]
+pub struct Config {
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "BLOX_BIND", default_value = "127.0.0.1:2000")]
+    pub bind: SocketAddr,
+
+    /// etcd member (`host:port` or `http://host:port`); repeat for a
+    /// cluster. None: the embedded in-memory store.
+    #[arg(long = "etcd-endpoint", env = "BLOX_ETCD_ENDPOINT", value_delimiter = ',', value_parser = parse_endpoint)]
+    pub etcd_endpoints: Vec<String>,
+
+    /// Key prefix of everything blox stores in etcd.
+    #[arg(long, env = "BLOX_ETCD_PREFIX", default_value = "/blox")]
+    pub etcd_prefix: String,
+
+    /// SQS queue of ECS events: a name, `sqs://name`, or a queue URL. None: no ingestion.
+    #[arg(long, env = "BLOX_QUEUE", conflicts_with = "simulate")]
+    pub queue: Option<String>,
+
+    /// Cluster to follow and schedule (name or ARN); repeat for several. None: every cluster.
+    #[arg(long = "cluster", env = "BLOX_CLUSTER", value_delimiter = ',')]
+    pub clusters: Vec<String>,
+
+    /// Seconds between reconciles against the ECS API.
+    #[arg(long, env = "BLOX_RECONCILE_INTERVAL", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub reconcile_interval: u64,
+
+    /// Seconds stopped tasks and INACTIVE instances are kept.
+    #[arg(long, env = "BLOX_STOPPED_TASK_RETENTION", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub stopped_task_retention: u64,
+
+    /// What to do with a message that is not a usable ECS event: `delete`
+    /// it, or leave it for the queue's `dead-letter` queue.
+    #[arg(long, env = "BLOX_MALFORMED_MESSAGES", default_value = "delete", value_parser = parse_malformed)]
+    pub malformed_messages: MalformedPolicy,
+
+    /// Concurrent SQS receivers.
+    #[arg(long, env = "BLOX_INGEST_RECEIVERS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub ingest_receivers: u16,
+
+    /// Seconds of the leader lease: how long a crashed leader blocks a successor.
+    #[arg(long, env = "BLOX_LEASE_TTL", default_value_t = 10, value_parser = clap::value_parser!(u64).range(2..=3600))]
+    pub lease_ttl: u64,
+
+    /// Default rollout bound of new environments: at most this many
+    /// instances without their daemon task at a time during a deployment.
+    #[arg(long, env = "BLOX_ROLLOUT_BOUND", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rollout_bound: u32,
+
+    /// At most this many task starts plus stops per scheduling cycle.
+    #[arg(long, env = "BLOX_MAX_ACTIONS_PER_CYCLE", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_actions_per_cycle: u64,
+
+    /// Decide and log, but start and stop nothing.
+    #[arg(long, env = "BLOX_DRY_RUN")]
+    pub dry_run: bool,
+
+    /// Log filter (`info`, `debug`, `blox_state=debug,info`, ...).
+    #[arg(long, env = "BLOX_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Log format.
+    #[arg(long, env = "BLOX_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Run a simulated ECS cluster of N instances (`sim`) instead of talking to AWS.
+    #[arg(long, env = "BLOX_SIMULATE", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub simulate: Option<u32>,
+
+    /// With --simulate: instances join, drain and leave over time.
+    #[arg(long, env = "BLOX_SIMULATE_CHURN", requires = "simulate")]
+    pub simulate_churn: bool,
+
+    /// With --simulate: the seed that makes a run repeatable.
+    #[arg(long, env = "BLOX_SIMULATE_SEED", requires = "simulate")]
+    pub simulate_seed: Option<u64>,
+
+    /// Require `Authorization: Bearer TOKEN` on every request except /v1/ping.
+    #[arg(long, env = "BLOX_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+
+    /// PEM certificate chain: serve HTTPS (with --tls-key).
+    #[arg(long, env = "BLOX_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key: serve HTTPS (with --tls-cert).
+    #[arg(long, env = "BLOX_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+fn parse_endpoint(s: &str) -> Result<String, String> {
+    let rest = s.strip_prefix("http://").unwrap_or(s);
+    if s.starts_with("https://") {
+        return Err(format!(
+            "{s:?}: TLS to etcd is not supported; use http://host:port"
+        ));
+    }
+    let (host, port) = rest
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{s:?}: expected host:port or http://host:port"))?;
+    if host.is_empty() || host.contains('/') {
+        return Err(format!("{s:?}: expected host:port or http://host:port"));
+    }
+    port.parse::<u16>()
+        .map_err(|_| format!("{s:?}: {port:?} is not a port number"))?;
+    Ok(format!("http://{rest}"))
+}
+
+fn parse_malformed(s: &str) -> Result<MalformedPolicy, String> {
+    s.parse()
+}
+
+impl Config {
+    /// Reconcile interval.
+    pub fn reconcile_every(&self) -> Duration {
+        Duration::from_secs(self.reconcile_interval)
+    }
+
+    /// Retention of stopped tasks and INACTIVE instances.
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs(self.stopped_task_retention)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Config::try_parse_from(std::iter::once("blox-daemon").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_match_the_documented_contract() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.bind.to_string(), "127.0.0.1:2000");
+        assert!(c.etcd_endpoints.is_empty());
+        assert_eq!(c.reconcile_interval, 300);
+        assert_eq!(c.malformed_messages, MalformedPolicy::Delete);
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert!(c.simulate.is_none() && !c.dry_run);
+    }
+
+    #[test]
+    fn endpoints_are_normalised_and_repeatable() {
+        let c = parse(&[
+            "--etcd-endpoint",
+            "10.0.0.1:2379",
+            "--etcd-endpoint",
+            "http://e2:2379",
+        ])
+        .unwrap();
+        assert_eq!(c.etcd_endpoints, ["http://10.0.0.1:2379", "http://e2:2379"]);
+        let c = parse(&[
+            "--cluster",
+            "a",
+            "--cluster",
+            "arn:aws:ecs:us-east-1:1:cluster/b",
+        ])
+        .unwrap();
+        assert_eq!(c.clusters.len(), 2);
+    }
+
+    #[test]
+    fn bad_flags_get_clear_errors() {
+        for (args, needle) in [
+            (&["--etcd-endpoint", "nope"][..], "host:port"),
+            (&["--etcd-endpoint", "h:99999"][..], "port number"),
+            (&["--bind", "localhost"][..], "invalid socket address"),
+            (&["--malformed-messages", "maybe"][..], "dead-letter"),
+            (&["--simulate", "0"][..], "simulate"),
+            (
+                &["--simulate", "3", "--queue", "q"][..],
+                "cannot be used with",
+            ),
+            (&["--simulate-churn"][..], "--simulate"),
+            (&["--tls-cert", "c.pem"][..], "--tls-key"),
+            (&["--reconcile-interval", "0"][..], "reconcile-interval"),
+        ] {
+            let err = parse(args).unwrap_err().to_string();
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! `--simulate N`: the fake ECS from blox-core as a running cluster `sim`.
+//!
+//! The fake behaves like ECS (versions increase, every change emits an event
+//! that goes through the ingester, StartTask honours resources). With
+//! `--simulate-churn`, this driver makes instances join, drain and leave
+//! over time, from a seeded generator so `--simulate-seed` repeats a run.
+
+use std::time::Duration;
+
+use blox_core::testing::{ChurnPlan, FakeEcs, FakeEcsConfig, FakeError, InstanceSpec};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+/// The simulated cluster's name.
+pub const CLUSTER: &str = "sim";
+/// The simulated cluster's ARN.
+pub const CLUSTER_ARN: &str = "arn:aws:ecs:us-east-1:000000000000:cluster/sim";
+
+/// Builds the simulated ECS: `instances` ACTIVE instances over three zones.
+pub fn start(instances: u32, seed: Option<u64>) -> Result<FakeEcs, FakeError> {
+    let config = FakeEcsConfig {
+        region: "us-east-1".into(),
+        account: "000000000000".into(),
+        seed,
+        ..FakeEcsConfig::default()
+    };
+    FakeEcs::simulation(config, CLUSTER, instances as usize)
+}
+
+/// Drives churn until the future is dropped: every few seconds an instance
+/// joins, one drains, and a drained one leaves, keeping about `target`
+/// instances; forgotten entities are expired periodically.
+pub async fn churn(ecs: FakeEcs, target: usize, seed: Option<u64>) {
+    let mut rng = SmallRng::seed_from_u64(seed.unwrap_or(0x5eed));
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let mut n = 0u64;
+    loop {
+        tick.tick().await;
+        n += 1;
+        let live = ecs.instance_arns(CLUSTER).unwrap_or_default();
+        let active: Vec<_> = live
+            .iter()
+            .filter(|a| {
+                ecs.instance(a)
+                    .is_some_and(|i| i.status == blox_core::model::InstanceStatus::Active)
+            })
+            .cloned()
+            .collect();
+        let draining: Vec<_> = live
+            .iter()
+            .filter(|a| !active.contains(a))
+            .cloned()
+            .collect();
+        // Drain one, retire one drained, and add one when below target.
+        if n % 2 == 0
+            && active.len() > 1
+            && let Some(victim) = active.get(rng.random_range(0..active.len()))
+            && let Err(e) = ecs.drain(victim)
+        {
+            tracing::debug!(error = %e, "simulated drain failed");
+        }
+        let plan = ChurnPlan {
+            join: usize::from(live.len() < target + 1),
+            leave: 0,
+            crash: usize::from(n % 3 == 0),
+            spec: InstanceSpec::new()
+                .az(["us-east-1a", "us-east-1b", "us-east-1c"][n as usize % 3]),
+        };
+        if let Err(e) = ecs.churn(CLUSTER, &plan) {
+            tracing::debug!(error = %e, "simulated churn failed");
+        }
+        if let Some(old) = draining.first()
+            && n % 2 == 1
+            && let Err(e) = ecs.deregister_instance(old)
+        {
+            tracing::debug!(error = %e, "simulated leave failed");
+        }
+        if n % 60 == 0 {
+            ecs.expire_retained();
+        }
+    }
+}

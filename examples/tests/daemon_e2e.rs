@@ -1,0 +1,306 @@
+//! The daemon as a process: `blox-daemon --simulate N`, an environment
+//! created and deployed over HTTP, and every simulated instance ending with
+//! exactly one daemon task; draining through the simulator; auth; metrics;
+//! graceful shutdown; clear errors for bad flags.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[allow(dead_code)]
+#[path = "../../blox-state/tests/http_support/client.rs"]
+mod client;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+struct Daemon {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start(args: &[&str]) -> Daemon {
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_blox-daemon"))
+        .args(["--bind", &addr.to_string(), "--log-level", "warn"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let d = Daemon { child, addr };
+    wait_for(
+        "the daemon to answer /v1/ping",
+        Duration::from_secs(60),
+        async || {
+            tokio::net::TcpStream::connect(addr).await.is_ok()
+                && client::get(addr, "/v1/ping").await.status == 200
+        },
+    )
+    .await;
+    d
+}
+
+async fn wait_for(what: &str, deadline: Duration, mut f: impl AsyncFnMut() -> bool) {
+    let end = Instant::now() + deadline;
+    while Instant::now() < end {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn items(v: &Value) -> Vec<Value> {
+    v["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// SIGTERM, then the exit status within a generous deadline.
+fn terminate(d: &mut Daemon) -> std::process::ExitStatus {
+    let pid = d.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = d.child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < end,
+            "the daemon did not stop after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployed_environment_puts_exactly_one_task_on_every_simulated_instance() {
+    let mut d = start(&["--simulate", "6", "--simulate-seed", "42"]).await;
+    let addr = d.addr;
+    wait_for("readiness", Duration::from_secs(60), async || {
+        client::get(addr, "/v1/ready").await.status == 200
+    })
+    .await;
+    let instances = items(&client::get(addr, "/v1/instances?cluster=sim").await.json());
+    assert_eq!(instances.len(), 6);
+
+    // v0.3's flow: create (no deployment yet), read the token, deploy with it.
+    let created = client::request(
+        addr,
+        "POST",
+        "/v1/environments",
+        Some(&json!({"name": "logs", "instanceGroup": {"cluster": "sim"}, "taskDefinition": "log-agent:1"}).to_string()),
+    )
+    .await;
+    assert_eq!(
+        created.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&created.body)
+    );
+    let env = client::get(addr, "/v1/environments/logs").await.json();
+    let token = env["deploymentToken"].as_str().unwrap().to_owned();
+    let tasks_before = items(&client::get(addr, "/v1/tasks?cluster=sim").await.json());
+    assert!(
+        tasks_before.is_empty(),
+        "creating an environment does not deploy"
+    );
+    let dep = client::request(
+        addr,
+        "POST",
+        &format!("/v1/environments/logs/deployments?deploymentToken={token}"),
+        None,
+    )
+    .await;
+    assert_eq!(dep.status, 200, "{}", String::from_utf8_lossy(&dep.body));
+    let dep_id = dep.json()["id"].as_str().unwrap().to_owned();
+
+    // Every instance gets exactly one RUNNING daemon task.
+    let path = format!("/v1/tasks?cluster=sim&status=RUNNING&startedBy={dep_id}");
+    wait_for(
+        "a daemon task on every instance",
+        Duration::from_secs(90),
+        async || items(&client::get(addr, &path).await.json()).len() == 6,
+    )
+    .await;
+    let running = items(&client::get(addr, &path).await.json());
+    let hosts: HashSet<String> = running
+        .iter()
+        .map(|t| {
+            t["entity"]["containerInstanceArn"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(hosts.len(), 6, "one per instance, never two on one");
+    wait_for(
+        "the deployment to complete",
+        Duration::from_secs(60),
+        async || {
+            client::get(addr, &format!("/v1/environments/logs/deployments/{dep_id}"))
+                .await
+                .json()["status"]
+                == "completed"
+        },
+    )
+    .await;
+
+    // Draining through the simulator shows in the view.
+    let victim = instances[0]["entity"]["containerInstanceArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let drained = client::request(
+        addr,
+        "PUT",
+        &format!("/v1/simulator/instances/{victim}/state"),
+        Some(r#"{"status":"DRAINING"}"#),
+    )
+    .await;
+    assert_eq!(
+        drained.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&drained.body)
+    );
+    wait_for(
+        "the instance to show DRAINING",
+        Duration::from_secs(30),
+        async || {
+            items(
+                &client::get(addr, "/v1/instances?status=DRAINING")
+                    .await
+                    .json(),
+            )
+            .len()
+                == 1
+        },
+    )
+    .await;
+
+    let metrics = String::from_utf8(client::get(addr, "/metrics").await.body).unwrap();
+    assert!(
+        metrics.contains("blox_scheduler_total{what=\"started\"} 6"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("blox_leader 1"));
+    assert!(
+        metrics.contains(
+            "blox_http_request_duration_seconds_count{method=\"GET\",route=\"/v1/tasks\""
+        )
+    );
+
+    let status = terminate(&mut d);
+    assert!(status.success(), "graceful shutdown exits 0: {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_token_guards_everything_but_ping() {
+    let d = start(&["--simulate", "2", "--api-token", "s3cret"]).await;
+    let addr = d.addr;
+    assert_eq!(client::get(addr, "/v1/ping").await.status, 200);
+    for path in [
+        "/v1/instances",
+        "/v1/tasks",
+        "/v1/environments",
+        "/metrics",
+        "/v1/ready",
+    ] {
+        let r = client::get(addr, path).await;
+        assert_eq!(r.status, 401, "{path}");
+        assert!(!r.error_message(401).is_empty());
+        let wrong =
+            client::request_with(addr, "GET", path, &[("Authorization", "Bearer nope")], None)
+                .await;
+        assert_eq!(wrong.status, 401, "{path} with a wrong token");
+    }
+    let ok = client::request_with(
+        addr,
+        "GET",
+        "/v1/instances",
+        &[("Authorization", "Bearer s3cret")],
+        None,
+    )
+    .await;
+    assert_eq!(ok.status, 200);
+}
+
+#[tokio::test]
+async fn unknown_paths_and_bad_simulator_requests_get_json_errors() {
+    let d = start(&["--simulate", "1"]).await;
+    let r = client::get(d.addr, "/v1/nothing-here").await;
+    assert!(!r.error_message(404).is_empty());
+    let r = client::request(
+        d.addr,
+        "PUT",
+        "/v1/simulator/instances/not-an-arn/state",
+        Some(r#"{"status":"DRAINING"}"#),
+    )
+    .await;
+    assert!(!r.error_message(400).is_empty());
+    let r = client::request(
+        d.addr,
+        "PUT",
+        "/v1/simulator/instances/arn:aws:ecs:us-east-1:000000000000:container-instance/sim/none/state",
+        Some(r#"{"status":"SLEEPING"}"#),
+    )
+    .await;
+    assert!(!r.error_message(400).is_empty());
+}
+
+#[test]
+fn bad_flags_exit_with_a_clear_error() {
+    for (args, needle) in [
+        (&["--etcd-endpoint", "nope"][..], "host:port"),
+        (
+            &["--simulate", "2", "--queue", "q"][..],
+            "cannot be used with",
+        ),
+        (
+            &[
+                "--bind",
+                "127.0.0.1:1",
+                "--simulate",
+                "1",
+                "--tls-cert",
+                "/nonexistent.pem",
+                "--tls-key",
+                "/nonexistent.key",
+            ][..],
+            "TLS",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_blox-daemon"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
