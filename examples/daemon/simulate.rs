@@ -52,7 +52,7 @@ pub async fn churn(ecs: FakeEcs, target: usize, seed: Option<u64>) {
             .cloned()
             .collect();
         // Drain one, retire one drained, and add one when below target.
-        if n % 2 == 0
+        if n.is_multiple_of(2)
             && active.len() > 1
             && let Some(victim) = active.get(rng.random_range(0..active.len()))
             && let Err(e) = ecs.drain(victim)
@@ -62,7 +62,7 @@ pub async fn churn(ecs: FakeEcs, target: usize, seed: Option<u64>) {
         let plan = ChurnPlan {
             join: usize::from(live.len() < target + 1),
             leave: 0,
-            crash: usize::from(n % 3 == 0),
+            crash: usize::from(n.is_multiple_of(3)),
             spec: InstanceSpec::new()
                 .az(["us-east-1a", "us-east-1b", "us-east-1c"][n as usize % 3]),
         };
@@ -70,12 +70,12 @@ pub async fn churn(ecs: FakeEcs, target: usize, seed: Option<u64>) {
             tracing::debug!(error = %e, "simulated churn failed");
         }
         if let Some(old) = draining.first()
-            && n % 2 == 1
+            && !n.is_multiple_of(2)
             && let Err(e) = ecs.deregister_instance(old)
         {
             tracing::debug!(error = %e, "simulated leave failed");
         }
-        if n % 60 == 0 {
+        if n.is_multiple_of(60) {
             ecs.expire_retained();
         }
     }

@@ -111,6 +111,20 @@ impl DeploymentTracker {
     }
 }
 
+#[async_trait::async_trait]
+impl crate::runner::SnapshotObserver<DaemonDesired> for DeploymentTracker {
+    async fn observe(&self, snapshot: &Snapshot<DaemonDesired>) {
+        match self.sync(snapshot).await {
+            Ok(report) => {
+                for (env, id, status) in &report.updated {
+                    tracing::info!(environment = %env, deployment = %id, ?status, "deployment status");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not record deployment progress"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -144,19 +158,5 @@ mod tests {
             next_status(DeploymentStatus::Pending, &report(0, 0, false)),
             DeploymentStatus::Completed
         );
-    }
-}
-
-#[async_trait::async_trait]
-impl crate::runner::SnapshotObserver<DaemonDesired> for DeploymentTracker {
-    async fn observe(&self, snapshot: &Snapshot<DaemonDesired>) {
-        match self.sync(snapshot).await {
-            Ok(report) => {
-                for (env, id, status) in &report.updated {
-                    tracing::info!(environment = %env, deployment = %id, ?status, "deployment status");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "could not record deployment progress"),
-        }
     }
 }
