@@ -73,7 +73,10 @@ async fn a_used_or_wrong_token_is_400_and_deploys_nothing() {
     let m = s.post_raw(&path, None).await.error_message(400);
     assert!(m.contains("deploymentToken"), "{m}");
     let m = s
-        .post_raw("/v1/environments/web/deployments?deploymentToken=bogus", None)
+        .post_raw(
+            "/v1/environments/web/deployments?deploymentToken=bogus",
+            None,
+        )
         .await
         .error_message(400);
     assert!(m.contains("not current"), "{m}");
@@ -143,7 +146,12 @@ async fn redeploying_lists_deployments_oldest_first_and_pages() {
         .json();
     assert_eq!(second["sequence"], 2);
     let all = s.get("/v1/environments/web/deployments").await.json();
-    let ids: Vec<&Value> = all["items"].as_array().unwrap().iter().map(|d| &d["id"]).collect();
+    let ids: Vec<&Value> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| &d["id"])
+        .collect();
     assert_eq!(ids, [&first["id"], &second["id"]]);
     assert_eq!(all["items"][0]["supersededBy"], second["id"]);
 

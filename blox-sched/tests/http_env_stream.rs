@@ -53,7 +53,10 @@ async fn a_delete_that_stops_tasks_is_first_seen_as_deleting() {
     let s = Server::start().await;
     s.create_and_deploy("web", "prod", "web:1").await;
     let mut st = s.stream("/v1/stream/environments?environment=web").await;
-    assert_eq!(s.delete("/v1/environments/web?stopTasks=true").await.status, 200);
+    assert_eq!(
+        s.delete("/v1/environments/web?stopTasks=true").await.status,
+        200
+    );
     let line = st.next_line().await.unwrap();
     assert_eq!(line["type"], "environment");
     assert_eq!(line["entity"]["deleting"], true);
@@ -64,12 +67,17 @@ async fn the_stream_resumes_after_a_list_revision_and_filters_by_environment() {
     let s = Server::start().await;
     s.create_env("a", "prod", "a:1").await;
     let listed = s.get("/v1/environments").await.json();
-    let rev = listed["metadata"]["entityVersion"].as_str().unwrap().to_owned();
+    let rev = listed["metadata"]["entityVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     // Changes made after the list, before the stream opens, are not missed.
     s.create_env("b", "prod", "b:1").await;
     s.create_env("c", "prod", "c:1").await;
     let mut st = s
-        .stream(&format!("/v1/stream/environments?entityVersion={rev}&environment=c"))
+        .stream(&format!(
+            "/v1/stream/environments?entityVersion={rev}&environment=c"
+        ))
         .await;
     assert_eq!(st.status, 200);
     let line = st.next_line().await.unwrap();

@@ -80,7 +80,11 @@ async fn each_eligible_instance_is_running_pending_or_failed_with_its_reason() {
         json!({"running": 1, "pending": 1, "failed": 1})
     );
     let items = v["items"].as_array().unwrap();
-    assert_eq!(items.len(), 3, "only eligible instances of the cluster: {v:#}");
+    assert_eq!(
+        items.len(),
+        3,
+        "only eligible instances of the cluster: {v:#}"
+    );
     assert_eq!(items[0]["instance"], i1.container_instance_arn.as_str());
     assert_eq!(items[0]["state"], "running");
     assert_eq!(items[0]["task"], running.task_arn.as_str());

@@ -28,13 +28,19 @@ async fn every_success_response_matches_the_v03_spec() {
         .post("/v1/environments", &create_body("web", "prod", "web:1"))
         .await;
     assert_eq!(r.status, 200);
-    spec.assert_valid(spec.operation_schema("post", "/environments", 200), &r.json());
+    spec.assert_valid(
+        spec.operation_schema("post", "/environments", 200),
+        &r.json(),
+    );
     let mut extended = create_body("logs", "prod", "logs:1");
     extended["instanceGroup"]["attributes"] = json!([{"name": "gpu"}]);
     extended["maxUnavailable"] = json!(3);
     let r = s.post("/v1/environments", &extended).await;
     assert_eq!(r.status, 200);
-    spec.assert_valid(spec.operation_schema("post", "/environments", 200), &r.json());
+    spec.assert_valid(
+        spec.operation_schema("post", "/environments", 200),
+        &r.json(),
+    );
 
     // GET /environments (all, filtered, paged) and GET /environments/{name}.
     for path in [
@@ -95,7 +101,10 @@ async fn every_success_response_matches_the_v03_spec() {
         desired: s.envs.load().await.unwrap(),
         now,
     };
-    DeploymentTracker::new(s.envs.clone()).sync(&snap).await.unwrap();
+    DeploymentTracker::new(s.envs.clone())
+        .sync(&snap)
+        .await
+        .unwrap();
     let r = s
         .get(&format!("/v1/environments/web/deployments/{id}"))
         .await;

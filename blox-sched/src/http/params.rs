@@ -144,7 +144,7 @@ pub(crate) fn encode_token(position: &str) -> String {
 
 /// The position a token names, if [`encode_token`] made it.
 pub(crate) fn decode_token(token: &str) -> Option<String> {
-    if token.len() % 2 != 0 || token.len() > 512 {
+    if !token.len().is_multiple_of(2) || token.len() > 512 {
         return None;
     }
     let bytes = (0..token.len())
