@@ -105,7 +105,11 @@ fn report(snap: &Snapshot<DaemonDesired>, ev: &EnvView<'_>) -> Option<Deployment
 /// The progress of every environment's active deployment (environments
 /// without one, or being deleted, are left out).
 pub fn deployment_progress(snap: &Snapshot<DaemonDesired>) -> Vec<DeploymentReport> {
-    let view = View::build(snap);
+    reports(snap, &View::build(snap))
+}
+
+/// [`deployment_progress`] from an already built view.
+pub(crate) fn reports(snap: &Snapshot<DaemonDesired>, view: &View<'_>) -> Vec<DeploymentReport> {
     view.envs.iter().filter_map(|ev| report(snap, ev)).collect()
 }
 

@@ -3,7 +3,7 @@
 //! tasks are gone.
 
 use super::model::{DaemonDesired, Deployment, DeploymentStatus};
-use super::progress::{DeploymentReport, deployment_progress};
+use super::progress::{DeploymentReport, reports};
 use super::store::{EnvironmentStore, Result};
 use super::view::View;
 use crate::scheduler::Snapshot;
@@ -73,7 +73,8 @@ impl DeploymentTracker {
     /// removes environments being deleted whose tasks have all stopped.
     pub async fn sync(&self, snap: &Snapshot<DaemonDesired>) -> Result<SyncReport> {
         let mut out = SyncReport::default();
-        for report in deployment_progress(snap) {
+        let view = View::build(snap);
+        for report in reports(snap, &view) {
             let known = snap
                 .desired
                 .environment(&report.environment)
@@ -99,7 +100,6 @@ impl DeploymentTracker {
                     .push((report.environment.clone(), d.id, d.status));
             }
         }
-        let view = View::build(snap);
         for ev in &view.envs {
             let env = &ev.state.environment;
             if env.deleting && ev.live.is_empty() && ev.in_flight == 0 {

@@ -9,7 +9,7 @@ use blox_core::model::{Arn, ContainerInstance, InstanceStatus, Task, TaskStatus}
 use blox_state::store::Filter;
 
 use super::fasthash::{FastMap, TailKey};
-use super::model::{DaemonDesired, Deployment, EnvironmentState};
+use super::model::{DaemonDesired, Deployment, DrainingPolicy, EnvironmentState};
 use crate::scheduler::Snapshot;
 
 /// Whether and how an environment may run on an instance of its cluster.
@@ -180,22 +180,35 @@ impl<'a> View<'a> {
             slot_of.push(map);
         }
 
-        let mut foreign_live = vec![0usize; n];
-        for t in &snap.tasks {
-            let pos = t
-                .container_instance_arn
+        // Other tasks matter only on DRAINING instances of environments that
+        // keep their daemon until it is the last task: skip locating them
+        // otherwise (each lookup reads the task's instance ARN, a cache miss).
+        let count_foreign = envs.iter().any(|ev| {
+            ev.state.environment.draining_policy == DrainingPolicy::StopWhenLast
+                && ev
+                    .instances
+                    .iter()
+                    .any(|iv| iv.placement == Placement::Draining)
+        });
+        let locate = |t: &Task| {
+            t.container_instance_arn
                 .as_ref()
                 .and_then(|i| inst_pos.get(&TailKey(i.as_str())))
-                .copied();
+                .copied()
+        };
+        let mut foreign_live = vec![0usize; n];
+        for t in &snap.tasks {
             let owner = t.started_by.as_deref().and_then(|s| owners.get(s)).copied();
             let Some((ei, is_active)) = owner else {
-                if let Some(p) = pos
+                if count_foreign
                     && !t.last_status.is_terminal()
+                    && let Some(p) = locate(t)
                 {
                     foreign_live[p] += 1;
                 }
                 continue;
             };
+            let pos = locate(t);
             let ev = &mut envs[ei];
             if is_active {
                 ev.active_started = true;
