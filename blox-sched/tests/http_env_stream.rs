@@ -45,7 +45,38 @@ async fn the_stream_sees_a_create_a_deployment_and_a_delete() {
     })
     .await;
     assert_eq!(deleted["environmentName"], "web");
-    assert!(deleted.get("entity").is_none());
+    // A delete carries the last known entity.
+    assert_eq!(deleted["entity"]["taskDefinition"], "web:1");
+    assert_eq!(deleted["entity"]["activeDeployment"], dep["id"]);
+    let dep_deleted = next_matching(&mut st, |l| l["type"] == "deployment").await;
+    assert_eq!(dep_deleted["metadata"]["deleted"], true);
+    assert_eq!(dep_deleted["entity"]["id"], dep["id"]);
+}
+
+#[tokio::test]
+async fn a_delete_of_an_environment_created_before_the_stream_carries_it() {
+    let s = Server::start().await;
+    s.create_env("web", "prod", "web:7").await;
+    let mut st = s.stream("/v1/stream/environments").await;
+    assert_eq!(s.delete("/v1/environments/web").await.status, 200);
+    let line = st.next_line().await.unwrap();
+    assert_eq!(line["metadata"]["deleted"], true);
+    assert_eq!(line["entity"]["taskDefinition"], "web:7");
+}
+
+#[tokio::test]
+async fn the_stream_filters_by_cluster_name_or_arn() {
+    let s = Server::start().await;
+    let mut st = s
+        .stream("/v1/stream/environments?cluster=arn%3Aaws%3Aecs%3Aus-east-1%3A123456789012%3Acluster%2Fprod")
+        .await;
+    assert_eq!(st.status, 200);
+    s.create_and_deploy("dev-env", "dev", "a:1").await;
+    s.create_and_deploy("prod-env", "prod", "a:1").await;
+    for _ in 0..3 {
+        let line = st.next_line().await.unwrap();
+        assert_eq!(line["environmentName"], "prod-env", "{line}");
+    }
 }
 
 #[tokio::test]
@@ -99,10 +130,15 @@ async fn bad_stream_requests_are_4xx_with_messages() {
     let m = r.error_message(400);
     assert!(m.contains("entityVersion"), "{m}");
     let m = s
-        .get("/v1/stream/environments?cluster=prod")
+        .get("/v1/stream/environments?status=ACTIVE")
         .await
         .error_message(400);
     assert!(m.contains("unknown query parameter"), "{m}");
+    let m = s
+        .get("/v1/stream/environments?cluster=a%20b")
+        .await
+        .error_message(400);
+    assert!(m.contains("invalid cluster"), "{m}");
     // A revision of another store epoch cannot be resumed: relist.
     let m = s
         .get("/v1/stream/environments?entityVersion=999999:1")

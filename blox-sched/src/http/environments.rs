@@ -65,7 +65,7 @@ pub(crate) async fn create(
 }
 
 /// Whether an environment's cluster (name or ARN) is the filter's (name or ARN).
-fn same_cluster(filter: &str, cluster: &str) -> bool {
+pub(crate) fn same_cluster(filter: &str, cluster: &str) -> bool {
     if filter == cluster {
         return true;
     }
