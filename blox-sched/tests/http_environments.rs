@@ -317,6 +317,9 @@ async fn unknown_routes_and_methods_answer_json_errors() {
     assert!(m.contains("/v1/nothing-here"), "{m}");
     let m = s.delete("/v1/environments").await.error_message(405);
     assert!(m.contains("DELETE"), "{m}");
+    // A path parameter that does not decode to UTF-8 is a JSON 400 too.
+    let m = s.get("/v1/environments/%FF").await.error_message(400);
+    assert!(m.contains("invalid path"), "{m}");
 }
 
 #[tokio::test]
