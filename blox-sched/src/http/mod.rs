@@ -85,8 +85,10 @@
 //! # Errors
 //! Every error is `{"message": "..."}`: 400 (bad JSON body, missing or
 //! invalid field, unknown or repeated query parameter, stale deployment
-//! token), 404 (unknown environment, deployment or route), 405, 409
-//! (environment exists or is being deleted), 410, 503 (store unreachable or
+//! token, undecodable path), 404 (unknown environment, deployment or
+//! route), 405, 409 (environment exists or is being deleted, or concurrent
+//! writers kept winning: retry), 410, 413 (body over axum's default 2 MB
+//! limit), 503 (store unreachable or
 //! cache not loaded, with `Retry-After`) or 500. Blox v0.3 declared plain
 //! string bodies; JSON objects are the one deliberate departure.
 //!
