@@ -317,4 +317,36 @@ async fn unknown_routes_and_methods_answer_json_errors() {
     assert!(m.contains("/v1/nothing-here"), "{m}");
     let m = s.delete("/v1/environments").await.error_message(405);
     assert!(m.contains("DELETE"), "{m}");
+    // A path parameter that does not decode to UTF-8 is a JSON 400 too.
+    let m = s.get("/v1/environments/%FF").await.error_message(400);
+    assert!(m.contains("invalid path"), "{m}");
+}
+
+#[tokio::test]
+async fn both_v03_services_share_one_port_when_merged() {
+    use std::sync::Arc;
+
+    use blox_sched::http::SchedApiState;
+    use blox_state::http::ApiState;
+    use blox_state::store::StateStore;
+    use blox_state::store::memory::MemoryStore;
+
+    let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+    let (cache, follower) = blox_state::cache::spawn_follower(Arc::clone(&store));
+    tokio::time::timeout(std::time::Duration::from_secs(10), cache.wait_until_ready())
+        .await
+        .unwrap();
+    let app = blox_state::http::router(ApiState::new(cache.clone(), Arc::clone(&store)))
+        .merge(blox_sched::http::router(SchedApiState::new(cache, store)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    use http_sched_support::client;
+    assert_eq!(client::get(addr, "/v1/instances").await.status, 200);
+    assert_eq!(client::get(addr, "/v1/environments").await.status, 200);
+    assert_eq!(client::get(addr, "/v1/ping").await.status, 200);
+    client::get(addr, "/v1/nowhere").await.error_message(404);
+    server.abort();
+    follower.abort();
 }

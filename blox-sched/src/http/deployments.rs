@@ -2,12 +2,12 @@
 //! `GET /v1/environments/{name}/deployments/{id}`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde_json::{Map, Value, json};
 
 use super::SchedApiState;
 use super::error::ApiError;
-use super::params::{self, Params, RawQuery};
+use super::params::{self, Params, RawPath, RawQuery};
 use crate::daemon::Deployment;
 
 /// A deployment as answered (the stored form; see the module docs).
@@ -23,9 +23,10 @@ fn position(d: &Deployment) -> String {
 /// `POST /v1/environments/{name}/deployments?deploymentToken=`.
 pub(crate) async fn create(
     State(s): State<SchedApiState>,
-    Path(name): Path<String>,
+    name: RawPath<String>,
     q: RawQuery,
 ) -> Result<Json<Value>, ApiError> {
+    let name = params::path(name)?;
     let p = Params::parse(q, &["deploymentToken"])?;
     let token = p.required("deploymentToken")?;
     let d = s.envs.create_deployment(&name, token).await?;
@@ -35,9 +36,10 @@ pub(crate) async fn create(
 /// `GET /v1/environments/{name}/deployments`, oldest first.
 pub(crate) async fn list(
     State(s): State<SchedApiState>,
-    Path(name): Path<String>,
+    name: RawPath<String>,
     q: RawQuery,
 ) -> Result<Json<Value>, ApiError> {
+    let name = params::path(name)?;
     let p = Params::parse(q, &["maxResults", "nextToken"])?;
     let limit = p.max_results()?;
     let after = p.next_token()?;
@@ -54,9 +56,10 @@ pub(crate) async fn list(
 /// `GET /v1/environments/{name}/deployments/{id}`.
 pub(crate) async fn get_one(
     State(s): State<SchedApiState>,
-    Path((name, id)): Path<(String, String)>,
+    path: RawPath<(String, String)>,
     q: RawQuery,
 ) -> Result<Json<Value>, ApiError> {
+    let (name, id) = params::path(path)?;
     Params::parse(q, &[])?;
     Ok(Json(shape(&s.envs.get_deployment(&name, &id).await?)))
 }

@@ -1,8 +1,7 @@
 //! `POST`/`GET /v1/environments` and `GET`/`PUT`/`DELETE /v1/environments/{name}`.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use blox_core::model::Arn;
 use blox_state::store::Filter;
 use serde::Deserialize;
@@ -11,7 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::SchedApiState;
 use super::error::ApiError;
-use super::params::{self, Params, RawQuery};
+use super::params::{self, Params, RawBody, RawPath, RawQuery};
 use crate::daemon::{DrainingPolicy, Environment, InstanceGroup, NewEnvironment};
 
 /// v0.3's `CreateEnvironmentRequest` plus blox's optional settings.
@@ -50,8 +49,9 @@ pub(crate) fn shape(env: &Environment) -> Value {
 pub(crate) async fn create(
     State(s): State<SchedApiState>,
     q: RawQuery,
-    body: Bytes,
+    body: RawBody,
 ) -> Result<Json<Value>, ApiError> {
+    let body = params::body(body)?;
     Params::parse(q, &[])?;
     let req: CreateRequest = json_body(&body)?;
     let new = NewEnvironment::new(req.name, req.instance_group.cluster, req.task_definition)
@@ -63,7 +63,7 @@ pub(crate) async fn create(
 }
 
 /// Whether an environment's cluster (name or ARN) is the filter's (name or ARN).
-fn same_cluster(filter: &str, cluster: &str) -> bool {
+pub(crate) fn same_cluster(filter: &str, cluster: &str) -> bool {
     if filter == cluster {
         return true;
     }
@@ -110,9 +110,10 @@ pub(crate) async fn list(
 /// `GET /v1/environments/{name}`.
 pub(crate) async fn get_one(
     State(s): State<SchedApiState>,
-    Path(name): Path<String>,
+    name: RawPath<String>,
     q: RawQuery,
 ) -> Result<Json<Value>, ApiError> {
+    let name = params::path(name)?;
     Params::parse(q, &[])?;
     Ok(Json(shape(&s.envs.get(&name).await?)))
 }
@@ -120,10 +121,12 @@ pub(crate) async fn get_one(
 /// `PUT /v1/environments/{name}`: changes the task definition.
 pub(crate) async fn update(
     State(s): State<SchedApiState>,
-    Path(name): Path<String>,
+    name: RawPath<String>,
     q: RawQuery,
-    body: Bytes,
+    body: RawBody,
 ) -> Result<Json<Value>, ApiError> {
+    let name = params::path(name)?;
+    let body = params::body(body)?;
     Params::parse(q, &[])?;
     let req: UpdateRequest = json_body(&body)?;
     let env = s
@@ -136,9 +139,10 @@ pub(crate) async fn update(
 /// `DELETE /v1/environments/{name}?stopTasks=`.
 pub(crate) async fn delete(
     State(s): State<SchedApiState>,
-    Path(name): Path<String>,
+    name: RawPath<String>,
     q: RawQuery,
 ) -> Result<Json<Value>, ApiError> {
+    let name = params::path(name)?;
     let p = Params::parse(q, &["stopTasks"])?;
     let stop_tasks = p.flag("stopTasks")?;
     s.envs.delete(&name, stop_tasks).await?;

@@ -24,6 +24,9 @@ pub enum ApiError {
     /// The route exists but not with this method (405).
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// The request body is larger than the server accepts (413).
+    #[error("{0}")]
+    TooLarge(String),
     /// The request conflicts with the current state: the environment exists
     /// or is being deleted, or concurrent writers won every retry (409).
     #[error("{0}")]
@@ -49,6 +52,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

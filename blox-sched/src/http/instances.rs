@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use blox_core::model::{Arn, Timestamp};
 use blox_state::store::Filter;
 use serde_json::{Value, json};
 
 use super::SchedApiState;
 use super::error::ApiError;
-use super::params::{Params, RawQuery};
+use super::params::{self, Params, RawPath, RawQuery};
 use crate::daemon::{
     DaemonDesired, DaemonInstanceState, Deployment, EnvironmentState, instance_statuses,
 };
@@ -43,9 +43,10 @@ fn recorded_failures(active: Option<&Deployment>, now: Timestamp) -> HashMap<Arn
 /// `GET /v1/environments/{name}/instances`.
 pub(crate) async fn statuses(
     State(s): State<SchedApiState>,
-    Path(name): Path<String>,
+    name: RawPath<String>,
     q: RawQuery,
 ) -> Result<Json<Value>, ApiError> {
+    let name = params::path(name)?;
     Params::parse(q, &[])?;
     let environment = s.envs.get(&name).await?;
     let deployments = s.envs.list_deployments(&name).await?;

@@ -15,7 +15,7 @@
 //! | `GET /v1/environments/{name}/deployments?maxResults=&nextToken=` | `{"items": [Deployment], "nextToken"?}` |
 //! | `GET /v1/environments/{name}/deployments/{id}` | `Deployment` |
 //! | `GET /v1/environments/{name}/instances` | per-instance daemon status |
-//! | `GET /v1/stream/environments?entityVersion=&environment=` | newline-delimited changes |
+//! | `GET /v1/stream/environments?entityVersion=&environment=&cluster=` | newline-delimited changes |
 //!
 //! # Environments and deployments (v0.3's flow)
 //! `POST /v1/environments` takes `{"name", "instanceGroup": {"cluster"},
@@ -67,19 +67,28 @@
 //! write of an environment or deployment, in revision order:
 //! `{"metadata": {"entityVersion", "deleted"?}, "type": "environment" |
 //! "deployment", "environmentName", "id"? (deployments), "entity"?}` where
-//! `entity` is the new `Environment` or `Deployment` (absent on deletes).
-//! An environment being deleted with its tasks appears with
-//! `"deleting": true` first, then as deleted. Without `entityVersion` the
+//! `entity` is the new `Environment` or `Deployment`; a delete carries the
+//! last known entity with `"deleted": true` (no `entity` only if the
+//! stream never knew it). An environment deleted with `stopTasks=true`
+//! appears with `"deleting": true` first, then as deleted (with its
+//! deployments) once its tasks are gone. Without `entityVersion` the
 //! stream carries only future changes; with one (a list's
-//! `metadata.entityVersion` or a line's) it resumes right after it. A
-//! revision the store no longer has is a 410 whose message says to list
-//! again. `environment=NAME` keeps only that environment's lines.
+//! `metadata.entityVersion` or a line's) it resumes right after it, possibly
+//! repeating changes a list already showed (lines carry whole entities, so
+//! applying one twice is harmless). A revision the store no longer has, from
+//! another store epoch or from the future is a 410 whose message says to
+//! list again. `environment=NAME` keeps one environment's lines;
+//! `cluster=` (name or ARN) keeps those of environments on that cluster. If
+//! the store's watch fails the response is aborted (no clean end), so the
+//! client resumes from the last line it read.
 //!
 //! # Errors
 //! Every error is `{"message": "..."}`: 400 (bad JSON body, missing or
 //! invalid field, unknown or repeated query parameter, stale deployment
-//! token), 404 (unknown environment, deployment or route), 405, 409
-//! (environment exists or is being deleted), 410, 503 (store unreachable or
+//! token, undecodable path), 404 (unknown environment, deployment or
+//! route), 405, 409 (environment exists or is being deleted, or concurrent
+//! writers kept winning: retry), 410, 413 (body over axum's default 2 MB
+//! limit), 503 (store unreachable or
 //! cache not loaded, with `Retry-After`) or 500. Blox v0.3 declared plain
 //! string bodies; JSON objects are the one deliberate departure.
 //!
@@ -169,7 +178,10 @@ impl SchedApiState {
 }
 
 /// The daemon scheduler's routes (see the [module docs](self)). Merge them
-/// with other routers (e.g. `blox_state::http::router`) as needed.
+/// with the cluster-state routes (`blox_state::http::router`) to serve both
+/// v0.3 services on one port. This router answers unknown paths (404) and
+/// methods (405) with JSON errors, so merge it into routers that have no
+/// fallback of their own (axum refuses to merge two fallbacks).
 pub fn router(state: SchedApiState) -> Router {
     Router::new()
         .route("/v1/ping", get(ping))

@@ -3,8 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::Query;
-use axum::extract::rejection::QueryRejection;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query};
+use axum::http::StatusCode;
 use blox_state::store::Revision;
 
 use super::error::ApiError;
@@ -15,6 +17,29 @@ pub const MAX_RESULTS_LIMIT: usize = 1000;
 
 /// The query string as decoded pairs, or the decoder's rejection.
 pub(crate) type RawQuery = Result<Query<Vec<(String, String)>>, QueryRejection>;
+
+/// Path parameters, or the extractor's rejection.
+pub(crate) type RawPath<T> = Result<Path<T>, PathRejection>;
+
+/// A request body, or the extractor's rejection.
+pub(crate) type RawBody = Result<Bytes, BytesRejection>;
+
+/// The decoded path parameters, or a 400 (JSON, like every error).
+pub(crate) fn path<T>(raw: RawPath<T>) -> Result<T, ApiError> {
+    raw.map(|Path(p)| p)
+        .map_err(|e| ApiError::BadRequest(format!("invalid path: {}", e.body_text())))
+}
+
+/// The request body, or a 413 (too large) or 400 (unreadable).
+pub(crate) fn body(raw: RawBody) -> Result<Bytes, ApiError> {
+    raw.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(format!("request body too large: {}", e.body_text()))
+        } else {
+            ApiError::BadRequest(format!("unreadable request body: {}", e.body_text()))
+        }
+    })
+}
 
 /// A request's query parameters: each allowed key at most once.
 #[derive(Debug, Default)]

@@ -7,9 +7,12 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use blox_state::store::{KvEvent, StoreError};
 use futures::StreamExt;
+use std::collections::HashMap;
+
 use serde_json::{Map, Value, json};
 
 use super::SchedApiState;
+use super::environments::same_cluster;
 use super::error::ApiError;
 use super::params::{Params, RawQuery};
 use crate::daemon::{Deployment, Environment, EnvironmentStore, StoreKey};
@@ -17,13 +20,17 @@ use crate::daemon::{Deployment, Environment, EnvironmentStore, StoreKey};
 /// The media type of stream responses.
 const NDJSON: &str = "application/x-ndjson";
 
-/// `GET /v1/stream/environments?entityVersion=&environment=`.
+/// `GET /v1/stream/environments?entityVersion=&environment=&cluster=`.
 pub(crate) async fn environments(
     State(s): State<SchedApiState>,
     q: RawQuery,
 ) -> Result<Response, ApiError> {
-    let p = Params::parse(q, &["entityVersion", "environment"])?;
-    let only = p.get("environment").map(str::to_owned);
+    let p = Params::parse(q, &["entityVersion", "environment", "cluster"])?;
+    let mut lines = Lines {
+        environment: p.get("environment").map(str::to_owned),
+        cluster: p.cluster()?,
+        ..Lines::default()
+    };
     let after = match p.entity_version()? {
         Some(rev) => rev,
         None => s.store.current_revision().await?,
@@ -32,9 +39,14 @@ pub(crate) async fn environments(
         .store
         .kv_watch(EnvironmentStore::KEY_PREFIX, after)
         .await?;
-    let lines = watch.filter_map(move |event| {
+    // What exists now: the last known state of what the stream deletes.
+    let listing = s.store.kv_list(EnvironmentStore::KEY_PREFIX).await?;
+    for entry in &listing.items {
+        lines.remember(&entry.key, &entry.value);
+    }
+    let body = watch.filter_map(move |event| {
         let out = match event {
-            Ok(event) => line(&event, only.as_deref()).map(Ok),
+            Ok(event) => lines.line(&event).map(Ok),
             Err(e) => {
                 tracing::warn!(error = %e, "environment stream aborted: the store's watch failed");
                 Some(Err::<Bytes, StoreError>(e))
@@ -42,59 +54,97 @@ pub(crate) async fn environments(
         };
         std::future::ready(out)
     });
-    let mut response = Body::from_stream(lines).into_response();
+    let mut response = Body::from_stream(body).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(NDJSON));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     Ok(response)
 }
 
-/// The line for a change, or `None` when the stream does not carry it
-/// (another environment, a key the environment store does not own, a value
-/// that cannot be decoded).
-fn line(event: &KvEvent, only: Option<&str>) -> Option<Bytes> {
-    let key = EnvironmentStore::parse_key(&event.key)?;
-    let (kind, environment, id) = match key {
-        StoreKey::Environment(name) => ("environment", name, None),
-        StoreKey::Deployment { environment, id } => ("deployment", environment, Some(id)),
-    };
-    if only.is_some_and(|o| o != environment) {
-        return None;
-    }
-    let mut metadata = Map::new();
-    metadata.insert("entityVersion".into(), json!(event.revision));
-    let mut out = Map::new();
-    out.insert("type".into(), json!(kind));
-    out.insert("environmentName".into(), json!(environment));
-    if let Some(id) = id {
-        out.insert("id".into(), json!(id));
-    }
-    match &event.value {
-        Some(bytes) => {
-            let entity = match key {
-                StoreKey::Environment(_) => decode::<Environment>(&event.key, bytes)?,
-                StoreKey::Deployment { .. } => decode::<Deployment>(&event.key, bytes)?,
-            };
-            out.insert("entity".into(), entity);
-        }
-        None => {
-            metadata.insert("deleted".into(), Value::Bool(true));
-        }
-    }
-    out.insert("metadata".into(), Value::Object(metadata));
-    let mut bytes = serde_json::to_vec(&Value::Object(out)).ok()?;
-    bytes.push(b'\n');
-    Some(Bytes::from(bytes))
+/// One stream's filters and what it knows of the store's keys.
+#[derive(Debug, Default)]
+struct Lines {
+    /// Only this environment's lines.
+    environment: Option<String>,
+    /// Only lines of environments on this cluster (name or ARN).
+    cluster: Option<String>,
+    /// The last known entity (served shape) per key.
+    last: HashMap<String, Value>,
+    /// Each environment's cluster, as last known (kept after a delete, so
+    /// the deletes of its deployments that follow can still be placed).
+    clusters: HashMap<String, String>,
 }
 
-/// Decodes a stored value through its type (so the line has the served
-/// shape), or logs and skips it.
-fn decode<T: serde::de::DeserializeOwned + serde::Serialize>(
-    key: &str,
-    bytes: &[u8],
-) -> Option<Value> {
+impl Lines {
+    /// Records a stored value as the key's last known entity; returns it.
+    fn remember(&mut self, key: &str, bytes: &[u8]) -> Option<Value> {
+        let entity = match EnvironmentStore::parse_key(key)? {
+            StoreKey::Environment(name) => {
+                let env: Environment = decode(key, bytes)?;
+                self.clusters
+                    .insert(name.to_owned(), env.cluster().to_owned());
+                serde_json::to_value(&env).ok()?
+            }
+            StoreKey::Deployment { .. } => {
+                let dep: Deployment = decode(key, bytes)?;
+                serde_json::to_value(&dep).ok()?
+            }
+        };
+        self.last.insert(key.to_owned(), entity.clone());
+        Some(entity)
+    }
+
+    /// The line for a change, or `None` when the stream does not carry it
+    /// (filtered out, a key the environment store does not own, a value
+    /// that cannot be decoded).
+    fn line(&mut self, event: &KvEvent) -> Option<Bytes> {
+        let key = EnvironmentStore::parse_key(&event.key)?;
+        let (kind, environment, id) = match key {
+            StoreKey::Environment(name) => ("environment", name, None),
+            StoreKey::Deployment { environment, id } => ("deployment", environment, Some(id)),
+        };
+        let (entity, deleted) = match &event.value {
+            Some(bytes) => (Some(self.remember(&event.key, bytes)?), false),
+            None => (self.last.remove(&event.key), true),
+        };
+        if self
+            .environment
+            .as_deref()
+            .is_some_and(|e| e != environment)
+        {
+            return None;
+        }
+        if let Some(filter) = &self.cluster {
+            let cluster = self.clusters.get(environment)?;
+            if !same_cluster(filter, cluster) {
+                return None;
+            }
+        }
+        let mut metadata = Map::new();
+        metadata.insert("entityVersion".into(), json!(event.revision));
+        if deleted {
+            metadata.insert("deleted".into(), Value::Bool(true));
+        }
+        let mut out = Map::new();
+        out.insert("metadata".into(), Value::Object(metadata));
+        out.insert("type".into(), json!(kind));
+        out.insert("environmentName".into(), json!(environment));
+        if let Some(id) = id {
+            out.insert("id".into(), json!(id));
+        }
+        if let Some(entity) = entity {
+            out.insert("entity".into(), entity);
+        }
+        let mut bytes = serde_json::to_vec(&Value::Object(out)).ok()?;
+        bytes.push(b'\n');
+        Some(Bytes::from(bytes))
+    }
+}
+
+/// Decodes a stored value, or logs and skips it.
+fn decode<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Option<T> {
     match serde_json::from_slice::<T>(bytes) {
-        Ok(v) => serde_json::to_value(&v).ok(),
+        Ok(v) => Some(v),
         Err(e) => {
             tracing::warn!(%key, error = %e, "environment stream skips an undecodable value");
             None
@@ -125,7 +175,11 @@ mod tests {
     fn an_environment_put_carries_the_environment() {
         let env = Environment::new("web", "prod", "web:1", "tok", Timestamp::from_millis(0));
         let key = format!("{}environments/web", EnvironmentStore::KEY_PREFIX);
-        let v = parse(line(&event(&key, Some(serde_json::to_vec(&env).unwrap())), None).unwrap());
+        let v = parse(
+            Lines::default()
+                .line(&event(&key, Some(serde_json::to_vec(&env).unwrap())))
+                .unwrap(),
+        );
         assert_eq!(v["type"], "environment");
         assert_eq!(v["environmentName"], "web");
         assert_eq!(v["entity"]["deploymentToken"], "tok");
@@ -134,20 +188,43 @@ mod tests {
     }
 
     #[test]
-    fn a_deployment_delete_names_it_and_is_marked_deleted() {
+    fn a_delete_carries_the_last_known_entity_and_is_marked_deleted() {
+        let mut lines = Lines::default();
         let key = format!("{}deployments/web/abc-1", EnvironmentStore::KEY_PREFIX);
-        let v = parse(line(&event(&key, None), None).unwrap());
+        let dep = Deployment::new("abc-1", "web", "web:1", Timestamp::from_millis(0));
+        lines.remember(&key, &serde_json::to_vec(&dep).unwrap());
+        let v = parse(lines.line(&event(&key, None)).unwrap());
         assert_eq!(v["type"], "deployment");
         assert_eq!(v["id"], "abc-1");
         assert_eq!(v["metadata"]["deleted"], true);
+        assert_eq!(v["entity"]["taskDefinition"], "web:1");
+        // Unknown before the stream: only the names.
+        let v = parse(lines.line(&event(&key, None)).unwrap());
         assert!(v.get("entity").is_none());
     }
 
     #[test]
-    fn other_environments_foreign_keys_and_garbage_are_skipped() {
+    fn other_environments_clusters_foreign_keys_and_garbage_are_skipped() {
         let key = format!("{}environments/web", EnvironmentStore::KEY_PREFIX);
-        assert!(line(&event(&key, None), Some("db")).is_none());
-        assert!(line(&event(&key, Some(b"not json".to_vec())), None).is_none());
-        assert!(line(&event("elsewhere/x", None), None).is_none());
+        let env = Environment::new("web", "prod", "web:1", "tok", Timestamp::from_millis(0));
+        let put = event(&key, Some(serde_json::to_vec(&env).unwrap()));
+        let mut other_env = Lines {
+            environment: Some("db".into()),
+            ..Lines::default()
+        };
+        assert!(other_env.line(&put).is_none());
+        let mut other_cluster = Lines {
+            cluster: Some("dev".into()),
+            ..Lines::default()
+        };
+        assert!(other_cluster.line(&put).is_none());
+        let mut same_cluster = Lines {
+            cluster: Some("arn:aws:ecs:us-east-1:1:cluster/prod".into()),
+            ..Lines::default()
+        };
+        assert!(same_cluster.line(&put).is_some());
+        let mut all = Lines::default();
+        assert!(all.line(&event(&key, Some(b"not json".to_vec()))).is_none());
+        assert!(all.line(&event("elsewhere/x", None)).is_none());
     }
 }
