@@ -304,3 +304,54 @@ fn bad_flags_exit_with_a_clear_error() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn tls_flags_serve_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl is on the machine");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_blox-daemon"))
+        .args(["--bind", &format!("127.0.0.1:{port}"), "--simulate", "1", "--log-level", "warn"])
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("https://127.0.0.1:{port}/v1/ping");
+    let curl = |extra: &[&str]| {
+        Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let end = Instant::now() + Duration::from_secs(60);
+    let mut code = String::new();
+    while Instant::now() < end {
+        let out = curl(&["--cacert", cert.to_str().unwrap(), &url]);
+        code = String::from_utf8_lossy(&out.stdout).into_owned();
+        if code == "200" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let plain = curl(&[&format!("http://127.0.0.1:{port}/v1/ping")]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(code, "200", "HTTPS with the daemon's certificate answers");
+    assert_ne!(String::from_utf8_lossy(&plain.stdout), "200", "plain HTTP is not served");
+}
