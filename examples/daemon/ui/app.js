@@ -124,9 +124,11 @@ function gridFor(clusterArn) {
   return grid;
 }
 
-/** The worst daemon state on an instance across environments. */
+/** The daemon state on an instance: the filtered environment's, else the worst across environments. */
 function daemonState(arn) {
-  const states = [...(daemonOn.get(arn)?.values() || [])].map((s) => s.state);
+  const env = $("f-env").value;
+  const on = daemonOn.get(arn);
+  const states = env ? [on?.get(env)?.state] : [...(on?.values() || [])].map((s) => s.state);
   return ["failed", "pending", "running"].find((s) => states.includes(s));
 }
 
@@ -180,6 +182,8 @@ function replaceInstances(items) {
   void document.body.offsetHeight; // include layout in the measurement
   window.__bloxRenderMs = performance.now() - t0;
   window.__bloxRenderedTiles = tiles.size;
+  // And up to the frame that shows it.
+  requestAnimationFrame(() => setTimeout(() => (window.__bloxPaintMs = performance.now() - t0)));
 }
 
 // ---- Tasks: counted per instance ------------------------------------------
@@ -212,18 +216,18 @@ function replaceTasks(items) {
 function matches(i) {
   const cluster = $("f-cluster").value;
   const status = $("f-status").value;
+  const env = $("f-env").value;
   const attr = $("f-attr").value.trim().toLowerCase();
   const search = $("f-search").value.trim().toLowerCase();
   if (cluster && i.clusterArn !== cluster) return false;
   if (status && i.status !== status) return false;
+  if (env && !daemonOn.get(i.containerInstanceArn)?.has(env)) return false;
   if (attr && !(i.attributes || []).some((a) => `${a.name}=${a.value ?? ""}`.toLowerCase().includes(attr))) return false;
   if (search && !`${i.containerInstanceArn} ${i.ec2InstanceId || ""}`.toLowerCase().includes(search)) return false;
   return true;
 }
 
-$("filters").addEventListener("input", () => {
-  for (const [arn, tile] of tiles) tile.hidden = !matches(instances.get(arn));
-});
+$("filters").addEventListener("input", () => tiles.forEach((_, arn) => patchTile(arn)));
 $("filters").addEventListener("submit", (ev) => ev.preventDefault());
 
 $("clusters").addEventListener("click", (ev) => {
@@ -285,6 +289,7 @@ function renderEnvCard(name, statuses, deployments) {
     card.dataset.env = name;
     envCards.set(name, card);
     $("env-list").append(card);
+    $("f-env").append(new Option(name, name));
   }
   const { running, pending, failed } = statuses.summary;
   const body = [el("h3", name), el("div", `${statuses.taskDefinition}: ${running} running, ${pending} pending, ${failed} failed`)];
@@ -312,6 +317,7 @@ function renderEnvCard(name, statuses, deployments) {
 function removeEnvironment(name) {
   envCards.get(name)?.remove();
   envCards.delete(name);
+  [...$("f-env").options].find((o) => o.value === name)?.remove();
   for (const [arn, m] of daemonOn) if (m.delete(name)) patchTile(arn);
 }
 
