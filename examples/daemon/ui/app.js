@@ -167,10 +167,12 @@ function patchTile(arn) {
 }
 
 function upsertInstance(item) {
+  const t0 = performance.now();
   const arn = item.entity.containerInstanceArn;
   if (item.metadata.deleted) instances.delete(arn);
   else instances.set(arn, item.entity);
   patchTile(arn);
+  window.__bloxPatchMs = performance.now() - t0;
 }
 
 function replaceInstances(items) {
@@ -201,7 +203,7 @@ function upsertTask(item) {
     tasksOn.get(after).add(arn);
     taskHost.set(arn, after);
   } else taskHost.delete(arn);
-  for (const host of [before, after]) if (host && tiles.has(host)) tiles.get(host).title = summary(instances.get(host));
+  for (const host of [before, after]) if (host && tiles.has(host)) patchTile(host);
 }
 
 function replaceTasks(items) {
