@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what blox's build and tests need, idempotently and quietly when already present.
 #   scripts/install-deps.sh build   -> protoc (etcd-client's build script needs it)
-#   scripts/install-deps.sh test    -> protoc, etcd server + client, a pinned moto in .venv/
+#   scripts/install-deps.sh test    -> protoc, etcd server + client, chromium + chromedriver
+#                                      (the cluster map's browser tests), a pinned moto in .venv/
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +18,8 @@ command -v protoc >/dev/null 2>&1 || apt_packages+=(protobuf-compiler)
 if [ "$want" = test ]; then
   command -v etcd >/dev/null 2>&1 || apt_packages+=(etcd-server)
   command -v etcdctl >/dev/null 2>&1 || apt_packages+=(etcd-client)
+  command -v chromium >/dev/null 2>&1 || apt_packages+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || apt_packages+=(chromium-driver)
 fi
 if [ "${#apt_packages[@]}" -gt 0 ]; then
   echo "installing Debian packages: ${apt_packages[*]}" >&2

@@ -8,6 +8,7 @@ pub mod config;
 mod metrics;
 mod server;
 pub mod simulate;
+mod ui;
 
 use std::process::ExitCode;
 use std::sync::Arc;

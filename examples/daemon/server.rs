@@ -100,7 +100,7 @@ async fn set_sim_instance_state(
 }
 
 async fn require_token(State(token): State<Arc<String>>, req: Request, next: Next) -> Response {
-    if req.uri().path() == "/v1/ping" {
+    if req.uri().path() == "/v1/ping" || super::ui::is_public(req.uri().path()) {
         return next.run(req).await;
     }
     let presented = req
@@ -163,7 +163,8 @@ pub fn router(parts: RouterParts) -> Router {
                 .with_state(parts.metrics),
         )
         .merge(parts.state)
-        .merge(parts.sched);
+        .merge(parts.sched)
+        .merge(super::ui::router());
     if let Some(ecs) = parts.simulator {
         app = app.merge(
             Router::new()
