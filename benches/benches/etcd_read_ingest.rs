@@ -46,7 +46,11 @@ async fn reads(store: &EtcdStore) {
     let mut seq = 0;
     for c in 0..CLUSTERS {
         for n in 0..PER_CLUSTER {
-            let status = if n < 1_000 { TaskStatus::Running } else { TaskStatus::Stopped };
+            let status = if n < 1_000 {
+                TaskStatus::Running
+            } else {
+                TaskStatus::Stopped
+            };
             let t = task(c, n, n % 1_000, status, 1);
             seq += 1;
             writer.apply(&WatchEvent::Put(Versioned {
@@ -63,7 +67,9 @@ async fn reads(store: &EtcdStore) {
     }
     report("etcd loaded tasks", seq, "");
 
-    let arns: Vec<_> = (0..1_000).map(|n| task(3, n * 7 % PER_CLUSTER, 0, TaskStatus::Running, 1).task_arn).collect();
+    let arns: Vec<_> = (0..1_000)
+        .map(|n| task(3, n * 7 % PER_CLUSTER, 0, TaskStatus::Running, 1).task_arn)
+        .collect();
     let mut etcd_gets = Vec::new();
     for a in &arns {
         let start = Instant::now();
@@ -82,18 +88,36 @@ async fn reads(store: &EtcdStore) {
     }
     let e = percentile(&mut etcd_gets, 50);
     let c = percentile(&mut cache_gets, 50);
-    report("etcd get by key, median", format!("{:.1}", e.as_secs_f64() * 1e6), "µs");
-    report("cache get by ARN, median", format!("{:.3}", c.as_secs_f64() * 1e6), "µs");
-    report("get: etcd / cache", format!("{:.0}", e.as_secs_f64() / c.as_secs_f64().max(1e-12)), "x");
+    report(
+        "etcd get by key, median",
+        format!("{:.1}", e.as_secs_f64() * 1e6),
+        "µs",
+    );
+    report(
+        "cache get by ARN, median",
+        format!("{:.3}", c.as_secs_f64() * 1e6),
+        "µs",
+    );
+    report(
+        "get: etcd / cache",
+        format!("{:.0}", e.as_secs_f64() / c.as_secs_f64().max(1e-12)),
+        "x",
+    );
 
     // The equivalent range read: 1,000 keys under the cluster's task prefix.
-    let prefix = format!("{}/e/task/arn:aws:ecs:us-east-1:123456789012:task/bench-03/", store.options().prefix);
+    let prefix = format!(
+        "{}/e/task/arn:aws:ecs:us-east-1:123456789012:task/bench-03/",
+        store.options().prefix
+    );
     let mut client = store.client().clone();
     let mut ranges = Vec::new();
     for _ in 0..50 {
         let start = Instant::now();
         match client
-            .get(prefix.clone(), Some(GetOptions::new().with_prefix().with_limit(1_000)))
+            .get(
+                prefix.clone(),
+                Some(GetOptions::new().with_prefix().with_limit(1_000)),
+            )
             .await
         {
             Ok(r) => assert_eq!(r.kvs().len(), 1_000),
@@ -114,9 +138,21 @@ async fn reads(store: &EtcdStore) {
     }
     let r = percentile(&mut ranges, 50);
     let l = percentile(&mut lists, 50);
-    report("etcd range read of 1,000 keys, median", format!("{:.2}", r.as_secs_f64() * 1e3), "ms");
-    report("cache list cluster+status (1,000 tasks), median", format!("{:.3}", l.as_secs_f64() * 1e3), "ms");
-    report("list: etcd / cache", format!("{:.0}", r.as_secs_f64() / l.as_secs_f64().max(1e-12)), "x");
+    report(
+        "etcd range read of 1,000 keys, median",
+        format!("{:.2}", r.as_secs_f64() * 1e3),
+        "ms",
+    );
+    report(
+        "cache list cluster+status (1,000 tasks), median",
+        format!("{:.3}", l.as_secs_f64() * 1e3),
+        "ms",
+    );
+    report(
+        "list: etcd / cache",
+        format!("{:.0}", r.as_secs_f64() / l.as_secs_f64().max(1e-12)),
+        "x",
+    );
 }
 
 async fn ingest(store: Arc<EtcdStore>) {
@@ -165,7 +201,10 @@ async fn ingest(store: Arc<EtcdStore>) {
 }
 
 fn main() {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => panic!("runtime: {e}"),
     };

@@ -81,6 +81,37 @@ async fn connect_etcd(config: &Config, shutdown: &watch::Receiver<bool>) -> Opti
     }
 }
 
+/// Triggers a scheduling cycle on every change under the environment
+/// store's keys, re-watching (from now) whenever the watch ends.
+async fn wake_on_environment_changes(
+    store: Arc<dyn StateStore>,
+    runner: blox_sched::runner::RunnerHandle,
+) {
+    use futures::StreamExt;
+    let mut backoff = Backoff::default();
+    loop {
+        let from = match store.current_revision().await {
+            Ok(r) => r,
+            Err(_) => {
+                tokio::time::sleep(backoff.next_delay()).await;
+                continue;
+            }
+        };
+        // Changes between `from` and the watch's start are caught by the
+        // runner's own timer; this only makes the common case prompt.
+        match store.kv_watch(EnvironmentStore::KEY_PREFIX, from).await {
+            Ok(mut changes) => {
+                backoff.reset();
+                while let Some(Ok(_)) = changes.next().await {
+                    runner.trigger();
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot watch environment changes; retrying"),
+        }
+        tokio::time::sleep(backoff.next_delay()).await;
+    }
+}
+
 /// A running daemon (see [`start`]).
 pub struct Running {
     /// The address the HTTP API listens on.
@@ -242,6 +273,12 @@ pub async fn start(
     .with_observer(Arc::new(DeploymentTracker::new(environments.clone())));
     let runner_handle = runner.handle();
     let runner_task = tokio::spawn(runner.run(stopped(&stop_rx)));
+    // Environment and deployment changes live in the key-value API, not the
+    // view: wake the runner on them so a new deployment starts at once.
+    tokio::spawn(wake_on_environment_changes(
+        store.clone(),
+        runner_handle.clone(),
+    ));
 
     let churn_task = match (&simulator, config.simulate_churn) {
         (Some(fake), true) => Some(tokio::spawn(simulate::churn(

@@ -311,7 +311,17 @@ fn tls_flags_serve_https() {
     let cert = dir.path().join("cert.pem");
     let key = dir.path().join("key.pem");
     let made = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
         .args(["-addext", "subjectAltName=IP:127.0.0.1"])
         .arg("-keyout")
         .arg(&key)
@@ -319,10 +329,21 @@ fn tls_flags_serve_https() {
         .arg(&cert)
         .output()
         .expect("openssl is on the machine");
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_blox-daemon"))
-        .args(["--bind", &format!("127.0.0.1:{port}"), "--simulate", "1", "--log-level", "warn"])
+        .args([
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+            "--simulate",
+            "1",
+            "--log-level",
+            "warn",
+        ])
         .arg("--tls-cert")
         .arg(&cert)
         .arg("--tls-key")
@@ -334,7 +355,15 @@ fn tls_flags_serve_https() {
     let url = format!("https://127.0.0.1:{port}/v1/ping");
     let curl = |extra: &[&str]| {
         Command::new("curl")
-            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"])
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "5",
+            ])
             .args(extra)
             .output()
             .unwrap()
@@ -353,5 +382,9 @@ fn tls_flags_serve_https() {
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(code, "200", "HTTPS with the daemon's certificate answers");
-    assert_ne!(String::from_utf8_lossy(&plain.stdout), "200", "plain HTTP is not served");
+    assert_ne!(
+        String::from_utf8_lossy(&plain.stdout),
+        "200",
+        "plain HTTP is not served"
+    );
 }
