@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 use super::SchedApiState;
-use super::error::ApiError;
+use super::error::{ApiError, store_error};
 use super::params::{self, Params, RawBody, RawPath, RawQuery};
 use crate::daemon::{DrainingPolicy, Environment, InstanceGroup, NewEnvironment};
 
@@ -85,7 +85,7 @@ pub(crate) async fn list(
     let after = p.next_token()?;
     // Read before listing: streaming from it may repeat a change the list
     // already shows, but misses none.
-    let revision = s.store.current_revision().await?;
+    let revision = s.store.current_revision().await.map_err(store_error)?;
     let envs: Vec<Environment> = s
         .envs
         .list()

@@ -1,64 +1,14 @@
-//! Error responses: a status code and a JSON body `{"message": "..."}`.
+//! How the scheduler's failures become error responses.
 //!
-//! Blox v0.3's spec declares error bodies as plain strings; blox answers with
-//! a JSON object instead (as the cluster-state routes do), so clients can
-//! always parse a body as JSON.
+//! The response type is the cluster-state routes' [`ApiError`] (a status and
+//! a JSON body `{"message": "..."}`); this module maps the environment
+//! store's errors onto it and phrases a store's 410 for environment streams.
 
-use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use blox_state::store::StoreError;
 
+pub use blox_state::http::ApiError;
+
 use crate::daemon::{EnvironmentError, ErrorClass};
-
-/// Why a request failed; each variant maps to one HTTP status.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ApiError {
-    /// The request is malformed: bad JSON body, missing or invalid field,
-    /// unknown or repeated query parameter, stale deployment token (400).
-    #[error("{0}")]
-    BadRequest(String),
-    /// No such environment, deployment or route (404).
-    #[error("{0}")]
-    NotFound(String),
-    /// The route exists but not with this method (405).
-    #[error("{0}")]
-    MethodNotAllowed(String),
-    /// The request body is larger than the server accepts (413).
-    #[error("{0}")]
-    TooLarge(String),
-    /// The request conflicts with the current state: the environment exists
-    /// or is being deleted, or concurrent writers won every retry (409).
-    #[error("{0}")]
-    Conflict(String),
-    /// A stream cannot resume from the requested `entityVersion` (compacted,
-    /// from another store epoch, or in the future): list again and stream
-    /// from the list's `metadata.entityVersion` (410).
-    #[error("{0}")]
-    Gone(String),
-    /// The cache has not loaded yet, or the store is unreachable; retry (503).
-    #[error("{0}")]
-    Unavailable(String),
-    /// Anything else (500).
-    #[error("{0}")]
-    Internal(String),
-}
-
-impl ApiError {
-    /// The HTTP status of this error.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Gone(_) => StatusCode::GONE,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-}
 
 impl From<EnvironmentError> for ApiError {
     fn from(e: EnvironmentError) -> Self {
@@ -76,43 +26,20 @@ impl From<EnvironmentError> for ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        if e.needs_relist() {
-            ApiError::Gone(format!(
-                "{e}; list environments and stream from the list's metadata.entityVersion"
-            ))
-        } else if e.is_unavailable() {
-            ApiError::Unavailable(e.to_string())
-        } else if let StoreError::Invalid(m) = e {
-            ApiError::BadRequest(m)
-        } else {
-            ApiError::Internal(e.to_string())
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        let mut response = (
-            status,
-            Json(serde_json::json!({ "message": self.to_string() })),
-        )
-            .into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        response
-    }
+/// A store error as a response; a 410 says to list environments again (not
+/// the cluster state, as `From<StoreError>` would).
+pub(crate) fn store_error(e: StoreError) -> ApiError {
+    ApiError::from_store(e, |message| {
+        format!("{message}; list environments and stream from the list's metadata.entityVersion")
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::daemon::ValidationError;
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
     use blox_state::store::Revision;
 
     #[test]
@@ -151,7 +78,7 @@ mod tests {
 
     #[test]
     fn a_compacted_revision_is_410_and_says_to_relist() {
-        let api = ApiError::from(StoreError::EpochMismatch {
+        let api = store_error(StoreError::EpochMismatch {
             requested: Revision::new(1, 2),
             current: 3,
         });

@@ -1,22 +1,26 @@
 //! Query parameters, checked strictly: an unknown or repeated key, an empty
 //! value (except `entityVersion`) or an invalid value is a 400.
-
-use std::collections::BTreeMap;
+//!
+//! The checks every route shares are the cluster-state routes'
+//! ([`blox_state::http::Params`]); this module adds what the scheduler's
+//! values mean (flags, environment pages, clusters) and its path and body
+//! extractors.
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{Path, Query};
+use axum::extract::Path;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::http::StatusCode;
+use blox_state::http::{self as state_http, query_pairs};
 use blox_state::store::Revision;
 
 use super::error::ApiError;
 use crate::daemon::ValidationError;
 
-/// The largest page a client may ask for with `maxResults`.
-pub const MAX_RESULTS_LIMIT: usize = 1000;
+pub use blox_state::http::MAX_RESULTS_LIMIT;
+pub(crate) use blox_state::http::RawQuery;
 
-/// The query string as decoded pairs, or the decoder's rejection.
-pub(crate) type RawQuery = Result<Query<Vec<(String, String)>>, QueryRejection>;
+/// How many characters of a client's input error messages quote.
+const QUOTE_CHARS: usize = 64;
 
 /// Path parameters, or the extractor's rejection.
 pub(crate) type RawPath<T> = Result<Path<T>, PathRejection>;
@@ -43,52 +47,21 @@ pub(crate) fn body(raw: RawBody) -> Result<Bytes, ApiError> {
 
 /// A request's query parameters: each allowed key at most once.
 #[derive(Debug, Default)]
-pub(crate) struct Params(BTreeMap<String, String>);
+pub(crate) struct Params(state_http::Params);
 
 impl Params {
     /// Decodes the query and checks its keys against `allowed`.
     pub(crate) fn parse(raw: RawQuery, allowed: &[&str]) -> Result<Self, ApiError> {
-        let Query(pairs) = raw.map_err(|e| {
-            ApiError::BadRequest(format!("invalid query string: {}", e.body_text()))
-        })?;
-        Self::check(pairs, allowed)
+        Self::check(query_pairs(raw)?, allowed)
     }
 
     fn check(pairs: Vec<(String, String)>, allowed: &[&str]) -> Result<Self, ApiError> {
-        let mut map = BTreeMap::new();
-        for (key, value) in pairs {
-            if !allowed.contains(&key.as_str()) {
-                let allowed = if allowed.is_empty() {
-                    "none".to_owned()
-                } else {
-                    allowed.join(", ")
-                };
-                return Err(ApiError::BadRequest(format!(
-                    "unknown query parameter {:?}; allowed: {allowed}",
-                    truncate(&key)
-                )));
-            }
-            // v0.3 clients may send `entityVersion=` to mean "from now".
-            if value.is_empty() && key != "entityVersion" {
-                return Err(ApiError::BadRequest(format!(
-                    "query parameter {key:?} has an empty value"
-                )));
-            }
-            if map.insert(key.clone(), value).is_some() {
-                return Err(ApiError::BadRequest(format!(
-                    "query parameter {key:?} is given more than once"
-                )));
-            }
-        }
-        Ok(Params(map))
+        state_http::Params::parse_quoting(pairs, allowed, QUOTE_CHARS).map(Params)
     }
 
     /// A parameter's value (`None` if absent or empty).
     pub(crate) fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .get(key)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
+        self.0.get(key)
     }
 
     /// A required parameter.
@@ -153,12 +126,7 @@ impl Params {
 
     /// `entityVersion`: the revision a stream resumes after.
     pub(crate) fn entity_version(&self) -> Result<Option<Revision>, ApiError> {
-        self.get("entityVersion")
-            .map(|s| {
-                s.parse::<Revision>()
-                    .map_err(|e| ApiError::BadRequest(format!("invalid entityVersion: {e}")))
-            })
-            .transpose()
+        self.0.entity_version()
     }
 }
 
@@ -203,7 +171,7 @@ pub(crate) fn page<T>(
 }
 
 fn truncate(s: &str) -> String {
-    s.chars().take(64).collect()
+    state_http::truncate_to(s, QUOTE_CHARS)
 }
 
 #[cfg(test)]

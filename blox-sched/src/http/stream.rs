@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 
 use super::SchedApiState;
 use super::environments::same_cluster;
-use super::error::ApiError;
+use super::error::{ApiError, store_error};
 use super::params::{Params, RawQuery};
 use crate::daemon::{Deployment, Environment, EnvironmentStore, StoreKey};
 
@@ -33,14 +33,19 @@ pub(crate) async fn environments(
     };
     let after = match p.entity_version()? {
         Some(rev) => rev,
-        None => s.store.current_revision().await?,
+        None => s.store.current_revision().await.map_err(store_error)?,
     };
     let watch = s
         .store
         .kv_watch(EnvironmentStore::KEY_PREFIX, after)
-        .await?;
+        .await
+        .map_err(store_error)?;
     // What exists now: the last known state of what the stream deletes.
-    let listing = s.store.kv_list(EnvironmentStore::KEY_PREFIX).await?;
+    let listing = s
+        .store
+        .kv_list(EnvironmentStore::KEY_PREFIX)
+        .await
+        .map_err(store_error)?;
     for entry in &listing.items {
         lines.remember(&entry.key, &entry.value);
     }

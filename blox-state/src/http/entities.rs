@@ -1,25 +1,16 @@
 //! `GET /v1/instances`, `/v1/tasks` and the single-entity gets.
 
 use axum::Json;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
 use blox_core::model::{Arn, EntityKind};
 use serde_json::{Map, Value, json};
 
 use super::error::ApiError;
-use super::params::{self, Params};
+use super::params::{self, Params, RawQuery, query_pairs};
 use super::{ApiState, shape};
 use crate::cache::{CachePage, Entry};
 use crate::store::Filter;
-
-/// The query string as decoded pairs, or a 400.
-pub(crate) type RawPairs = Result<Query<Vec<(String, String)>>, QueryRejection>;
-
-/// Decoded query pairs, or a 400 with the decoder's reason.
-pub(crate) fn pairs(q: RawPairs) -> Result<Vec<(String, String)>, ApiError> {
-    q.map(|Query(p)| p)
-        .map_err(|e| ApiError::BadRequest(format!("invalid query string: {}", e.body_text())))
-}
 
 const LIST_INSTANCES_KEYS: &[&str] = &["status", "cluster", "maxResults", "nextToken"];
 const LIST_TASKS_KEYS: &[&str] = &["status", "cluster", "startedBy", "maxResults", "nextToken"];
@@ -27,9 +18,9 @@ const LIST_TASKS_KEYS: &[&str] = &["status", "cluster", "startedBy", "maxResults
 /// `GET /v1/instances`.
 pub(crate) async fn list_instances(
     State(s): State<ApiState>,
-    q: RawPairs,
+    q: RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let p = Params::parse(pairs(q)?, LIST_INSTANCES_KEYS)?;
+    let p = Params::parse(query_pairs(q)?, LIST_INSTANCES_KEYS)?;
     let filter = Filter {
         cluster: p.cluster()?,
         status: p.status(EntityKind::Instance)?,
@@ -45,9 +36,9 @@ pub(crate) async fn list_instances(
 /// `GET /v1/tasks`.
 pub(crate) async fn list_tasks(
     State(s): State<ApiState>,
-    q: RawPairs,
+    q: RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let p = Params::parse(pairs(q)?, LIST_TASKS_KEYS)?;
+    let p = Params::parse(query_pairs(q)?, LIST_TASKS_KEYS)?;
     let filter = Filter {
         cluster: p.cluster()?,
         status: p.status(EntityKind::Task)?,

@@ -2,7 +2,8 @@
 //!
 //! Blox v0.3's spec declares error bodies as plain strings; blox answers with
 //! a JSON object instead (the one deliberate departure from the spec), so
-//! clients can always parse a body as JSON.
+//! clients can always parse a body as JSON. The daemon scheduler's routes
+//! (`blox_sched::http`) answer with this same type.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -10,22 +11,36 @@ use axum::response::{IntoResponse, Response};
 
 use crate::store::StoreError;
 
-/// Why a request failed; each variant maps to one HTTP status.
+/// Why a request failed; each variant maps to one HTTP status, and the
+/// response body is `{"message": "<the variant's text>"}`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApiError {
-    /// The request is malformed: unknown or repeated query parameter, invalid
-    /// status, cluster, ARN, `maxResults`, `nextToken` or `entityVersion` (400).
+    /// The request is malformed: unknown, repeated or empty query parameter,
+    /// an invalid value (status, cluster, ARN, `maxResults`, `nextToken`,
+    /// `entityVersion`), an unreadable body or a missing field (400).
     #[error("{0}")]
     BadRequest(String),
-    /// No such entity, or it is not in the cluster named in the path (404).
+    /// No such entity or route, or the entity is not in the cluster named in
+    /// the path (404).
     #[error("{0}")]
     NotFound(String),
-    /// The stream cannot resume from the requested `entityVersion` (compacted,
+    /// The route exists but not with this method (405).
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// The request body is larger than the server accepts (413).
+    #[error("{0}")]
+    TooLarge(String),
+    /// The request conflicts with the current state, e.g. the thing to
+    /// create exists already (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// A stream cannot resume from the requested `entityVersion` (compacted,
     /// from another store epoch, or in the future): list again and stream
     /// from the list's `metadata.entityVersion` (410).
     #[error("{0}")]
     Gone(String),
-    /// The cache has not loaded yet, or the store is unreachable; retry (503).
+    /// The cache has not loaded yet, or the store is unreachable; retry (503,
+    /// with `Retry-After: 1`).
     #[error("{0}")]
     Unavailable(String),
     /// Anything else (500).
@@ -39,24 +54,25 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
-}
 
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
+    /// A store error as a response: 410 when the caller must relist (its
+    /// message phrased by `gone`, which gets the store's message and says
+    /// what to list again), 503 when the store is unreachable, 400 for an
+    /// invalid request, 500 otherwise.
+    ///
+    /// `From<StoreError>` uses this with the cluster-state routes' phrasing;
+    /// routes that list something else phrase their own 410.
+    pub fn from_store(e: StoreError, gone: impl FnOnce(String) -> String) -> Self {
         if e.needs_relist() {
-            let message = e.to_string();
-            if message.contains("relist") {
-                ApiError::Gone(message)
-            } else {
-                ApiError::Gone(format!(
-                    "{message}; relist and stream from the list's metadata.entityVersion"
-                ))
-            }
+            ApiError::Gone(gone(e.to_string()))
         } else if e.is_unavailable() {
             ApiError::Unavailable(e.to_string())
         } else if let StoreError::Invalid(m) = e {
@@ -64,6 +80,18 @@ impl From<StoreError> for ApiError {
         } else {
             ApiError::Internal(e.to_string())
         }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::from_store(e, |message| {
+            if message.contains("relist") {
+                message
+            } else {
+                format!("{message}; relist and stream from the list's metadata.entityVersion")
+            }
+        })
     }
 }
 

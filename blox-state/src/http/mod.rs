@@ -102,7 +102,7 @@ use axum::Router;
 use axum::routing::get;
 
 pub use error::ApiError;
-pub use params::MAX_RESULTS_LIMIT;
+pub use params::{MAX_RESULTS_LIMIT, Params, RawQuery, query_pairs, truncate_to};
 
 use crate::cache::Cache;
 use crate::store::StateStore;

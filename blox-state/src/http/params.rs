@@ -1,8 +1,16 @@
 //! Query parameters, validated strictly as Blox v0.3 did: an unknown or
 //! repeated key, an empty value or an invalid value is a 400.
+//!
+//! [`Params`] holds the checks every route needs (allowed keys, each at most
+//! once, no empty value, `entityVersion`); the daemon scheduler's routes
+//! (`blox_sched::http`) use it too. What a value means for the cluster-state
+//! routes (`status`, `cluster`, `maxResults`, `nextToken` of entities) is
+//! parsed here as crate-private methods.
 
 use std::collections::BTreeMap;
 
+use axum::extract::Query;
+use axum::extract::rejection::QueryRejection;
 use blox_core::model::{Arn, EntityKind, InstanceStatus, ResourceKind, TaskStatus};
 
 use super::error::ApiError;
@@ -15,19 +23,48 @@ pub const MAX_RESULTS_LIMIT: usize = 1000;
 /// `entityVersion=` to stream from now, which v0.3 accepted).
 const EMPTY_MEANS_ABSENT: &[&str] = &["entityVersion"];
 
-/// A request's query parameters: each allowed key at most once, none empty.
+/// A handler's query string: the decoded `(key, value)` pairs, or the
+/// decoder's rejection (take it as a handler argument, then call
+/// [`query_pairs`]).
+pub type RawQuery = Result<Query<Vec<(String, String)>>, QueryRejection>;
+
+/// The decoded query pairs, or a 400 with the decoder's reason.
+pub fn query_pairs(raw: RawQuery) -> Result<Vec<(String, String)>, ApiError> {
+    raw.map(|Query(p)| p)
+        .map_err(|e| ApiError::BadRequest(format!("invalid query string: {}", e.body_text())))
+}
+
+/// A request's query parameters: each allowed key at most once, none empty
+/// (except `entityVersion`, whose empty value means absent).
 #[derive(Debug, Default)]
-pub(crate) struct Params(BTreeMap<String, String>);
+pub struct Params(BTreeMap<String, String>);
 
 impl Params {
-    /// Checks the decoded `(key, value)` pairs against the allowed keys.
-    pub(crate) fn parse(pairs: Vec<(String, String)>, allowed: &[&str]) -> Result<Self, ApiError> {
+    /// Checks the decoded `(key, value)` pairs against the allowed keys: an
+    /// unknown key (quoted in full in the message), a repeated key or an
+    /// empty value is a 400.
+    pub fn parse(pairs: Vec<(String, String)>, allowed: &[&str]) -> Result<Self, ApiError> {
+        Self::parse_quoting(pairs, allowed, usize::MAX)
+    }
+
+    /// [`Params::parse`], quoting at most `quote_chars` characters of an
+    /// unknown key in the message.
+    pub fn parse_quoting(
+        pairs: Vec<(String, String)>,
+        allowed: &[&str],
+        quote_chars: usize,
+    ) -> Result<Self, ApiError> {
         let mut map = BTreeMap::new();
         for (key, value) in pairs {
             if !allowed.contains(&key.as_str()) {
-                return Err(ApiError::BadRequest(format!(
-                    "unknown query parameter {key:?}; allowed: {}",
+                let allowed = if allowed.is_empty() {
+                    "none".to_owned()
+                } else {
                     allowed.join(", ")
+                };
+                return Err(ApiError::BadRequest(format!(
+                    "unknown query parameter {:?}; allowed: {allowed}",
+                    truncate_to(&key, quote_chars)
                 )));
             }
             if value.is_empty() && !EMPTY_MEANS_ABSENT.contains(&key.as_str()) {
@@ -45,13 +82,27 @@ impl Params {
     }
 
     /// The raw value of a parameter (`None` if absent or empty).
-    pub(crate) fn get(&self, key: &str) -> Option<&str> {
+    pub fn get(&self, key: &str) -> Option<&str> {
         self.0
             .get(key)
             .map(String::as_str)
             .filter(|v| !v.is_empty())
     }
 
+    /// `entityVersion`: the revision a stream resumes after (`None` if
+    /// absent or empty); an unparsable one is a 400.
+    pub fn entity_version(&self) -> Result<Option<Revision>, ApiError> {
+        self.get("entityVersion")
+            .map(|s| {
+                s.parse::<Revision>()
+                    .map_err(|e| ApiError::BadRequest(format!("invalid entityVersion: {e}")))
+            })
+            .transpose()
+    }
+}
+
+/// The cluster-state routes' values.
+impl Params {
     /// `status`, validated for the kind and written as ECS spells it.
     pub(crate) fn status(&self, kind: EntityKind) -> Result<Option<String>, ApiError> {
         let Some(s) = self.get("status") else {
@@ -113,16 +164,6 @@ impl Params {
             })
             .transpose()
     }
-
-    /// `entityVersion`: the revision a stream resumes after.
-    pub(crate) fn entity_version(&self) -> Result<Option<Revision>, ApiError> {
-        self.get("entityVersion")
-            .map(|s| {
-                s.parse::<Revision>()
-                    .map_err(|e| ApiError::BadRequest(format!("invalid entityVersion: {e}")))
-            })
-            .transpose()
-    }
 }
 
 /// Validates a cluster given by name (1-255 letters, digits, `-`, `_`) or ARN.
@@ -169,7 +210,12 @@ pub(crate) fn decode_token(token: &str) -> Option<Arn> {
 
 /// The first 100 characters of user input, for error messages.
 fn truncate(s: &str) -> String {
-    s.chars().take(100).collect()
+    truncate_to(s, 100)
+}
+
+/// The first `max_chars` characters of user input, for error messages.
+pub fn truncate_to(s: &str, max_chars: usize) -> String {
+    s.chars().take(max_chars).collect()
 }
 
 #[cfg(test)]

@@ -7,9 +7,8 @@ use axum::response::{IntoResponse, Response};
 use blox_core::model::{Arn, EntityKind};
 use futures::StreamExt;
 
-use super::entities::{RawPairs, pairs};
 use super::error::ApiError;
-use super::params::Params;
+use super::params::{Params, RawQuery, query_pairs};
 use super::{ApiState, shape};
 use crate::store::{Filter, StoreError, WatchEvent};
 
@@ -21,7 +20,7 @@ const STREAM_KEYS: &[&str] = &["entityVersion", "cluster"];
 /// `GET /v1/stream/instances`.
 pub(crate) async fn stream_instances(
     State(s): State<ApiState>,
-    q: RawPairs,
+    q: RawQuery,
 ) -> Result<Response, ApiError> {
     stream(s, q, EntityKind::Instance).await
 }
@@ -29,13 +28,13 @@ pub(crate) async fn stream_instances(
 /// `GET /v1/stream/tasks`.
 pub(crate) async fn stream_tasks(
     State(s): State<ApiState>,
-    q: RawPairs,
+    q: RawQuery,
 ) -> Result<Response, ApiError> {
     stream(s, q, EntityKind::Task).await
 }
 
-async fn stream(s: ApiState, q: RawPairs, kind: EntityKind) -> Result<Response, ApiError> {
-    let p = Params::parse(pairs(q)?, STREAM_KEYS)?;
+async fn stream(s: ApiState, q: RawQuery, kind: EntityKind) -> Result<Response, ApiError> {
+    let p = Params::parse(query_pairs(q)?, STREAM_KEYS)?;
     let cluster = p.cluster()?;
     let after = match p.entity_version()? {
         Some(rev) => rev,

@@ -12,26 +12,39 @@ use blox_core::model::{ContainerInstance, InstanceStatus, Task, TaskStatus, Time
 /// versions (emulators) the content decides, ignoring `updated_at`, which
 /// only events carry.
 pub(crate) fn instance_changed(ecs: &ContainerInstance, stored: &ContainerInstance) -> bool {
-    match (ecs.version, stored.version) {
-        (Some(a), Some(b)) => a > b,
-        (None, Some(_)) => false,
-        _ => {
-            let mut a = ecs.clone();
-            a.updated_at = stored.updated_at;
-            a != *stored
-        }
-    }
+    changed(
+        ecs,
+        stored,
+        |i| i.version,
+        |a, b| a.updated_at = b.updated_at,
+    )
 }
 
 /// Whether ECS's description of a task says something the store lacks (see
 /// [`instance_changed`]).
 pub(crate) fn task_changed(ecs: &Task, stored: &Task) -> bool {
-    match (ecs.version, stored.version) {
+    changed(
+        ecs,
+        stored,
+        |t| t.version,
+        |a, b| a.updated_at = b.updated_at,
+    )
+}
+
+/// The comparison [`instance_changed`] describes, for any entity given how
+/// to read its ECS version and copy `updated_at` from one to another.
+fn changed<T: Clone + PartialEq>(
+    ecs: &T,
+    stored: &T,
+    version: impl Fn(&T) -> Option<u64>,
+    copy_updated_at: impl Fn(&mut T, &T),
+) -> bool {
+    match (version(ecs), version(stored)) {
         (Some(a), Some(b)) => a > b,
         (None, Some(_)) => false,
         _ => {
             let mut a = ecs.clone();
-            a.updated_at = stored.updated_at;
+            copy_updated_at(&mut a, stored);
             a != *stored
         }
     }
