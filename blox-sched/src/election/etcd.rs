@@ -129,7 +129,7 @@ impl LeaderElection for EtcdElection {
     }
 
     async fn resign(&self) {
-        self.signals.depose();
+        self.signals.resign();
         self.resign.send_replace(true);
         let task = self.task.lock().ok().and_then(|mut t| t.take());
         if let Some(task) = task {
@@ -283,7 +283,7 @@ impl Campaign {
         loop {
             tokio::select! {
                 _ = resigned(resign) => {
-                    self.signals.depose();
+                    self.signals.resign();
                     let txn = Txn::new()
                         .when([Compare::mod_revision(self.etcd_key.clone(), CompareOp::Equal, revision)])
                         .and_then([TxnOp::delete(self.etcd_key.clone(), None)]);

@@ -71,7 +71,7 @@ impl LeaderElection for LocalElection {
         let Some(term) = self.signals.current() else {
             return;
         };
-        self.signals.depose();
+        self.signals.resign();
         let deleted = self
             .store
             .kv_delete(&term.key, Some(KvExpect::Revision(term.revision)))

@@ -113,11 +113,24 @@ impl Signals {
 
     /// Withdraws leadership (the flag first, so readers stop at once).
     pub(crate) fn depose(&self) {
-        let was = self.leader.send_replace(false);
-        self.term.send_replace(None);
-        if was {
+        if self.withdraw() {
             tracing::warn!("leadership lost");
         }
+    }
+
+    /// Withdraws leadership because this process gave it up (no warning).
+    pub(crate) fn resign(&self) {
+        if self.withdraw() {
+            tracing::info!("leadership resigned");
+        }
+    }
+
+    /// Withdraws leadership (the flag first, so readers stop at once);
+    /// returns whether this process was leading.
+    fn withdraw(&self) -> bool {
+        let was = self.leader.send_replace(false);
+        self.term.send_replace(None);
+        was
     }
 
     pub(crate) fn is_leader(&self) -> watch::Receiver<bool> {
