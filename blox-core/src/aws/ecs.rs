@@ -14,7 +14,7 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use super::convert::{self, ConvertError};
 use super::error::classify;
-use super::operation::Operation;
+use super::operation::{CallLog, Operation};
 use super::ratelimit::{RateLimit, RateLimiter};
 use super::retry::RetryPolicy;
 use crate::model::{
@@ -68,8 +68,7 @@ pub struct EcsAdapter {
     client: aws_sdk_ecs::Client,
     limiter: Arc<RateLimiter>,
     retry: RetryPolicy,
-    #[cfg(test)]
-    called: Arc<std::sync::Mutex<std::collections::BTreeSet<&'static str>>>,
+    calls: CallLog,
 }
 
 impl EcsAdapter {
@@ -123,8 +122,7 @@ impl EcsAdapter {
             client,
             limiter: Arc::new(RateLimiter::default()),
             retry: RetryPolicy::default(),
-            #[cfg(test)]
-            called: Arc::default(),
+            calls: CallLog::default(),
         }
     }
 
@@ -160,16 +158,7 @@ impl EcsAdapter {
         Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        debug_assert!(
-            Self::IAM_ACTIONS.contains(&op.iam_action),
-            "{} is not declared in EcsAdapter::IAM_ACTIONS",
-            op.iam_action
-        );
-        #[cfg(test)]
-        self.called
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(op.iam_action);
+        self.calls.note(op, Self::IAM_ACTIONS, "EcsAdapter");
         let send = &send;
         let limiter = &self.limiter;
         self.retry
@@ -193,10 +182,7 @@ impl EcsAdapter {
     /// The IAM actions called so far (tests check them against `IAM_ACTIONS`).
     #[cfg(test)]
     pub(crate) fn called_actions(&self) -> std::collections::BTreeSet<&'static str> {
-        self.called
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.calls.actions()
     }
 }
 

@@ -35,3 +35,37 @@ impl Operation {
         }
     }
 }
+
+/// Checks every call an adapter makes against the IAM actions it declares
+/// and, in unit tests, records the actions called, so a test can compare
+/// what the code calls with what the deployment policy grants.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CallLog {
+    #[cfg(test)]
+    called: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<&'static str>>>,
+}
+
+impl CallLog {
+    /// Notes a call of `op` by `adapter`, whose declared actions are `declared`.
+    pub(crate) fn note(&self, op: Operation, declared: &[&str], adapter: &str) {
+        debug_assert!(
+            declared.contains(&op.iam_action),
+            "{} is not declared in {adapter}::IAM_ACTIONS",
+            op.iam_action
+        );
+        #[cfg(test)]
+        self.called
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(op.iam_action);
+    }
+
+    /// The IAM actions called so far.
+    #[cfg(test)]
+    pub(crate) fn actions(&self) -> std::collections::BTreeSet<&'static str> {
+        self.called
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}

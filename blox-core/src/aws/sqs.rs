@@ -12,7 +12,7 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use super::error::classify;
-use super::operation::Operation;
+use super::operation::{CallLog, Operation};
 use super::retry::RetryPolicy;
 use crate::ports::{DeleteFailure, EventSource, Message, SourceError};
 
@@ -95,8 +95,7 @@ pub struct SqsEventSource {
     client: aws_sdk_sqs::Client,
     queue_url: String,
     retry: RetryPolicy,
-    #[cfg(test)]
-    called: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<&'static str>>>,
+    calls: CallLog,
 }
 
 impl SqsEventSource {
@@ -164,8 +163,7 @@ impl SqsEventSource {
             client,
             queue_url: queue_url.into(),
             retry: RetryPolicy::default(),
-            #[cfg(test)]
-            called: Default::default(),
+            calls: CallLog::default(),
         }
     }
 
@@ -213,16 +211,7 @@ impl SqsEventSource {
         Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        debug_assert!(
-            Self::IAM_ACTIONS.contains(&op.iam_action),
-            "{} is not declared in SqsEventSource::IAM_ACTIONS",
-            op.iam_action
-        );
-        #[cfg(test)]
-        self.called
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(op.iam_action);
+        self.calls.note(op, Self::IAM_ACTIONS, "SqsEventSource");
         let send = &send;
         self.retry
             .run(
@@ -236,10 +225,7 @@ impl SqsEventSource {
     /// The IAM actions called so far (tests check them against `IAM_ACTIONS`).
     #[cfg(test)]
     pub(crate) fn called_actions(&self) -> std::collections::BTreeSet<&'static str> {
-        self.called
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.calls.actions()
     }
 }
 
