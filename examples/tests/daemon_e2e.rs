@@ -4,79 +4,33 @@
 //! graceful shutdown; clear errors for bad flags.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[allow(dead_code)]
-#[path = "../../blox-state/tests/http_support/client.rs"]
-mod client;
+mod support;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
+use support::{Proc, client, daemon, free_port, items, local, set_instance_state, wait_for};
 
+/// A daemon on a free port.
 struct Daemon {
-    child: Child,
+    proc: Proc,
     addr: SocketAddr,
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn start(args: &[&str]) -> Daemon {
-    let port = free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_blox-daemon"))
-        .args(["--bind", &addr.to_string(), "--log-level", "warn"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let d = Daemon { child, addr };
-    wait_for(
-        "the daemon to answer /v1/ping",
-        Duration::from_secs(60),
-        async || {
-            tokio::net::TcpStream::connect(addr).await.is_ok()
-                && client::get(addr, "/v1/ping").await.status == 200
-        },
-    )
-    .await;
-    d
-}
-
-async fn wait_for(what: &str, deadline: Duration, mut f: impl AsyncFnMut() -> bool) {
-    let end = Instant::now() + deadline;
-    while Instant::now() < end {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let addr = local(free_port());
+    Daemon {
+        proc: daemon(addr, args).await,
+        addr,
     }
-    panic!("timed out waiting for {what}");
-}
-
-fn items(v: &Value) -> Vec<Value> {
-    v["items"].as_array().cloned().unwrap_or_default()
 }
 
 /// SIGTERM, then the exit status within a generous deadline.
 fn terminate(d: &mut Daemon) -> std::process::ExitStatus {
-    let pid = d.child.id().to_string();
+    let pid = d.proc.0.id().to_string();
     assert!(
         Command::new("kill")
             .args(["-TERM", &pid])
@@ -86,7 +40,7 @@ fn terminate(d: &mut Daemon) -> std::process::ExitStatus {
     );
     let end = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Some(status) = d.child.try_wait().unwrap() {
+        if let Some(status) = d.proc.0.try_wait().unwrap() {
             return status;
         }
         assert!(
@@ -175,13 +129,7 @@ async fn a_deployed_environment_puts_exactly_one_task_on_every_simulated_instanc
         .as_str()
         .unwrap()
         .to_owned();
-    let drained = client::request(
-        addr,
-        "PUT",
-        &format!("/v1/simulator/instances/{victim}/state"),
-        Some(r#"{"status":"DRAINING"}"#),
-    )
-    .await;
+    let drained = set_instance_state(addr, &victim, "DRAINING").await;
     assert_eq!(
         drained.status,
         200,

@@ -8,74 +8,17 @@
 //! -- --ignored --nocapture render_time`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[allow(dead_code)]
-#[path = "../../blox-state/tests/http_support/client.rs"]
-mod client;
+mod support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::{Value, json};
-
-/// A child process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn wait_for(what: &str, deadline: Duration, mut f: impl AsyncFnMut() -> bool) {
-    let end = Instant::now() + deadline;
-    while Instant::now() < end {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
-async fn answers(addr: SocketAddr, path: &str) -> bool {
-    tokio::net::TcpStream::connect(addr).await.is_ok()
-        && client::get(addr, path).await.status == 200
-}
-
-/// `blox-daemon` on `addr` with extra flags, once it answers `/v1/ping`.
-async fn daemon(addr: SocketAddr, args: &[&str]) -> Proc {
-    let child = Command::new(env!("CARGO_BIN_EXE_blox-daemon"))
-        .args(["--bind", &addr.to_string(), "--log-level", "warn"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let p = Proc(child);
-    wait_for(
-        "the daemon to answer /v1/ping",
-        Duration::from_secs(60),
-        async || answers(addr, "/v1/ping").await,
-    )
-    .await;
-    p
-}
-
-fn local(port: u16) -> SocketAddr {
-    format!("127.0.0.1:{port}").parse().unwrap()
-}
+use support::{
+    Proc, answers, client, daemon, free_port, items, local, set_instance_state, wait_for,
+};
 
 /// The path of an executable on `PATH`, or a failure saying how to install it.
 fn require(program: &str) -> PathBuf {
@@ -221,10 +164,6 @@ async fn count(b: &Browser, selector: &str) -> u64 {
     b.eval(&script).await.as_u64().unwrap()
 }
 
-fn items(v: &Value) -> Vec<Value> {
-    v["items"].as_array().cloned().unwrap_or_default()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_map_follows_a_deployment_and_a_drain_without_a_reload() {
     let addr = local(free_port());
@@ -287,13 +226,7 @@ async fn the_map_follows_a_deployment_and_a_drain_without_a_reload() {
     })
     .await;
 
-    let drained = client::request(
-        addr,
-        "PUT",
-        &format!("/v1/simulator/instances/{victim}/state"),
-        Some(r#"{"status":"DRAINING"}"#),
-    )
-    .await;
+    let drained = set_instance_state(addr, &victim, "DRAINING").await;
     assert_eq!(drained.status, 200);
     wait_for(
         "the drained tile to turn DRAINING",
@@ -464,13 +397,7 @@ async fn render_time_of_5000_instances() {
         .as_str()
         .unwrap()
         .to_owned();
-    let drained = client::request(
-        addr,
-        "PUT",
-        &format!("/v1/simulator/instances/{arn}/state"),
-        Some(r#"{"status":"DRAINING"}"#),
-    )
-    .await;
+    let drained = set_instance_state(addr, &arn, "DRAINING").await;
     assert_eq!(drained.status, 200);
     let tile = format!("document.querySelector('.tile[data-arn=\"{arn}\"]').dataset.status");
     wait_for("the drained tile", Duration::from_secs(60), async || {

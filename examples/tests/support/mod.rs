@@ -1,0 +1,91 @@
+//! What the daemon's process-level tests share: the HTTP client, free
+//! ports, polling with a deadline, and starting `blox-daemon`.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../../../blox-state/tests/http_support/client.rs"]
+pub mod client;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A child process killed when dropped.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A loopback port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `127.0.0.1:port`.
+pub fn local(port: u16) -> SocketAddr {
+    format!("127.0.0.1:{port}").parse().unwrap()
+}
+
+/// Polls `f` until it holds, failing the test after `deadline`.
+pub async fn wait_for(what: &str, deadline: Duration, mut f: impl AsyncFnMut() -> bool) {
+    let end = Instant::now() + deadline;
+    while Instant::now() < end {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Whether `GET path` on `addr` answers 200.
+pub async fn answers(addr: SocketAddr, path: &str) -> bool {
+    tokio::net::TcpStream::connect(addr).await.is_ok()
+        && client::get(addr, path).await.status == 200
+}
+
+/// `blox-daemon` on `addr` with extra flags, once it answers `/v1/ping`.
+pub async fn daemon(addr: SocketAddr, args: &[&str]) -> Proc {
+    let child = Command::new(env!("CARGO_BIN_EXE_blox-daemon"))
+        .args(["--bind", &addr.to_string(), "--log-level", "warn"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let p = Proc(child);
+    wait_for(
+        "the daemon to answer /v1/ping",
+        Duration::from_secs(60),
+        async || answers(addr, "/v1/ping").await,
+    )
+    .await;
+    p
+}
+
+/// The `items` of a list response.
+pub fn items(v: &Value) -> Vec<Value> {
+    v["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// Sets a simulated instance's status (`DRAINING`, `ACTIVE`) through the
+/// simulator endpoint.
+pub async fn set_instance_state(addr: SocketAddr, arn: &str, status: &str) -> client::Response {
+    client::request(
+        addr,
+        "PUT",
+        &format!("/v1/simulator/instances/{arn}/state"),
+        Some(&format!(r#"{{"status":"{status}"}}"#)),
+    )
+    .await
+}
