@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use rand::Rng;
+use crate::backoff::{self, Backoff, Jitter};
 
 /// How often and how patiently an adapter retries a throttled or unanswered call.
 ///
@@ -44,18 +44,12 @@ impl RetryPolicy {
 
     /// The upper bound of the wait before retry `retry` (0 = the first retry).
     pub fn backoff_ceiling(&self, retry: u32) -> Duration {
-        let factor = 2u32.checked_pow(retry).unwrap_or(u32::MAX);
-        self.base_delay
-            .checked_mul(factor)
-            .unwrap_or(Duration::MAX)
-            .min(self.max_delay)
+        backoff::ceiling(self.base_delay, self.max_delay, retry)
     }
 
     /// A random wait before retry `retry`, uniform in `[0, backoff_ceiling(retry)]`.
     pub fn backoff(&self, retry: u32) -> Duration {
-        let ceiling = self.backoff_ceiling(retry);
-        let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
-        Duration::from_nanos(rand::rng().random_range(0..=nanos))
+        Jitter::Full.draw(self.backoff_ceiling(retry))
     }
 
     /// Runs `attempt` until it succeeds, fails with an error `retryable`
@@ -72,11 +66,12 @@ impl RetryPolicy {
         E: std::fmt::Display,
     {
         let mut retry = 0u32;
+        let mut waits = Backoff::new(self.base_delay, self.max_delay).with_jitter(Jitter::Full);
         loop {
             match attempt().await {
                 Ok(v) => return Ok(v),
                 Err(e) if retry + 1 < self.max_attempts && retryable(&e) => {
-                    let wait = self.backoff(retry);
+                    let wait = waits.next_delay();
                     tracing::debug!(operation, attempt = retry + 1, ?wait, error = %e, "retrying");
                     tokio::time::sleep(wait).await;
                     retry += 1;

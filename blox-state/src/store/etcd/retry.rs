@@ -11,7 +11,12 @@
 use std::future::Future;
 use std::time::Duration;
 
+use blox_core::backoff::Backoff;
+
 use crate::store::StoreError;
+
+/// The longest wait between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// etcd-client's error, wrapped so that its cause (the gRPC status, the
 /// transport or I/O error) is reachable through `source()`.
@@ -109,7 +114,8 @@ pub(crate) fn to_store_error(what: &str, e: etcd_client::Error) -> StoreError {
 pub(crate) struct RetryPolicy {
     /// Attempts per request (at least 1).
     pub attempts: u32,
-    /// The first back-off; doubled after each failure, capped at 1 s.
+    /// The first back-off; doubled after each failure up to 1 s, each wait
+    /// drawn between half that and that (so clients do not retry in step).
     pub backoff: Duration,
     /// Deadline of one attempt.
     pub timeout: Duration,
@@ -149,7 +155,7 @@ impl RetryPolicy {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
-        let mut backoff = self.backoff;
+        let mut backoff = Backoff::new(self.backoff, MAX_BACKOFF);
         let attempts = self.attempts.max(1);
         let mut n = 0;
         loop {
@@ -164,8 +170,7 @@ impl RetryPolicy {
                 return Err(err);
             }
             tracing::debug!(attempt = n, error = ?err, "etcd request failed; retrying");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(1));
+            tokio::time::sleep(backoff.next_delay()).await;
         }
     }
 }
