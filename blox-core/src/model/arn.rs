@@ -98,15 +98,14 @@ struct Parts<'a> {
     path: &'a str,
 }
 
-fn split(s: &str) -> Result<Parts<'_>, &'static str> {
+/// Splits an ARN into its parts, checking only its shape (what
+/// [`Arn::parts`] needs on an ARN validated when it was built).
+fn locate(s: &str) -> Result<Parts<'_>, &'static str> {
     let mut it = s.splitn(6, ':');
     if it.next() != Some("arn") {
         return Err("does not start with \"arn:\"");
     }
     let partition = it.next().ok_or("missing partition")?;
-    if partition.is_empty() || !partition.starts_with("aws") {
-        return Err("partition must be aws, aws-cn, aws-us-gov or another aws partition");
-    }
     let service = it.next().ok_or("missing service")?;
     if service != "ecs" {
         return Err("service is not ecs");
@@ -118,15 +117,6 @@ fn split(s: &str) -> Result<Parts<'_>, &'static str> {
         .split_once('/')
         .ok_or("resource has no '/' (expected <type>/<id>)")?;
     let kind = ResourceKind::parse(kind).ok_or("unknown ECS resource type")?;
-    if path.is_empty() || path.split('/').any(str::is_empty) {
-        return Err("empty resource id");
-    }
-    if kind == ResourceKind::Cluster && path.contains('/') {
-        return Err("cluster name contains '/'");
-    }
-    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("contains whitespace or control characters");
-    }
     Ok(Parts {
         partition,
         region,
@@ -134,6 +124,24 @@ fn split(s: &str) -> Result<Parts<'_>, &'static str> {
         kind,
         path,
     })
+}
+
+/// Splits and fully validates an ARN.
+fn split(s: &str) -> Result<Parts<'_>, &'static str> {
+    let parts = locate(s)?;
+    if parts.partition.is_empty() || !parts.partition.starts_with("aws") {
+        return Err("partition must be aws, aws-cn, aws-us-gov or another aws partition");
+    }
+    if parts.path.is_empty() || parts.path.split('/').any(str::is_empty) {
+        return Err("empty resource id");
+    }
+    if parts.kind == ResourceKind::Cluster && parts.path.contains('/') {
+        return Err("cluster name contains '/'");
+    }
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("contains whitespace or control characters");
+    }
+    Ok(parts)
 }
 
 impl Arn {
@@ -161,7 +169,7 @@ impl Arn {
 
     fn parts(&self) -> Parts<'_> {
         // Validated at construction; an invalid value cannot exist.
-        split(&self.0).unwrap_or(Parts {
+        locate(&self.0).unwrap_or(Parts {
             partition: "",
             region: "",
             account: "",

@@ -74,22 +74,58 @@ impl Timestamp {
     }
 }
 
+impl Timestamp {
+    /// Writes the RFC 3339 form (`2016-12-06T16:41:06.991Z`) into `buf`; `None`
+    /// for instants outside the years 0000-9999.
+    fn rfc3339(self, buf: &mut [u8; 24]) -> Option<&str> {
+        const MS_PER_DAY: i64 = 86_400_000;
+        let days = self.0.div_euclid(MS_PER_DAY);
+        let ms_of_day = self.0.rem_euclid(MS_PER_DAY);
+        let (year, month, day) = civil_from_days(days);
+        if !(0..=9999).contains(&year) {
+            return None;
+        }
+        let fields = [
+            (0, 4, year),
+            (5, 2, month),
+            (8, 2, day),
+            (11, 2, ms_of_day / 3_600_000),
+            (14, 2, ms_of_day / 60_000 % 60),
+            (17, 2, ms_of_day / 1000 % 60),
+            (20, 3, ms_of_day % 1000),
+        ];
+        *buf = *b"0000-00-00T00:00:00.000Z";
+        for (start, len, mut value) in fields {
+            for i in (start..start + len).rev() {
+                buf[i] = b'0' + (value % 10) as u8;
+                value /= 10;
+            }
+        }
+        std::str::from_utf8(buf).ok()
+    }
+}
+
+/// The proleptic Gregorian (year, month, day) of a count of days since
+/// 1970-01-01 (the "days from civil" algorithm, inverted).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let nanos = i128::from(self.0) * 1_000_000;
-        match OffsetDateTime::from_unix_timestamp_nanos(nanos) {
-            Ok(t) => write!(
-                f,
-                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-                t.year(),
-                u8::from(t.month()),
-                t.day(),
-                t.hour(),
-                t.minute(),
-                t.second(),
-                t.millisecond()
-            ),
-            Err(_) => write!(f, "@{}ms", self.0),
+        let mut buf = [0u8; 24];
+        match self.rfc3339(&mut buf) {
+            Some(s) => f.write_str(s),
+            None => write!(f, "@{}ms", self.0),
         }
     }
 }
@@ -102,7 +138,11 @@ impl fmt::Debug for Timestamp {
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        let mut buf = [0u8; 24];
+        match self.rfc3339(&mut buf) {
+            Some(text) => s.serialize_str(text),
+            None => s.collect_str(self),
+        }
     }
 }
 
@@ -172,6 +212,56 @@ mod tests {
         let t = Timestamp::parse("2016-12-06T16:41:06.991Z").unwrap();
         assert_eq!(t.to_string(), "2016-12-06T16:41:06.991Z");
         assert_eq!(Timestamp::parse(&t.to_string()).unwrap(), t);
+    }
+
+    #[test]
+    fn display_matches_the_time_crate_across_the_calendar() {
+        // Leap years, century rules, month ends, pre-1970 and far future.
+        let mut ms: i64 = -62_167_219_200_000; // 0000-01-01T00:00:00Z
+        let end: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+        let mut step: i64 = 86_399_997;
+        while ms <= end {
+            let t = Timestamp::from_millis(ms);
+            let expected = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+                .map(|d| {
+                    format!(
+                        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+                        d.year(),
+                        u8::from(d.month()),
+                        d.day(),
+                        d.hour(),
+                        d.minute(),
+                        d.second(),
+                        d.millisecond()
+                    )
+                })
+                .unwrap();
+            assert_eq!(t.to_string(), expected, "{ms}");
+            assert_eq!(Timestamp::parse(&expected).unwrap(), t);
+            ms += step;
+            step = step * 7 % 9_000_000_000 + 1;
+        }
+        assert_eq!(
+            Timestamp::from_millis(end).to_string(),
+            "9999-12-31T23:59:59.999Z"
+        );
+        assert_eq!(
+            Timestamp::from_millis(end + 1).to_string(),
+            format!("@{}ms", end + 1)
+        );
+        assert_eq!(
+            Timestamp::from_millis(-1).to_string(),
+            "1969-12-31T23:59:59.999Z"
+        );
+    }
+
+    #[test]
+    fn serializes_as_the_display_string() {
+        let t = Timestamp::parse("2000-02-29T23:59:59.001Z").unwrap();
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            "\"2000-02-29T23:59:59.001Z\""
+        );
     }
 
     #[test]
