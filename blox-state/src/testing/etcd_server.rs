@@ -1,7 +1,10 @@
 //! Throwaway etcd servers for tests and benchmarks: one member
 //! ([`EtcdServer`]) or a cluster ([`EtcdCluster`]) on free loopback ports,
 //! with data in a temporary directory (under `/dev/shm` when it exists, so
-//! fsyncs are cheap), killed when dropped.
+//! fsyncs are cheap; set `BLOX_TEST_ETCD_DIR` to choose another place, e.g.
+//! a disk to measure with real fsyncs), killed when dropped. Data of a
+//! server that is never dropped (kept in a `static`) is removed by its
+//! watchdog when the test process exits.
 //!
 //! Needs the `etcd` and `etcdctl` binaries (etcd 3.4 or later) on `PATH`:
 //! run `scripts/install-deps.sh test`.
@@ -74,13 +77,29 @@ fn installed(binary: &'static str) -> Result<(), EtcdServerError> {
     }
 }
 
-fn temp_dir() -> Result<tempfile::TempDir, EtcdServerError> {
+/// The variable naming the directory for members' data (default `/dev/shm`
+/// when it exists, else the system's temporary directory).
+pub const DATA_DIR_VAR: &str = "BLOX_TEST_ETCD_DIR";
+
+/// A data directory under `parent`, else under [`DATA_DIR_VAR`], else
+/// `/dev/shm`, else the system's temporary directory.
+fn temp_dir(parent: Option<&Path>) -> Result<tempfile::TempDir, EtcdServerError> {
     let shm = Path::new("/dev/shm");
     let builder = {
         let mut b = tempfile::Builder::new();
         b.prefix("blox-etcd-");
         b
     };
+    if let Some(dir) = parent {
+        return builder
+            .tempdir_in(dir)
+            .map_err(io(format!("creating a data directory in {dir:?}")));
+    }
+    if let Some(dir) = std::env::var_os(DATA_DIR_VAR) {
+        return builder.tempdir_in(&dir).map_err(io(format!(
+            "creating a data directory in {dir:?} ({DATA_DIR_VAR})"
+        )));
+    }
     if shm.is_dir()
         && let Ok(d) = builder.tempdir_in(shm)
     {
@@ -117,6 +136,13 @@ child=$!
 trap 'kill -9 $child 2>/dev/null; exit 0' TERM INT
 while kill -0 "$BLOX_PARENT" 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.5; done
 kill -9 $child 2>/dev/null
+wait $child 2>/dev/null
+# The test process is gone (a server kept in a `static` is never dropped):
+# remove the data it cannot remove itself.
+if ! kill -0 "$BLOX_PARENT" 2>/dev/null; then
+  rm -rf "$BLOX_ETCD_DATA" "$BLOX_ETCD_LOG"
+  rmdir "$(dirname "$BLOX_ETCD_DATA")" 2>/dev/null
+fi
 "#;
         let client = self.endpoint();
         let peer = self.peer_url();
@@ -136,6 +162,7 @@ kill -9 $child 2>/dev/null
             .args(["--initial-cluster-state", "new"])
             .args(["--logger", "zap", "--log-level", "warn"])
             .env("BLOX_ETCD_LOG", &self.log)
+            .env("BLOX_ETCD_DATA", &self.data_dir)
             .env("BLOX_PARENT", std::process::id().to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -230,9 +257,23 @@ pub struct EtcdCluster {
 impl EtcdCluster {
     /// Starts `size` members and waits until all are healthy.
     pub async fn start(size: usize) -> Result<EtcdCluster, EtcdServerError> {
+        EtcdCluster::start_with(size, None).await
+    }
+
+    /// Starts `size` members with their data in a new directory under
+    /// `parent` (e.g. on a disk rather than in memory, to measure with real
+    /// fsyncs) and waits until all are healthy.
+    pub async fn start_in(size: usize, parent: &Path) -> Result<EtcdCluster, EtcdServerError> {
+        EtcdCluster::start_with(size, Some(parent)).await
+    }
+
+    async fn start_with(
+        size: usize,
+        parent: Option<&Path>,
+    ) -> Result<EtcdCluster, EtcdServerError> {
         installed("etcd")?;
         installed("etcdctl")?;
-        let dir = temp_dir()?;
+        let dir = temp_dir(parent)?;
         let mut members = Vec::with_capacity(size);
         for i in 0..size.max(1) {
             let name = format!("n{}", i + 1);
@@ -339,8 +380,21 @@ impl EtcdServer {
         })
     }
 
+    /// Starts a member with its data in a new directory under `parent` and
+    /// waits until it is healthy.
+    pub async fn start_in(parent: &Path) -> Result<EtcdServer, EtcdServerError> {
+        Ok(EtcdServer {
+            cluster: EtcdCluster::start_in(1, parent).await?,
+        })
+    }
+
     /// The client URL (`http://127.0.0.1:PORT`).
     pub fn endpoint(&self) -> String {
         self.cluster.endpoints().remove(0)
+    }
+
+    /// The member's data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.cluster.members[0].data_dir
     }
 }
