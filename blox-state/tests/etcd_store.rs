@@ -22,6 +22,11 @@ static SERVER: OnceCell<EtcdServer> = OnceCell::const_new();
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
 async fn store() -> EtcdStore {
+    EtcdStore::connect(options().await).await.unwrap()
+}
+
+/// Options for a store under a prefix of its own on the shared server.
+async fn options() -> EtcdOptions {
     let server = SERVER
         .get_or_init(|| async { EtcdServer::start().await.expect("start etcd") })
         .await;
@@ -30,9 +35,15 @@ async fn store() -> EtcdStore {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::SeqCst)
     );
-    EtcdStore::connect(EtcdOptions::new([server.endpoint()]).with_prefix(prefix))
-        .await
-        .unwrap()
+    EtcdOptions::new([server.endpoint()]).with_prefix(prefix)
+}
+
+/// The raw bytes etcd holds for an entity of a store.
+async fn raw_value(s: &EtcdStore, arn: &Arn) -> Vec<u8> {
+    let key = format!("{}/e/task/{arn}", s.options().prefix);
+    let mut kv = s.client().kv_client();
+    let resp = kv.get(key, None).await.unwrap();
+    resp.kvs()[0].value().to_vec()
 }
 
 const CLUSTER: &str = "arn:aws:ecs:us-east-1:123456789012:cluster/c1";
@@ -579,5 +590,174 @@ async fn connecting_to_nothing_is_unavailable() {
     opts.retry_attempts = 2;
     opts.request_timeout = Duration::from_secs(1);
     let err = EtcdStore::connect(opts).await.unwrap_err();
+    assert!(err.is_unavailable(), "{err}");
+}
+
+/// Applies version `v` of the task "mixed".
+async fn put_mixed(s: &EtcdStore, v: u64) -> ApplyOutcome {
+    s.apply(Change::put(task("mixed", Some(v)))).await.unwrap()
+}
+
+#[tokio::test]
+async fn records_written_plain_or_compressed_read_alike() {
+    let opts = options().await;
+    let plain = EtcdStore::connect(EtcdOptions {
+        compress_records: false,
+        ..opts.clone()
+    })
+    .await
+    .unwrap();
+    let compressed = EtcdStore::connect(opts).await.unwrap();
+    let arn = task_arn("mixed");
+    let mut w = plain.watch(Revision::new(plain.epoch(), 1)).await.unwrap();
+
+    assert!(put_mixed(&plain, 1).await.is_applied());
+    let plain_raw = raw_value(&plain, &arn).await;
+    assert_eq!(plain_raw.first(), Some(&b'{'));
+    let got = compressed.get(&arn).await.unwrap().unwrap();
+    assert_eq!(version_of(&got.entity), Some(1));
+
+    // The compressing store sees the plain record's version (its guard
+    // holds) and writes the next one compressed.
+    assert!(matches!(
+        put_mixed(&compressed, 1).await,
+        ApplyOutcome::Stale { .. }
+    ));
+    assert!(put_mixed(&compressed, 2).await.is_applied());
+    let raw = raw_value(&plain, &arn).await;
+    assert_eq!(raw[..2], [0xFF, b's']);
+    assert!(
+        raw.len() < plain_raw.len(),
+        "{} >= {}",
+        raw.len(),
+        plain_raw.len()
+    );
+
+    // Both read it back: get, list and watch.
+    for s in [&plain, &compressed] {
+        let got = s.get(&arn).await.unwrap().unwrap();
+        assert_eq!(version_of(&got.entity), Some(2));
+        let listed = s.list(EntityKind::Task, &Filter::default()).await.unwrap();
+        assert_eq!(listed.items.len(), 1);
+        assert_eq!(version_of(&listed.items[0].entity), Some(2));
+    }
+    let versions: Vec<Option<u64>> = [next_event(&mut w).await, next_event(&mut w).await]
+        .iter()
+        .map(|e| match e {
+            WatchEvent::Put(v) => version_of(&v.entity),
+            WatchEvent::Delete { .. } => None,
+        })
+        .collect();
+    assert_eq!(versions, [Some(1), Some(2)]);
+
+    // And a delete over the compressed record leaves a readable tombstone.
+    assert!(
+        plain
+            .apply(Change::delete(arn.clone(), Some(3)))
+            .await
+            .unwrap()
+            .is_applied()
+    );
+    assert!(compressed.get(&arn).await.unwrap().is_none());
+    assert!(matches!(
+        put_mixed(&compressed, 3).await,
+        ApplyOutcome::Stale { .. }
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_callers_are_merged_into_shared_transactions() {
+    let s = EtcdStore::connect(EtcdOptions {
+        write_concurrency: 1,
+        ..options().await
+    })
+    .await
+    .unwrap();
+    // Warm the connection so the first transaction is not the slow one.
+    s.apply(Change::put(task("warm", Some(1)))).await.unwrap();
+    const CALLERS: usize = 60;
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(CALLERS));
+    let mut calls = Vec::new();
+    for i in 0..CALLERS {
+        let s = s.clone();
+        let barrier = barrier.clone();
+        calls.push(tokio::spawn(async move {
+            barrier.wait().await;
+            // Two versions of the caller's task, and one of a task shared
+            // by every caller (at the caller's own version).
+            s.apply_batch(vec![
+                Change::put(task(&format!("own-{i}"), Some(1))),
+                Change::put(task(&format!("own-{i}"), Some(2))),
+                Change::put(task("shared", Some(i as u64 + 1))),
+            ])
+            .await
+            .unwrap()
+        }));
+    }
+    let mut revisions = std::collections::BTreeSet::new();
+    let mut shared_applied = 0;
+    for call in calls {
+        let out = call.await.unwrap();
+        assert_eq!(out.len(), 3);
+        for o in &out[..2] {
+            match o {
+                ApplyOutcome::Applied { revision } => {
+                    revisions.insert(revision.seq);
+                }
+                other => panic!("own task not applied: {other:?}"),
+            }
+        }
+        shared_applied += usize::from(out[2].is_applied());
+    }
+    // Every caller's own task landed at its last version; the shared task
+    // at the highest version any caller sent, whatever the arrival order.
+    for i in 0..CALLERS {
+        let got = s
+            .get(&task_arn(&format!("own-{i}")))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(version_of(&got.entity), Some(2));
+    }
+    let shared = s.get(&task_arn("shared")).await.unwrap().unwrap();
+    assert_eq!(version_of(&shared.entity), Some(CALLERS as u64));
+    assert!(shared_applied >= 1);
+    // One transaction in flight at a time: callers that arrived while it
+    // was out were written together, so far fewer revisions than callers.
+    assert!(
+        revisions.len() < CALLERS / 2,
+        "{} revisions for {CALLERS} callers",
+        revisions.len()
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_change_fails_its_own_caller_only() {
+    let s = store().await;
+    let cluster = Arn::parse(CLUSTER).unwrap();
+    let (bad, good) = tokio::join!(
+        s.apply(Change::delete(cluster, Some(1))),
+        s.apply(Change::put(task("fine", Some(1))))
+    );
+    assert!(matches!(bad, Err(StoreError::Invalid(_))), "{bad:?}");
+    assert!(good.unwrap().is_applied());
+}
+
+#[test]
+fn a_store_used_after_its_runtime_is_gone_errors_instead_of_hanging() {
+    let first = tokio::runtime::Runtime::new().unwrap();
+    let s = first.block_on(store());
+    drop(first);
+    let second = tokio::runtime::Runtime::new().unwrap();
+    let err = second
+        .block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(30),
+                s.apply(Change::put(task("orphan", Some(1)))),
+            )
+            .await
+        })
+        .expect("an answer, not a hang")
+        .unwrap_err();
     assert!(err.is_unavailable(), "{err}");
 }

@@ -20,8 +20,9 @@
 //! * **Revisions.** Every write gets a [`Revision`]; lists carry the revision
 //!   they were read at, and [`StateStore::watch`] from that revision yields
 //!   every later change (puts and deletes) with no gap and no duplicate.
-//!   A backend may write a batch at one revision (etcd writes it in one
-//!   transaction), so several events can share a revision: a watcher that
+//!   A backend may write several changes at one revision (etcd writes a
+//!   batch, and the changes of concurrent callers that its writer merges, in
+//!   one transaction), so several events can share a revision: a watcher that
 //!   resumes from a revision must have handled every event of it.
 //!   History is bounded; asking for a revision older than the history, or
 //!   from another epoch (an earlier process of the memory store, another etcd

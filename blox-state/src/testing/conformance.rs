@@ -951,7 +951,8 @@ pub async fn watch_follows_live_changes_in_revision_order<S: StateStore>(store: 
 }
 
 /// Writers racing each other and a live watcher: the watcher sees every
-/// applied write exactly once, in revision order.
+/// applied write exactly once, in revision order (writes that landed
+/// together share their revision).
 pub async fn concurrent_writes_are_watched_without_gaps<S: StateStore>(store: &S) {
     const WRITERS: usize = 4;
     const WRITES: u64 = 25;
@@ -974,9 +975,11 @@ pub async fn concurrent_writes_are_watched_without_gaps<S: StateStore>(store: &S
         futures::join!(futures::future::join_all((0..WRITERS).map(writer)), reader);
     let mut written: Vec<Revision> = written.into_iter().flatten().collect();
     written.sort_by_key(|r| r.seq);
+    // Concurrent writes may share a revision (a backend may write them in
+    // one transaction), but the watcher never sees one go backwards.
     assert!(
-        seen.windows(2).all(|w| w[0].seq < w[1].seq),
-        "watch revisions must increase"
+        seen.windows(2).all(|w| w[0].seq <= w[1].seq),
+        "watch revisions must not decrease: {seen:?}"
     );
     assert_eq!(seen, written, "the watcher sees exactly the applied writes");
 }

@@ -1,92 +1,45 @@
-//! The batch writer: versioned compare-and-swap of many entities in few
-//! etcd transactions.
+//! One transaction of versioned compare-and-swap writes over a chunk of
+//! keys (the [`super::writer`] chooses the chunks: at most `max_txn_ops - 1`
+//! keys, [`super::EtcdOptions::max_txn_ops`], etcd's `--max-txn-ops`, 128 by
+//! default: etcd counts a transaction's nested transactions against what the
+//! outer one leaves, so the outer one holds at most one less).
 //!
-//! 1. Changes are grouped by key, keeping their order within a key.
-//! 2. Groups are cut into chunks of at most `max_txn_ops - 1` keys
-//!    ([`super::EtcdOptions::max_txn_ops`], etcd's `--max-txn-ops`, 128 by
-//!    default: etcd counts a transaction's nested transactions against what
-//!    the outer one leaves, so the outer one holds at most one less).
-//! 3. Each key's state comes from the cache of `key -> (mod_revision,
+//! 1. Each key's state comes from the cache of `key -> (mod_revision,
 //!    version)`; a key the cache does not know is assumed absent.
-//! 4. The changes of each key are decided in order over that state (as if
+//! 2. The changes of each key are decided in order over that state (as if
 //!    applied one by one); the last record decided to be written is the key's
 //!    write.
-//! 5. One transaction per chunk holds one nested transaction per key: "if the
-//!    key's `mod_revision` is still what the decision was based on, put the
-//!    write, else read the key". All the writes land at one revision, in one
-//!    raft entry. A key whose compare failed (another writer got in first,
-//!    the cache was behind) comes back with its current value and is decided
-//!    again in the next round; the other keys are done. A conflict thus costs
-//!    a round for the conflicting keys only, and a cold cache costs one round.
-
-use std::collections::HashMap;
+//! 3. One transaction holds one nested transaction per key: "if the key's
+//!    `mod_revision` is still what the decision was based on, put the write,
+//!    else read the key". All the writes land at one revision, in one raft
+//!    entry. A key whose compare failed (another process wrote it, the cache
+//!    was behind) comes back with its current value and is decided again in
+//!    the next round; the other keys are done. A conflict thus costs a round
+//!    for the conflicting keys only, and a cold cache costs one round.
 
 use blox_core::model::Timestamp;
 use etcd_client::{Compare, CompareOp, Txn, TxnOp, TxnOpResponse};
-use futures::StreamExt;
 
 use super::Inner;
 use super::record::{Decision, Record, Stored, decide};
 use crate::store::{ApplyOutcome, Change, Result, StoreError};
 
-/// Chunks written concurrently by one batch.
-const CONCURRENT_CHUNKS: usize = 4;
-
 /// Conflicting rounds before giving up (each conflict means another writer
 /// succeeded, so this is only reached under extreme contention).
 const MAX_ROUNDS: usize = 1000;
 
-/// The changes to one key, by their index in the batch.
-struct Group {
-    key: Vec<u8>,
-    idxs: Vec<usize>,
-}
-
-pub(crate) async fn apply_batch(inner: &Inner, changes: Vec<Change>) -> Result<Vec<ApplyOutcome>> {
-    let mut groups: Vec<Group> = Vec::new();
-    let mut by_key: HashMap<Vec<u8>, usize> = HashMap::new();
-    for (i, change) in changes.iter().enumerate() {
-        if let Some(guard) = change.unchanged_since {
-            inner.check_epoch(guard)?;
-        }
-        let key = inner.keys.entity(change.arn())?;
-        match by_key.get(&key) {
-            Some(&g) => groups[g].idxs.push(i),
-            None => {
-                by_key.insert(key.clone(), groups.len());
-                groups.push(Group { key, idxs: vec![i] });
-            }
-        }
-    }
-    let now = Timestamp::now();
-    let mut outcomes: Vec<Option<ApplyOutcome>> = vec![None; changes.len()];
-    let mut chunks: Vec<Vec<Group>> = Vec::new();
-    let mut it = groups.into_iter().peekable();
-    while it.peek().is_some() {
-        let keys = inner.options.max_txn_ops.saturating_sub(1).max(1);
-        chunks.push(it.by_ref().take(keys).collect());
-    }
-    let changes = &changes;
-    let results: Vec<Result<Vec<(usize, ApplyOutcome)>>> = futures::stream::iter(chunks)
-        .map(|chunk| write_chunk(inner, changes, chunk, now))
-        .buffer_unordered(CONCURRENT_CHUNKS)
-        .collect()
-        .await;
-    for r in results {
-        for (i, o) in r? {
-            outcomes[i] = Some(o);
-        }
-    }
-    outcomes
-        .into_iter()
-        .map(|o| o.ok_or_else(|| StoreError::Invalid("a change got no outcome".into())))
-        .collect()
+/// The changes to one key, by their index in the chunk's changes.
+pub(super) struct Group {
+    /// The key.
+    pub(super) key: Vec<u8>,
+    /// Its changes, in the order they apply.
+    pub(super) idxs: Vec<usize>,
 }
 
 /// Writes one chunk: decide, then one transaction holding a nested
 /// compare-and-swap transaction per key; keys whose compare failed come back
 /// with their current value and are decided again in the next round.
-async fn write_chunk(
+pub(super) async fn write_chunk(
     inner: &Inner,
     changes: &[Change],
     chunk: Vec<Group>,
@@ -123,7 +76,11 @@ async fn write_chunk(
             let mut then = Vec::new();
             let written = match write {
                 Some(record) => {
-                    then.push(TxnOp::put(key.clone(), record.encode()?, None));
+                    then.push(TxnOp::put(
+                        key.clone(),
+                        record.encode(inner.options.compress_records)?,
+                        None,
+                    ));
                     Some(Stored {
                         state: record.state(),
                         mod_revision: 0,

@@ -5,7 +5,9 @@
 //! under `{prefix}/kv/{key}` (see [`EtcdOptions::prefix`]). An entity key holds
 //! the JSON of either the live entity (`{"live": {...}}`) or its tombstone
 //! (`{"tombstone": {"arn", "version", "deletedAt"}}`), so the
-//! compare-and-swap logic is the same for puts and deletes.
+//! compare-and-swap logic is the same for puts and deletes. That JSON is
+//! stored compressed (Snappy, behind the two bytes `0xFF 's'`) unless
+//! [`EtcdOptions::compress_records`] is off; both forms are always read.
 //!
 //! # Revisions
 //! A [`Revision`] is etcd's revision with the etcd cluster id as its epoch: a
@@ -14,14 +16,21 @@
 //! [`StoreError::Compacted`].
 //!
 //! # Writes
-//! [`StateStore::apply_batch`] never reads then blindly writes: it merges
-//! changes to the same ARN, takes each key's state from a local cache of
+//! [`StateStore::apply_batch`] never reads then blindly writes. One writer
+//! task per store merges the changes of all concurrent callers by ARN (in
+//! arrival order), takes each key's state from a local cache of
 //! `key -> (mod_revision, version)` (a key it does not know is assumed
 //! absent), decides with the version rules, and writes in transactions of up
 //! to 127 keys, each key in a nested transaction whose compare checks the
-//! key's `mod_revision` is still what was decided on. Where another writer
-//! got in first (or the cache was behind), the nested transaction's failure
-//! branch returns the key's current value and that key is decided again.
+//! key's `mod_revision` is still what was decided on. It keeps up to
+//! [`EtcdOptions::write_concurrency`] transactions in flight and never puts
+//! one key in two of them, so concurrent callers do not conflict; under load
+//! the transactions fill up. Where another process got in first (or the
+//! cache was behind), the nested transaction's failure branch returns the
+//! key's current value and that key is decided again.
+//!
+//! The writer runs on the tokio runtime that called [`EtcdStore::connect`];
+//! use the store on that runtime.
 //!
 //! # History and maintenance
 //! etcd keeps every revision until it is compacted.
@@ -53,6 +62,7 @@ mod maintenance;
 mod record;
 mod retry;
 mod watch;
+mod writer;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -104,6 +114,18 @@ pub struct EtcdOptions {
     /// How many keys' `(mod_revision, version)` the write path caches to skip
     /// reads (default 1,000,000; 0 disables the cache).
     pub cache_capacity: usize,
+    /// How many write transactions the store keeps in flight at once
+    /// (default 8). Callers' changes wait while all are busy and are then
+    /// merged into full transactions.
+    pub write_concurrency: usize,
+    /// Whether entity records are written compressed (default true): Snappy
+    /// over the JSON, about half its size for a typical task, so etcd's
+    /// database, its write-ahead log and the watch streams carry half the
+    /// bytes and writes go faster. Records of either form are always read,
+    /// so this can be changed at any time. Compressed values are not
+    /// readable with `etcdctl get`; read entities through the store or the
+    /// HTTP API.
+    pub compress_records: bool,
 }
 
 impl Default for EtcdOptions {
@@ -119,6 +141,8 @@ impl Default for EtcdOptions {
             retry_backoff: Duration::from_millis(50),
             max_txn_ops: 128,
             cache_capacity: 1_000_000,
+            write_concurrency: 8,
+            compress_records: true,
         }
     }
 }
@@ -144,6 +168,7 @@ impl EtcdOptions {
 #[derive(Clone)]
 pub struct EtcdStore {
     inner: Arc<Inner>,
+    writer: Arc<writer::Writer>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -226,17 +251,17 @@ impl EtcdStore {
                 message: "etcd response without a header".into(),
                 source: None,
             })?;
-        Ok(EtcdStore {
-            inner: Arc::new(Inner {
-                client,
-                keys,
-                epoch: header.cluster_id(),
-                policy,
-                options,
-                cache: Mutex::new(HashMap::new()),
-                compacted: std::sync::atomic::AtomicI64::new(0),
-            }),
-        })
+        let inner = Arc::new(Inner {
+            client,
+            keys,
+            epoch: header.cluster_id(),
+            policy,
+            options,
+            cache: Mutex::new(HashMap::new()),
+            compacted: std::sync::atomic::AtomicI64::new(0),
+        });
+        let writer = Arc::new(writer::Writer::spawn(inner.clone()));
+        Ok(EtcdStore { inner, writer })
     }
 
     /// The store's epoch: the etcd cluster id.
@@ -481,7 +506,7 @@ impl Inner {
 #[async_trait]
 impl StateStore for EtcdStore {
     async fn apply_batch(&self, changes: Vec<Change>) -> Result<Vec<ApplyOutcome>> {
-        apply::apply_batch(&self.inner, changes).await
+        self.writer.apply(&self.inner, changes).await
     }
 
     async fn get(&self, arn: &Arn) -> Result<Option<Versioned>> {

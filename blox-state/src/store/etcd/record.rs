@@ -34,18 +34,56 @@ pub(crate) struct Tombstone {
     pub deleted_at: Timestamp,
 }
 
+/// The first bytes of a compressed record: `0xFF` never starts JSON (nor
+/// any UTF-8 text), so both forms can be told apart and read.
+const SNAPPY_TAG: [u8; 2] = [0xFF, b's'];
+
+/// The largest record a compressed value may expand to (etcd refuses
+/// requests over 1.5 MiB by default; this leaves room for larger limits).
+const MAX_RECORD_BYTES: usize = 16 << 20;
+
 impl Record {
-    /// Decodes a stored value.
+    /// Decodes a stored value: JSON, or JSON compressed with Snappy behind
+    /// [`SNAPPY_TAG`].
     pub(crate) fn decode(key: &[u8], value: &[u8]) -> Result<Record, StoreError> {
-        serde_json::from_slice(value).map_err(|e| StoreError::Corrupt {
+        let corrupt = |message: String| StoreError::Corrupt {
             key: String::from_utf8_lossy(key).into_owned(),
-            message: e.to_string(),
-        })
+            message,
+        };
+        let expanded;
+        let json = match value.strip_prefix(&SNAPPY_TAG) {
+            None => value,
+            Some(block) => {
+                let len = snap::raw::decompress_len(block)
+                    .map_err(|e| corrupt(format!("bad compressed record: {e}")))?;
+                if len > MAX_RECORD_BYTES {
+                    return Err(corrupt(format!(
+                        "compressed record claims {len} bytes, over the {MAX_RECORD_BYTES}-byte limit"
+                    )));
+                }
+                expanded = snap::raw::Decoder::new()
+                    .decompress_vec(block)
+                    .map_err(|e| corrupt(format!("bad compressed record: {e}")))?;
+                &expanded[..]
+            }
+        };
+        serde_json::from_slice(json).map_err(|e| corrupt(e.to_string()))
     }
 
-    /// Encodes a value to store.
-    pub(crate) fn encode(&self) -> Result<Vec<u8>, StoreError> {
-        serde_json::to_vec(self).map_err(|e| StoreError::Invalid(format!("cannot encode: {e}")))
+    /// Encodes a value to store: its JSON, compressed if `compress`.
+    pub(crate) fn encode(&self, compress: bool) -> Result<Vec<u8>, StoreError> {
+        let json = serde_json::to_vec(self)
+            .map_err(|e| StoreError::Invalid(format!("cannot encode: {e}")))?;
+        if !compress {
+            return Ok(json);
+        }
+        let mut out = vec![0; SNAPPY_TAG.len() + snap::raw::max_compress_len(json.len())];
+        out[..SNAPPY_TAG.len()].copy_from_slice(&SNAPPY_TAG);
+        let n = snap::raw::Encoder::new()
+            .compress(&json, &mut out[SNAPPY_TAG.len()..])
+            .map_err(|e| StoreError::Invalid(format!("cannot compress: {e}")))?;
+        out.truncate(SNAPPY_TAG.len() + n);
+        Ok(out)
     }
 
     /// The summary of this value.
@@ -305,14 +343,56 @@ mod tests {
     }
 
     #[test]
-    fn records_round_trip_through_json() {
-        let r = Record::Tombstone(Tombstone {
+    fn records_round_trip_plain_and_compressed() {
+        let tombstone = Record::Tombstone(Tombstone {
             arn: arn(),
             version: Some(9),
             deleted_at: Timestamp::from_millis(1_000),
         });
-        let bytes = r.encode().unwrap();
-        assert_eq!(Record::decode(b"k", &bytes).unwrap(), r);
-        assert!(Record::decode(b"k", b"{").is_err());
+        let plain = tombstone.encode(false).unwrap();
+        assert_eq!(plain.first(), Some(&b'{'));
+        assert_eq!(Record::decode(b"k", &plain).unwrap(), tombstone);
+        let compressed = tombstone.encode(true).unwrap();
+        assert_eq!(compressed[..2], SNAPPY_TAG);
+        assert_eq!(Record::decode(b"k", &compressed).unwrap(), tombstone);
+    }
+
+    #[test]
+    fn compression_shrinks_a_task_record() {
+        let mut t = blox_core::model::Task::new(
+            Arn::parse("arn:aws:ecs:us-east-1:123456789012:task/prod/0123456789abcdef").unwrap(),
+            Arn::parse("arn:aws:ecs:us-east-1:123456789012:cluster/prod").unwrap(),
+            "arn:aws:ecs:us-east-1:123456789012:task-definition/web:42",
+        );
+        t.container_instance_arn = Some(
+            Arn::parse("arn:aws:ecs:us-east-1:123456789012:container-instance/prod/0123").unwrap(),
+        );
+        t.version = Some(4);
+        let live = Record::Live(Entity::from(t));
+        let plain = live.encode(false).unwrap();
+        let compressed = live.encode(true).unwrap();
+        assert!(
+            compressed.len() < plain.len(),
+            "{} >= {}",
+            compressed.len(),
+            plain.len()
+        );
+        assert_eq!(Record::decode(b"k", &compressed).unwrap(), live);
+    }
+
+    #[test]
+    fn corrupt_values_are_errors_naming_the_key() {
+        for bad in [
+            &b"{"[..],
+            &[0xFF, b's'][..],
+            &[0xFF, b's', 0x05, 0x01][..],
+            &[0xFF, b's', 0xFF, 0xFF, 0xFF, 0xFF, 0x7F][..],
+            &[0xFF, b'x', b'{', b'}'][..],
+        ] {
+            match Record::decode(b"/blox/e/task/x", bad) {
+                Err(StoreError::Corrupt { key, .. }) => assert_eq!(key, "/blox/e/task/x"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
     }
 }

@@ -1,0 +1,355 @@
+//! The coalescing writer: one task per store that merges the changes of all
+//! concurrent callers into few, full transactions.
+//!
+//! Callers hand their batch to the writer and wait for its outcomes. The
+//! writer keeps the changes it has not written yet grouped by key, in the
+//! order they arrived, and keeps up to [`super::EtcdOptions::write_concurrency`]
+//! transactions in flight. Whenever one is free it takes the oldest keys (up
+//! to a transaction's worth) whose earlier changes are not in flight, and
+//! writes all their changes in one transaction (see [`super::apply`]).
+//!
+//! So a key is never in two transactions at once (concurrent callers do not
+//! conflict with each other, and its changes apply in arrival order); while
+//! every slot is busy new changes accumulate, so under load transactions are
+//! full; and when the store is idle a batch is written at once.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use blox_core::model::Timestamp;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use tokio::sync::{mpsc, oneshot};
+
+use super::Inner;
+use super::apply::{Group, write_chunk};
+use crate::store::{ApplyOutcome, Change, Result, StoreError};
+
+/// The callers' side of the writer. Dropping it (with the last clone of the
+/// store) stops the writer task once its work is done.
+pub(super) struct Writer {
+    tx: mpsc::UnboundedSender<Request>,
+}
+
+/// One caller's batch: each change with its key.
+struct Request {
+    items: Vec<(Vec<u8>, Change)>,
+    reply: oneshot::Sender<Result<Vec<ApplyOutcome>>>,
+}
+
+impl Writer {
+    /// Starts the writer task on the current tokio runtime.
+    pub(super) fn spawn(inner: Arc<Inner>) -> Writer {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(inner, rx));
+        Writer { tx }
+    }
+
+    /// Applies a batch: validates it (so one caller's invalid change fails
+    /// that caller only), then waits for the writer's outcomes.
+    pub(super) async fn apply(
+        &self,
+        inner: &Inner,
+        changes: Vec<Change>,
+    ) -> Result<Vec<ApplyOutcome>> {
+        let mut items = Vec::with_capacity(changes.len());
+        for change in changes {
+            if let Some(guard) = change.unchanged_since {
+                inner.check_epoch(guard)?;
+            }
+            items.push((inner.keys.entity(change.arn())?, change));
+        }
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, outcome) = oneshot::channel();
+        self.tx
+            .send(Request { items, reply })
+            .map_err(|_| stopped())?;
+        outcome.await.map_err(|_| stopped())?
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Unavailable {
+        message: "the etcd store's writer task has stopped (its tokio runtime shut down)".into(),
+        source: None,
+    }
+}
+
+/// Where a change's outcome goes: its request and its position there.
+type Route = (u64, usize);
+
+/// A request waiting for outcomes.
+struct Waiting {
+    outcomes: Vec<Option<ApplyOutcome>>,
+    remaining: usize,
+    reply: Option<oneshot::Sender<Result<Vec<ApplyOutcome>>>>,
+}
+
+/// What a finished transaction reports: its keys, where each of its
+/// changes' outcome goes, and the outcomes (by change index) or the error.
+type Done = (Vec<Vec<u8>>, Vec<Route>, Result<Vec<(usize, ApplyOutcome)>>);
+
+/// The writer's state.
+struct State {
+    inner: Arc<Inner>,
+    /// Keys with unwritten changes, oldest first.
+    queue: VecDeque<Vec<u8>>,
+    /// The unwritten changes of each queued key, in arrival order.
+    pending: HashMap<Vec<u8>, Vec<(Change, Route)>>,
+    /// Keys in a transaction in flight.
+    writing: HashSet<Vec<u8>>,
+    waiting: HashMap<u64, Waiting>,
+    next_request: u64,
+    in_flight: FuturesUnordered<BoxFuture<'static, Done>>,
+}
+
+async fn run(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Request>) {
+    let mut state = State {
+        inner,
+        queue: VecDeque::new(),
+        pending: HashMap::new(),
+        writing: HashSet::new(),
+        waiting: HashMap::new(),
+        next_request: 0,
+        in_flight: FuturesUnordered::new(),
+    };
+    let mut open = true;
+    loop {
+        // Take everything already sent before filling transactions, so
+        // they are as full as the load allows.
+        while let Ok(request) = rx.try_recv() {
+            state.enqueue(request);
+        }
+        state.dispatch();
+        if !open && state.in_flight.is_empty() {
+            return;
+        }
+        tokio::select! {
+            request = rx.recv(), if open => match request {
+                Some(request) => state.enqueue(request),
+                None => open = false,
+            },
+            Some(done) = state.in_flight.next(), if !state.in_flight.is_empty() => {
+                state.finish(done);
+            }
+        }
+    }
+}
+
+impl State {
+    fn enqueue(&mut self, request: Request) {
+        let id = self.next_request;
+        self.next_request += 1;
+        self.waiting.insert(
+            id,
+            Waiting {
+                outcomes: vec![None; request.items.len()],
+                remaining: request.items.len(),
+                reply: Some(request.reply),
+            },
+        );
+        for (pos, (key, change)) in request.items.into_iter().enumerate() {
+            match self.pending.get_mut(&key) {
+                Some(changes) => changes.push((change, (id, pos))),
+                None => {
+                    self.queue.push_back(key.clone());
+                    self.pending.insert(key, vec![(change, (id, pos))]);
+                }
+            }
+        }
+    }
+
+    /// Starts transactions while slots are free and keys are ready.
+    fn dispatch(&mut self) {
+        let slots = self.inner.options.write_concurrency.max(1);
+        let max_keys = self.inner.options.max_txn_ops.saturating_sub(1).max(1);
+        while self.in_flight.len() < slots && !self.queue.is_empty() {
+            let mut keys = Vec::new();
+            let mut busy = Vec::new();
+            while keys.len() < max_keys {
+                let Some(key) = self.queue.pop_front() else {
+                    break;
+                };
+                if self.writing.contains(&key) {
+                    busy.push(key);
+                } else {
+                    keys.push(key);
+                }
+            }
+            // Keys still being written keep their place at the front.
+            for key in busy.into_iter().rev() {
+                self.queue.push_front(key);
+            }
+            if keys.is_empty() {
+                return;
+            }
+            self.start(keys);
+        }
+    }
+
+    /// Starts one transaction over these keys' pending changes.
+    fn start(&mut self, keys: Vec<Vec<u8>>) {
+        let mut changes = Vec::new();
+        let mut routes = Vec::new();
+        let mut groups = Vec::with_capacity(keys.len());
+        for key in &keys {
+            let mut idxs = Vec::new();
+            for (change, route) in self.pending.remove(key).unwrap_or_default() {
+                idxs.push(changes.len());
+                changes.push(change);
+                routes.push(route);
+            }
+            self.writing.insert(key.clone());
+            groups.push(Group {
+                key: key.clone(),
+                idxs,
+            });
+        }
+        // Each transaction is its own task: deciding, encoding and decoding
+        // run in parallel on the runtime's threads.
+        let inner = self.inner.clone();
+        let task =
+            tokio::spawn(
+                async move { write_chunk(&inner, &changes, groups, Timestamp::now()).await },
+            );
+        self.in_flight.push(Box::pin(async move {
+            let result = task.await.unwrap_or_else(|e| {
+                Err(StoreError::Backend {
+                    message: format!("an etcd write task failed: {e}"),
+                    source: None,
+                })
+            });
+            (keys, routes, result)
+        }));
+    }
+
+    /// Delivers a finished transaction's outcomes.
+    fn finish(&mut self, (keys, routes, result): Done) {
+        for key in &keys {
+            self.writing.remove(key);
+        }
+        match result {
+            Ok(outcomes) => {
+                let mut answered = vec![false; routes.len()];
+                for (i, outcome) in outcomes {
+                    if let Some(&(id, pos)) = routes.get(i) {
+                        answered[i] = true;
+                        self.deliver(id, pos, outcome);
+                    }
+                }
+                // Never leave a caller waiting for an outcome that is not
+                // coming.
+                let e = Arc::new(StoreError::Backend {
+                    message: "an etcd write returned no outcome for a change".into(),
+                    source: None,
+                });
+                for (&(id, _), done) in routes.iter().zip(answered) {
+                    if !done {
+                        self.fail(id, &e);
+                    }
+                }
+            }
+            Err(e) => {
+                let e = Arc::new(e);
+                for &(id, _) in &routes {
+                    self.fail(id, &e);
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, id: u64, pos: usize, outcome: ApplyOutcome) {
+        if let Some(w) = self.waiting.get_mut(&id)
+            && let Some(slot) = w.outcomes.get_mut(pos)
+            && slot.is_none()
+        {
+            *slot = Some(outcome);
+            self.settle(id);
+        }
+    }
+
+    /// Answers a request with the error of one of its transactions (its
+    /// other changes are still written; their outcomes are dropped).
+    fn fail(&mut self, id: u64, e: &Arc<StoreError>) {
+        if let Some(w) = self.waiting.get_mut(&id) {
+            if let Some(reply) = w.reply.take() {
+                let _ = reply.send(Err(copy_error(e)));
+            }
+            self.settle(id);
+        }
+    }
+
+    /// Counts one change of a request as done; answers the request when
+    /// its last change is (unless an error answered it already).
+    fn settle(&mut self, id: u64) {
+        let Some(w) = self.waiting.get_mut(&id) else {
+            return;
+        };
+        w.remaining = w.remaining.saturating_sub(1);
+        if w.remaining == 0
+            && let Some(w) = self.waiting.remove(&id)
+            && let Some(reply) = w.reply
+        {
+            let _ = reply.send(Ok(w.outcomes.into_iter().flatten().collect()));
+        }
+    }
+}
+
+/// A copy of an error shared by several callers (`StoreError` is not
+/// `Clone`: its source is a boxed error). The copy has the same variant and
+/// message; its source displays and chains to the original's source.
+fn copy_error(e: &Arc<StoreError>) -> StoreError {
+    let source = || -> Option<Box<dyn std::error::Error + Send + Sync>> {
+        std::error::Error::source(&**e)
+            .map(|_| Box::new(SharedSource(e.clone())) as Box<dyn std::error::Error + Send + Sync>)
+    };
+    match &**e {
+        StoreError::Compacted { requested, oldest } => StoreError::Compacted {
+            requested: *requested,
+            oldest: *oldest,
+        },
+        StoreError::EpochMismatch { requested, current } => StoreError::EpochMismatch {
+            requested: *requested,
+            current: *current,
+        },
+        StoreError::FutureRevision { requested, current } => StoreError::FutureRevision {
+            requested: *requested,
+            current: *current,
+        },
+        StoreError::Unavailable { message, .. } => StoreError::Unavailable {
+            message: message.clone(),
+            source: source(),
+        },
+        StoreError::Corrupt { key, message } => StoreError::Corrupt {
+            key: key.clone(),
+            message: message.clone(),
+        },
+        StoreError::Invalid(message) => StoreError::Invalid(message.clone()),
+        StoreError::Backend { message, .. } => StoreError::Backend {
+            message: message.clone(),
+            source: source(),
+        },
+    }
+}
+
+/// The source of a shared error, standing in for it in a copy.
+#[derive(Debug)]
+struct SharedSource(Arc<StoreError>);
+
+impl std::fmt::Display for SharedSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match std::error::Error::source(&*self.0) {
+            Some(source) => std::fmt::Display::fmt(source, f),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::error::Error for SharedSource {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&*self.0).and_then(std::error::Error::source)
+    }
+}
