@@ -218,3 +218,75 @@ async fn a_deleted_environment_is_purged_only_after_its_tasks_are_gone() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn old_deployments_beyond_the_history_are_removed_once_their_tasks_are_gone() {
+    let (s, _, first) = deployed_store().await;
+    let tracker = DeploymentTracker::new(s.clone()).with_history(3);
+    // Fourteen more deployments: the first fourteen are superseded.
+    let mut ids = vec![first];
+    for k in 2..=15 {
+        let env = s
+            .update_task_definition("logs", &format!("logs:{k}"))
+            .await
+            .unwrap();
+        ids.push(
+            s.create_deployment("logs", &env.deployment_token)
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    // The oldest deployment still has a running task, the second a task
+    // that is stopping: both are kept whatever their age.
+    let snap = prod()
+        .instance("a", |i| i)
+        .instance("b", |i| i)
+        .task("old-running", "a", |t| t.started_by(&ids[0]))
+        .task("old-stopping", "b", |t| t.started_by(&ids[1]).stopping())
+        .build(s.load().await.unwrap());
+    let rep = tracker.sync(&snap).await.unwrap();
+    let pruned: Vec<&str> = rep.pruned.iter().map(|(_, id)| id.as_str()).collect();
+    let expected: Vec<&str> = ids[2..11].iter().map(String::as_str).collect();
+    assert_eq!(pruned, expected);
+    assert!(rep.pruned.iter().all(|(env, _)| env == "logs"));
+    let left: Vec<String> = s
+        .list_deployments("logs")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    let mut kept = vec![ids[0].clone(), ids[1].clone()];
+    kept.extend(ids[11..].iter().cloned());
+    assert_eq!(
+        left, kept,
+        "the two busy ones, the newest three superseded and the active one"
+    );
+
+    // Once their tasks stop, the two old ones go too; the active one and
+    // the history stay, and nothing more is removed on the next sync.
+    let snap = prod()
+        .instance("a", |i| i)
+        .instance("b", |i| i)
+        .task("old-running", "a", |t| {
+            t.started_by(&ids[0]).stopped("replaced")
+        })
+        .task("old-stopping", "b", |t| {
+            t.started_by(&ids[1]).stopped("replaced")
+        })
+        .build(s.load().await.unwrap());
+    let rep = tracker.sync(&snap).await.unwrap();
+    let pruned: Vec<&str> = rep.pruned.iter().map(|(_, id)| id.as_str()).collect();
+    assert_eq!(pruned, [ids[0].as_str(), ids[1].as_str()]);
+    assert_eq!(s.list_deployments("logs").await.unwrap().len(), 4);
+    let again = tracker
+        .sync(&prod().build(s.load().await.unwrap()))
+        .await
+        .unwrap();
+    assert!(again.pruned.is_empty());
+    assert_eq!(
+        s.get("logs").await.unwrap().active_deployment.as_deref(),
+        Some(ids[14].as_str())
+    );
+}

@@ -270,7 +270,10 @@ pub async fn start(
             ..RunnerOptions::default()
         },
     )
-    .with_observer(Arc::new(DeploymentTracker::new(environments.clone())));
+    .with_observer(Arc::new(
+        DeploymentTracker::new(environments.clone())
+            .with_history(config.deployment_history as usize),
+    ));
     let runner_handle = runner.handle();
     let runner_task = tokio::spawn(runner.run(stopped(&stop_rx)));
     // Environment and deployment changes live in the key-value API, not the

@@ -70,6 +70,11 @@ pub struct Config {
     #[arg(long, env = "BLOX_ROLLOUT_BOUND", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub rollout_bound: u32,
 
+    /// Superseded deployments kept per environment; older ones are removed
+    /// once their tasks are gone.
+    #[arg(long, env = "BLOX_DEPLOYMENT_HISTORY", default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub deployment_history: u32,
+
     /// At most this many task starts plus stops per scheduling cycle.
     #[arg(long, env = "BLOX_MAX_ACTIONS_PER_CYCLE", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_actions_per_cycle: u64,
@@ -162,6 +167,13 @@ mod tests {
         assert_eq!(c.malformed_messages, MalformedPolicy::Delete);
         assert_eq!(c.log_format, LogFormat::Text);
         assert!(c.simulate.is_none() && !c.dry_run);
+        assert_eq!(c.deployment_history, 10);
+        assert_eq!(
+            parse(&["--deployment-history", "0"])
+                .unwrap()
+                .deployment_history,
+            0
+        );
     }
 
     #[test]
@@ -199,6 +211,8 @@ mod tests {
             (&["--simulate-churn"][..], "--simulate"),
             (&["--tls-cert", "c.pem"][..], "--tls-key"),
             (&["--reconcile-interval", "0"][..], "reconcile-interval"),
+            (&["--deployment-history", "many"][..], "deployment-history"),
+            (&["--deployment-history", "10001"][..], "deployment-history"),
         ] {
             let err = parse(args).unwrap_err().to_string();
             assert!(err.contains(needle), "{args:?}: {err}");

@@ -30,5 +30,5 @@ pub use scheduler::{DaemonScheduler, MAX_INSTANCES_PER_START, SCHEDULER_NAME, sp
 pub use store::{
     EnvironmentError, EnvironmentStore, ErrorClass, NewEnvironment, StoreKey, new_deployment_id,
 };
-pub use tracker::{DeploymentTracker, SyncReport, next_status};
+pub use tracker::{DEFAULT_DEPLOYMENT_HISTORY, DeploymentTracker, SyncReport, next_status};
 pub use validate::ValidationError;

@@ -476,6 +476,25 @@ impl EnvironmentStore {
         Ok(out)
     }
 
+    /// Removes a deployment if it has been superseded (the active one, and
+    /// one superseded meanwhile by nothing, are kept). Returns whether it
+    /// was removed.
+    pub(crate) async fn remove_superseded_deployment(&self, name: &str, id: &str) -> Result<bool> {
+        let key = dep_key(name, id);
+        let Some(entry) = self.store.kv_get(&key).await? else {
+            return Ok(false);
+        };
+        let dep: Deployment = decode(&entry)?;
+        if dep.superseded_by.is_none() {
+            return Ok(false);
+        }
+        let out = self
+            .store
+            .kv_delete(&key, Some(KvExpect::Revision(entry.revision)))
+            .await?;
+        Ok(matches!(out, KvTxnOutcome::Applied(_)))
+    }
+
     /// Read-modify-write of a deployment by compare-and-swap. `f` returns
     /// whether it changed anything (nothing is written otherwise). Returns
     /// the stored deployment, or `None` if it no longer exists.

@@ -1,6 +1,8 @@
 //! [`DeploymentTracker`]: records deployment status transitions and
-//! progress, and removes environments deleted with their tasks once those
-//! tasks are gone.
+//! progress, removes environments deleted with their tasks once those tasks
+//! are gone, and removes superseded deployments beyond the kept history.
+
+use std::collections::HashSet;
 
 use super::model::{DaemonDesired, Deployment, DeploymentStatus};
 use super::progress::{DeploymentReport, reports};
@@ -53,24 +55,49 @@ pub struct SyncReport {
     pub updated: Vec<(String, String, DeploymentStatus)>,
     /// Environments removed after their tasks stopped.
     pub purged: Vec<String>,
+    /// Superseded deployments removed beyond the kept history
+    /// (environment, id).
+    pub pruned: Vec<(String, String)>,
 }
+
+/// How many superseded deployments of each environment the tracker keeps
+/// by default (the active one is always kept).
+pub const DEFAULT_DEPLOYMENT_HISTORY: usize = 10;
 
 /// Persists deployment progress through the [`EnvironmentStore`]. Call
 /// [`sync`](Self::sync) with each snapshot the scheduler decided on (the
 /// runner does, after each cycle); it writes only what changed.
+///
+/// It also bounds each environment's history: of the superseded
+/// deployments it keeps the newest [`with_history`](Self::with_history)
+/// (default [`DEFAULT_DEPLOYMENT_HISTORY`]) and removes older ones, but
+/// never one that still has a task not stopped or a start in flight (its
+/// tasks would otherwise lose their owner).
 #[derive(Debug, Clone)]
 pub struct DeploymentTracker {
     store: EnvironmentStore,
+    history: usize,
 }
 
 impl DeploymentTracker {
     /// A tracker writing through `store`.
     pub fn new(store: EnvironmentStore) -> Self {
-        DeploymentTracker { store }
+        DeploymentTracker {
+            store,
+            history: DEFAULT_DEPLOYMENT_HISTORY,
+        }
     }
 
-    /// Records the progress and status of every active deployment, and
-    /// removes environments being deleted whose tasks have all stopped.
+    /// Keeps this many superseded deployments per environment (0: remove
+    /// each as soon as its tasks are gone).
+    pub fn with_history(mut self, superseded: usize) -> Self {
+        self.history = superseded;
+        self
+    }
+
+    /// Records the progress and status of every active deployment, removes
+    /// environments being deleted whose tasks have all stopped, and removes
+    /// superseded deployments beyond the history.
     pub async fn sync(&self, snap: &Snapshot<DaemonDesired>) -> Result<SyncReport> {
         let mut out = SyncReport::default();
         let view = View::build(snap);
@@ -107,7 +134,52 @@ impl DeploymentTracker {
                 out.purged.push(env.name.clone());
             }
         }
+        self.prune(snap, &mut out).await?;
         Ok(out)
+    }
+
+    /// Removes the superseded deployments beyond the history whose tasks
+    /// are all stopped.
+    async fn prune(&self, snap: &Snapshot<DaemonDesired>, out: &mut SyncReport) -> Result<()> {
+        let mut excess: Vec<(&str, &Deployment)> = Vec::new();
+        for state in &snap.desired.environments {
+            let env = &state.environment;
+            if env.deleting {
+                continue;
+            }
+            // Oldest first (the store lists them in sequence order).
+            let superseded: Vec<&Deployment> = state
+                .deployments
+                .iter()
+                .filter(|d| {
+                    d.superseded_by.is_some() && env.active_deployment.as_ref() != Some(&d.id)
+                })
+                .collect();
+            let over = superseded.len().saturating_sub(self.history);
+            excess.extend(superseded[..over].iter().map(|d| (env.name.as_str(), *d)));
+        }
+        if excess.is_empty() {
+            return Ok(());
+        }
+        let busy: HashSet<&str> = snap
+            .tasks
+            .iter()
+            .filter(|t| !t.last_status.is_terminal())
+            .filter_map(|t| t.started_by.as_deref())
+            .chain(snap.pending_starts.iter().map(|p| p.started_by.as_str()))
+            .collect();
+        for (env, dep) in excess {
+            if !busy.contains(dep.id.as_str())
+                && self
+                    .store
+                    .remove_superseded_deployment(env, &dep.id)
+                    .await?
+            {
+                tracing::info!(environment = %env, deployment = %dep.id, "removed an old deployment");
+                out.pruned.push((env.to_owned(), dep.id.clone()));
+            }
+        }
+        Ok(())
     }
 }
 
