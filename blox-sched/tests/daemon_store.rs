@@ -16,6 +16,13 @@ fn stores() -> (EnvironmentStore, Arc<MemoryStore>) {
     (EnvironmentStore::new(kv.clone()), kv)
 }
 
+/// Creates the environment "logs" (cluster "prod", "logs:1") with defaults.
+async fn logs_env(s: &EnvironmentStore) -> blox_sched::daemon::Environment {
+    s.create(NewEnvironment::new("logs", "prod", "logs:1"))
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn creating_an_environment_does_not_deploy() {
     let (s, kv) = stores();
@@ -52,10 +59,7 @@ async fn creating_an_environment_does_not_deploy() {
 #[tokio::test]
 async fn deploying_with_the_current_token_creates_a_pending_active_deployment() {
     let (s, kv) = stores();
-    let env = s
-        .create(NewEnvironment::new("logs", "prod", "logs:1"))
-        .await
-        .unwrap();
+    let env = logs_env(&s).await;
     let dep = s
         .create_deployment("logs", &env.deployment_token)
         .await
@@ -78,10 +82,7 @@ async fn deploying_with_the_current_token_creates_a_pending_active_deployment() 
 #[tokio::test]
 async fn a_stale_or_wrong_token_is_rejected() {
     let (s, _) = stores();
-    let env = s
-        .create(NewEnvironment::new("logs", "prod", "logs:1"))
-        .await
-        .unwrap();
+    let env = logs_env(&s).await;
     s.create_deployment("logs", &env.deployment_token)
         .await
         .unwrap();
@@ -96,10 +97,7 @@ async fn a_stale_or_wrong_token_is_rejected() {
 #[tokio::test]
 async fn updating_the_task_definition_issues_a_new_token_and_every_deployment_is_listed() {
     let (s, _) = stores();
-    let env = s
-        .create(NewEnvironment::new("logs", "prod", "logs:1"))
-        .await
-        .unwrap();
+    let env = logs_env(&s).await;
     let d1 = s
         .create_deployment("logs", &env.deployment_token)
         .await
@@ -139,10 +137,7 @@ async fn updating_the_task_definition_issues_a_new_token_and_every_deployment_is
 #[tokio::test]
 async fn concurrent_deployments_with_one_token_create_exactly_one() {
     let (s, _) = stores();
-    let env = s
-        .create(NewEnvironment::new("logs", "prod", "logs:1"))
-        .await
-        .unwrap();
+    let env = logs_env(&s).await;
     let (a, b) = tokio::join!(
         s.create_deployment("logs", &env.deployment_token),
         s.create_deployment("logs", &env.deployment_token)
@@ -184,9 +179,7 @@ async fn invalid_requests_are_rejected_with_typed_errors() {
         }
     }
     assert!(s.list().await.unwrap().is_empty());
-    s.create(NewEnvironment::new("logs", "prod", "logs:1"))
-        .await
-        .unwrap();
+    logs_env(&s).await;
     let err = s.update_task_definition("logs", "nope").await.unwrap_err();
     assert!(matches!(
         err,
@@ -199,9 +192,7 @@ async fn invalid_requests_are_rejected_with_typed_errors() {
 #[tokio::test]
 async fn duplicates_and_unknown_names_are_reported() {
     let (s, _) = stores();
-    s.create(NewEnvironment::new("logs", "prod", "logs:1"))
-        .await
-        .unwrap();
+    logs_env(&s).await;
     let dup = s
         .create(NewEnvironment::new("logs", "other", "x:1"))
         .await
@@ -248,10 +239,7 @@ async fn list_returns_environments_by_name() {
 #[tokio::test]
 async fn delete_without_stop_removes_the_environment_and_its_deployments() {
     let (s, kv) = stores();
-    let env = s
-        .create(NewEnvironment::new("logs", "prod", "logs:1"))
-        .await
-        .unwrap();
+    let env = logs_env(&s).await;
     s.create_deployment("logs", &env.deployment_token)
         .await
         .unwrap();
@@ -271,10 +259,7 @@ async fn delete_without_stop_removes_the_environment_and_its_deployments() {
 #[tokio::test]
 async fn delete_with_stop_hides_the_environment_but_keeps_it_for_the_scheduler() {
     let (s, _) = stores();
-    let env = s
-        .create(NewEnvironment::new("logs", "prod", "logs:1"))
-        .await
-        .unwrap();
+    let env = logs_env(&s).await;
     s.create_deployment("logs", &env.deployment_token)
         .await
         .unwrap();
@@ -296,4 +281,74 @@ async fn delete_with_stop_hides_the_environment_but_keeps_it_for_the_scheduler()
         "{again}"
     );
     assert_eq!(again.class(), ErrorClass::Conflict);
+}
+
+#[tokio::test]
+async fn updating_settings_takes_effect_at_once_and_keeps_the_rest() {
+    use blox_sched::daemon::{DaemonScheduler, EnvironmentUpdate};
+    use blox_sched::scheduler::{Action, Scheduler};
+    use blox_sched::testing::SnapshotBuilder;
+
+    let (s, _) = stores();
+    let env = logs_env(&s).await;
+    let dep = s
+        .create_deployment("logs", &env.deployment_token)
+        .await
+        .unwrap();
+    let before = s.get("logs").await.unwrap();
+    let edge = InstanceSelector::all().and(AttributeMatch::equals("role", "edge"));
+    let after = s
+        .update(
+            "logs",
+            EnvironmentUpdate::default()
+                .selector(edge.clone())
+                .draining_policy(DrainingPolicy::StopImmediately)
+                .max_unavailable(3),
+        )
+        .await
+        .unwrap();
+    assert_eq!(after.selector(), &edge);
+    assert_eq!(after.draining_policy, DrainingPolicy::StopImmediately);
+    assert_eq!(after.max_unavailable, 3);
+    assert_eq!(after.task_definition, "logs:1");
+    assert_eq!(after.active_deployment.as_deref(), Some(dep.id.as_str()));
+    assert_ne!(after.deployment_token, before.deployment_token);
+    assert_eq!(s.get("logs").await.unwrap(), after);
+
+    // The scheduler reads the new selector with the next snapshot: the
+    // instance that no longer matches has its task stopped, no deployment
+    // needed.
+    let snap = SnapshotBuilder::new()
+        .cluster("prod")
+        .instance("edge", |i| i.attr("role", "edge"))
+        .instance("core", |i| i.attr("role", "core"))
+        .task("t-edge", "edge", |t| {
+            t.started_by(&dep.id).task_definition("logs:1")
+        })
+        .task("t-core", "core", |t| {
+            t.started_by(&dep.id).task_definition("logs:1")
+        })
+        .build(s.load().await.unwrap());
+    let stopped: Vec<String> = DaemonScheduler
+        .decide(&snap)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Stop(stop) => Some(stop.task.to_string()),
+            _ => None,
+        })
+        .collect();
+    let builder = SnapshotBuilder::new().cluster("prod");
+    assert_eq!(stopped, [builder.task_arn("t-core").to_string()]);
+
+    // Nothing to change, or a bad value, is refused and changes nothing.
+    assert!(matches!(
+        s.update("logs", EnvironmentUpdate::default()).await,
+        Err(EnvironmentError::Invalid(ValidationError::NothingToUpdate))
+    ));
+    assert!(matches!(
+        s.update("logs", EnvironmentUpdate::default().max_unavailable(0))
+            .await,
+        Err(EnvironmentError::Invalid(ValidationError::RolloutBound))
+    ));
+    assert_eq!(s.get("logs").await.unwrap(), after);
 }

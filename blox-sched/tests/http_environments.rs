@@ -120,6 +120,94 @@ async fn putting_a_task_definition_changes_it_and_the_token() {
 }
 
 #[tokio::test]
+async fn putting_settings_changes_only_those_and_the_token() {
+    let s = Server::start().await;
+    let created = s.create_env("web", "prod", "web:1").await;
+    let body = r#"{
+        "instanceGroup": {"cluster": "prod", "attributes": [{"name": "role", "value": "edge"}]},
+        "drainingPolicy": "stop-immediately",
+        "maxUnavailable": 4
+    }"#;
+    let r = s.put_raw("/v1/environments/web", body).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let updated = r.json();
+    assert_eq!(updated["instanceGroup"]["cluster"], "prod");
+    assert_eq!(updated["instanceGroup"]["attributes"][0]["name"], "role");
+    assert_eq!(updated["instanceGroup"]["attributes"][0]["value"], "edge");
+    assert_eq!(updated["drainingPolicy"], "stop-immediately");
+    assert_eq!(updated["maxUnavailable"], 4);
+    assert_eq!(updated["taskDefinition"], "web:1", "not given: unchanged");
+    assert_ne!(updated["deploymentToken"], created["deploymentToken"]);
+    assert_eq!(s.get("/v1/environments/web").await.json(), updated);
+
+    // An empty attribute list clears the selector.
+    let r = s
+        .put_raw(
+            "/v1/environments/web",
+            r#"{"instanceGroup": {"cluster": "prod", "attributes": []}}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(r.json()["instanceGroup"].get("attributes").is_none());
+    assert_eq!(r.json()["maxUnavailable"], 4);
+}
+
+#[tokio::test]
+async fn an_update_that_moves_or_changes_nothing_is_400() {
+    let s = Server::start().await;
+    s.create_env("web", "prod", "web:1").await;
+    let m = s
+        .put_raw(
+            "/v1/environments/web",
+            r#"{"instanceGroup": {"cluster": "staging"}}"#,
+        )
+        .await
+        .error_message(400);
+    assert!(m.contains("cluster cannot change"), "{m}");
+    let m = s
+        .put_raw("/v1/environments/web", "{}")
+        .await
+        .error_message(400);
+    assert!(m.contains("nothing to update"), "{m}");
+    let m = s
+        .put_raw("/v1/environments/web", r#"{"maxUnavailable": 0}"#)
+        .await
+        .error_message(400);
+    assert!(m.contains("maxUnavailable"), "{m}");
+    let m = s
+        .put_raw("/v1/environments/web", r#"{"name": "other"}"#)
+        .await
+        .error_message(400);
+    assert!(m.contains("unknown field"), "{m}");
+    let m = s
+        .put_raw("/v1/environments/web", r#"{"drainingPolicy": "never"}"#)
+        .await
+        .error_message(400);
+    assert!(m.contains("drainingPolicy") || m.contains("variant"), "{m}");
+    // Nothing changed.
+    let env = s.get("/v1/environments/web").await.json();
+    assert_eq!(env["maxUnavailable"], 1);
+    assert_eq!(env["drainingPolicy"], "stop-when-last");
+    // The cluster may be named by ARN or name alike.
+    s.post(
+        "/v1/environments",
+        &create_body(
+            "arn-env",
+            "arn:aws:ecs:us-east-1:123456789012:cluster/prod",
+            "a:1",
+        ),
+    )
+    .await;
+    let r = s
+        .put_raw(
+            "/v1/environments/arn-env",
+            r#"{"instanceGroup": {"cluster": "prod"}, "maxUnavailable": 2}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+}
+
+#[tokio::test]
 async fn deleting_removes_the_environment_and_leaves_tasks_by_default() {
     let s = Server::start().await;
     s.create_and_deploy("web", "prod", "web:1").await;

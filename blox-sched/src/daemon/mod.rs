@@ -28,7 +28,8 @@ pub use progress::{
 };
 pub use scheduler::{DaemonScheduler, MAX_INSTANCES_PER_START, SCHEDULER_NAME, split_starts};
 pub use store::{
-    EnvironmentError, EnvironmentStore, ErrorClass, NewEnvironment, StoreKey, new_deployment_id,
+    EnvironmentError, EnvironmentStore, EnvironmentUpdate, ErrorClass, NewEnvironment, StoreKey,
+    new_deployment_id,
 };
 pub use tracker::{DEFAULT_DEPLOYMENT_HISTORY, DeploymentTracker, SyncReport, next_status};
 pub use validate::ValidationError;

@@ -193,6 +193,79 @@ impl NewEnvironment {
     }
 }
 
+/// A change to an environment: each field given replaces the current
+/// setting. A new task definition is rolled out by the next deployment;
+/// the selector, draining policy and rollout bound apply at once (an
+/// instance that stops matching the selector has its daemon task stopped).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EnvironmentUpdate {
+    /// The task definition of the next deployment.
+    pub task_definition: Option<String>,
+    /// Attribute conditions on instances.
+    pub selector: Option<InstanceSelector>,
+    /// Draining policy.
+    pub draining_policy: Option<DrainingPolicy>,
+    /// Rollout bound (at least 1).
+    pub max_unavailable: Option<u32>,
+}
+
+impl EnvironmentUpdate {
+    /// Sets the task definition.
+    pub fn task_definition(mut self, td: impl Into<String>) -> Self {
+        self.task_definition = Some(td.into());
+        self
+    }
+
+    /// Sets the instance selector.
+    pub fn selector(mut self, selector: InstanceSelector) -> Self {
+        self.selector = Some(selector);
+        self
+    }
+
+    /// Sets the draining policy.
+    pub fn draining_policy(mut self, policy: DrainingPolicy) -> Self {
+        self.draining_policy = Some(policy);
+        self
+    }
+
+    /// Sets the rollout bound.
+    pub fn max_unavailable(mut self, n: u32) -> Self {
+        self.max_unavailable = Some(n);
+        self
+    }
+
+    fn validate(&self) -> Result<(), ValidationError> {
+        if *self == EnvironmentUpdate::default() {
+            return Err(ValidationError::NothingToUpdate);
+        }
+        if let Some(td) = &self.task_definition {
+            validate::task_definition(td)?;
+        }
+        if let Some(sel) = &self.selector {
+            validate::selector(sel)?;
+        }
+        if let Some(n) = self.max_unavailable {
+            validate::rollout_bound(n)?;
+        }
+        Ok(())
+    }
+
+    fn apply(&self, env: &mut Environment) {
+        if let Some(td) = &self.task_definition {
+            env.task_definition.clone_from(td);
+        }
+        if let Some(sel) = &self.selector {
+            env.instance_group.attributes = sel.clone();
+        }
+        if let Some(p) = self.draining_policy {
+            env.draining_policy = p;
+        }
+        if let Some(n) = self.max_unavailable {
+            env.max_unavailable = n;
+        }
+    }
+}
+
 /// A random token (32 hex digits).
 fn new_token() -> String {
     let mut b = [0u8; 16];
@@ -334,9 +407,20 @@ impl EnvironmentStore {
         name: &str,
         task_definition: &str,
     ) -> Result<Environment> {
-        validate::task_definition(task_definition)?;
+        self.update(
+            name,
+            EnvironmentUpdate::default().task_definition(task_definition),
+        )
+        .await
+    }
+
+    /// Changes an environment's settings (see [`EnvironmentUpdate`]),
+    /// issuing a new deployment token. An update that gives nothing is
+    /// refused.
+    pub async fn update(&self, name: &str, update: EnvironmentUpdate) -> Result<Environment> {
+        update.validate()?;
         self.update_env(name, |env| {
-            env.task_definition = task_definition.to_owned();
+            update.apply(env);
             Ok(())
         })
         .await

@@ -27,6 +27,21 @@ pub enum ValidationError {
     /// The rollout bound is zero.
     #[error("invalid maxUnavailable 0: at least one instance must be allowed to roll at a time")]
     RolloutBound,
+    /// An update that changes nothing.
+    #[error(
+        "nothing to update: give taskDefinition, instanceGroup.attributes, drainingPolicy or maxUnavailable"
+    )]
+    NothingToUpdate,
+    /// An update that moves an environment to another cluster.
+    #[error(
+        "an environment's cluster cannot change (it runs on {current:?}, the update names {requested:?}): create a new environment"
+    )]
+    ClusterChange {
+        /// The environment's cluster.
+        current: String,
+        /// The cluster the update names.
+        requested: String,
+    },
 }
 
 fn is_name_char(c: char) -> bool {

@@ -11,7 +11,10 @@ use serde_json::{Map, Value, json};
 use super::SchedApiState;
 use super::error::{ApiError, store_error};
 use super::params::{self, Params, RawBody, RawPath, RawQuery};
-use crate::daemon::{DrainingPolicy, Environment, InstanceGroup, NewEnvironment};
+use crate::daemon::{
+    DrainingPolicy, Environment, EnvironmentError, EnvironmentUpdate, InstanceGroup,
+    NewEnvironment, ValidationError,
+};
 
 /// v0.3's `CreateEnvironmentRequest` plus blox's optional settings.
 #[derive(Debug, Deserialize)]
@@ -26,11 +29,18 @@ struct CreateRequest {
     max_unavailable: Option<u32>,
 }
 
-/// The body of `PUT /v1/environments/{name}`.
+/// The body of `PUT /v1/environments/{name}`: any of the settings.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct UpdateRequest {
-    task_definition: String,
+    #[serde(default)]
+    task_definition: Option<String>,
+    #[serde(default)]
+    instance_group: Option<InstanceGroup>,
+    #[serde(default)]
+    draining_policy: Option<DrainingPolicy>,
+    #[serde(default)]
+    max_unavailable: Option<u32>,
 }
 
 /// Decodes a JSON request body (whatever its content type), or a 400 that
@@ -118,7 +128,8 @@ pub(crate) async fn get_one(
     Ok(Json(shape(&s.envs.get(&name).await?)))
 }
 
-/// `PUT /v1/environments/{name}`: changes the task definition.
+/// `PUT /v1/environments/{name}`: changes the task definition, the
+/// selector, the draining policy or the rollout bound.
 pub(crate) async fn update(
     State(s): State<SchedApiState>,
     name: RawPath<String>,
@@ -128,11 +139,34 @@ pub(crate) async fn update(
     let name = params::path(name)?;
     let body = params::body(body)?;
     Params::parse(q, &[])?;
+    // Every field is optional, so only an object is a request (serde would
+    // also take an empty array for one).
+    if !body.trim_ascii_start().starts_with(b"{") {
+        return Err(ApiError::BadRequest(
+            "invalid request body: expected a JSON object".into(),
+        ));
+    }
     let req: UpdateRequest = json_body(&body)?;
-    let env = s
-        .envs
-        .update_task_definition(&name, &req.task_definition)
-        .await?;
+    let mut update = EnvironmentUpdate {
+        task_definition: req.task_definition,
+        selector: None,
+        draining_policy: req.draining_policy,
+        max_unavailable: req.max_unavailable,
+    };
+    if let Some(group) = req.instance_group {
+        // The cluster is part of the group for symmetry with creation, but
+        // an environment cannot move.
+        let current = s.envs.get(&name).await?;
+        if !same_cluster(&group.cluster, current.cluster()) {
+            return Err(EnvironmentError::from(ValidationError::ClusterChange {
+                current: current.cluster().to_owned(),
+                requested: group.cluster,
+            })
+            .into());
+        }
+        update.selector = Some(group.attributes);
+    }
+    let env = s.envs.update(&name, update).await?;
     Ok(Json(shape(&env)))
 }
 

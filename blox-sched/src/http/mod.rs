@@ -9,7 +9,7 @@
 //! | `POST /v1/environments` | `Environment` (does not deploy) |
 //! | `GET /v1/environments?cluster=&maxResults=&nextToken=` | `{"items": [Environment], "metadata": {"entityVersion"}, "nextToken"?}` |
 //! | `GET /v1/environments/{name}` | `Environment` |
-//! | `PUT /v1/environments/{name}` | `Environment` with a new task definition and a new `deploymentToken` |
+//! | `PUT /v1/environments/{name}` | `Environment` with the changed settings and a new `deploymentToken` |
 //! | `DELETE /v1/environments/{name}?stopTasks=` | `200 {"name", "stopTasks"}` |
 //! | `POST /v1/environments/{name}/deployments?deploymentToken=` | `Deployment` |
 //! | `GET /v1/environments/{name}/deployments?maxResults=&nextToken=` | `{"items": [Deployment], "nextToken"?}` |
@@ -27,9 +27,13 @@
 //! read its `deploymentToken` and `POST .../deployments?deploymentToken=..`.
 //! The token changes whenever the environment changes and whenever a
 //! deployment is created, so a stale or retried request is a 400 instead of
-//! a second deployment. `PUT /v1/environments/{name}` with
-//! `{"taskDefinition": ".."}` changes the task definition (beyond v0.3) and
-//! issues a new token; deploy it with a deployment.
+//! a second deployment. `PUT /v1/environments/{name}` (beyond v0.3) takes
+//! any of `taskDefinition`, `instanceGroup` (whose `cluster` must be the
+//! environment's: an environment cannot move; its `attributes` replace the
+//! selector), `drainingPolicy` and `maxUnavailable`, and issues a new
+//! token. A new task definition is rolled out by the next deployment; the
+//! other settings apply at once (instances that stop matching the selector
+//! have their daemon task stopped). A body that changes nothing is a 400.
 //!
 //! `DELETE` removes the environment and its deployments and leaves its tasks
 //! running (as v0.3 did); with `stopTasks=true` the environment disappears
