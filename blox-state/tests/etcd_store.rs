@@ -761,3 +761,67 @@ fn a_store_used_after_its_runtime_is_gone_errors_instead_of_hanging() {
         .unwrap_err();
     assert!(err.is_unavailable(), "{err}");
 }
+
+#[tokio::test]
+async fn transactions_stay_within_the_byte_budget() {
+    let batch = || -> Vec<Change> {
+        (0..20)
+            .map(|i| Change::put(task(&format!("sized-{i}"), Some(1))))
+            .collect()
+    };
+    let revisions = |out: Vec<ApplyOutcome>| -> std::collections::BTreeSet<u64> {
+        out.iter()
+            .map(|o| match o {
+                ApplyOutcome::Applied { revision } => revision.seq,
+                other => panic!("not applied: {other:?}"),
+            })
+            .collect()
+    };
+    // A generous budget: one batch, one transaction, one revision.
+    let roomy = store().await;
+    assert_eq!(
+        revisions(roomy.apply_batch(batch()).await.unwrap()).len(),
+        1
+    );
+    // A budget smaller than one record: every key in its own transaction,
+    // and still every change applied.
+    let tight = EtcdStore::connect(EtcdOptions {
+        max_txn_bytes: 1,
+        ..options().await
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        revisions(tight.apply_batch(batch()).await.unwrap()).len(),
+        20
+    );
+    let listed = tight
+        .list(EntityKind::Task, &Filter::default())
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_key_fails_its_own_changes_only() {
+    let s = store().await;
+    let bad = task_arn("corrupt");
+    let key = format!("{}/e/task/{bad}", s.options().prefix);
+    s.client()
+        .kv_client()
+        .put(key, &b"\xFFsnot snappy"[..], None)
+        .await
+        .unwrap();
+    let (mine, other) = tokio::join!(
+        s.apply_batch(vec![
+            Change::put(task("corrupt", Some(2))),
+            Change::put(task("next-to-it", Some(1))),
+        ]),
+        s.apply(Change::put(task("bystander", Some(1))))
+    );
+    assert!(matches!(mine, Err(StoreError::Corrupt { .. })), "{mine:?}");
+    assert!(other.unwrap().is_applied());
+    // The other change of the failing batch still landed.
+    let next = s.get(&task_arn("next-to-it")).await.unwrap().unwrap();
+    assert_eq!(version_of(&next.entity), Some(1));
+}

@@ -1,6 +1,6 @@
-//! One transaction of versioned compare-and-swap writes over a chunk of
-//! keys (the [`super::writer`] chooses the chunks: at most `max_txn_ops - 1`
-//! keys, [`super::EtcdOptions::max_txn_ops`], etcd's `--max-txn-ops`, 128 by
+//! Versioned compare-and-swap writes of a chunk of keys (the
+//! [`super::writer`] chooses the chunks: at most `max_txn_ops - 1` keys,
+//! [`super::EtcdOptions::max_txn_ops`], etcd's `--max-txn-ops`, 128 by
 //! default: etcd counts a transaction's nested transactions against what the
 //! outer one leaves, so the outer one holds at most one less).
 //!
@@ -9,13 +9,18 @@
 //! 2. The changes of each key are decided in order over that state (as if
 //!    applied one by one); the last record decided to be written is the key's
 //!    write.
-//! 3. One transaction holds one nested transaction per key: "if the key's
-//!    `mod_revision` is still what the decision was based on, put the write,
-//!    else read the key". All the writes land at one revision, in one raft
-//!    entry. A key whose compare failed (another process wrote it, the cache
-//!    was behind) comes back with its current value and is decided again in
-//!    the next round; the other keys are done. A conflict thus costs a round
-//!    for the conflicting keys only, and a cold cache costs one round.
+//! 3. A round is one transaction holding one nested transaction per key:
+//!    "if the key's `mod_revision` is still what the decision was based on,
+//!    put the write, else read the key". A round's writes land at one
+//!    revision, in one raft entry. A key whose compare failed (another
+//!    process wrote it, the cache was behind) comes back with its current
+//!    value and is decided again in the next round; the other keys are done.
+//!    A conflict thus costs a round for the conflicting keys only, and a
+//!    cold cache costs one round. Keys that would take a round past
+//!    [`super::EtcdOptions::max_txn_bytes`] wait for the next round.
+//! 4. A key whose stored value cannot be read fails its own changes only.
+
+use std::sync::Arc;
 
 use blox_core::model::Timestamp;
 use etcd_client::{Compare, CompareOp, Txn, TxnOp, TxnOpResponse};
@@ -24,9 +29,18 @@ use super::Inner;
 use super::record::{Decision, Record, Stored, decide};
 use crate::store::{ApplyOutcome, Change, Result, StoreError};
 
-/// Conflicting rounds before giving up (each conflict means another writer
-/// succeeded, so this is only reached under extreme contention).
-const MAX_ROUNDS: usize = 1000;
+/// What a key's nested transaction adds to a request besides its key
+/// (three times: compare, put, get) and value: headers and framing, rounded
+/// up.
+const TXN_OP_OVERHEAD: usize = 64;
+
+/// Rounds with a conflict before giving up (each conflict means another
+/// writer succeeded, so this is only reached under extreme contention).
+const MAX_CONFLICT_ROUNDS: usize = 1000;
+
+/// The outcome of one change: applied or stale, or the error of its key
+/// alone (shared by the key's changes).
+pub(super) type KeyOutcome = std::result::Result<ApplyOutcome, Arc<StoreError>>;
 
 /// The changes to one key, by their index in the chunk's changes.
 pub(super) struct Group {
@@ -36,15 +50,15 @@ pub(super) struct Group {
     pub(super) idxs: Vec<usize>,
 }
 
-/// Writes one chunk: decide, then one transaction holding a nested
-/// compare-and-swap transaction per key; keys whose compare failed come back
-/// with their current value and are decided again in the next round.
+/// Writes one chunk in rounds (see the module docs). Returns every
+/// change's outcome by its index in `changes`; `Err` when a whole round
+/// failed (etcd unreachable), in which case earlier rounds may have landed.
 pub(super) async fn write_chunk(
     inner: &Inner,
     changes: &[Change],
     chunk: Vec<Group>,
     now: Timestamp,
-) -> Result<Vec<(usize, ApplyOutcome)>> {
+) -> Result<Vec<(usize, KeyOutcome)>> {
     // Each key's assumed state: cached, or absent on a miss (new entities are
     // the common miss; if the key exists after all, its compare fails and the
     // failure branch returns its value at no extra round trip). `fresh`: the
@@ -56,38 +70,55 @@ pub(super) async fn write_chunk(
         .collect();
     let mut fresh = vec![false; chunk.len()];
     let mut pending: Vec<usize> = (0..chunk.len()).collect();
-    let mut out = Vec::with_capacity(changes.len());
-    for _ in 0..MAX_ROUNDS {
-        if pending.is_empty() {
-            return Ok(out);
-        }
+    let mut out: Vec<(usize, KeyOutcome)> = Vec::with_capacity(changes.len());
+    let mut conflict_rounds = 0;
+    let fail_group = |out: &mut Vec<(usize, KeyOutcome)>, g: usize, e: StoreError| {
+        let e = Arc::new(e);
+        out.extend(chunk[g].idxs.iter().map(|&i| (i, Err(e.clone()))));
+    };
+    while !pending.is_empty() {
         let mut ops = Vec::with_capacity(pending.len());
         // Per key sent: its index, its outcomes, what it writes.
         let mut sent: Vec<SentKey> = Vec::new();
+        // Keys left for the next round because this one is full.
+        let mut deferred = Vec::new();
+        let mut bytes = 0;
         for &g in &pending {
             let (outcomes, write) = decide_group(inner, changes, &chunk[g], states[g], now);
             if write.is_none() && fresh[g] {
-                out.extend(outcomes);
+                out.extend(outcomes.into_iter().map(|(i, o)| (i, Ok(o))));
                 continue;
             }
             let key = chunk[g].key.clone();
+            let (value, written) = match write {
+                Some(record) => match record.encode(inner.options.compress_records) {
+                    Ok(value) => {
+                        let stored = Stored {
+                            state: record.state(),
+                            mod_revision: 0,
+                        };
+                        (Some(value), Some(stored))
+                    }
+                    Err(e) => {
+                        fail_group(&mut out, g, e);
+                        continue;
+                    }
+                },
+                None => (None, None),
+            };
+            let size = 3 * key.len() + TXN_OP_OVERHEAD + value.as_ref().map_or(0, Vec::len);
+            if !ops.is_empty() && bytes + size > inner.options.max_txn_bytes {
+                // Decided again next round (deciding is pure).
+                deferred.push(g);
+                continue;
+            }
+            bytes += size;
             let compare =
                 Compare::mod_revision(key.clone(), CompareOp::Equal, states[g].mod_revision);
-            let mut then = Vec::new();
-            let written = match write {
-                Some(record) => {
-                    then.push(TxnOp::put(
-                        key.clone(),
-                        record.encode(inner.options.compress_records)?,
-                        None,
-                    ));
-                    Some(Stored {
-                        state: record.state(),
-                        mod_revision: 0,
-                    })
-                }
-                None => None,
-            };
+            let then: Vec<TxnOp> = value
+                .map(|v| TxnOp::put(key.clone(), v, None))
+                .into_iter()
+                .collect();
             ops.push(TxnOp::txn(
                 Txn::new()
                     .when([compare])
@@ -97,7 +128,8 @@ pub(super) async fn write_chunk(
             sent.push((g, outcomes, written));
         }
         if sent.is_empty() {
-            return Ok(out);
+            // Nothing to send means nothing was deferred either.
+            break;
         }
         let resp = inner
             .txn("writing entities", Txn::new().and_then(ops))
@@ -111,10 +143,12 @@ pub(super) async fn write_chunk(
                 source: None,
             });
         }
-        pending.clear();
+        pending = deferred;
+        let mut conflicted = false;
         for ((g, outcomes, written), r) in sent.into_iter().zip(responses) {
             let TxnOpResponse::Txn(sub) = r else {
-                return Err(unexpected());
+                fail_group(&mut out, g, unexpected());
+                continue;
             };
             if sub.succeeded() {
                 if let Some(mut stored) = written {
@@ -122,23 +156,36 @@ pub(super) async fn write_chunk(
                     inner.cache_put(&chunk[g].key, stored);
                 }
                 out.extend(outcomes.into_iter().map(|(i, o)| match o {
-                    ApplyOutcome::Applied { .. } => (i, ApplyOutcome::Applied { revision }),
-                    stale => (i, stale),
+                    ApplyOutcome::Applied { .. } => (i, Ok(ApplyOutcome::Applied { revision })),
+                    stale => (i, Ok(stale)),
                 }));
-            } else {
-                // Someone else wrote the key (or the cache was behind).
-                let read = read_states(inner, &sub.op_responses())?;
-                let stored = read.into_iter().next().ok_or_else(unexpected)?;
-                states[g] = stored;
-                fresh[g] = true;
-                pending.push(g);
+                continue;
+            }
+            // Someone else wrote the key (or the cache was behind).
+            match read_states(inner, &sub.op_responses()).map(|r| r.into_iter().next()) {
+                Ok(Some(stored)) => {
+                    states[g] = stored;
+                    fresh[g] = true;
+                    pending.push(g);
+                    conflicted = true;
+                }
+                Ok(None) => fail_group(&mut out, g, unexpected()),
+                Err(e) => fail_group(&mut out, g, e),
+            }
+        }
+        if conflicted {
+            conflict_rounds += 1;
+            if conflict_rounds >= MAX_CONFLICT_ROUNDS && !pending.is_empty() {
+                return Err(StoreError::Unavailable {
+                    message: format!(
+                        "gave up writing a batch after {MAX_CONFLICT_ROUNDS} conflicting attempts"
+                    ),
+                    source: None,
+                });
             }
         }
     }
-    Err(StoreError::Unavailable {
-        message: format!("gave up writing a batch after {MAX_ROUNDS} conflicting attempts"),
-        source: None,
-    })
+    Ok(out)
 }
 
 /// A key sent in one transaction round: its group index, the outcomes it

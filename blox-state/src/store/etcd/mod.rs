@@ -21,7 +21,8 @@
 //! arrival order), takes each key's state from a local cache of
 //! `key -> (mod_revision, version)` (a key it does not know is assumed
 //! absent), decides with the version rules, and writes in transactions of up
-//! to 127 keys, each key in a nested transaction whose compare checks the
+//! to `max_txn_ops - 1` keys (127 by default) and at most
+//! [`EtcdOptions::max_txn_bytes`], each key in a nested transaction whose compare checks the
 //! key's `mod_revision` is still what was decided on. It keeps up to
 //! [`EtcdOptions::write_concurrency`] transactions in flight and never puts
 //! one key in two of them, so concurrent callers do not conflict; under load
@@ -114,6 +115,11 @@ pub struct EtcdOptions {
     /// How many keys' `(mod_revision, version)` the write path caches to skip
     /// reads (default 1,000,000; 0 disables the cache).
     pub cache_capacity: usize,
+    /// The largest write transaction, in bytes (default 1 MiB): keys of a
+    /// transaction that would grow past it wait for the next one. Keep it
+    /// below the etcd cluster's `--max-request-bytes` (1.5 MiB by default),
+    /// which refuses larger requests.
+    pub max_txn_bytes: usize,
     /// How many write transactions the store keeps in flight at once
     /// (default 8). Callers' changes wait while all are busy and are then
     /// merged into full transactions.
@@ -142,6 +148,7 @@ impl Default for EtcdOptions {
             max_txn_ops: 128,
             cache_capacity: 1_000_000,
             write_concurrency: 8,
+            max_txn_bytes: 1 << 20,
             compress_records: true,
         }
     }

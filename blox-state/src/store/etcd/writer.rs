@@ -6,7 +6,8 @@
 //! order they arrived, and keeps up to [`super::EtcdOptions::write_concurrency`]
 //! transactions in flight. Whenever one is free it takes the oldest keys (up
 //! to a transaction's worth) whose earlier changes are not in flight, and
-//! writes all their changes in one transaction (see [`super::apply`]).
+//! writes all their changes together (one transaction, unless a conflict or
+//! the byte budget needs another round: see [`super::apply`]).
 //!
 //! So a key is never in two transactions at once (concurrent callers do not
 //! conflict with each other, and its changes apply in arrival order); while
@@ -23,7 +24,7 @@ use futures::stream::FuturesUnordered;
 use tokio::sync::{mpsc, oneshot};
 
 use super::Inner;
-use super::apply::{Group, write_chunk};
+use super::apply::{Group, KeyOutcome, write_chunk};
 use crate::store::{ApplyOutcome, Change, Result, StoreError};
 
 /// The callers' side of the writer. Dropping it (with the last clone of the
@@ -73,7 +74,9 @@ impl Writer {
 
 fn stopped() -> StoreError {
     StoreError::Unavailable {
-        message: "the etcd store's writer task has stopped (its tokio runtime shut down)".into(),
+        message:
+            "the etcd store's writer task has stopped (its tokio runtime shut down, or it failed)"
+                .into(),
         source: None,
     }
 }
@@ -90,7 +93,7 @@ struct Waiting {
 
 /// What a finished transaction reports: its keys, where each of its
 /// changes' outcome goes, and the outcomes (by change index) or the error.
-type Done = (Vec<Vec<u8>>, Vec<Route>, Result<Vec<(usize, ApplyOutcome)>>);
+type Done = (Vec<Vec<u8>>, Vec<Route>, Result<Vec<(usize, KeyOutcome)>>);
 
 /// The writer's state.
 struct State {
@@ -237,7 +240,10 @@ impl State {
                 for (i, outcome) in outcomes {
                     if let Some(&(id, pos)) = routes.get(i) {
                         answered[i] = true;
-                        self.deliver(id, pos, outcome);
+                        match outcome {
+                            Ok(outcome) => self.deliver(id, pos, outcome),
+                            Err(e) => self.fail(id, &e),
+                        }
                     }
                 }
                 // Never leave a caller waiting for an outcome that is not
