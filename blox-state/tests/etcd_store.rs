@@ -825,3 +825,32 @@ async fn a_corrupt_key_fails_its_own_changes_only() {
     let next = s.get(&task_arn("next-to-it")).await.unwrap().unwrap();
     assert_eq!(version_of(&next.entity), Some(1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_beyond_the_writers_queue_bound_wait_and_all_land() {
+    // 20,000 changes at once: more than the writer holds (16,384), so some
+    // callers wait to hand theirs over; none is lost or stuck.
+    let s = store().await;
+    let calls: Vec<_> = (0..1000)
+        .map(|c| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let batch = (0..20)
+                    .map(|k| Change::put(task(&format!("flood-{c}-{k}"), Some(1))))
+                    .collect();
+                s.apply_batch(batch).await.unwrap()
+            })
+        })
+        .collect();
+    let mut applied = 0;
+    for call in calls {
+        let out = tokio::time::timeout(Duration::from_secs(300), call)
+            .await
+            .expect("every caller answered")
+            .unwrap();
+        applied += out.iter().filter(|o| o.is_applied()).count();
+    }
+    assert_eq!(applied, 20_000);
+    let listed = s.list(EntityKind::Task, &Filter::default()).await.unwrap();
+    assert_eq!(listed.items.len(), 20_000);
+}

@@ -12,7 +12,9 @@
 //! So a key is never in two transactions at once (concurrent callers do not
 //! conflict with each other, and its changes apply in arrival order); while
 //! every slot is busy new changes accumulate, so under load transactions are
-//! full; and when the store is idle a batch is written at once.
+//! full; and when the store is idle a batch is written at once. When
+//! callers outpace etcd, the writer stops taking requests past a bound and
+//! callers wait to hand theirs over, so memory stays bounded.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -27,10 +29,17 @@ use super::Inner;
 use super::apply::{Group, KeyOutcome, write_chunk};
 use crate::store::{ApplyOutcome, Change, Result, StoreError};
 
+/// Requests waiting in the channel before callers wait to send theirs.
+const QUEUED_REQUESTS: usize = 256;
+
+/// Unwritten changes the writer holds before it stops taking requests (so
+/// memory stays bounded when callers outpace etcd: they wait instead).
+const QUEUED_CHANGES: usize = 16_384;
+
 /// The callers' side of the writer. Dropping it (with the last clone of the
 /// store) stops the writer task once its work is done.
 pub(super) struct Writer {
-    tx: mpsc::UnboundedSender<Request>,
+    tx: mpsc::Sender<Request>,
 }
 
 /// One caller's batch: each change with its key.
@@ -42,7 +51,7 @@ struct Request {
 impl Writer {
     /// Starts the writer task on the current tokio runtime.
     pub(super) fn spawn(inner: Arc<Inner>) -> Writer {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(QUEUED_REQUESTS);
         tokio::spawn(run(inner, rx));
         Writer { tx }
     }
@@ -67,6 +76,7 @@ impl Writer {
         let (reply, outcome) = oneshot::channel();
         self.tx
             .send(Request { items, reply })
+            .await
             .map_err(|_| stopped())?;
         outcome.await.map_err(|_| stopped())?
     }
@@ -106,10 +116,12 @@ struct State {
     writing: HashSet<Vec<u8>>,
     waiting: HashMap<u64, Waiting>,
     next_request: u64,
+    /// Changes in `pending`.
+    queued: usize,
     in_flight: FuturesUnordered<BoxFuture<'static, Done>>,
 }
 
-async fn run(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Request>) {
+async fn run(inner: Arc<Inner>, mut rx: mpsc::Receiver<Request>) {
     let mut state = State {
         inner,
         queue: VecDeque::new(),
@@ -117,13 +129,16 @@ async fn run(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Request>) {
         writing: HashSet::new(),
         waiting: HashMap::new(),
         next_request: 0,
+        queued: 0,
         in_flight: FuturesUnordered::new(),
     };
     let mut open = true;
     loop {
         // Take everything already sent before filling transactions, so
         // they are as full as the load allows.
-        while let Ok(request) = rx.try_recv() {
+        while state.queued < QUEUED_CHANGES
+            && let Ok(request) = rx.try_recv()
+        {
             state.enqueue(request);
         }
         state.dispatch();
@@ -131,13 +146,16 @@ async fn run(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Request>) {
             return;
         }
         tokio::select! {
-            request = rx.recv(), if open => match request {
+            request = rx.recv(), if open && state.queued < QUEUED_CHANGES => match request {
                 Some(request) => state.enqueue(request),
                 None => open = false,
             },
             Some(done) = state.in_flight.next(), if !state.in_flight.is_empty() => {
                 state.finish(done);
             }
+            // Unreachable: with nothing in flight `dispatch` starts the
+            // queued changes. Yield rather than panic.
+            else => tokio::task::yield_now().await,
         }
     }
 }
@@ -154,6 +172,7 @@ impl State {
                 reply: Some(request.reply),
             },
         );
+        self.queued += request.items.len();
         for (pos, (key, change)) in request.items.into_iter().enumerate() {
             match self.pending.get_mut(&key) {
                 Some(changes) => changes.push((change, (id, pos))),
@@ -201,6 +220,7 @@ impl State {
         for key in &keys {
             let mut idxs = Vec::new();
             for (change, route) in self.pending.remove(key).unwrap_or_default() {
+                self.queued = self.queued.saturating_sub(1);
                 idxs.push(changes.len());
                 changes.push(change);
                 routes.push(route);
