@@ -3,14 +3,16 @@
 use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use blox_core::model::{Arn, EntityKind};
-use serde_json::{Map, Value, json};
+use blox_core::model::{Arn, ContainerInstance, EntityKind, Task};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::Value;
 
 use super::error::ApiError;
 use super::params::{self, Params, RawQuery, query_pairs};
+use super::v03::V03;
 use super::{ApiState, shape};
 use crate::cache::{CachePage, Entry};
-use crate::store::Filter;
+use crate::store::{Filter, Revision};
 
 const LIST_INSTANCES_KEYS: &[&str] = &["status", "cluster", "maxResults", "nextToken"];
 const LIST_TASKS_KEYS: &[&str] = &["status", "cluster", "startedBy", "maxResults", "nextToken"];
@@ -19,7 +21,7 @@ const LIST_TASKS_KEYS: &[&str] = &["status", "cluster", "startedBy", "maxResults
 pub(crate) async fn list_instances(
     State(s): State<ApiState>,
     q: RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<impl Serialize>, ApiError> {
     let p = Params::parse(query_pairs(q)?, LIST_INSTANCES_KEYS)?;
     let filter = Filter {
         cluster: p.cluster()?,
@@ -29,15 +31,18 @@ pub(crate) async fn list_instances(
     let after = p.next_token(EntityKind::Instance)?;
     let limit = p.max_results()?.unwrap_or(usize::MAX);
     s.ready()?;
-    let page = s.cache.list_instances_page(&filter, after.as_ref(), limit);
-    Ok(Json(listing(page, |e| shape::instance(&e.value))))
+    Ok(Json(Listing(s.cache.list_instances_page(
+        &filter,
+        after.as_ref(),
+        limit,
+    ))))
 }
 
 /// `GET /v1/tasks`.
 pub(crate) async fn list_tasks(
     State(s): State<ApiState>,
     q: RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<impl Serialize>, ApiError> {
     let p = Params::parse(query_pairs(q)?, LIST_TASKS_KEYS)?;
     let filter = Filter {
         cluster: p.cluster()?,
@@ -48,23 +53,83 @@ pub(crate) async fn list_tasks(
     let after = p.next_token(EntityKind::Task)?;
     let limit = p.max_results()?.unwrap_or(usize::MAX);
     s.ready()?;
-    let page = s.cache.list_tasks_page(&filter, after.as_ref(), limit);
-    Ok(Json(listing(page, |e| shape::task(&e.value))))
+    Ok(Json(Listing(s.cache.list_tasks_page(
+        &filter,
+        after.as_ref(),
+        limit,
+    ))))
 }
 
-fn listing<T>(page: CachePage<T>, entity: impl Fn(&Entry<T>) -> Value) -> Value {
-    let items: Vec<Value> = page
-        .items
-        .iter()
-        .map(|e| shape::wrap(entity(e), e.revision, false))
-        .collect();
-    let mut out = Map::new();
-    out.insert("items".into(), Value::Array(items));
-    out.insert("metadata".into(), json!({ "entityVersion": page.revision }));
-    if let Some(last) = page.next_after {
-        out.insert("nextToken".into(), json!(params::encode_token(&last)));
+/// An entity kind's v0.3 shape, written straight to the response.
+trait Shaped {
+    fn shaped<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error>;
+}
+
+impl Shaped for Task {
+    fn shaped<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        V03(self).serialize(s)
     }
-    Value::Object(out)
+}
+
+impl Shaped for ContainerInstance {
+    fn shaped<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        shape::instance(self).serialize(s)
+    }
+}
+
+/// `{"items": [{"metadata": {"entityVersion"}, "entity"}], "metadata":
+/// {"entityVersion"}, "nextToken"?}` of a page, serialized as it is written.
+struct Listing<T>(CachePage<T>);
+
+/// `{"entityVersion": ..}`.
+struct Meta(Revision);
+
+impl Serialize for Meta {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry("entityVersion", &self.0)?;
+        m.end()
+    }
+}
+
+/// One item of a listing.
+struct Item<'a, T>(&'a Entry<T>);
+
+impl<T: Shaped> Serialize for Item<'_, T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        struct Entity<'a, T>(&'a T);
+        impl<T: Shaped> Serialize for Entity<'_, T> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                self.0.shaped(s)
+            }
+        }
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("metadata", &Meta(self.0.revision))?;
+        m.serialize_entry("entity", &Entity(&*self.0.value))?;
+        m.end()
+    }
+}
+
+impl<T: Shaped> Serialize for Listing<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let page = &self.0;
+        let next = page.next_after.as_ref().map(params::encode_token);
+        let mut m = s.serialize_map(Some(2 + usize::from(next.is_some())))?;
+        m.serialize_entry("items", &ItemList(&page.items))?;
+        m.serialize_entry("metadata", &Meta(page.revision))?;
+        if let Some(t) = next {
+            m.serialize_entry("nextToken", &t)?;
+        }
+        m.end()
+    }
+}
+
+struct ItemList<'a, T>(&'a [Entry<T>]);
+
+impl<T: Shaped> Serialize for ItemList<'_, T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(Item))
+    }
 }
 
 /// The cluster and ARN of a get path: 400 if malformed, 404 if the ARN is

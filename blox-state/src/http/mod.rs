@@ -95,6 +95,7 @@ mod error;
 mod params;
 mod shape;
 mod stream;
+mod v03;
 
 use std::sync::Arc;
 

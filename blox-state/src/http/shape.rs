@@ -132,78 +132,122 @@ fn resource_value(r: &Resource) -> (&'static str, String) {
 
 /// A task in the shape described by the module docs.
 pub(crate) fn task(t: &Task) -> Value {
-    let mut o = to_object(t);
-    alias(&mut o, "clusterArn", "clusterARN");
-    alias(&mut o, "taskArn", "taskARN");
-    alias(&mut o, "taskDefinitionArn", "taskDefinitionARN");
-    alias(&mut o, "containerInstanceArn", "containerInstanceARN");
-    require(&mut o, "containerInstanceARN", json!(""));
-    require(&mut o, "createdAt", json!(""));
-    require(&mut o, "overrides", json!({}));
-    if let Some(overrides) = o.get_mut("overrides").and_then(Value::as_object_mut) {
-        require(overrides, "containerOverrides", json!([]));
-        if let Some(Value::Array(list)) = overrides.get_mut("containerOverrides") {
-            for co in list.iter_mut().filter_map(Value::as_object_mut) {
-                require(co, "name", json!(""));
-                if let Some(Value::Array(env)) = co.get_mut("environment") {
-                    for kv in env.iter_mut().filter_map(Value::as_object_mut) {
-                        require(kv, "name", json!(""));
-                        require(kv, "value", json!(""));
-                    }
-                }
-            }
-        }
+    match serde_json::to_value(super::v03::V03(t)) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => Value::Object(Map::new()),
     }
-    if let Some(Value::Array(containers)) = o.get_mut("containers") {
-        for c in containers.iter_mut().filter_map(Value::as_object_mut) {
-            alias(c, "containerArn", "containerARN");
-            require(c, "containerARN", json!(""));
-            require(c, "lastStatus", json!(""));
-            if let Some(Value::Array(bindings)) = c.get_mut("networkBindings") {
-                for b in bindings.iter_mut().filter_map(Value::as_object_mut) {
-                    require(b, "bindIP", json!(""));
-                    require(b, "containerPort", json!(0));
-                    require(b, "hostPort", json!(0));
-                }
-            }
-        }
-    }
-    Value::Object(o)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use blox_core::model::{Container, NetworkBinding};
+    use blox_core::model::{
+        Container, ContainerOverride, KeyValuePair, NetworkBinding, TaskOverride,
+    };
 
     fn arn(s: &str) -> Arn {
         Arn::parse(s).unwrap()
     }
 
-    #[test]
-    fn a_task_carries_both_ecs_and_v03_field_names() {
-        let mut t = Task::new(
+    /// A task of cluster "prod" with this task definition.
+    fn prod_task(task_definition: &str) -> Task {
+        Task::new(
             arn("arn:aws:ecs:us-east-1:123456789012:task/prod/abc"),
             arn("arn:aws:ecs:us-east-1:123456789012:cluster/prod"),
-            "arn:aws:ecs:us-east-1:123456789012:task-definition/web:3",
-        );
-        t.version = Some(7);
-        t.containers.push(Container {
-            container_arn: Some("arn:aws:ecs:us-east-1:123456789012:container/x".into()),
+            task_definition,
+        )
+    }
+
+    /// A container "web" with one port binding.
+    fn web(container_arn: Option<&str>, binding: NetworkBinding) -> Container {
+        Container {
+            container_arn: container_arn.map(Into::into),
             name: "web".into(),
             last_status: None,
             exit_code: None,
             reason: None,
             image: None,
-            network_bindings: vec![NetworkBinding {
+            network_bindings: vec![binding],
+            cpu: None,
+            memory: None,
+        }
+    }
+
+    #[test]
+    fn missing_and_null_fields_get_the_values_v03_requires() {
+        let mut t = prod_task("web:3");
+        t.containers.push(web(
+            None,
+            NetworkBinding {
+                bind_ip: None,
+                container_port: None,
+                host_port: Some(3),
+                protocol: None,
+            },
+        ));
+        t.overrides = Some(TaskOverride {
+            container_overrides: vec![ContainerOverride {
+                environment: vec![
+                    KeyValuePair {
+                        name: None,
+                        value: None,
+                    },
+                    KeyValuePair {
+                        name: Some("A".into()),
+                        value: Some("1".into()),
+                    },
+                ],
+                ..ContainerOverride::default()
+            }],
+            ..TaskOverride::default()
+        });
+        let e = task(&t);
+        assert_eq!(e["createdAt"], "");
+        assert_eq!(e["containerInstanceARN"], "");
+        assert!(
+            e.get("containerInstanceArn").is_none(),
+            "only the v0.3 name"
+        );
+        assert_eq!(e["taskDefinitionARN"], "web:3");
+        let c = &e["containers"][0];
+        assert_eq!(
+            (&c["containerARN"], &c["lastStatus"]),
+            (&json!(""), &json!(""))
+        );
+        assert_eq!(
+            c["networkBindings"][0],
+            json!({"bindIP": "", "containerPort": 0, "hostPort": 3})
+        );
+        let co = &e["overrides"]["containerOverrides"][0];
+        assert_eq!(co["name"], "");
+        assert_eq!(
+            co["environment"],
+            json!([{"name": "", "value": ""}, {"name": "A", "value": "1"}])
+        );
+        // Overrides present but empty still carry the list.
+        t.overrides = Some(TaskOverride::default());
+        assert_eq!(task(&t)["overrides"], json!({"containerOverrides": []}));
+        // An entity with nothing to add is left alone: no stray keys.
+        let e = task(&t);
+        let keys: Vec<&str> = e.as_object().unwrap().keys().map(String::as_str).collect();
+        for k in &keys {
+            assert!(!e[*k].is_null(), "{k} is null");
+        }
+    }
+
+    #[test]
+    fn a_task_carries_both_ecs_and_v03_field_names() {
+        let mut t = prod_task("arn:aws:ecs:us-east-1:123456789012:task-definition/web:3");
+        t.version = Some(7);
+        t.containers.push(web(
+            Some("arn:aws:ecs:us-east-1:123456789012:container/x"),
+            NetworkBinding {
                 bind_ip: Some("0.0.0.0".into()),
                 container_port: Some(80),
                 host_port: Some(8080),
                 protocol: None,
-            }],
-            cpu: None,
-            memory: None,
-        });
+            },
+        ));
         let v = item(&Entity::from(t), Revision::new(5, 9), false);
         assert_eq!(v["metadata"]["entityVersion"], "5:9");
         assert!(v["metadata"].get("deleted").is_none());
