@@ -56,11 +56,16 @@ async fn ready(State(r): State<Readiness>) -> Response {
 }
 
 #[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct StateChange {
-    status: String,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    agent_connected: Option<bool>,
 }
 
-/// `PUT /v1/simulator/instances/{arn}/state` with `{"status": "DRAINING"}` (or `ACTIVE`).
+/// `PUT /v1/simulator/instances/{arn}/state` with `{"status": "DRAINING"}`
+/// (or `ACTIVE`) and/or `{"agentConnected": false}` (or `true`).
 async fn set_sim_instance_state(
     State(ecs): State<FakeEcs>,
     UrlPath(rest): UrlPath<String>,
@@ -80,22 +85,52 @@ async fn set_sim_instance_state(
         Ok(a) => a,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let result = match InstanceStatus::parse_known(&change.status) {
-        Some(InstanceStatus::Draining) => ecs.drain(&arn),
-        Some(InstanceStatus::Active) => ecs.activate(&arn),
-        _ => {
+    let status = match change.status.as_deref().map(InstanceStatus::parse_known) {
+        None => None,
+        Some(Some(s @ (InstanceStatus::Draining | InstanceStatus::Active))) => Some(s),
+        Some(_) => {
             return error(
                 StatusCode::BAD_REQUEST,
                 format!("status must be ACTIVE or DRAINING, not {:?}", change.status),
             );
         }
     };
-    match result {
-        Ok(i) => {
-            Json(json!({ "containerInstanceArn": i.container_instance_arn, "status": i.status }))
-                .into_response()
+    if status.is_none() && change.agent_connected.is_none() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "give status (ACTIVE or DRAINING) and/or agentConnected (true or false)",
+        );
+    }
+    let mut last = None;
+    if let Some(s) = &status {
+        let changed = match s {
+            InstanceStatus::Draining => ecs.drain(&arn),
+            _ => ecs.activate(&arn),
+        };
+        match changed {
+            Ok(i) => last = Some(i),
+            Err(e) => return error(StatusCode::NOT_FOUND, e.to_string()),
         }
-        Err(e) => error(StatusCode::NOT_FOUND, e.to_string()),
+    }
+    if let Some(connected) = change.agent_connected {
+        let changed = if connected {
+            ecs.reconnect_agent(&arn)
+        } else {
+            ecs.disconnect_agent(&arn)
+        };
+        match changed {
+            Ok(i) => last = Some(i),
+            Err(e) => return error(StatusCode::NOT_FOUND, e.to_string()),
+        }
+    }
+    match last {
+        Some(i) => Json(json!({
+            "containerInstanceArn": i.container_instance_arn,
+            "status": i.status,
+            "agentConnected": i.agent_connected,
+        }))
+        .into_response(),
+        None => error(StatusCode::BAD_REQUEST, "nothing to change"),
     }
 }
 

@@ -12,7 +12,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{Proc, client, daemon, free_port, items, local, set_instance_state, wait_for};
+use support::{
+    Proc, change_instance, client, daemon, free_port, items, local, set_instance_state, wait_for,
+};
 
 /// A daemon on a free port.
 struct Daemon {
@@ -219,6 +221,35 @@ async fn unknown_paths_and_bad_simulator_requests_get_json_errors() {
     )
     .await;
     assert!(!r.error_message(400).is_empty());
+    let arn = items(&client::get(d.addr, "/v1/instances").await.json())[0]["entity"]
+        ["containerInstanceArn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (body, needle) in [
+        (json!({}), "agentConnected"),
+        (json!({"agentConnected": "no"}), "invalid body"),
+        (
+            json!({"status": "ACTIVE", "colour": "red"}),
+            "unknown field",
+        ),
+    ] {
+        let m = change_instance(d.addr, &arn, &body)
+            .await
+            .error_message(400);
+        assert!(m.contains(needle), "{body}: {m}");
+    }
+    // Disconnecting and reconnecting the agent is reflected in the view.
+    let r = change_instance(d.addr, &arn, &json!({"agentConnected": false})).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["agentConnected"], false);
+    wait_for("the view to show the agent disconnected", Duration::from_secs(60), async || {
+        client::get(d.addr, "/v1/instances").await.json()["items"][0]["entity"]["agentConnected"]
+            == false
+    })
+    .await;
+    let r = change_instance(d.addr, &arn, &json!({"agentConnected": true})).await;
+    assert_eq!(r.json()["agentConnected"], true);
 }
 
 #[test]

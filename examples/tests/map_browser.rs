@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::{
-    Proc, answers, client, daemon, free_port, items, local, set_instance_state, wait_for,
+    Proc, answers, change_instance, client, daemon, free_port, items, local, set_instance_state,
+    wait_for,
 };
 
 /// The path of an executable on `PATH`, or a failure saying how to install it.
@@ -285,6 +286,44 @@ async fn the_map_follows_a_deployment_and_a_drain_without_a_reload() {
         .eval("const s = document.getElementById('f-status'); s.value = 'DRAINING'; s.dispatchEvent(new Event('input', {bubbles: true}))")
         .await;
     assert_eq!(count(&browser, "#clusters .tile:not([hidden])").await, 1);
+    browser
+        .eval("const s = document.getElementById('f-status'); s.value = ''; s.dispatchEvent(new Event('input', {bubbles: true}))")
+        .await;
+
+    // An agent that disconnects shows on its tile and in its details.
+    let other = items(&client::get(addr, "/v1/instances").await.json())
+        .iter()
+        .map(|i| {
+            i["entity"]["containerInstanceArn"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .find(|a| *a != victim)
+        .unwrap();
+    let r = change_instance(addr, &other, &json!({"agentConnected": false})).await;
+    assert_eq!(r.status, 200);
+    wait_for(
+        "the tile to show the agent disconnected",
+        Duration::from_secs(60),
+        async || count(&browser, "#clusters .tile.agent-off").await == 1,
+    )
+    .await;
+    let details = browser
+        .eval(&format!(
+            "const t = document.querySelector('.tile[data-arn=\"{other}\"]'); t.click(); return [t.classList.contains('agent-off'), document.getElementById('details').textContent]"
+        ))
+        .await;
+    assert_eq!(details[0], true);
+    assert!(
+        details[1].as_str().unwrap().contains("disconnected"),
+        "{details}"
+    );
+    assert_eq!(
+        browser.eval("return window.__sameLoad === true").await,
+        true,
+        "patched without a reload"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

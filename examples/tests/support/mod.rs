@@ -81,11 +81,21 @@ pub fn items(v: &Value) -> Vec<Value> {
 /// Sets a simulated instance's status (`DRAINING`, `ACTIVE`) through the
 /// simulator endpoint.
 pub async fn set_instance_state(addr: SocketAddr, arn: &str, status: &str) -> client::Response {
+    change_instance(addr, arn, &serde_json::json!({ "status": status })).await
+}
+
+/// Puts `body` (`status`, `agentConnected`) to a simulated instance's
+/// state endpoint.
+pub async fn change_instance(
+    addr: SocketAddr,
+    arn: &str,
+    body: &serde_json::Value,
+) -> client::Response {
     client::request(
         addr,
         "PUT",
         &format!("/v1/simulator/instances/{arn}/state"),
-        Some(&format!(r#"{{"status":"{status}"}}"#)),
+        Some(&body.to_string()),
     )
     .await
 }
