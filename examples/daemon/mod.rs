@@ -7,6 +7,7 @@ mod app;
 pub mod config;
 mod metrics;
 mod server;
+mod sim_api;
 pub mod simulate;
 mod ui;
 

@@ -7,13 +7,12 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use axum::extract::{Path as UrlPath, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::get;
 use axum::{Json, Router};
-use blox_core::model::{Arn, InstanceStatus};
 use blox_core::testing::FakeEcs;
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -52,85 +51,6 @@ async fn ready(State(r): State<Readiness>) -> Response {
         (StatusCode::OK, body).into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
-    }
-}
-
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct StateChange {
-    #[serde(default)]
-    status: Option<String>,
-    #[serde(default)]
-    agent_connected: Option<bool>,
-}
-
-/// `PUT /v1/simulator/instances/{arn}/state` with `{"status": "DRAINING"}`
-/// (or `ACTIVE`) and/or `{"agentConnected": false}` (or `true`).
-async fn set_sim_instance_state(
-    State(ecs): State<FakeEcs>,
-    UrlPath(rest): UrlPath<String>,
-    body: Result<Json<StateChange>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let Json(change) = match body {
-        Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid body: {e}")),
-    };
-    let Some(arn) = rest.strip_suffix("/state") else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "expected /v1/simulator/instances/{arn}/state",
-        );
-    };
-    let arn = match Arn::parse(arn) {
-        Ok(a) => a,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
-    };
-    let status = match change.status.as_deref().map(InstanceStatus::parse_known) {
-        None => None,
-        Some(Some(s @ (InstanceStatus::Draining | InstanceStatus::Active))) => Some(s),
-        Some(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("status must be ACTIVE or DRAINING, not {:?}", change.status),
-            );
-        }
-    };
-    if status.is_none() && change.agent_connected.is_none() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "give status (ACTIVE or DRAINING) and/or agentConnected (true or false)",
-        );
-    }
-    let mut last = None;
-    if let Some(s) = &status {
-        let changed = match s {
-            InstanceStatus::Draining => ecs.drain(&arn),
-            _ => ecs.activate(&arn),
-        };
-        match changed {
-            Ok(i) => last = Some(i),
-            Err(e) => return error(StatusCode::NOT_FOUND, e.to_string()),
-        }
-    }
-    if let Some(connected) = change.agent_connected {
-        let changed = if connected {
-            ecs.reconnect_agent(&arn)
-        } else {
-            ecs.disconnect_agent(&arn)
-        };
-        match changed {
-            Ok(i) => last = Some(i),
-            Err(e) => return error(StatusCode::NOT_FOUND, e.to_string()),
-        }
-    }
-    match last {
-        Some(i) => Json(json!({
-            "containerInstanceArn": i.container_instance_arn,
-            "status": i.status,
-            "agentConnected": i.agent_connected,
-        }))
-        .into_response(),
-        None => error(StatusCode::BAD_REQUEST, "nothing to change"),
     }
 }
 
@@ -201,14 +121,7 @@ pub fn router(parts: RouterParts) -> Router {
         .merge(parts.sched)
         .merge(super::ui::router());
     if let Some(ecs) = parts.simulator {
-        app = app.merge(
-            Router::new()
-                .route(
-                    "/v1/simulator/instances/{*rest}",
-                    put(set_sim_instance_state),
-                )
-                .with_state(ecs),
-        );
+        app = app.merge(super::sim_api::router(ecs));
     }
     app = app
         .fallback(not_found)

@@ -250,6 +250,25 @@ async fn unknown_paths_and_bad_simulator_requests_get_json_errors() {
     .await;
     let r = change_instance(d.addr, &arn, &json!({"agentConnected": true})).await;
     assert_eq!(r.json()["agentConnected"], true);
+
+    for (body, needle) in [
+        (json!({"family": "x", "cpu": 0, "memory": 10}), "positive"),
+        (json!({"family": "x", "cpu": 10}), "memory"),
+        (
+            json!({"family": "no spaces", "cpu": 1, "memory": 1}),
+            "invalid name",
+        ),
+    ] {
+        let r = client::request(
+            d.addr,
+            "POST",
+            "/v1/simulator/task-definitions",
+            Some(&body.to_string()),
+        )
+        .await;
+        let m = r.error_message(400);
+        assert!(m.contains(needle), "{body}: {m}");
+    }
 }
 
 #[test]

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::{
-    Proc, answers, change_instance, client, daemon, free_port, items, local, set_instance_state,
-    wait_for,
+    Proc, answers, change_instance, client, create_and_deploy, daemon, free_port, items, local,
+    set_instance_state, wait_for,
 };
 
 /// The path of an executable on `PATH`, or a failure saying how to install it.
@@ -191,26 +191,7 @@ async fn the_map_follows_a_deployment_and_a_drain_without_a_reload() {
         ))
         .await;
 
-    let created = client::request(
-        addr,
-        "POST",
-        "/v1/environments",
-        Some(&json!({"name": "logs", "instanceGroup": {"cluster": "sim"}, "taskDefinition": "log-agent:1"}).to_string()),
-    )
-    .await;
-    assert_eq!(created.status, 200);
-    let token = created.json()["deploymentToken"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let dep = client::request(
-        addr,
-        "POST",
-        &format!("/v1/environments/logs/deployments?deploymentToken={token}"),
-        None,
-    )
-    .await;
-    assert_eq!(dep.status, 200);
+    create_and_deploy(addr, "logs", "log-agent:1").await;
     wait_for(
         "every tile to show its daemon task running",
         Duration::from_secs(180),
@@ -324,6 +305,41 @@ async fn the_map_follows_a_deployment_and_a_drain_without_a_reload() {
         true,
         "patched without a reload"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_that_cannot_be_placed_show_as_failed_with_the_reason() {
+    let addr = local(free_port());
+    let _d = daemon(addr, &["--simulate", "3", "--simulate-seed", "3"]).await;
+    let browser = Browser::start().await;
+    browser.open(&format!("http://{addr}/")).await;
+    wait_for("3 instance tiles", Duration::from_secs(60), async || {
+        count(&browser, "#clusters .tile").await == 3
+    })
+    .await;
+    // A task definition larger than any simulated instance.
+    let td = client::request(
+        addr,
+        "POST",
+        "/v1/simulator/task-definitions",
+        Some(&json!({"family": "huge", "cpu": 256, "memory": 1_000_000}).to_string()),
+    )
+    .await;
+    assert_eq!(td.status, 200, "{}", String::from_utf8_lossy(&td.body));
+    let family_revision = format!("huge:{}", td.json()["revision"]);
+    create_and_deploy(addr, "big", &family_revision).await;
+    wait_for(
+        "every tile to show a failed daemon",
+        Duration::from_secs(120),
+        async || count(&browser, "#clusters .tile[data-daemon=failed]").await == 3,
+    )
+    .await;
+    let card = browser
+        .eval("return document.querySelector('.env[data-env=big]')?.textContent || ''")
+        .await;
+    let card = card.as_str().unwrap();
+    assert!(card.contains("3 failed"), "{card}");
+    assert!(card.contains("RESOURCE:MEMORY"), "the reason: {card}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -99,3 +99,37 @@ pub async fn change_instance(
     )
     .await
 }
+
+/// Creates environment `name` on the simulated cluster with
+/// `task_definition` and deploys it; returns the deployment.
+pub async fn create_and_deploy(
+    addr: SocketAddr,
+    name: &str,
+    task_definition: &str,
+) -> serde_json::Value {
+    let body = serde_json::json!({
+        "name": name,
+        "instanceGroup": {"cluster": "sim"},
+        "taskDefinition": task_definition,
+    });
+    let created = client::request(addr, "POST", "/v1/environments", Some(&body.to_string())).await;
+    assert_eq!(
+        created.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&created.body)
+    );
+    let token = created.json()["deploymentToken"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let dep = client::request(
+        addr,
+        "POST",
+        &format!("/v1/environments/{name}/deployments?deploymentToken={token}"),
+        None,
+    )
+    .await;
+    assert_eq!(dep.status, 200, "{}", String::from_utf8_lossy(&dep.body));
+    dep.json()
+}

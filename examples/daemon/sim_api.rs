@@ -1,0 +1,143 @@
+//! The simulator's controls (with `--simulate`): change a simulated
+//! instance, register a task definition of a given size.
+
+use axum::extract::{Path as UrlPath, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{post, put};
+use axum::{Json, Router};
+use blox_core::model::{Arn, InstanceStatus};
+use blox_core::testing::FakeEcs;
+use serde_json::json;
+
+use super::server::error;
+
+/// `PUT /v1/simulator/instances/{arn}/state` and
+/// `POST /v1/simulator/task-definitions`.
+pub(crate) fn router(ecs: FakeEcs) -> Router {
+    Router::new()
+        .route(
+            "/v1/simulator/instances/{*rest}",
+            put(set_sim_instance_state),
+        )
+        .route(
+            "/v1/simulator/task-definitions",
+            post(register_task_definition),
+        )
+        .with_state(ecs)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct StateChange {
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    agent_connected: Option<bool>,
+}
+
+/// `PUT /v1/simulator/instances/{arn}/state` with `{"status": "DRAINING"}`
+/// (or `ACTIVE`) and/or `{"agentConnected": false}` (or `true`).
+async fn set_sim_instance_state(
+    State(ecs): State<FakeEcs>,
+    UrlPath(rest): UrlPath<String>,
+    body: Result<Json<StateChange>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(change) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid body: {e}")),
+    };
+    let Some(arn) = rest.strip_suffix("/state") else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "expected /v1/simulator/instances/{arn}/state",
+        );
+    };
+    let arn = match Arn::parse(arn) {
+        Ok(a) => a,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let status = match change.status.as_deref().map(InstanceStatus::parse_known) {
+        None => None,
+        Some(Some(s @ (InstanceStatus::Draining | InstanceStatus::Active))) => Some(s),
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("status must be ACTIVE or DRAINING, not {:?}", change.status),
+            );
+        }
+    };
+    if status.is_none() && change.agent_connected.is_none() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "give status (ACTIVE or DRAINING) and/or agentConnected (true or false)",
+        );
+    }
+    let mut last = None;
+    if let Some(s) = &status {
+        let changed = match s {
+            InstanceStatus::Draining => ecs.drain(&arn),
+            _ => ecs.activate(&arn),
+        };
+        match changed {
+            Ok(i) => last = Some(i),
+            Err(e) => return error(StatusCode::NOT_FOUND, e.to_string()),
+        }
+    }
+    if let Some(connected) = change.agent_connected {
+        let changed = if connected {
+            ecs.reconnect_agent(&arn)
+        } else {
+            ecs.disconnect_agent(&arn)
+        };
+        match changed {
+            Ok(i) => last = Some(i),
+            Err(e) => return error(StatusCode::NOT_FOUND, e.to_string()),
+        }
+    }
+    match last {
+        Some(i) => Json(json!({
+            "containerInstanceArn": i.container_instance_arn,
+            "status": i.status,
+            "agentConnected": i.agent_connected,
+        }))
+        .into_response(),
+        None => error(StatusCode::BAD_REQUEST, "nothing to change"),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NewTaskDefinition {
+    family: String,
+    cpu: i64,
+    memory: i64,
+}
+
+/// `POST /v1/simulator/task-definitions` with `{"family", "cpu", "memory"}`:
+/// registers the family's next revision with that size (task definitions
+/// first used by a deployment are registered small; a large one shows how
+/// placement failures look).
+async fn register_task_definition(
+    State(ecs): State<FakeEcs>,
+    body: Result<Json<NewTaskDefinition>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(req) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid body: {e}")),
+    };
+    if req.cpu <= 0 || req.memory <= 0 {
+        return error(StatusCode::BAD_REQUEST, "cpu and memory must be positive");
+    }
+    match ecs.register_task_definition(&req.family, req.cpu, req.memory) {
+        Ok(td) => Json(json!({
+            "taskDefinitionArn": td.task_definition_arn,
+            "family": td.family,
+            "revision": td.revision,
+            "cpu": req.cpu,
+            "memory": req.memory,
+        }))
+        .into_response(),
+        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
