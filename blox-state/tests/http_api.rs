@@ -291,14 +291,7 @@ async fn without_max_results_a_list_returns_everything() {
 async fn a_list_revision_advances_with_writes() {
     let s = populated().await;
     let before = s.get("/v1/tasks").await.json()["metadata"]["entityVersion"].clone();
-    let rev = s
-        .put(vec![Entity::from(task(
-            "prod",
-            "t-9",
-            TaskStatus::Running,
-            None,
-        ))])
-        .await;
+    let rev = s.put_task("prod", "t-9", TaskStatus::Running).await;
     let after = s.get("/v1/tasks").await.json();
     assert_ne!(after["metadata"]["entityVersion"], before);
     assert_eq!(after["metadata"]["entityVersion"], rev.to_string());

@@ -18,14 +18,7 @@ async fn a_task_stream_carries_puts_and_deletes_with_the_last_entity() {
     assert_eq!(stream.header("content-type"), Some("application/x-ndjson"));
     s.wait_for_watches(|n| n >= 2).await; // the cache's and the stream's
 
-    let put_rev = s
-        .put(vec![Entity::from(task(
-            "prod",
-            "t-1",
-            TaskStatus::Running,
-            None,
-        ))])
-        .await;
+    let put_rev = s.put_task("prod", "t-1", TaskStatus::Running).await;
     // An instance change is not on the task stream.
     s.put(vec![Entity::from(instance("prod", "i-1", 1))]).await;
     let arn = blox_core::model::Arn::parse(&format!("{PREFIX}:task/prod/t-1")).unwrap();
@@ -50,25 +43,11 @@ async fn a_task_stream_carries_puts_and_deletes_with_the_last_entity() {
 #[tokio::test]
 async fn a_stream_resumes_right_after_an_entity_version() {
     let s = Server::start().await;
-    let first = s
-        .put(vec![Entity::from(task(
-            "prod",
-            "t-1",
-            TaskStatus::Pending,
-            None,
-        ))])
-        .await;
+    let first = s.put_task("prod", "t-1", TaskStatus::Pending).await;
     let mut running = task("prod", "t-1", TaskStatus::Running, None);
     running.version = Some(2);
     let second = s.put(vec![Entity::from(running)]).await;
-    let third = s
-        .put(vec![Entity::from(task(
-            "prod",
-            "t-2",
-            TaskStatus::Pending,
-            None,
-        ))])
-        .await;
+    let third = s.put_task("prod", "t-2", TaskStatus::Pending).await;
 
     let mut stream = s
         .stream(&format!("/v1/stream/tasks?entityVersion={first}"))
@@ -152,22 +131,10 @@ async fn a_cluster_filter_keeps_only_that_clusters_changes() {
 #[tokio::test]
 async fn a_stream_without_entity_version_starts_from_now() {
     let s = Server::start().await;
-    s.put(vec![Entity::from(task(
-        "prod",
-        "old",
-        TaskStatus::Running,
-        None,
-    ))])
-    .await;
+    s.put_task("prod", "old", TaskStatus::Running).await;
     let mut stream = s.stream("/v1/stream/tasks").await;
     s.wait_for_watches(|n| n >= 2).await;
-    s.put(vec![Entity::from(task(
-        "prod",
-        "new",
-        TaskStatus::Running,
-        None,
-    ))])
-    .await;
+    s.put_task("prod", "new", TaskStatus::Running).await;
     let line = stream.next_line().await.unwrap();
     assert!(
         line["entity"]["taskArn"]
@@ -200,13 +167,8 @@ async fn a_compacted_revision_is_410() {
     })
     .await;
     for n in 0..10 {
-        s.put(vec![Entity::from(task(
-            "prod",
-            &format!("t-{n}"),
-            TaskStatus::Running,
-            None,
-        ))])
-        .await;
+        s.put_task("prod", &format!("t-{n}"), TaskStatus::Running)
+            .await;
     }
     let r = s.get("/v1/stream/tasks?entityVersion=5:1").await;
     assert!(r.error_message(410).contains("relist"));
@@ -233,20 +195,8 @@ async fn a_stream_ends_when_the_client_disconnects() {
     s.wait_for_watches(|n| n == 2).await;
     drop(stream);
     // The server notices at the latest when it writes the next change.
-    s.put(vec![Entity::from(task(
-        "prod",
-        "t-1",
-        TaskStatus::Running,
-        None,
-    ))])
-    .await;
-    s.put(vec![Entity::from(task(
-        "prod",
-        "t-2",
-        TaskStatus::Running,
-        None,
-    ))])
-    .await;
+    s.put_task("prod", "t-1", TaskStatus::Running).await;
+    s.put_task("prod", "t-2", TaskStatus::Running).await;
     s.wait_for_watches(|n| n == 1).await;
 }
 
@@ -258,13 +208,7 @@ async fn a_store_failure_mid_stream_aborts_the_response_instead_of_ending_it() {
         .store(true, std::sync::atomic::Ordering::SeqCst);
     let mut stream = s.stream("/v1/stream/tasks").await;
     assert_eq!(stream.status, 200);
-    s.put(vec![Entity::from(task(
-        "prod",
-        "t-1",
-        TaskStatus::Running,
-        None,
-    ))])
-    .await;
+    s.put_task("prod", "t-1", TaskStatus::Running).await;
     assert!(stream.next_line().await.is_some());
     s.faults.break_watches();
     let end = stream.try_next_line().await;

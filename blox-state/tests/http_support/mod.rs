@@ -119,6 +119,12 @@ impl Server {
             .await
     }
 
+    /// Puts the task `id` of `cluster_name` in `status` (see [`task`]).
+    pub async fn put_task(&self, cluster_name: &str, id: &str, status: TaskStatus) -> Revision {
+        self.put(vec![task(cluster_name, id, status, None).into()])
+            .await
+    }
+
     /// `GET path`, read to the end.
     pub async fn get(&self, path: &str) -> client::Response {
         client::get(self.addr, path).await
