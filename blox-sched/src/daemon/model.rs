@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use blox_core::model::{ContainerInstance, Timestamp};
+use blox_core::model::{Arn, ContainerInstance, Timestamp};
+use blox_state::store::Filter;
 use serde::{Deserialize, Serialize};
 
 /// How a daemon task on a DRAINING instance is treated.
@@ -350,10 +351,33 @@ impl DaemonDesired {
     }
 }
 
+/// Whether an environment's cluster (name or ARN) is the filter's (name or ARN).
+pub(crate) fn same_cluster(filter: &str, cluster: &str) -> bool {
+    if filter == cluster {
+        return true;
+    }
+    match (Arn::parse(cluster), Arn::parse(filter)) {
+        (Ok(arn), _) if cluster.starts_with("arn:") => Filter::cluster_matches(filter, &arn),
+        (_, Ok(arn)) if filter.starts_with("arn:") => Filter::cluster_matches(cluster, &arn),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use blox_core::model::{Arn, Attribute};
+    use blox_core::model::Attribute;
+
+    #[test]
+    fn clusters_match_by_name_or_arn_either_way() {
+        let arn = "arn:aws:ecs:us-east-1:123456789012:cluster/prod";
+        assert!(same_cluster("prod", "prod"));
+        assert!(same_cluster("prod", arn));
+        assert!(same_cluster(arn, "prod"));
+        assert!(same_cluster(arn, arn));
+        assert!(!same_cluster("dev", arn));
+        assert!(!same_cluster("dev", "prod"));
+    }
 
     fn instance(attrs: Vec<Attribute>) -> ContainerInstance {
         let mut i = ContainerInstance::new(

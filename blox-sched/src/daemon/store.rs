@@ -40,6 +40,7 @@ use rand::RngCore;
 
 use super::model::{
     DaemonDesired, Deployment, DrainingPolicy, Environment, EnvironmentState, InstanceSelector,
+    same_cluster,
 };
 use super::validate::{self, ValidationError};
 use crate::scheduler::{DesiredError, DesiredSource};
@@ -207,6 +208,10 @@ pub struct EnvironmentUpdate {
     pub draining_policy: Option<DrainingPolicy>,
     /// Rollout bound (at least 1).
     pub max_unavailable: Option<u32>,
+    /// The cluster the caller takes the environment to run on (name or
+    /// ARN): another one is refused, as an environment cannot move. Not a
+    /// change by itself.
+    pub cluster: Option<String>,
 }
 
 impl EnvironmentUpdate {
@@ -235,7 +240,11 @@ impl EnvironmentUpdate {
     }
 
     fn validate(&self) -> Result<(), ValidationError> {
-        if *self == EnvironmentUpdate::default() {
+        let changes = EnvironmentUpdate {
+            cluster: None,
+            ..self.clone()
+        };
+        if changes == EnvironmentUpdate::default() {
             return Err(ValidationError::NothingToUpdate);
         }
         if let Some(td) = &self.task_definition {
@@ -250,7 +259,15 @@ impl EnvironmentUpdate {
         Ok(())
     }
 
-    fn apply(&self, env: &mut Environment) {
+    fn apply(&self, env: &mut Environment) -> Result<(), ValidationError> {
+        if let Some(cluster) = &self.cluster
+            && !same_cluster(cluster, env.cluster())
+        {
+            return Err(ValidationError::ClusterChange {
+                current: env.cluster().to_owned(),
+                requested: cluster.clone(),
+            });
+        }
         if let Some(td) = &self.task_definition {
             env.task_definition.clone_from(td);
         }
@@ -263,6 +280,7 @@ impl EnvironmentUpdate {
         if let Some(n) = self.max_unavailable {
             env.max_unavailable = n;
         }
+        Ok(())
     }
 }
 
@@ -419,11 +437,7 @@ impl EnvironmentStore {
     /// refused.
     pub async fn update(&self, name: &str, update: EnvironmentUpdate) -> Result<Environment> {
         update.validate()?;
-        self.update_env(name, |env| {
-            update.apply(env);
-            Ok(())
-        })
-        .await
+        self.update_env(name, |env| Ok(update.apply(env)?)).await
     }
 
     /// Read-modify-write of a visible environment by compare-and-swap; every

@@ -2,8 +2,6 @@
 
 use axum::Json;
 use axum::extract::State;
-use blox_core::model::Arn;
-use blox_state::store::Filter;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
@@ -11,9 +9,9 @@ use serde_json::{Map, Value, json};
 use super::SchedApiState;
 use super::error::{ApiError, store_error};
 use super::params::{self, Params, RawBody, RawPath, RawQuery};
+use crate::daemon::same_cluster;
 use crate::daemon::{
-    DrainingPolicy, Environment, EnvironmentError, EnvironmentUpdate, InstanceGroup,
-    NewEnvironment, ValidationError,
+    DrainingPolicy, Environment, EnvironmentUpdate, InstanceGroup, NewEnvironment,
 };
 
 /// v0.3's `CreateEnvironmentRequest` plus blox's optional settings.
@@ -70,18 +68,6 @@ pub(crate) async fn create(
         .max_unavailable(req.max_unavailable.unwrap_or(s.default_rollout_bound));
     let env = s.envs.create(new).await?;
     Ok(Json(shape(&env)))
-}
-
-/// Whether an environment's cluster (name or ARN) is the filter's (name or ARN).
-pub(crate) fn same_cluster(filter: &str, cluster: &str) -> bool {
-    if filter == cluster {
-        return true;
-    }
-    match (Arn::parse(cluster), Arn::parse(filter)) {
-        (Ok(arn), _) if cluster.starts_with("arn:") => Filter::cluster_matches(filter, &arn),
-        (_, Ok(arn)) if filter.starts_with("arn:") => Filter::cluster_matches(cluster, &arn),
-        _ => false,
-    }
 }
 
 /// `GET /v1/environments`.
@@ -149,21 +135,14 @@ pub(crate) async fn update(
     let req: UpdateRequest = json_body(&body)?;
     let mut update = EnvironmentUpdate {
         task_definition: req.task_definition,
-        selector: None,
         draining_policy: req.draining_policy,
         max_unavailable: req.max_unavailable,
+        ..EnvironmentUpdate::default()
     };
     if let Some(group) = req.instance_group {
-        // The cluster is part of the group for symmetry with creation, but
-        // an environment cannot move.
-        let current = s.envs.get(&name).await?;
-        if !same_cluster(&group.cluster, current.cluster()) {
-            return Err(EnvironmentError::from(ValidationError::ClusterChange {
-                current: current.cluster().to_owned(),
-                requested: group.cluster,
-            })
-            .into());
-        }
+        // The cluster is part of the group for symmetry with creation; the
+        // store refuses another one (an environment cannot move).
+        update.cluster = Some(group.cluster);
         update.selector = Some(group.attributes);
     }
     let env = s.envs.update(&name, update).await?;
@@ -186,17 +165,6 @@ pub(crate) async fn delete(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn clusters_match_by_name_or_arn_either_way() {
-        let arn = "arn:aws:ecs:us-east-1:123456789012:cluster/prod";
-        assert!(same_cluster("prod", "prod"));
-        assert!(same_cluster("prod", arn));
-        assert!(same_cluster(arn, "prod"));
-        assert!(same_cluster(arn, arn));
-        assert!(!same_cluster("dev", arn));
-        assert!(!same_cluster("dev", "prod"));
-    }
 
     #[test]
     fn create_requests_reject_unknown_fields_and_name_missing_ones() {

@@ -12,9 +12,9 @@ use std::collections::HashMap;
 use serde_json::{Map, Value, json};
 
 use super::SchedApiState;
-use super::environments::same_cluster;
 use super::error::{ApiError, store_error};
 use super::params::{Params, RawQuery};
+use crate::daemon::same_cluster;
 use crate::daemon::{Deployment, Environment, EnvironmentStore, StoreKey};
 
 /// The media type of stream responses.
