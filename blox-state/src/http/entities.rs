@@ -9,10 +9,11 @@ use serde_json::Value;
 
 use super::error::ApiError;
 use super::params::{self, Params, RawQuery, query_pairs};
+use super::shape::{Metadata, Wrapped};
 use super::v03::V03;
 use super::{ApiState, shape};
 use crate::cache::{CachePage, Entry};
-use crate::store::{Filter, Revision};
+use crate::store::Filter;
 
 const LIST_INSTANCES_KEYS: &[&str] = &["status", "cluster", "maxResults", "nextToken"];
 const LIST_TASKS_KEYS: &[&str] = &["status", "cluster", "startedBy", "maxResults", "nextToken"];
@@ -81,32 +82,12 @@ impl Shaped for ContainerInstance {
 /// {"entityVersion"}, "nextToken"?}` of a page, serialized as it is written.
 struct Listing<T>(CachePage<T>);
 
-/// `{"entityVersion": ..}`.
-struct Meta(Revision);
+/// An entity, written in its v0.3 shape.
+struct ShapedRef<'a, T>(&'a T);
 
-impl Serialize for Meta {
+impl<T: Shaped> Serialize for ShapedRef<'_, T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(1))?;
-        m.serialize_entry("entityVersion", &self.0)?;
-        m.end()
-    }
-}
-
-/// One item of a listing.
-struct Item<'a, T>(&'a Entry<T>);
-
-impl<T: Shaped> Serialize for Item<'_, T> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        struct Entity<'a, T>(&'a T);
-        impl<T: Shaped> Serialize for Entity<'_, T> {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                self.0.shaped(s)
-            }
-        }
-        let mut m = s.serialize_map(Some(2))?;
-        m.serialize_entry("metadata", &Meta(self.0.revision))?;
-        m.serialize_entry("entity", &Entity(&*self.0.value))?;
-        m.end()
+        self.0.shaped(s)
     }
 }
 
@@ -116,7 +97,11 @@ impl<T: Shaped> Serialize for Listing<T> {
         let next = page.next_after.as_ref().map(params::encode_token);
         let mut m = s.serialize_map(Some(2 + usize::from(next.is_some())))?;
         m.serialize_entry("items", &ItemList(&page.items))?;
-        m.serialize_entry("metadata", &Meta(page.revision))?;
+        let metadata = Metadata {
+            revision: page.revision,
+            deleted: false,
+        };
+        m.serialize_entry("metadata", &metadata)?;
         if let Some(t) = next {
             m.serialize_entry("nextToken", &t)?;
         }
@@ -128,7 +113,13 @@ struct ItemList<'a, T>(&'a [Entry<T>]);
 
 impl<T: Shaped> Serialize for ItemList<'_, T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(Item))
+        s.collect_seq(self.0.iter().map(|e| Wrapped {
+            metadata: Metadata {
+                revision: e.revision,
+                deleted: false,
+            },
+            entity: ShapedRef(&*e.value),
+        }))
     }
 }
 

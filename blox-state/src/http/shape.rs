@@ -15,6 +15,7 @@
 //! are sent as empty strings, and `overrides` is always present.
 
 use blox_core::model::{Arn, ContainerInstance, Entity, EntityKind, Resource, Task};
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value, json};
 
 use crate::store::Revision;
@@ -45,14 +46,47 @@ pub(crate) fn deleted_without_state(kind: EntityKind, arn: &Arn, revision: Revis
     wrap(Value::Object(body), revision, true)
 }
 
+/// `{"entityVersion", "deleted"?}`: an item's metadata, or a list's (never
+/// deleted).
+pub(crate) struct Metadata {
+    /// The store revision.
+    pub(crate) revision: Revision,
+    /// Whether the item is a delete.
+    pub(crate) deleted: bool,
+}
+
+impl Serialize for Metadata {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(1 + usize::from(self.deleted)))?;
+        m.serialize_entry("entityVersion", &self.revision)?;
+        if self.deleted {
+            m.serialize_entry("deleted", &true)?;
+        }
+        m.end()
+    }
+}
+
+/// `{"metadata": {...}, "entity": {...}}`.
+pub(crate) struct Wrapped<E> {
+    /// The item's metadata.
+    pub(crate) metadata: Metadata,
+    /// The entity, in its v0.3 shape.
+    pub(crate) entity: E,
+}
+
+impl<E: Serialize> Serialize for Wrapped<E> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("metadata", &self.metadata)?;
+        m.serialize_entry("entity", &self.entity)?;
+        m.end()
+    }
+}
+
 /// Wraps an entity's JSON with its metadata.
 pub(crate) fn wrap(entity: Value, revision: Revision, deleted: bool) -> Value {
-    let mut metadata = Map::new();
-    metadata.insert("entityVersion".into(), json!(revision));
-    if deleted {
-        metadata.insert("deleted".into(), Value::Bool(true));
-    }
-    json!({ "metadata": metadata, "entity": entity })
+    let metadata = Metadata { revision, deleted };
+    serde_json::to_value(Wrapped { metadata, entity }).unwrap_or(Value::Null)
 }
 
 /// Copies `from` to `to` in an object when `from` is present.
