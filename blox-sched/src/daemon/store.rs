@@ -240,11 +240,12 @@ impl EnvironmentUpdate {
     }
 
     fn validate(&self) -> Result<(), ValidationError> {
-        let changes = EnvironmentUpdate {
-            cluster: None,
-            ..self.clone()
-        };
-        if changes == EnvironmentUpdate::default() {
+        // The cluster only confirms where the environment runs.
+        if self.task_definition.is_none()
+            && self.selector.is_none()
+            && self.draining_policy.is_none()
+            && self.max_unavailable.is_none()
+        {
             return Err(ValidationError::NothingToUpdate);
         }
         if let Some(td) = &self.task_definition {
