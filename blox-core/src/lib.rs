@@ -11,6 +11,7 @@
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod backoff;
+pub mod clock;
 pub mod event;
 pub mod model;
 pub mod ports;

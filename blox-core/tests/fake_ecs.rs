@@ -764,3 +764,110 @@ async fn a_simulation_spreads_instances_over_three_zones_and_churns() {
         );
     }
 }
+
+/// A fake whose listings lag by up to `lag`, on a paused tokio clock.
+fn lagging_fake(lag: Duration) -> FakeEcs {
+    let ecs = FakeEcs::with_config(FakeEcsConfig {
+        clock: Some(
+            blox_core::clock::TokioClock::starting_at(blox_core::model::Timestamp::from_millis(
+                1_704_067_200_000,
+            ))
+            .shared(),
+        ),
+        listing_lag: lag,
+        ..FakeEcsConfig::seeded(3)
+    });
+    ecs.create_cluster("prod").unwrap();
+    ecs
+}
+
+#[tokio::test(start_paused = true)]
+async fn listings_lag_behind_starts_stops_and_registrations_but_describe_does_not() {
+    let lag = Duration::from_secs(10);
+    let ecs = lagging_fake(lag);
+    let running = TaskListFilter {
+        cluster: "prod".into(),
+        ..TaskListFilter::default()
+    };
+    let instances: Vec<Arn> = (0..20)
+        .map(|_| {
+            ecs.add_instance("prod", InstanceSpec::new())
+                .unwrap()
+                .container_instance_arn
+        })
+        .collect();
+    let listed = ecs.list_all_container_instances("prod").await.unwrap();
+    assert!(listed.len() < 20, "new instances show in listings later");
+    let described = ecs
+        .describe_container_instances("prod", &instances)
+        .await
+        .unwrap();
+    assert_eq!(described.len(), 20, "describe sees them at once");
+    tokio::time::sleep(lag + Duration::from_millis(1)).await;
+    assert_eq!(
+        ecs.list_all_container_instances("prod")
+            .await
+            .unwrap()
+            .len(),
+        20
+    );
+
+    let mut tasks: Vec<Arn> = Vec::new();
+    for batch in instances.chunks(10) {
+        let started = ecs.start_task(&start("prod", "w:1", batch, "x")).await;
+        tasks.extend(started.unwrap().tasks.into_iter().map(|t| t.task_arn));
+    }
+    assert!(ecs.list_all_tasks(&running).await.unwrap().len() < 20);
+    tokio::time::sleep(lag + Duration::from_millis(1)).await;
+    assert_eq!(ecs.list_all_tasks(&running).await.unwrap().len(), 20);
+
+    for t in &tasks {
+        ecs.stop_task("prod", t, "done").await.unwrap();
+    }
+    let still = ecs.list_all_tasks(&running).await.unwrap();
+    assert!(
+        !still.is_empty(),
+        "stopped tasks linger in RUNNING listings"
+    );
+    let d = ecs.describe_tasks("prod", &still).await.unwrap();
+    assert!(d.iter().all(|t| t.desired_status == TaskStatus::Stopped));
+    tokio::time::sleep(lag + Duration::from_millis(1)).await;
+    assert!(ecs.list_all_tasks(&running).await.unwrap().is_empty());
+
+    ecs.deregister_instance(&instances[0]).unwrap();
+    assert_eq!(
+        ecs.list_all_container_instances("prod")
+            .await
+            .unwrap()
+            .len(),
+        20,
+        "a deregistered instance lingers (this seed draws a lag > 0)"
+    );
+    tokio::time::sleep(lag + Duration::from_millis(1)).await;
+    assert_eq!(
+        ecs.list_all_container_instances("prod")
+            .await
+            .unwrap()
+            .len(),
+        19
+    );
+}
+
+#[tokio::test]
+async fn with_an_outbox_events_wait_until_enqueued_as_the_caller_chooses() {
+    let ecs = FakeEcs::with_config(FakeEcsConfig {
+        event_outbox: true,
+        ..FakeEcsConfig::seeded(5)
+    });
+    ecs.create_cluster("prod").unwrap();
+    ecs.add_instance("prod", InstanceSpec::new()).unwrap();
+    assert_eq!(ecs.queued_events(), 0);
+    let out = ecs.take_outbox();
+    assert_eq!(out.len(), 1);
+    assert!(ecs.take_outbox().is_empty());
+    ecs.enqueue_event(out[0].clone());
+    ecs.enqueue_event(out[0].clone());
+    ecs.enqueue_event("not json".into());
+    let got = ecs.receive(10, Duration::ZERO).await.unwrap();
+    assert_eq!(got.len(), 3);
+}

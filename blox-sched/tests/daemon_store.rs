@@ -352,3 +352,25 @@ async fn updating_settings_takes_effect_at_once_and_keeps_the_rest() {
     ));
     assert_eq!(s.get("logs").await.unwrap(), after);
 }
+
+#[tokio::test]
+async fn an_environment_with_more_deployments_than_one_transaction_holds_is_deleted() {
+    let (s, kv) = stores();
+    let mut env = logs_env(&s).await;
+    for n in 0..140 {
+        s.create_deployment("logs", &env.deployment_token)
+            .await
+            .unwrap();
+        env = s
+            .update_task_definition("logs", &format!("logs:{}", n + 2))
+            .await
+            .unwrap();
+    }
+    assert_eq!(s.list_deployments("logs").await.unwrap().len(), 140);
+    s.delete("logs", false).await.unwrap();
+    assert!(matches!(
+        s.get("logs").await,
+        Err(EnvironmentError::NotFound(_))
+    ));
+    assert!(kv.kv_list("daemon/").await.unwrap().items.is_empty());
+}

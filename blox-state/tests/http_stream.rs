@@ -164,6 +164,7 @@ async fn a_compacted_revision_is_410() {
     let s = Server::start_with(MemoryOptions {
         log_capacity: 4,
         epoch: Some(5),
+        ..MemoryOptions::default()
     })
     .await;
     for n in 0..10 {

@@ -29,9 +29,9 @@
 //! # }).unwrap();
 //! ```
 
+use blox_core::clock::SharedClock;
 use std::sync::Arc;
 
-use blox_core::model::Timestamp;
 use blox_state::store::{
     KvEntry, KvExpect, KvOp, KvTxn, KvTxnOutcome, Revision, StateStore, StoreError,
 };
@@ -314,6 +314,7 @@ pub fn new_deployment_id() -> String {
 #[derive(Clone)]
 pub struct EnvironmentStore {
     store: Arc<dyn StateStore>,
+    clock: SharedClock,
 }
 
 impl std::fmt::Debug for EnvironmentStore {
@@ -353,7 +354,22 @@ fn encode<T: serde::Serialize>(v: &T) -> Bytes {
 impl EnvironmentStore {
     /// Environments and deployments in `store`.
     pub fn new(store: Arc<dyn StateStore>) -> Self {
-        EnvironmentStore { store }
+        EnvironmentStore {
+            store,
+            clock: blox_core::clock::system(),
+        }
+    }
+
+    /// Takes the times it records (creation, updates, deployment progress)
+    /// from `clock` instead of the wall clock.
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock of the times it records.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
     }
 
     async fn read_env(&self, name: &str) -> Result<Option<(Environment, Revision)>> {
@@ -382,7 +398,7 @@ impl EnvironmentStore {
             req.cluster,
             req.task_definition,
             new_token(),
-            Timestamp::now(),
+            self.clock.now(),
         );
         env.instance_group.attributes = req.selector;
         env.draining_policy = req.draining_policy;
@@ -452,7 +468,7 @@ impl EnvironmentStore {
             let (mut env, rev) = self.read_visible(name).await?;
             f(&mut env)?;
             env.deployment_token = new_token();
-            env.updated_at = Timestamp::now();
+            env.updated_at = self.clock.now();
             let out = self
                 .store
                 .kv_put(&env_key(name), encode(&env), Some(KvExpect::Revision(rev)))
@@ -486,10 +502,24 @@ impl EnvironmentStore {
     /// Removes an environment and its deployments, whatever their state.
     pub(crate) async fn purge(&self, name: &str) -> Result<()> {
         let deps = self.store.kv_list(&dep_prefix(name)).await?;
-        let mut ops = vec![KvOp::Delete { key: env_key(name) }];
-        ops.extend(deps.items.into_iter().map(|e| KvOp::Delete { key: e.key }));
+        // One transaction when it fits (the environment's delete first, as
+        // streams have always shown it). Otherwise the deployments first
+        // and the environment last, in as many transactions as the store's
+        // limits need: a crash in between leaves the environment, and
+        // purging it again finishes the job.
+        let mut ops: Vec<KvOp> = deps
+            .items
+            .into_iter()
+            .map(|e| KvOp::Delete { key: e.key })
+            .collect();
+        let env = KvOp::Delete { key: env_key(name) };
+        if ops.len() < self.store.txn_limits().max_ops {
+            ops.insert(0, env);
+        } else {
+            ops.push(env);
+        }
         self.store
-            .kv_txn(KvTxn {
+            .kv_txn_chunked(KvTxn {
                 checks: Vec::new(),
                 ops,
             })
@@ -509,7 +539,7 @@ impl EnvironmentStore {
                     environment: name.into(),
                 });
             }
-            let now = Timestamp::now();
+            let now = self.clock.now();
             let mut dep =
                 Deployment::new(new_deployment_id(), name, env.task_definition.clone(), now);
             env.deployment_count += 1;
@@ -612,7 +642,7 @@ impl EnvironmentStore {
             if !f(&mut dep) {
                 return Ok(Some(dep));
             }
-            dep.updated_at = Timestamp::now();
+            dep.updated_at = self.clock.now();
             let out = self
                 .store
                 .kv_put(&key, encode(&dep), Some(KvExpect::Revision(entry.revision)))

@@ -128,9 +128,9 @@ impl Signals {
     /// Withdraws leadership (the flag first, so readers stop at once);
     /// returns whether this process was leading.
     fn withdraw(&self) -> bool {
-        let was = self.leader.send_replace(false);
+        // The term goes first: whoever sees "not leading" sees no term.
         self.term.send_replace(None);
-        was
+        self.leader.send_replace(false)
     }
 
     pub(crate) fn is_leader(&self) -> watch::Receiver<bool> {

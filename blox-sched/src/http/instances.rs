@@ -75,7 +75,7 @@ pub(crate) async fn statuses(
         environment,
         deployments,
     };
-    let now = Timestamp::now();
+    let now = s.environments().clock().now();
     let backoff = recorded_failures(state.active(), now);
     let active = state.environment.active_deployment.clone();
     let task_definition = state.environment.task_definition.clone();

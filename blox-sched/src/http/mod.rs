@@ -170,6 +170,13 @@ impl SchedApiState {
         self
     }
 
+    /// Takes the times it records and reports from `clock` instead of the
+    /// wall clock.
+    pub fn with_clock(mut self, clock: blox_core::clock::SharedClock) -> Self {
+        self.envs = self.envs.with_clock(clock);
+        self
+    }
+
     /// The environment store the routes use.
     pub fn environments(&self) -> &EnvironmentStore {
         &self.envs

@@ -168,7 +168,8 @@ impl IntentBook {
         Ok(revision)
     }
 
-    /// Deletes intents (resolved or failed) in one fenced transaction.
+    /// Deletes intents (resolved or failed) in fenced transactions that fit
+    /// the store's limits.
     pub(crate) async fn remove(
         &mut self,
         store: &dyn StateStore,
@@ -182,8 +183,10 @@ impl IntentBook {
             .iter()
             .map(|k| KvOp::Delete { key: k.clone() })
             .collect();
+        // However many: each part is fenced by the leader key on its own
+        // (deleting a resolved intent needs no atomicity with the others).
         let outcome = store
-            .kv_txn(KvTxn {
+            .kv_txn_chunked(KvTxn {
                 checks: vec![term.check()],
                 ops,
             })
@@ -226,13 +229,19 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn intents_are_written_and_removed_under_the_leader_key() {
+    /// A memory store and the term of its leader "a".
+    async fn leading() -> (Arc<dyn StateStore>, LeaderTerm) {
         let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
         let e = LocalElection::start(Arc::clone(&store), "s", "a")
             .await
             .unwrap();
         let term = e.term().borrow().clone().unwrap();
+        (store, term)
+    }
+
+    #[tokio::test]
+    async fn intents_are_written_and_removed_under_the_leader_key() {
+        let (store, term) = leading().await;
         let mut book = IntentBook::new("sched");
         book.record(store.as_ref(), &term, vec![record(1), record(2)])
             .await
@@ -255,6 +264,29 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[tokio::test]
+    async fn hundreds_of_resolved_intents_are_removed_within_the_store_limits() {
+        // 200 instances once stalled for good: 129+ deletes in one
+        // transaction, which etcd (and now every store) refuses.
+        let (store, term) = leading().await;
+        let mut book = IntentBook::new("sched");
+        for chunk in (0..300).collect::<Vec<_>>().chunks(10) {
+            book.record(
+                store.as_ref(),
+                &term,
+                chunk.iter().map(|n| record(*n)).collect(),
+            )
+            .await
+            .unwrap();
+        }
+        let keys: Vec<String> = book.iter().map(|(k, _)| k.clone()).collect();
+        assert_eq!(keys.len(), 300);
+        book.remove(store.as_ref(), &term, keys).await.unwrap();
+        assert_eq!(book.len(), 0);
+        let left = store.kv_list(&intent_prefix("sched")).await.unwrap();
+        assert!(left.items.is_empty());
     }
 
     #[tokio::test]

@@ -73,6 +73,7 @@ mod execute;
 mod intents;
 mod plan;
 
+use blox_core::clock::SharedClock;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -119,6 +120,11 @@ pub struct RunnerOptions {
     pub throttle_retries: u32,
     /// The first wait before retrying a throttled call (doubles, jittered, up to 20 s).
     pub throttle_backoff: Duration,
+    /// The clock of intents, backoffs and crash detection (default: a
+    /// [`blox_core::clock::TokioClock`] from the wall clock's time now, so
+    /// its timers and timestamps agree and tests on paused time see them
+    /// expire; a simulation passes its own).
+    pub clock: SharedClock,
 }
 
 impl Default for RunnerOptions {
@@ -136,6 +142,7 @@ impl Default for RunnerOptions {
             healthy_after: Duration::from_secs(120),
             throttle_retries: 5,
             throttle_backoff: Duration::from_millis(500),
+            clock: blox_core::clock::TokioClock::new().shared(),
         }
     }
 }
@@ -312,29 +319,29 @@ impl RunnerHandle {
     }
 }
 
-/// The runner's clock: wall time at creation plus elapsed tokio time, so
-/// tests with paused time see backoffs expire.
-#[derive(Debug, Clone, Copy)]
+/// The runner's clock: the options' clock, and the tokio instant at which
+/// one of its timestamps falls (for timers).
+#[derive(Debug, Clone)]
 pub(crate) struct Clock {
-    base: Timestamp,
-    at: tokio::time::Instant,
+    clock: SharedClock,
 }
 
 impl Clock {
-    fn new() -> Self {
-        Clock {
-            base: Timestamp::now(),
-            at: tokio::time::Instant::now(),
-        }
+    fn new(clock: SharedClock) -> Self {
+        Clock { clock }
     }
 
     pub(crate) fn now(&self) -> Timestamp {
-        self.base.plus(self.at.elapsed())
+        self.clock.now()
     }
 
     /// The tokio instant of a runner-clock timestamp.
     pub(crate) fn instant_of(&self, t: Timestamp) -> tokio::time::Instant {
-        self.at + t.since(self.base)
+        let now = tokio::time::Instant::now();
+        match u64::try_from(t.as_millis() - self.now().as_millis()) {
+            Ok(ahead) => now + Duration::from_millis(ahead),
+            Err(_) => now,
+        }
     }
 }
 
@@ -424,6 +431,7 @@ impl<S: Scheduler> Runner<S> {
             stopping: std::collections::HashMap::new(),
             baseline: true,
         };
+        let clock = Clock::new(options.clock.clone());
         Runner {
             scheduler,
             desired,
@@ -432,7 +440,7 @@ impl<S: Scheduler> Runner<S> {
             store,
             gates,
             options,
-            clock: Clock::new(),
+            clock,
             term,
             paused: Arc::new(AtomicBool::new(false)),
             wake: Arc::new(Notify::new()),

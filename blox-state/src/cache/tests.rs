@@ -402,7 +402,7 @@ mod following_a_store {
     async fn follower_relists_when_the_store_says_its_revision_was_compacted() {
         let store = Arc::new(FaultyStore::new(MemoryStore::with_options(MemoryOptions {
             log_capacity: 4,
-            epoch: None,
+            ..MemoryOptions::default()
         })));
         store.compact_next_watch();
         let (reader, handle) = spawn_follower(store.clone());

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use blox_core::backoff::Backoff;
 use blox_core::event::{EcsEvent, parse_event};
-use blox_core::model::{Entity, EntityKind, Timestamp};
+use blox_core::model::{Entity, EntityKind};
 use blox_core::ports::{EventSource, Message};
 use tokio::sync::watch;
 
@@ -67,6 +67,8 @@ pub struct IngestOptions {
     pub malformed: MalformedPolicy,
     /// Backoff while the store or the source is down.
     pub backoff: Backoff,
+    /// The clock the event lag is measured against (default: the wall clock).
+    pub clock: blox_core::clock::SharedClock,
 }
 
 impl Default for IngestOptions {
@@ -77,6 +79,7 @@ impl Default for IngestOptions {
             receivers: 2,
             malformed: MalformedPolicy::Delete,
             backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(15)),
+            clock: blox_core::clock::system(),
         }
     }
 }
@@ -175,7 +178,7 @@ impl Ingester {
             Err(e) => return reject(&e),
         };
         if let Some(t) = parsed.time {
-            let lag = Timestamp::now().since(t);
+            let lag = self.options.clock.now().since(t);
             self.counters
                 .set_lag_ms(u64::try_from(lag.as_millis()).unwrap_or(u64::MAX));
         }

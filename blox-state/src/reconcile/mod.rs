@@ -46,6 +46,8 @@ pub struct ReconcileOptions {
     pub retention: Duration,
     /// Backoff of the bootstrap and of failed runs.
     pub backoff: Backoff,
+    /// The clock of retention (default: the wall clock).
+    pub clock: blox_core::clock::SharedClock,
 }
 
 impl Default for ReconcileOptions {
@@ -55,6 +57,7 @@ impl Default for ReconcileOptions {
             interval: Duration::from_secs(300),
             retention: Duration::from_secs(3600),
             backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(60)),
+            clock: blox_core::clock::system(),
         }
     }
 }
@@ -223,9 +226,9 @@ impl Reconciler {
         Ok(arns.into_iter().map(|a| a.to_string()).collect())
     }
 
-    /// Reconciles every configured cluster once, now.
+    /// Reconciles every configured cluster once, now (by the options' clock).
     pub async fn reconcile_once(&self) -> Result<ReconcileReport, ReconcileError> {
-        self.reconcile_at(Timestamp::now()).await
+        self.reconcile_at(self.options.clock.now()).await
     }
 
     /// Reconciles every configured cluster once, with `now` as the time

@@ -38,11 +38,12 @@
 
 mod log;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
+use blox_core::clock::SharedClock;
 use blox_core::model::{Arn, Entity, EntityKind, Timestamp, blocked_by_tombstone, supersedes};
 use bytes::Bytes;
 
@@ -57,7 +58,7 @@ use super::{
 pub const DEFAULT_LOG_CAPACITY: usize = 100_000;
 
 /// Settings of a [`MemoryStore`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct MemoryOptions {
     /// How many changes the log keeps; a watch from an older revision gets
     /// [`StoreError::Compacted`].
@@ -65,6 +66,8 @@ pub struct MemoryOptions {
     /// The epoch of the store's revisions; `None` (the default) picks a random
     /// nonzero one. Fix it only in tests.
     pub epoch: Option<u64>,
+    /// The clock of tombstones' deletion times (default: the wall clock).
+    pub clock: SharedClock,
 }
 
 impl Default for MemoryOptions {
@@ -72,6 +75,7 @@ impl Default for MemoryOptions {
         MemoryOptions {
             log_capacity: DEFAULT_LOG_CAPACITY,
             epoch: None,
+            clock: blox_core::clock::system(),
         }
     }
 }
@@ -85,6 +89,7 @@ pub struct MemoryStore {
 /// What every handle and every watch stream share.
 struct Shared {
     epoch: u64,
+    clock: SharedClock,
     state: Mutex<State>,
     /// Bumped to the latest sequence number after each write batch.
     wake: tokio::sync::watch::Sender<u64>,
@@ -159,12 +164,12 @@ impl State {
     }
 
     /// Applies one validated change.
-    fn apply(&mut self, epoch: u64, change: Change, now: &mut Option<Timestamp>) -> ApplyOutcome {
+    fn apply(&mut self, epoch: u64, change: Change, now: &Timestamp) -> ApplyOutcome {
         let guard = change.unchanged_since.map(|r| r.seq);
         match change.op {
             Op::Put(entity) => self.put(epoch, entity, guard),
             Op::Delete { arn, version } => {
-                let deleted_at = *now.get_or_insert_with(Timestamp::now);
+                let deleted_at = *now;
                 self.delete(epoch, arn, version, guard, deleted_at)
             }
         }
@@ -354,6 +359,7 @@ impl MemoryStore {
         MemoryStore {
             shared: Arc::new(Shared {
                 epoch,
+                clock: options.clock,
                 state: Mutex::new(State {
                     seq: 0,
                     instances: HashMap::new(),
@@ -466,13 +472,13 @@ impl StateStore for MemoryStore {
             self.validate(change)?;
         }
         let epoch = self.shared.epoch;
-        let mut now = None;
+        let now = self.shared.clock.now();
         let (outcomes, before, after) = {
             let mut state = self.shared.lock();
             let before = state.seq;
             let outcomes: Vec<_> = changes
                 .into_iter()
-                .map(|c| state.apply(epoch, c, &mut now))
+                .map(|c| state.apply(epoch, c, &now))
                 .collect();
             (outcomes, before, state.seq)
         };
@@ -581,17 +587,7 @@ impl StateStore for MemoryStore {
     }
 
     async fn kv_txn(&self, txn: KvTxn) -> Result<KvTxnOutcome> {
-        let mut keys = HashSet::with_capacity(txn.ops.len());
-        for op in &txn.ops {
-            let key = match op {
-                KvOp::Put { key, .. } | KvOp::Delete { key } => key,
-            };
-            if !keys.insert(key.as_str()) {
-                return Err(StoreError::Invalid(format!(
-                    "key-value transaction writes {key:?} more than once"
-                )));
-            }
-        }
+        txn.validate(self.txn_limits())?;
         let (outcome, before, after) = {
             let mut state = self.shared.lock();
             let before = state.seq;

@@ -37,7 +37,10 @@ use blox_core::model::{Arn, ContainerInstance, Entity, EntityKind, Task, Timesta
 use bytes::Bytes;
 use futures::stream::BoxStream;
 
+pub mod limits;
 pub mod memory;
+
+pub use limits::TxnLimits;
 
 #[cfg(feature = "etcd")]
 pub mod etcd;
@@ -423,6 +426,21 @@ pub enum StoreError {
     /// The request is invalid (e.g. an ARN of a kind the store does not keep).
     #[error("invalid store request: {0}")]
     Invalid(String),
+    /// A transaction is larger than the store accepts (etcd's
+    /// `--max-txn-ops` and `--max-request-bytes`); retrying cannot help.
+    #[error(
+        "transaction too large: {ops} operations and {bytes} bytes (limits: {} operations, {} bytes); split it or write less at once",
+        limits.max_ops,
+        limits.max_bytes
+    )]
+    TooLarge {
+        /// Its operations (the larger of its checks and its writes).
+        ops: usize,
+        /// Its size in bytes.
+        bytes: usize,
+        /// The limits it exceeds.
+        limits: TxnLimits,
+    },
     /// Any other backend failure.
     #[error("state store error: {message}")]
     Backend {
@@ -497,8 +515,31 @@ pub trait StateStore: Send + Sync + 'static {
     /// Keys under a prefix, sorted, with the list's revision.
     async fn kv_list(&self, prefix: &str) -> Result<Listing<KvEntry>>;
 
-    /// Applies a compare-and-swap transaction over keys of the key-value API.
+    /// Applies a compare-and-swap transaction over keys of the key-value
+    /// API, all or nothing. A transaction over [`StateStore::txn_limits`] is
+    /// refused with [`StoreError::TooLarge`] (see [`limits`]).
     async fn kv_txn(&self, txn: KvTxn) -> Result<KvTxnOutcome>;
+
+    /// The size limits of one transaction of this store.
+    fn txn_limits(&self) -> TxnLimits {
+        TxnLimits::default()
+    }
+
+    /// Applies a transaction's ops in as many transactions as the store's
+    /// limits need, each guarded by the same checks, in order. Not atomic:
+    /// on `Conflict` or `Err` the earlier parts stay applied, so use it only
+    /// where each op stands on its own (deleting resolved intents, removing
+    /// an environment's records). Returns the revision of the last part.
+    async fn kv_txn_chunked(&self, txn: KvTxn) -> Result<KvTxnOutcome> {
+        let mut last = KvTxnOutcome::Conflict;
+        for part in txn.split(self.txn_limits()) {
+            last = self.kv_txn(part).await?;
+            if last == KvTxnOutcome::Conflict {
+                break;
+            }
+        }
+        Ok(last)
+    }
 
     /// Every change to keys under a prefix after revision `after` (exclusive).
     async fn kv_watch(&self, prefix: &str, after: Revision) -> Result<KvWatchStream>;
@@ -537,4 +578,43 @@ pub fn kind_of(arn: &Arn) -> Result<EntityKind> {
     EntityKind::of_arn(arn).ok_or_else(|| {
         StoreError::Invalid(format!("{arn} is not a task or container instance ARN"))
     })
+}
+
+/// A shared store is a store (so wrappers such as
+/// `testing::faulty::FaultyStore` can wrap an `Arc<dyn StateStore>`).
+#[async_trait]
+impl<T: StateStore + ?Sized> StateStore for std::sync::Arc<T> {
+    async fn apply_batch(&self, changes: Vec<Change>) -> Result<Vec<ApplyOutcome>> {
+        (**self).apply_batch(changes).await
+    }
+    async fn get(&self, arn: &Arn) -> Result<Option<Versioned>> {
+        (**self).get(arn).await
+    }
+    async fn list(&self, kind: EntityKind, filter: &Filter) -> Result<Listing<Versioned>> {
+        (**self).list(kind, filter).await
+    }
+    async fn watch(&self, after: Revision) -> Result<WatchStream> {
+        (**self).watch(after).await
+    }
+    async fn current_revision(&self) -> Result<Revision> {
+        (**self).current_revision().await
+    }
+    async fn purge_tombstones(&self, deleted_before: Timestamp) -> Result<usize> {
+        (**self).purge_tombstones(deleted_before).await
+    }
+    async fn kv_get(&self, key: &str) -> Result<Option<KvEntry>> {
+        (**self).kv_get(key).await
+    }
+    async fn kv_list(&self, prefix: &str) -> Result<Listing<KvEntry>> {
+        (**self).kv_list(prefix).await
+    }
+    async fn kv_txn(&self, txn: KvTxn) -> Result<KvTxnOutcome> {
+        (**self).kv_txn(txn).await
+    }
+    fn txn_limits(&self) -> TxnLimits {
+        (**self).txn_limits()
+    }
+    async fn kv_watch(&self, prefix: &str, after: Revision) -> Result<KvWatchStream> {
+        (**self).kv_watch(prefix, after).await
+    }
 }

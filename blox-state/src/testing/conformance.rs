@@ -1188,6 +1188,71 @@ pub async fn kv_txn_is_all_or_nothing_at_one_revision<S: StateStore>(store: &S) 
     assert_eq!(store.kv_get("t/c").await.unwrap().unwrap().revision, r);
 }
 
+/// A transaction over the store's limits (etcd's defaults: 128 operations)
+/// is refused with [`StoreError::TooLarge`] and writes nothing, and
+/// [`StateStore::kv_txn_chunked`] writes the same ops in parts that fit.
+pub async fn kv_txn_over_the_limits_is_refused_and_chunked_writes_fit<S: StateStore>(store: &S) {
+    let limits = store.txn_limits();
+    let n = limits.max_ops * 2 + 7;
+    let puts: Vec<KvOp> = (0..n)
+        .map(|i| KvOp::Put {
+            key: format!("big/{i:05}"),
+            value: Bytes::from_static(b"x"),
+        })
+        .collect();
+    let before = current(store).await;
+    let err = store
+        .kv_txn(KvTxn {
+            checks: vec![("big/guard".into(), KvExpect::Absent)],
+            ops: puts.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::TooLarge { .. }), "{err}");
+    assert_eq!(
+        current(store).await,
+        before,
+        "a refused transaction writes nothing"
+    );
+
+    let outcome = store
+        .kv_txn_chunked(KvTxn {
+            checks: vec![("big/guard".into(), KvExpect::Absent)],
+            ops: puts,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(outcome, KvTxnOutcome::Applied(_)), "{outcome:?}");
+    assert_eq!(store.kv_list("big/").await.unwrap().items.len(), n);
+
+    let deletes: Vec<KvOp> = (0..n)
+        .map(|i| KvOp::Delete {
+            key: format!("big/{i:05}"),
+        })
+        .collect();
+    store
+        .kv_put("big/guard", Bytes::from_static(b"g"), None)
+        .await
+        .unwrap();
+    let fenced = store
+        .kv_txn_chunked(KvTxn {
+            checks: vec![("big/guard".into(), KvExpect::Absent)],
+            ops: deletes.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(fenced, KvTxnOutcome::Conflict, "every part is checked");
+    assert_eq!(store.kv_list("big/").await.unwrap().items.len(), n + 1);
+    store
+        .kv_txn_chunked(KvTxn {
+            checks: vec![("big/guard".into(), KvExpect::Present)],
+            ops: deletes,
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.kv_list("big/").await.unwrap().items.len(), 1);
+}
+
 /// `kv_list` returns the keys under a prefix, sorted, with the list's revision.
 pub async fn kv_list_and_get_see_keys_under_a_prefix<S: StateStore>(store: &S) {
     let v = |s: &'static str| Bytes::from_static(s.as_bytes());
@@ -1506,6 +1571,7 @@ where
     watch_from_another_epoch_or_the_future_needs_relist(&make().await).await;
     kv_txn_checks_absent_present_and_revision(&make().await).await;
     kv_txn_is_all_or_nothing_at_one_revision(&make().await).await;
+    kv_txn_over_the_limits_is_refused_and_chunked_writes_fit(&make().await).await;
     kv_list_and_get_see_keys_under_a_prefix(&make().await).await;
     kv_watch_follows_a_prefix_including_deletes(&make().await).await;
     entity_and_kv_writes_share_one_revision_sequence(&make().await).await;
@@ -1563,6 +1629,7 @@ macro_rules! conformance_tests {
             watch_from_another_epoch_or_the_future_needs_relist,
             kv_txn_checks_absent_present_and_revision,
             kv_txn_is_all_or_nothing_at_one_revision,
+            kv_txn_over_the_limits_is_refused_and_chunked_writes_fit,
             kv_list_and_get_see_keys_under_a_prefix,
             kv_watch_follows_a_prefix_including_deletes,
             entity_and_kv_writes_share_one_revision_sequence,

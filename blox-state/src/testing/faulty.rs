@@ -117,6 +117,9 @@ impl<S: StateStore> StateStore for FaultyStore<S> {
         self.check()?;
         self.inner.kv_txn(txn).await
     }
+    fn txn_limits(&self) -> crate::store::TxnLimits {
+        self.inner.txn_limits()
+    }
     async fn kv_watch(&self, prefix: &str, after: Revision) -> Result<KvWatchStream> {
         self.check()?;
         self.inner.kv_watch(prefix, after).await

@@ -177,9 +177,18 @@ impl EcsApi for FakeEcs {
         next_token: Option<String>,
     ) -> Result<Page<Arn>, EcsError> {
         let operation = op::LIST_CONTAINER_INSTANCES;
-        let st = self.call(operation)?;
+        let mut st = self.call(operation)?;
+        st.expire_lag();
         let c = st.cluster(cluster).map_err(|e| to_ecs(operation, e))?;
-        page(operation, &c.instances, next_token, |_| true)
+        if st.lag.instances.is_empty() {
+            return page(operation, &c.instances, next_token, |_| true);
+        }
+        let shown = st.lag.instances_shown(&c.instances, |arn| {
+            st.instances
+                .get(arn)
+                .is_some_and(|i| i.cluster_arn == c.arn)
+        });
+        page(operation, &shown, next_token, |_| true)
     }
 
     async fn describe_container_instances(
@@ -207,19 +216,34 @@ impl EcsApi for FakeEcs {
         next_token: Option<String>,
     ) -> Result<Page<Arn>, EcsError> {
         let operation = op::LIST_TASKS;
-        let st = self.call(operation)?;
+        let mut st = self.call(operation)?;
+        st.expire_lag();
         let c = st
             .cluster(&filter.cluster)
             .map_err(|e| to_ecs(operation, e))?;
         let desired = filter.desired_status.clone().unwrap_or(TaskStatus::Running);
         let empty = BTreeSet::new();
-        let set = match &filter.container_instance {
+        let mut set = match &filter.container_instance {
             Some(i) => c.tasks_by_instance.get(i).unwrap_or(&empty),
             None => c.tasks_by_desired.get(&desired).unwrap_or(&empty),
         };
+        // Tasks whose change has not reached listings yet may be listed
+        // under their former desired status.
+        let with_lagging: BTreeSet<Arn>;
+        if !st.lag.tasks.is_empty() {
+            let mut all = set.clone();
+            all.extend(st.lag.tasks.keys().cloned());
+            with_lagging = all;
+            set = &with_lagging;
+        }
         page(operation, set, next_token, |arn| {
             st.tasks.get(arn).is_some_and(|t| {
-                t.desired_status == desired
+                t.cluster_arn == c.arn
+                    && filter
+                        .container_instance
+                        .as_ref()
+                        .is_none_or(|i| t.container_instance_arn.as_ref() == Some(i))
+                    && st.lag.task_shown(arn, &t.desired_status).as_ref() == Some(&desired)
                     && filter
                         .started_by
                         .as_ref()

@@ -47,6 +47,19 @@ pub struct FakeEcsConfig {
     /// A logical clock starting here (advancing one millisecond per reading)
     /// instead of the wall clock; makes timestamps deterministic.
     pub start_time: Option<Timestamp>,
+    /// A clock to read instead (a simulation's [`crate::clock::TokioClock`]);
+    /// wins over [`start_time`](Self::start_time).
+    pub clock: Option<crate::clock::SharedClock>,
+    /// How far `ListTasks` and `ListContainerInstances` may lag behind a
+    /// change, as ECS's eventually consistent listings do (each change
+    /// draws its lag up to this; zero, the default, lags nothing). Describe
+    /// calls never lag.
+    pub listing_lag: Duration,
+    /// Whether emitted events wait in an outbox ([`FakeEcs::take_outbox`](super::FakeEcs::take_outbox))
+    /// instead of going straight to the queue: a simulation then delivers
+    /// them itself ([`FakeEcs::enqueue_event`](super::FakeEcs::enqueue_event)),
+    /// late, twice, out of order, as EventBridge and SQS may.
+    pub event_outbox: bool,
 }
 
 impl Default for FakeEcsConfig {
@@ -64,6 +77,9 @@ impl Default for FakeEcsConfig {
             emit_events: true,
             seed: None,
             start_time: None,
+            clock: None,
+            listing_lag: Duration::ZERO,
+            event_outbox: false,
         }
     }
 }

@@ -126,6 +126,20 @@ impl FakeEcs {
         self.lock().queue.take_all()
     }
 
+    /// Removes and returns the events emitted since the last call, oldest
+    /// first (with [`FakeEcsConfig::event_outbox`](super::FakeEcsConfig::event_outbox);
+    /// empty otherwise).
+    pub fn take_outbox(&self) -> Vec<String> {
+        std::mem::take(&mut self.lock().outbox)
+    }
+
+    /// Puts a message on the event queue, as a producer (or a dead-letter
+    /// queue redrive) would; any body, malformed ones included.
+    pub fn enqueue_event(&self, body: String) {
+        self.lock().queue.push(body);
+        self.shared.notify.notify_waiters();
+    }
+
     /// How many events were emitted since creation.
     pub fn events_emitted(&self) -> u64 {
         self.lock().events_emitted

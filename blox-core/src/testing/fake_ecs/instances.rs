@@ -63,10 +63,13 @@ impl State {
         });
         instance.registered_at = Some(self.now());
         self.instances.insert(arn.clone(), instance);
-        if spec.status != InstanceStatus::Inactive
-            && let Some(c) = self.clusters.get_mut(&cluster_name)
-        {
-            c.instances.insert(arn.clone());
+        if spec.status != InstanceStatus::Inactive {
+            if let Some(until) = self.listed_from() {
+                self.lag.instance_changed(&arn, false, until);
+            }
+            if let Some(c) = self.clusters.get_mut(&cluster_name) {
+                c.instances.insert(arn.clone());
+            }
         }
         self.touch_instance(&arn);
         self.instances
@@ -150,6 +153,9 @@ impl State {
         if let Some(i) = self.instances.get_mut(arn) {
             i.status = InstanceStatus::Inactive;
             i.agent_connected = false;
+        }
+        if let Some(until) = self.listed_from() {
+            self.lag.instance_changed(arn, true, until);
         }
         if let Some(c) = self.clusters.get_mut(&cluster) {
             c.instances.remove(arn);

@@ -9,6 +9,7 @@ mod events;
 mod failures;
 mod inspect;
 mod instances;
+mod lag;
 mod queue;
 mod source;
 mod spec;

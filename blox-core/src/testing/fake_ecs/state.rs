@@ -10,6 +10,7 @@ use rand::{Rng, SeedableRng};
 use super::config::FakeEcsConfig;
 use super::events::{self, Origin};
 use super::failures::Failures;
+use super::lag::ListingLag;
 use super::queue::EventQueue;
 use super::{FakeAction, FakeError};
 use crate::model::{Arn, ArnError, ContainerInstance, ResourceKind, Task, TaskStatus, Timestamp};
@@ -53,6 +54,10 @@ pub(crate) struct State {
     pub(crate) failures: Failures,
     pub(crate) actions: Vec<FakeAction>,
     pub(crate) events_emitted: u64,
+    /// What listings still show of recent changes.
+    pub(crate) lag: ListingLag,
+    /// Emitted events not yet delivered (with [`FakeEcsConfig::event_outbox`]).
+    pub(crate) outbox: Vec<String>,
 }
 
 impl State {
@@ -66,6 +71,8 @@ impl State {
             cfg,
             rng,
             clock_ms: 0,
+            lag: ListingLag::default(),
+            outbox: Vec::new(),
             clusters: BTreeMap::new(),
             instances: HashMap::new(),
             tasks: HashMap::new(),
@@ -79,8 +86,12 @@ impl State {
         }
     }
 
-    /// The current time: the logical clock (one millisecond per reading) or the wall clock.
+    /// The current time: the configured clock, the logical clock (one
+    /// millisecond per reading) or the wall clock.
     pub(crate) fn now(&mut self) -> Timestamp {
+        if let Some(clock) = &self.cfg.clock {
+            return clock.now();
+        }
         match self.cfg.start_time {
             Some(start) => {
                 self.clock_ms += 1;
@@ -250,6 +261,10 @@ impl State {
 
     fn enqueue(&mut self, body: Result<String, serde_json::Error>) {
         match body {
+            Ok(body) if self.cfg.event_outbox => {
+                self.events_emitted += 1;
+                self.outbox.push(body);
+            }
             Ok(body) => {
                 self.queue.push(body);
                 self.events_emitted += 1;
@@ -258,12 +273,49 @@ impl State {
         }
     }
 
+    /// Forgets listing lags that have run out.
+    pub(crate) fn expire_lag(&mut self) {
+        if self.lag.tasks.is_empty() && self.lag.instances.is_empty() {
+            return;
+        }
+        let now = self.peek_now();
+        self.lag.expire(now);
+    }
+
+    /// The current time without moving the logical clock.
+    fn peek_now(&self) -> Timestamp {
+        if let Some(clock) = &self.cfg.clock {
+            return clock.now();
+        }
+        match self.cfg.start_time {
+            Some(start) => Timestamp::from_millis(start.as_millis() + self.clock_ms),
+            None => Timestamp::now(),
+        }
+    }
+
+    /// When a change made now shows in listings (`None`: at once).
+    pub(crate) fn listed_from(&mut self) -> Option<Timestamp> {
+        let max = u64::try_from(self.cfg.listing_lag.as_millis()).unwrap_or(u64::MAX);
+        if max == 0 {
+            return None;
+        }
+        let lag = self.rng.random_range(0..=max);
+        let now = self.now();
+        Some(now.plus(std::time::Duration::from_millis(lag)))
+    }
+
     /// Moves a task between the desired-status sets of its cluster.
     pub(crate) fn set_desired(&mut self, task: &Arn, desired: TaskStatus) {
+        let until = self.listed_from();
         let Some(t) = self.tasks.get_mut(task) else {
             return;
         };
         let old = std::mem::replace(&mut t.desired_status, desired.clone());
+        if let Some(until) = until
+            && old != desired
+        {
+            self.lag.task_changed(task, Some(old.clone()), until);
+        }
         let cluster = t.cluster_arn.id().to_owned();
         if let Some(c) = self.clusters.get_mut(&cluster) {
             if let Some(set) = c.tasks_by_desired.get_mut(&old) {

@@ -236,6 +236,9 @@ impl State {
         task.availability_zone = availability_zone;
         task.created_at = Some(now);
         self.tasks.insert(task_arn.clone(), task);
+        if let Some(until) = self.listed_from() {
+            self.lag.task_changed(&task_arn, None, until);
+        }
         if let Some(c) = self.clusters.get_mut(cluster_name) {
             c.tasks_by_desired
                 .entry(TaskStatus::Running)

@@ -2,13 +2,11 @@
 //! compares (`Absent`: `create_revision == 0`, `Present`:
 //! `create_revision > 0`, `Revision(r)`: `mod_revision == r.seq`).
 
-use std::collections::HashSet;
-
 use bytes::Bytes;
 use etcd_client::{Compare, CompareOp, KeyValue, Txn, TxnOp};
 
 use super::Inner;
-use crate::store::{KvEntry, KvExpect, KvOp, KvTxn, KvTxnOutcome, Listing, Result, StoreError};
+use crate::store::{KvEntry, KvExpect, KvOp, KvTxn, KvTxnOutcome, Listing, Result};
 
 fn entry(inner: &Inner, kv: &KeyValue) -> Option<KvEntry> {
     Some(KvEntry {
@@ -43,17 +41,7 @@ pub(crate) async fn list(inner: &Inner, prefix: &str) -> Result<Listing<KvEntry>
 
 /// Applies a compare-and-swap transaction.
 pub(crate) async fn txn(inner: &Inner, txn: KvTxn) -> Result<KvTxnOutcome> {
-    let mut seen = HashSet::new();
-    for op in &txn.ops {
-        let key = match op {
-            KvOp::Put { key, .. } | KvOp::Delete { key } => key,
-        };
-        if !seen.insert(key.as_str()) {
-            return Err(StoreError::Invalid(format!(
-                "key {key:?} is written twice in one transaction"
-            )));
-        }
-    }
+    txn.validate(inner.txn_limits())?;
     let mut compares = Vec::new();
     for (key, expect) in &txn.checks {
         let k = inner.keys.kv(key);

@@ -59,17 +59,19 @@ impl EtcdStore {
     /// [`super::EtcdOptions::tombstone_retention`].
     pub async fn maintain(&self) -> Result<MaintenanceReport> {
         let compacted_to = self.compact(self.inner.options.keep_revisions).await?;
-        let tombstones_purged = match self.inner.options.tombstone_retention {
-            Some(keep) => {
-                let before = Timestamp::from_millis(
-                    Timestamp::now()
-                        .as_millis()
-                        .saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX)),
-                );
-                self.purge_tombstones(before).await?
-            }
-            None => 0,
-        };
+        let tombstones_purged =
+            match self.inner.options.tombstone_retention {
+                Some(keep) => {
+                    let before =
+                        Timestamp::from_millis(
+                            self.inner.options.clock.now().as_millis().saturating_sub(
+                                i64::try_from(keep.as_millis()).unwrap_or(i64::MAX),
+                            ),
+                        );
+                    self.purge_tombstones(before).await?
+                }
+                None => 0,
+            };
         Ok(MaintenanceReport {
             compacted_to,
             tombstones_purged,

@@ -86,7 +86,7 @@ pub use self::maintenance::MaintenanceReport;
 pub use self::retry::EtcdClientError;
 
 /// Settings of an [`EtcdStore`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct EtcdOptions {
     /// etcd members, as `host:port` or `http://host:port`.
     pub endpoints: Vec<String>,
@@ -132,6 +132,9 @@ pub struct EtcdOptions {
     /// readable with `etcdctl get`; read entities through the store or the
     /// HTTP API.
     pub compress_records: bool,
+    /// The clock of tombstones' deletion times and of maintenance's purge
+    /// horizon (default: the wall clock).
+    pub clock: blox_core::clock::SharedClock,
 }
 
 impl Default for EtcdOptions {
@@ -150,6 +153,7 @@ impl Default for EtcdOptions {
             write_concurrency: 8,
             max_txn_bytes: 1 << 20,
             compress_records: true,
+            clock: blox_core::clock::system(),
         }
     }
 }
@@ -308,6 +312,14 @@ impl EtcdStore {
 }
 
 impl Inner {
+    /// The transaction limits of this etcd cluster (from the options).
+    pub(crate) fn txn_limits(&self) -> crate::store::TxnLimits {
+        crate::store::TxnLimits {
+            max_ops: self.options.max_txn_ops,
+            max_bytes: self.options.max_txn_bytes,
+        }
+    }
+
     fn revision(&self, seq: i64) -> Revision {
         Revision::new(self.epoch, u64::try_from(seq).unwrap_or(0))
     }
@@ -547,6 +559,10 @@ impl StateStore for EtcdStore {
 
     async fn kv_txn(&self, txn: KvTxn) -> Result<KvTxnOutcome> {
         kv::txn(&self.inner, txn).await
+    }
+
+    fn txn_limits(&self) -> crate::store::TxnLimits {
+        self.inner.txn_limits()
     }
 
     async fn kv_watch(&self, prefix: &str, after: Revision) -> Result<KvWatchStream> {

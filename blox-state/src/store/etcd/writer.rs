@@ -19,7 +19,6 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use blox_core::model::Timestamp;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
@@ -234,10 +233,8 @@ impl State {
         // Each transaction is its own task: deciding, encoding and decoding
         // run in parallel on the runtime's threads.
         let inner = self.inner.clone();
-        let task =
-            tokio::spawn(
-                async move { write_chunk(&inner, &changes, groups, Timestamp::now()).await },
-            );
+        let now = inner.options.clock.now();
+        let task = tokio::spawn(async move { write_chunk(&inner, &changes, groups, now).await });
         self.in_flight.push(Box::pin(async move {
             let result = task.await.unwrap_or_else(|e| {
                 Err(StoreError::Backend {
@@ -344,6 +341,11 @@ fn copy_error(e: &Arc<StoreError>) -> StoreError {
         StoreError::FutureRevision { requested, current } => StoreError::FutureRevision {
             requested: *requested,
             current: *current,
+        },
+        StoreError::TooLarge { ops, bytes, limits } => StoreError::TooLarge {
+            ops: *ops,
+            bytes: *bytes,
+            limits: *limits,
         },
         StoreError::Unavailable { message, .. } => StoreError::Unavailable {
             message: message.clone(),

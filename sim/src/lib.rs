@@ -1,0 +1,45 @@
+//! A seeded fault-injection simulation of the whole blox stack.
+//!
+//! One seed drives one run ([`run::run`]): two daemon replicas (each with
+//! its ingester, reconciler, cache, daemon scheduler runner and deployment
+//! tracker, and HTTP routes) share one store (memory on tokio's paused
+//! clock, or a real etcd with its default limits in real time) and one fake
+//! ECS, while the driver injects the faults real ECS, SQS and etcd have
+//! ([`shape::FaultPlan`]) and the invariants ([`world::World`]) are checked
+//! all along and once the faults stop:
+//!
+//! * **one-task**: never two live tasks of one environment on one instance
+//!   for longer than [`run::DUPLICATE_BOUND`];
+//! * **allowed-stops**: a daemon task is stopped only in a rollout, under
+//!   the draining policy, when its environment is deleted with
+//!   `stopTasks`, or as a duplicate;
+//! * **converge**: within [`Shape::quiesce`] of the runners pausing once faults stopped, every
+//!   replica's view equals ECS, entity by entity;
+//! * **streams**: a client that lists, then streams from the list's
+//!   revision, ends with exactly the view;
+//! * **fencing**: a replica that lost its lease makes no acting ECS call
+//!   (StartTask, StopTask) later than [`run::FENCE_BOUND`] after;
+//! * **nothing-lost**: every event is delivered and every message deleted
+//!   (applied, stale or malformed) by then;
+//! * **no-resurrection**: a task a view has shown stopped never shows live
+//!   again in it;
+//! * **stall**: [`Shape::settle`] after the faults stop, every active deployment has its task on
+//!   every ACTIVE instance.
+//!
+//! A violation is reported with its seed and the last steps of the run
+//! ([`run::Outcome::report`]); the same seed and shape replay the run (on
+//! the memory store every timer and random draw is seeded; the etcd store
+//! runs in real time, so there a seed replays the schedule of faults, not
+//! every interleaving).
+
+pub mod client;
+pub mod delivery;
+pub mod ecs;
+pub mod election;
+pub mod replica;
+pub mod run;
+pub mod shape;
+pub mod world;
+
+pub use run::{Outcome, run, run_blocking};
+pub use shape::{FaultPlan, Shape, StoreKind};
