@@ -4,6 +4,8 @@
 
 mod http_sched_support;
 
+use std::sync::Arc;
+
 use http_sched_support::{Server, create_body};
 use serde_json::json;
 
@@ -443,4 +445,66 @@ async fn both_v03_services_share_one_port_when_merged() {
     client::get(addr, "/v1/nowhere").await.error_message(404);
     server.abort();
     follower.abort();
+}
+
+#[tokio::test]
+async fn with_ecs_clusters_and_task_definitions_are_checked_and_stored_as_arns() {
+    use blox_core::testing::{FakeEcs, FakeEcsConfig};
+    let ecs = FakeEcs::with_config(FakeEcsConfig {
+        auto_register_task_definitions: false,
+        ..FakeEcsConfig::default()
+    });
+    let cluster = ecs.create_cluster("prod").unwrap();
+    let web1 = ecs.register_task_definition("web", 256, 512).unwrap();
+    let web2 = ecs.register_task_definition("web", 256, 512).unwrap();
+    let s = Server::start_with_ecs(Arc::new(ecs)).await;
+
+    let env = s.create_env("web", "prod", "web:1").await;
+    assert_eq!(env["instanceGroup"]["cluster"], cluster.as_str());
+    assert_eq!(env["taskDefinition"], web1.task_definition_arn.as_str());
+    // The stored form, for every reader.
+    let stored = s.envs.get("web").await.unwrap();
+    assert_eq!(stored.cluster(), cluster.as_str());
+    assert_eq!(stored.task_definition, web1.task_definition_arn);
+    // The list filter takes a name or the ARN.
+    for c in ["prod", cluster.as_str()] {
+        let listed = s.get(&format!("/v1/environments?cluster={c}")).await.json();
+        assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{c}");
+    }
+    // A new task definition is resolved too; the cluster may be named.
+    let r = s
+        .put_raw(
+            "/v1/environments/web",
+            r#"{"taskDefinition": "web:2", "instanceGroup": {"cluster": "prod"}}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.json()["taskDefinition"],
+        web2.task_definition_arn.as_str()
+    );
+
+    // What ECS does not have is a 404 with its message; nothing is stored.
+    let m = s
+        .post("/v1/environments", &create_body("other", "nope", "web:1"))
+        .await
+        .error_message(404);
+    assert!(m.starts_with("Cluster nope is missing"), "{m}");
+    let m = s
+        .post("/v1/environments", &create_body("other", "prod", "web:9"))
+        .await
+        .error_message(404);
+    assert!(m.contains("not found"), "{m}");
+    let r = s
+        .put_raw("/v1/environments/web", r#"{"taskDefinition": "db:1"}"#)
+        .await;
+    r.error_message(404);
+    s.get("/v1/environments/other").await.error_message(404);
+    // A malformed request is a 400 before ECS is asked.
+    s.post(
+        "/v1/environments",
+        &create_body("bad name", "nope", "web:1"),
+    )
+    .await
+    .error_message(400);
 }
