@@ -45,19 +45,28 @@ pub(crate) async fn task_definition_arn(
     Ok(td.task_definition_arn)
 }
 
-/// ECS's answer as a response: what it does not know (or refuses as a
-/// client error, as it does for a missing task definition) is a 404 with
-/// its message; a throttled or unanswered call a 503; anything else a 500.
+/// ECS's answer as a response: what it does not know is a 404 with its
+/// message (`NotFound`, or the client errors ECS answers for a missing or
+/// malformed task definition); a throttled or unanswered call a 503;
+/// anything else (access denied, ...) a 500.
 fn ecs_error(e: EcsError) -> ApiError {
-    match &e {
-        EcsError::NotFound { .. } | EcsError::Service { .. } | EcsError::InvalidRequest { .. } => {
-            ApiError::NotFound(e.to_string())
+    let unknown = match &e {
+        EcsError::NotFound { .. } => true,
+        EcsError::Service { code, .. } => {
+            matches!(
+                code.as_str(),
+                "ClientException" | "InvalidParameterException"
+            )
         }
-        _ if e.is_retryable() => ApiError::Unavailable(e.to_string()),
-        _ => {
-            tracing::error!(error = %e, "ECS check of an environment failed");
-            ApiError::Internal(detailed(text::INTERNAL, e))
-        }
+        _ => false,
+    };
+    if unknown {
+        ApiError::NotFound(e.to_string())
+    } else if e.is_retryable() {
+        ApiError::Unavailable(e.to_string())
+    } else {
+        tracing::error!(error = %e, "ECS check of an environment failed");
+        ApiError::Internal(detailed(text::INTERNAL, e))
     }
 }
 
@@ -124,5 +133,31 @@ mod tests {
             e.to_string().starts_with(text::TASK_DEFINITION_INACTIVE),
             "{e}"
         );
+    }
+
+    #[test]
+    fn ecs_failures_map_to_404_503_or_500() {
+        let service = |code: &str| EcsError::Service {
+            operation: "DescribeTaskDefinition",
+            code: code.into(),
+            message: "m".into(),
+        };
+        let throttled = EcsError::Throttled {
+            operation: "DescribeClusters",
+            message: "slow down".into(),
+        };
+        let cases = [
+            (service("ClientException"), StatusCode::NOT_FOUND),
+            (
+                service("AccessDeniedException"),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+            (throttled, StatusCode::SERVICE_UNAVAILABLE),
+        ];
+        for (e, status) in cases {
+            assert_eq!(ecs_error(e).status(), status);
+        }
+        let internal = ecs_error(service("AccessDeniedException")).to_string();
+        assert!(internal.starts_with(text::INTERNAL), "{internal}");
     }
 }
