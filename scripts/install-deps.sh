@@ -2,11 +2,14 @@
 # Installs what blox's build and tests need, idempotently and quietly when already present.
 #   scripts/install-deps.sh build   -> protoc (etcd-client's build script needs it)
 #   scripts/install-deps.sh test    -> protoc, etcd server + client, chromium + chromedriver
-#                                      (the cluster map's browser tests), a pinned moto in .venv/
+#                                      (the cluster map's browser tests), a pinned moto and a pinned
+#                                      bravado (a client built from the v0.3 specs) in .venv/
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MOTO_VERSION="5.2.5"
+BRAVADO_VERSION="12.0.1"
+BRAVADO_CORE_VERSION="6.4.1"
 want="${1:-test}"
 
 as_root() {
@@ -34,5 +37,11 @@ if [ "$want" = test ]; then
     echo "installing moto $MOTO_VERSION into .venv/" >&2
     python3 -m venv .venv
     .venv/bin/pip install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+  fi
+  if [ "$(.venv/bin/python -c 'import bravado, bravado_core; print(bravado.version, bravado_core.version)' 2>/dev/null)" \
+       != "$BRAVADO_VERSION $BRAVADO_CORE_VERSION" ]; then
+    echo "installing bravado $BRAVADO_VERSION into .venv/" >&2
+    .venv/bin/pip install -q --disable-pip-version-check \
+      "bravado==$BRAVADO_VERSION" "bravado-core==$BRAVADO_CORE_VERSION"
   fi
 fi

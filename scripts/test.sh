@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what the tests need (protoc, etcd, a pinned
-# moto in .venv/) when missing, then checks formatting and lints and runs
-# every test of the workspace, integration tests against real etcd and moto
-# included.
+# moto and bravado in .venv/) when missing, then checks formatting and lints
+# and runs every test of the workspace, integration tests against real etcd
+# and moto and the v0.3 client built from the specs (bravado) included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -280,7 +280,7 @@ async fn delete_with_stop_hides_the_environment_but_keeps_it_for_the_scheduler()
         matches!(again, EnvironmentError::BeingDeleted(_)),
         "{again}"
     );
-    assert_eq!(again.class(), ErrorClass::Conflict);
+    assert_eq!(again.class(), ErrorClass::BadRequest);
 }
 
 #[tokio::test]

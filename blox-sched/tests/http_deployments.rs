@@ -172,14 +172,17 @@ async fn redeploying_lists_deployments_oldest_first_and_pages() {
 }
 
 #[tokio::test]
-async fn unknown_deployments_and_bad_queries_are_4xx_with_messages() {
+async fn unknown_deployments_and_bad_queries_are_4xx_with_v03_text() {
     let s = Server::start().await;
     s.create_and_deploy("web", "prod", "web:1").await;
     let m = s
         .get("/v1/environments/web/deployments/00000000-0000-4000-8000-000000000000")
         .await
         .error_message(404);
-    assert!(m.contains("not found"), "{m}");
+    assert_eq!(
+        m,
+        "Deployment 00000000-0000-4000-8000-000000000000 does not exist for environment web"
+    );
     s.get("/v1/environments/web/deployments/not%20an%20id")
         .await
         .error_message(404);
@@ -187,12 +190,20 @@ async fn unknown_deployments_and_bad_queries_are_4xx_with_messages() {
         .get("/v1/environments/nope/deployments/00000000-0000-4000-8000-000000000000")
         .await
         .error_message(404);
-    assert!(m.contains("\"nope\" not found"), "{m}");
+    assert_eq!(m, "Environment nope does not exist");
     let m = s
         .get("/v1/environments/web/deployments?status=running")
         .await
         .error_message(400);
-    assert!(m.contains("unknown query parameter"), "{m}");
+    assert!(
+        m.starts_with("At least one of the filters provided is not supported"),
+        "{m}"
+    );
+    // v0.3's generated clients send the path's deploymentToken when listing.
+    let r = s
+        .get("/v1/environments/web/deployments?deploymentToken=any")
+        .await;
+    assert_eq!(r.status, 200);
     let m = s
         .get("/v1/environments/web/deployments?nextToken=q")
         .await

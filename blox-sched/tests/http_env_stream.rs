@@ -25,7 +25,7 @@ async fn the_stream_sees_a_create_a_deployment_and_a_delete() {
     let s = Server::start().await;
     let mut st = s.stream("/v1/stream/environments").await;
     assert_eq!(st.status, 200);
-    assert_eq!(st.header("content-type"), Some("application/x-ndjson"));
+    assert_eq!(st.header("content-type"), Some("application/octet-stream"));
 
     let dep = s.create_and_deploy("web", "prod", "web:1").await;
     let created = st.next_line().await.unwrap();
@@ -124,25 +124,29 @@ async fn the_stream_resumes_after_a_list_revision_and_filters_by_environment() {
 }
 
 #[tokio::test]
-async fn bad_stream_requests_are_4xx_with_messages() {
+async fn bad_stream_requests_are_4xx_with_v03_text() {
     let s = Server::start().await;
     let r = s.get("/v1/stream/environments?entityVersion=banana").await;
     let m = r.error_message(400);
-    assert!(m.contains("entityVersion"), "{m}");
+    assert!(m.starts_with("Invalid entity version"), "{m}");
     let m = s
         .get("/v1/stream/environments?status=ACTIVE")
         .await
         .error_message(400);
-    assert!(m.contains("unknown query parameter"), "{m}");
+    assert!(
+        m.starts_with("At least one of the filters provided is not supported"),
+        "{m}"
+    );
     let m = s
         .get("/v1/stream/environments?cluster=a%20b")
         .await
         .error_message(400);
-    assert!(m.contains("invalid cluster"), "{m}");
+    assert!(m.starts_with("Invalid cluster ARN or name"), "{m}");
     // A revision of another store epoch cannot be resumed: relist.
     let m = s
         .get("/v1/stream/environments?entityVersion=999999:1")
         .await
         .error_message(410);
+    assert!(m.starts_with("Entity version is out of range"), "{m}");
     assert!(m.contains("list environments"), "{m}");
 }

@@ -4,6 +4,8 @@
 
 mod http_sched_support;
 
+use std::sync::Arc;
+
 use http_sched_support::{Server, create_body};
 use serde_json::json;
 
@@ -213,7 +215,7 @@ async fn deleting_removes_the_environment_and_leaves_tasks_by_default() {
     s.create_and_deploy("web", "prod", "web:1").await;
     let r = s.delete("/v1/environments/web").await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.json(), json!({"name": "web", "stopTasks": false}));
+    assert!(r.body.is_empty(), "v0.3 answered an empty 200");
     assert_eq!(s.get("/v1/environments/web").await.status, 404);
     // Gone entirely: the name can be used again.
     s.create_env("web", "prod", "web:1").await;
@@ -225,7 +227,7 @@ async fn deleting_with_stop_tasks_hides_it_until_its_tasks_are_stopped() {
     s.create_and_deploy("web", "prod", "web:1").await;
     let r = s.delete("/v1/environments/web?stopTasks=true").await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.json()["stopTasks"], true);
+    assert!(r.body.is_empty());
     assert_eq!(s.get("/v1/environments/web").await.status, 404);
     assert!(
         s.get("/v1/environments").await.json()["items"]
@@ -236,11 +238,12 @@ async fn deleting_with_stop_tasks_hides_it_until_its_tasks_are_stopped() {
     // Still marked in the desired state, so the scheduler stops its tasks.
     let desired = s.envs.load().await.unwrap();
     assert!(desired.environment("web").unwrap().environment.deleting);
-    // Re-creating meanwhile is a conflict.
+    // Re-creating meanwhile is refused like a duplicate (v0.3's 400).
     let m = s
         .post("/v1/environments", &create_body("web", "prod", "web:1"))
         .await
-        .error_message(409);
+        .error_message(400);
+    assert!(m.starts_with("Environment web already exists"), "{m}");
     assert!(m.contains("being deleted"), "{m}");
 }
 
@@ -312,26 +315,31 @@ async fn invalid_fields_are_400_with_the_validation_message() {
 }
 
 #[tokio::test]
-async fn a_duplicate_environment_is_409() {
+async fn a_duplicate_environment_is_400_as_in_v03() {
     let s = Server::start().await;
     s.create_env("web", "prod", "web:1").await;
     let m = s
         .post("/v1/environments", &create_body("web", "dev", "web:2"))
         .await
-        .error_message(409);
-    assert!(m.contains("already exists"), "{m}");
+        .error_message(400);
+    assert_eq!(m, "Environment web already exists");
 }
 
 #[tokio::test]
-async fn unknown_environments_are_404_on_every_route() {
+async fn unknown_environments_are_404_on_every_route_but_delete() {
     let s = Server::start().await;
+    // Deleting is idempotent, as in v0.3 (whose spec declares no 404 there).
+    for path in [
+        "/v1/environments/nope",
+        "/v1/environments/nope?stopTasks=true",
+    ] {
+        let r = s.delete(path).await;
+        assert_eq!(r.status, 200, "{path}");
+        assert!(r.body.is_empty(), "{path}");
+    }
     for m in [
         s.get("/v1/environments/nope").await.error_message(404),
         s.put_raw("/v1/environments/nope", r#"{"taskDefinition": "a:1"}"#)
-            .await
-            .error_message(404),
-        s.delete("/v1/environments/nope").await.error_message(404),
-        s.delete("/v1/environments/nope?stopTasks=true")
             .await
             .error_message(404),
         s.get("/v1/environments/nope/deployments")
@@ -344,7 +352,7 @@ async fn unknown_environments_are_404_on_every_route() {
             .await
             .error_message(404),
     ] {
-        assert!(m.contains("\"nope\" not found"), "{m}");
+        assert_eq!(m, "Environment nope does not exist");
     }
     // An invalid name in a path is simply not found.
     s.get("/v1/environments/a%20b").await.error_message(404);
@@ -437,4 +445,66 @@ async fn both_v03_services_share_one_port_when_merged() {
     client::get(addr, "/v1/nowhere").await.error_message(404);
     server.abort();
     follower.abort();
+}
+
+#[tokio::test]
+async fn with_ecs_clusters_and_task_definitions_are_checked_and_stored_as_arns() {
+    use blox_core::testing::{FakeEcs, FakeEcsConfig};
+    let ecs = FakeEcs::with_config(FakeEcsConfig {
+        auto_register_task_definitions: false,
+        ..FakeEcsConfig::default()
+    });
+    let cluster = ecs.create_cluster("prod").unwrap();
+    let web1 = ecs.register_task_definition("web", 256, 512).unwrap();
+    let web2 = ecs.register_task_definition("web", 256, 512).unwrap();
+    let s = Server::start_with_ecs(Arc::new(ecs)).await;
+
+    let env = s.create_env("web", "prod", "web:1").await;
+    assert_eq!(env["instanceGroup"]["cluster"], cluster.as_str());
+    assert_eq!(env["taskDefinition"], web1.task_definition_arn.as_str());
+    // The stored form, for every reader.
+    let stored = s.envs.get("web").await.unwrap();
+    assert_eq!(stored.cluster(), cluster.as_str());
+    assert_eq!(stored.task_definition, web1.task_definition_arn);
+    // The list filter takes a name or the ARN.
+    for c in ["prod", cluster.as_str()] {
+        let listed = s.get(&format!("/v1/environments?cluster={c}")).await.json();
+        assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{c}");
+    }
+    // A new task definition is resolved too; the cluster may be named.
+    let r = s
+        .put_raw(
+            "/v1/environments/web",
+            r#"{"taskDefinition": "web:2", "instanceGroup": {"cluster": "prod"}}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.json()["taskDefinition"],
+        web2.task_definition_arn.as_str()
+    );
+
+    // What ECS does not have is a 404 with its message; nothing is stored.
+    let m = s
+        .post("/v1/environments", &create_body("other", "nope", "web:1"))
+        .await
+        .error_message(404);
+    assert!(m.starts_with("Cluster nope is missing"), "{m}");
+    let m = s
+        .post("/v1/environments", &create_body("other", "prod", "web:9"))
+        .await
+        .error_message(404);
+    assert!(m.contains("not found"), "{m}");
+    let r = s
+        .put_raw("/v1/environments/web", r#"{"taskDefinition": "db:1"}"#)
+        .await;
+    r.error_message(404);
+    s.get("/v1/environments/other").await.error_message(404);
+    // A malformed request is a 400 before ECS is asked.
+    s.post(
+        "/v1/environments",
+        &create_body("bad name", "nope", "web:1"),
+    )
+    .await
+    .error_message(400);
 }

@@ -58,7 +58,7 @@ async fn listing_instances_returns_every_instance_with_metadata() {
             .starts_with("application/json")
     );
     let body = r.json();
-    assert_eq!(ids(&body, "containerInstanceArn"), ["i-1", "i-2", "i-3"]);
+    assert_eq!(ids(&body, "containerInstanceARN"), ["i-1", "i-2", "i-3"]);
     assert_eq!(
         body["metadata"]["entityVersion"],
         s.cache.revision().to_string()
@@ -81,20 +81,20 @@ async fn listing_instances_returns_every_instance_with_metadata() {
 async fn instance_filters_combine_and_accept_draining_and_cluster_arns() {
     let s = populated().await;
     let r = s.get("/v1/instances?status=draining").await.json();
-    assert_eq!(ids(&r, "containerInstanceArn"), ["i-2"]);
+    assert_eq!(ids(&r, "containerInstanceARN"), ["i-2"]);
     let r = s.get("/v1/instances?cluster=staging").await.json();
-    assert_eq!(ids(&r, "containerInstanceArn"), ["i-3"]);
+    assert_eq!(ids(&r, "containerInstanceARN"), ["i-3"]);
     let by_arn = format!(
         "/v1/instances?cluster={}",
         encode(&format!("{PREFIX}:cluster/prod"))
     );
     let r = s.get(&by_arn).await.json();
-    assert_eq!(ids(&r, "containerInstanceArn"), ["i-1", "i-2"]);
+    assert_eq!(ids(&r, "containerInstanceARN"), ["i-1", "i-2"]);
     let r = s
         .get("/v1/instances?cluster=prod&status=ACTIVE")
         .await
         .json();
-    assert_eq!(ids(&r, "containerInstanceArn"), ["i-1"]);
+    assert_eq!(ids(&r, "containerInstanceARN"), ["i-1"]);
     let r = s.get("/v1/instances?cluster=nowhere").await.json();
     assert_eq!(r["items"], serde_json::json!([]));
 }
@@ -116,7 +116,7 @@ async fn task_filters_combine_in_any_combination() {
     for (query, expected) in cases {
         let r = s.get(&format!("/v1/tasks{query}")).await;
         assert_eq!(r.status, 200, "{query}");
-        assert_eq!(ids(&r.json(), "taskArn"), *expected, "{query}");
+        assert_eq!(ids(&r.json(), "taskARN"), *expected, "{query}");
     }
 }
 
@@ -133,8 +133,11 @@ async fn getting_an_entity_accepts_raw_and_url_encoded_arns_and_cluster_arns() {
         let r = s.get(&path).await;
         assert_eq!(r.status, 200, "{path}");
         let body = r.json();
-        assert_eq!(body["entity"]["taskArn"], task_arn.as_str(), "{path}");
         assert_eq!(body["entity"]["taskARN"], task_arn.as_str(), "{path}");
+        assert!(
+            body["entity"].get("taskArn").is_none(),
+            "{path}: one spelling"
+        );
         let stored = s.cache.get_task(&task_arn).unwrap();
         assert_eq!(
             body["metadata"]["entityVersion"],
@@ -148,14 +151,14 @@ async fn getting_an_entity_accepts_raw_and_url_encoded_arns_and_cluster_arns() {
 }
 
 #[tokio::test]
-async fn unknown_entities_and_cluster_mismatches_are_404_with_a_json_message() {
+async fn unknown_entities_and_cluster_mismatches_are_404_with_v03_text() {
     let s = populated().await;
     let missing = format!("/v1/tasks/prod/{PREFIX}:task/prod/nope");
     assert!(
         s.get(&missing)
             .await
             .error_message(404)
-            .contains("not found")
+            .starts_with("Task not found")
     );
     let wrong_cluster = format!("/v1/tasks/staging/{PREFIX}:task/prod/t-1");
     assert!(
@@ -174,26 +177,45 @@ async fn unknown_entities_and_cluster_mismatches_are_404_with_a_json_message() {
 }
 
 #[tokio::test]
-async fn malformed_cluster_or_arn_in_a_path_is_400() {
+async fn a_path_that_names_no_entity_is_404_the_only_error_v03_declares_for_gets() {
     let s = populated().await;
-    s.get("/v1/tasks/prod/not-an-arn").await.error_message(400);
+    let m = s.get("/v1/tasks/prod/not-an-arn").await.error_message(404);
+    assert!(m.starts_with("Task not found"), "{m}");
     let bad_cluster = format!("/v1/tasks/bad%20name/{PREFIX}:task/prod/t-1");
-    s.get(&bad_cluster).await.error_message(400);
+    s.get(&bad_cluster).await.error_message(404);
+    // A client that leaves the cluster empty.
+    for path in [
+        format!("/v1/tasks/{PREFIX}:task/prod/t-1"),
+        format!("/v1/tasks//{PREFIX}:task/prod/t-1"),
+    ] {
+        let m = s.get(&path).await.error_message(404);
+        assert!(m.starts_with("Task not found"), "{path}: {m}");
+    }
+    let m = s
+        .get(&format!(
+            "/v1/instances/{PREFIX}:container-instance/prod/i-1"
+        ))
+        .await
+        .error_message(404);
+    assert!(m.starts_with("Instance not found"), "{m}");
 }
 
 #[tokio::test]
-async fn bad_filters_are_400_with_a_json_message() {
+async fn bad_filters_are_400_with_v03_text() {
     let s = populated().await;
     let cases = [
         ("/v1/tasks?colour=red", "unknown query parameter"),
         ("/v1/instances?startedBy=x", "unknown query parameter"),
         ("/v1/tasks?status=running&status=pending", "more than once"),
         ("/v1/tasks?cluster=prod&cluster=prod", "more than once"),
-        ("/v1/tasks?status=sleeping", "invalid task status"),
-        ("/v1/tasks?status=draining", "invalid task status"),
-        ("/v1/instances?status=running", "invalid instance status"),
+        ("/v1/tasks?status=sleeping", "Invalid status: task status"),
+        ("/v1/tasks?status=draining", "Invalid status: task status"),
+        (
+            "/v1/instances?status=running",
+            "Invalid status: instance status",
+        ),
         ("/v1/instances?status=", "empty value"),
-        ("/v1/tasks?cluster=a%20b", "invalid cluster"),
+        ("/v1/tasks?cluster=a%20b", "Invalid cluster ARN or name"),
         ("/v1/tasks?maxResults=0", "maxResults"),
         ("/v1/tasks?maxResults=1001", "maxResults"),
         ("/v1/tasks?maxResults=many", "maxResults"),
@@ -243,7 +265,7 @@ async fn pagination_walks_every_matching_entity_exactly_once() {
             let r = s.get(&path).await;
             assert_eq!(r.status, 200);
             let body = r.json();
-            let page = ids(&body, "taskArn");
+            let page = ids(&body, "taskARN");
             assert!(page.len() <= 10);
             seen.extend(page);
             pages += 1;
@@ -263,7 +285,7 @@ async fn pagination_walks_every_matching_entity_exactly_once() {
             Some(f) => format!("/v1/tasks?{f}"),
             None => "/v1/tasks".to_owned(),
         };
-        let all = ids(&s.get(&full).await.json(), "taskArn");
+        let all = ids(&s.get(&full).await.json(), "taskARN");
         assert_eq!(seen, all, "pages in the same order as a full list");
     }
 }
@@ -329,7 +351,7 @@ async fn old_format_arns_without_the_cluster_work_in_paths_and_filters() {
     s.put(vec![Entity::from(t.clone())]).await;
     let r = s.get(&format!("/v1/tasks/prod/{}", t.task_arn)).await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.json()["entity"]["taskArn"], t.task_arn.as_str());
+    assert_eq!(r.json()["entity"]["taskARN"], t.task_arn.as_str());
     s.get(&format!("/v1/tasks/staging/{}", t.task_arn))
         .await
         .error_message(404);
@@ -338,5 +360,5 @@ async fn old_format_arns_without_the_cluster_work_in_paths_and_filters() {
         .get(&format!("/v1/tasks?cluster={PREFIX}:cluster/prod"))
         .await
         .json();
-    assert_eq!(ids(&r, "taskArn"), ["0123456789abcdef"]);
+    assert_eq!(ids(&r, "taskARN"), ["0123456789abcdef"]);
 }

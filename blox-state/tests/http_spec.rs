@@ -208,15 +208,27 @@ async fn stream_lines_match_the_item_definitions_of_the_spec() {
 }
 
 #[tokio::test]
-async fn error_responses_are_json_objects_with_a_message() {
+async fn error_responses_are_plain_text_that_starts_with_v03_text() {
     let s = populated().await;
-    for (path, status) in [
-        ("/v1/tasks?bogus=1".to_owned(), 400),
-        (format!("/v1/tasks/prod/{PREFIX}:task/prod/missing"), 404),
-        ("/v1/stream/tasks?entityVersion=1:1".to_owned(), 410),
+    for (path, status, text) in [
+        (
+            "/v1/tasks?bogus=1".to_owned(),
+            400,
+            "At least one of the filters provided is unsupported",
+        ),
+        (
+            format!("/v1/tasks/prod/{PREFIX}:task/prod/missing"),
+            404,
+            "Task not found",
+        ),
+        (
+            "/v1/stream/tasks?entityVersion=1:1".to_owned(),
+            410,
+            "Entity version is out of range",
+        ),
     ] {
         let message = s.get(&path).await.error_message(status);
-        assert!(!message.is_empty(), "{path}");
+        assert!(message.starts_with(text), "{path}: {message}");
     }
 }
 

@@ -15,7 +15,10 @@ async fn a_task_stream_carries_puts_and_deletes_with_the_last_entity() {
     let s = Server::start().await;
     let mut stream = s.stream("/v1/stream/tasks").await;
     assert_eq!(stream.status, 200);
-    assert_eq!(stream.header("content-type"), Some("application/x-ndjson"));
+    assert_eq!(
+        stream.header("content-type"),
+        Some("application/octet-stream")
+    );
     s.wait_for_watches(|n| n >= 2).await; // the cache's and the stream's
 
     let put_rev = s.put_task("prod", "t-1", TaskStatus::Running).await;
@@ -27,13 +30,13 @@ async fn a_task_stream_carries_puts_and_deletes_with_the_last_entity() {
     let put = stream.next_line().await.unwrap();
     assert_eq!(put["metadata"]["entityVersion"], put_rev.to_string());
     assert!(put["metadata"].get("deleted").is_none());
-    assert_eq!(put["entity"]["taskArn"], arn.as_str());
+    assert_eq!(put["entity"]["taskARN"], arn.as_str());
     assert_eq!(put["entity"]["lastStatus"], "RUNNING");
 
     let delete = stream.next_line().await.unwrap();
     assert_eq!(delete["metadata"]["entityVersion"], delete_rev.to_string());
     assert_eq!(delete["metadata"]["deleted"], true);
-    assert_eq!(delete["entity"]["taskArn"], arn.as_str());
+    assert_eq!(delete["entity"]["taskARN"], arn.as_str());
     assert_eq!(
         delete["entity"]["lastStatus"], "RUNNING",
         "the last known state"
@@ -58,7 +61,7 @@ async fn a_stream_resumes_right_after_an_entity_version() {
     assert_eq!(a["entity"]["lastStatus"], "RUNNING");
     let b = stream.next_line().await.unwrap();
     assert_eq!(b["metadata"]["entityVersion"], third.to_string());
-    assert!(b["entity"]["taskArn"].as_str().unwrap().ends_with("/t-2"));
+    assert!(b["entity"]["taskARN"].as_str().unwrap().ends_with("/t-2"));
 }
 
 #[tokio::test]
@@ -78,7 +81,7 @@ async fn listing_then_streaming_from_the_list_revision_misses_nothing() {
     let line = stream.next_line().await.unwrap();
     assert_eq!(line["metadata"]["entityVersion"], later.to_string());
     assert!(
-        line["entity"]["containerInstanceArn"]
+        line["entity"]["containerInstanceARN"]
             .as_str()
             .unwrap()
             .ends_with("/i-2")
@@ -111,7 +114,7 @@ async fn a_cluster_filter_keeps_only_that_clusters_changes() {
     for stream in &mut streams {
         let line = stream.next_line().await.unwrap();
         assert!(
-            line["entity"]["containerInstanceArn"]
+            line["entity"]["containerInstanceARN"]
                 .as_str()
                 .unwrap()
                 .ends_with("/i-2")
@@ -120,7 +123,7 @@ async fn a_cluster_filter_keeps_only_that_clusters_changes() {
         let next = stream.next_line().await.unwrap();
         assert_eq!(next["metadata"]["entityVersion"], later.to_string());
         assert!(
-            next["entity"]["containerInstanceArn"]
+            next["entity"]["containerInstanceARN"]
                 .as_str()
                 .unwrap()
                 .ends_with("/i-4")
@@ -137,7 +140,7 @@ async fn a_stream_without_entity_version_starts_from_now() {
     s.put_task("prod", "new", TaskStatus::Running).await;
     let line = stream.next_line().await.unwrap();
     assert!(
-        line["entity"]["taskArn"]
+        line["entity"]["taskARN"]
             .as_str()
             .unwrap()
             .ends_with("/new")
@@ -172,19 +175,34 @@ async fn a_compacted_revision_is_410() {
             .await;
     }
     let r = s.get("/v1/stream/tasks?entityVersion=5:1").await;
-    assert!(r.error_message(410).contains("relist"));
+    let m = r.error_message(410);
+    assert!(m.starts_with("Entity version is out of range"), "{m}");
+    assert!(m.contains("relist"), "{m}");
 }
 
 #[tokio::test]
-async fn bad_stream_parameters_are_400() {
+async fn bad_stream_parameters_are_400_with_v03_text() {
     let s = Server::start().await;
-    for path in [
-        "/v1/stream/tasks?entityVersion=yesterday",
-        "/v1/stream/tasks?entityVersion=1:2&entityVersion=1:3",
-        "/v1/stream/tasks?status=running",
-        "/v1/stream/instances?cluster=a%20b",
+    for (path, text) in [
+        (
+            "/v1/stream/tasks?entityVersion=yesterday",
+            "Invalid entity version",
+        ),
+        (
+            "/v1/stream/tasks?entityVersion=1:2&entityVersion=1:3",
+            "At least one of the filters provided is specified multiple times",
+        ),
+        (
+            "/v1/stream/tasks?status=running",
+            "At least one of the filters provided is unsupported",
+        ),
+        (
+            "/v1/stream/instances?cluster=a%20b",
+            "Invalid cluster ARN or name",
+        ),
     ] {
-        s.get(path).await.error_message(400);
+        let m = s.get(path).await.error_message(400);
+        assert!(m.starts_with(text), "{path}: {m}");
     }
 }
 

@@ -299,7 +299,12 @@ pub async fn start(
             cache.clone(),
             store.clone(),
         )),
-        sched: super::sched_routes(cache.clone(), store.clone(), config.rollout_bound),
+        sched: super::sched_routes(
+            cache.clone(),
+            store.clone(),
+            ecs.clone(),
+            config.rollout_bound,
+        ),
         readiness: Readiness {
             cache: cache.clone(),
             bootstrapped: reconciler.bootstrapped(),

@@ -14,6 +14,7 @@ mod ui;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use blox_core::ports::EcsApi;
 use blox_state::{Cache, StateStore};
 use clap::Parser;
 
@@ -21,10 +22,16 @@ pub use app::{DaemonError, Running, start};
 pub use config::{Config, LogFormat};
 
 /// The daemon scheduler's HTTP routes.
-fn sched_routes(cache: Cache, store: Arc<dyn StateStore>, rollout_bound: u32) -> axum::Router {
+fn sched_routes(
+    cache: Cache,
+    store: Arc<dyn StateStore>,
+    ecs: Arc<dyn EcsApi>,
+    rollout_bound: u32,
+) -> axum::Router {
     blox_sched::http::router(
         blox_sched::http::SchedApiState::new(cache, store)
-            .with_default_rollout_bound(rollout_bound),
+            .with_default_rollout_bound(rollout_bound)
+            .with_ecs(ecs),
     )
 }
 

@@ -20,9 +20,10 @@ use tokio::sync::watch;
 
 use super::metrics::{HttpMetrics, Sources, metrics, track_http};
 
-/// A JSON error response `{"message": ...}`.
+/// An error response in the API's one form (v0.3's): `text/plain`, the
+/// message and a newline.
 pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "message": message.into() }))).into_response()
+    blox_state::http::text_response(status, &message.into())
 }
 
 /// What `/v1/ready` checks.

@@ -107,7 +107,7 @@ async fn a_deployed_environment_puts_exactly_one_task_on_every_simulated_instanc
     let hosts: HashSet<String> = running
         .iter()
         .map(|t| {
-            t["entity"]["containerInstanceArn"]
+            t["entity"]["containerInstanceARN"]
                 .as_str()
                 .unwrap()
                 .to_owned()
@@ -127,7 +127,7 @@ async fn a_deployed_environment_puts_exactly_one_task_on_every_simulated_instanc
     .await;
 
     // Draining through the simulator shows in the view.
-    let victim = instances[0]["entity"]["containerInstanceArn"]
+    let victim = instances[0]["entity"]["containerInstanceARN"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -222,7 +222,7 @@ async fn unknown_paths_and_bad_simulator_requests_get_json_errors() {
     .await;
     assert!(!r.error_message(400).is_empty());
     let arn = items(&client::get(d.addr, "/v1/instances").await.json())[0]["entity"]
-        ["containerInstanceArn"]
+        ["containerInstanceARN"]
         .as_str()
         .unwrap()
         .to_owned();

@@ -181,7 +181,7 @@ async fn the_map_follows_a_deployment_and_a_drain_without_a_reload() {
     );
     // Marks the page and a tile: both must survive every later update.
     let victim = items(&client::get(addr, "/v1/instances").await.json())[0]["entity"]
-        ["containerInstanceArn"]
+        ["containerInstanceARN"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -246,8 +246,8 @@ async fn the_map_follows_a_deployment_and_a_drain_without_a_reload() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|i| i["entity"]["containerInstanceArn"] == victim.as_str())
-        .unwrap()["entity"]["ec2InstanceId"]
+        .find(|i| i["entity"]["containerInstanceARN"] == victim.as_str())
+        .unwrap()["entity"]["EC2InstanceID"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -275,7 +275,7 @@ async fn the_map_follows_a_deployment_and_a_drain_without_a_reload() {
     let other = items(&client::get(addr, "/v1/instances").await.json())
         .iter()
         .map(|i| {
-            i["entity"]["containerInstanceArn"]
+            i["entity"]["containerInstanceARN"]
                 .as_str()
                 .unwrap()
                 .to_owned()
@@ -448,7 +448,7 @@ async fn render_time_of_5000_instances() {
     browser.screenshot("cluster-map-5000.png").await;
     // One change patches one tile: drain an instance and time its update.
     let arn = items(&client::get(addr, "/v1/instances").await.json())[4321]["entity"]
-        ["containerInstanceArn"]
+        ["containerInstanceARN"]
         .as_str()
         .unwrap()
         .to_owned();

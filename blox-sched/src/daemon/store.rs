@@ -54,14 +54,17 @@ pub enum EnvironmentError {
     /// The request is invalid (HTTP 400).
     #[error(transparent)]
     Invalid(#[from] ValidationError),
-    /// An environment of that name exists (HTTP 409).
-    #[error("environment {0:?} already exists")]
+    /// An environment of that name exists (HTTP 400, as in v0.3).
+    #[error("Environment {0} already exists")]
     AlreadyExists(String),
-    /// No such environment (HTTP 404).
-    #[error("environment {0:?} not found")]
+    /// No such environment (HTTP 404; v0.3's text).
+    #[error("Environment {0} does not exist")]
     NotFound(String),
-    /// The environment is being deleted (its tasks are being stopped) (HTTP 409).
-    #[error("environment {0:?} is being deleted: wait until its tasks are stopped")]
+    /// The environment is being deleted (its tasks are being stopped) (HTTP
+    /// 400, as for one that exists).
+    #[error(
+        "Environment {0} already exists: it is being deleted; wait until its tasks are stopped"
+    )]
     BeingDeleted(String),
     /// The deployment token is not the environment's current one (HTTP 400, as in v0.3).
     #[error(
@@ -71,8 +74,8 @@ pub enum EnvironmentError {
         /// The environment.
         environment: String,
     },
-    /// No such deployment (HTTP 404).
-    #[error("deployment {id:?} of environment {environment:?} not found")]
+    /// No such deployment (HTTP 404; v0.3's text).
+    #[error("Deployment {id} does not exist for environment {environment}")]
     DeploymentNotFound {
         /// The environment.
         environment: String,
@@ -103,7 +106,7 @@ pub enum ErrorClass {
     BadRequest,
     /// Something does not exist (404).
     NotFound,
-    /// A conflict with the current state (409).
+    /// Concurrent writers kept winning; retry (409).
     Conflict,
     /// The store is unreachable (503).
     Unavailable,
@@ -115,15 +118,14 @@ impl EnvironmentError {
     /// How an HTTP layer should report this error.
     pub fn class(&self) -> ErrorClass {
         match self {
-            EnvironmentError::Invalid(_) | EnvironmentError::StaleToken { .. } => {
-                ErrorClass::BadRequest
-            }
+            EnvironmentError::Invalid(_)
+            | EnvironmentError::StaleToken { .. }
+            | EnvironmentError::AlreadyExists(_)
+            | EnvironmentError::BeingDeleted(_) => ErrorClass::BadRequest,
             EnvironmentError::NotFound(_) | EnvironmentError::DeploymentNotFound { .. } => {
                 ErrorClass::NotFound
             }
-            EnvironmentError::AlreadyExists(_)
-            | EnvironmentError::BeingDeleted(_)
-            | EnvironmentError::Contended(_) => ErrorClass::Conflict,
+            EnvironmentError::Contended(_) => ErrorClass::Conflict,
             EnvironmentError::Store(e) if e.is_unavailable() => ErrorClass::Unavailable,
             EnvironmentError::Store(_) | EnvironmentError::Corrupt { .. } => ErrorClass::Internal,
         }
@@ -185,7 +187,9 @@ impl NewEnvironment {
         self
     }
 
-    fn validate(&self) -> Result<(), ValidationError> {
+    /// Checks the request as [`EnvironmentStore::create`] does (name,
+    /// cluster, task definition, selector, rollout bound), without the store.
+    pub fn validate(&self) -> Result<(), ValidationError> {
         validate::environment_name(&self.name)?;
         validate::cluster(&self.cluster)?;
         validate::task_definition(&self.task_definition)?;
@@ -771,7 +775,7 @@ mod tests {
         );
         assert_eq!(
             EnvironmentError::AlreadyExists("x".into()).class(),
-            ErrorClass::Conflict
+            ErrorClass::BadRequest
         );
         assert_eq!(
             EnvironmentError::Store(StoreError::Unavailable {

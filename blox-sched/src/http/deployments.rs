@@ -33,14 +33,16 @@ pub(crate) async fn create(
     Ok(Json(shape(&d)))
 }
 
-/// `GET /v1/environments/{name}/deployments`, oldest first.
+/// `GET /v1/environments/{name}/deployments`, oldest first. The v0.3 spec
+/// declares `deploymentToken` on the path, so its generated clients send it
+/// here too: it is accepted and ignored.
 pub(crate) async fn list(
     State(s): State<SchedApiState>,
     name: RawPath<String>,
     q: RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let name = params::path(name)?;
-    let p = Params::parse(q, &["maxResults", "nextToken"])?;
+    let p = Params::parse(q, &["maxResults", "nextToken", "deploymentToken"])?;
     let limit = p.max_results()?;
     let after = p.next_token()?;
     let all = s.envs.list_deployments(&name).await?;

@@ -2,6 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
@@ -9,9 +10,10 @@ use serde_json::{Map, Value, json};
 use super::SchedApiState;
 use super::error::{ApiError, store_error};
 use super::params::{self, Params, RawBody, RawPath, RawQuery};
+use super::resolve;
 use crate::daemon::same_cluster;
 use crate::daemon::{
-    DrainingPolicy, Environment, EnvironmentUpdate, InstanceGroup, NewEnvironment,
+    DrainingPolicy, Environment, EnvironmentError, EnvironmentUpdate, InstanceGroup, NewEnvironment,
 };
 
 /// v0.3's `CreateEnvironmentRequest` plus blox's optional settings.
@@ -62,10 +64,17 @@ pub(crate) async fn create(
     let body = params::body(body)?;
     Params::parse(q, &[])?;
     let req: CreateRequest = json_body(&body)?;
-    let new = NewEnvironment::new(req.name, req.instance_group.cluster, req.task_definition)
+    let mut new = NewEnvironment::new(req.name, req.instance_group.cluster, req.task_definition)
         .selector(req.instance_group.attributes)
         .draining_policy(req.draining_policy)
         .max_unavailable(req.max_unavailable.unwrap_or(s.default_rollout_bound));
+    // A malformed request is a 400 before ECS is asked (as in v0.3).
+    new.validate().map_err(EnvironmentError::from)?;
+    if let Some(ecs) = &s.ecs {
+        new.cluster = resolve::cluster_arn(ecs.as_ref(), &new.cluster).await?;
+        new.task_definition =
+            resolve::task_definition_arn(ecs.as_ref(), &new.task_definition).await?;
+    }
     let env = s.envs.create(new).await?;
     Ok(Json(shape(&env)))
 }
@@ -133,8 +142,15 @@ pub(crate) async fn update(
         ));
     }
     let req: UpdateRequest = json_body(&body)?;
+    let task_definition = match (&s.ecs, req.task_definition) {
+        (Some(ecs), Some(td)) => {
+            crate::daemon::validate::task_definition(&td).map_err(EnvironmentError::from)?;
+            Some(resolve::task_definition_arn(ecs.as_ref(), &td).await?)
+        }
+        (_, td) => td,
+    };
     let mut update = EnvironmentUpdate {
-        task_definition: req.task_definition,
+        task_definition,
         draining_policy: req.draining_policy,
         max_unavailable: req.max_unavailable,
         ..EnvironmentUpdate::default()
@@ -149,17 +165,21 @@ pub(crate) async fn update(
     Ok(Json(shape(&env)))
 }
 
-/// `DELETE /v1/environments/{name}?stopTasks=`.
+/// `DELETE /v1/environments/{name}?stopTasks=`: 200 with an empty body,
+/// also when there is no such environment (idempotent, as in v0.3, whose
+/// spec declares no 404 here).
 pub(crate) async fn delete(
     State(s): State<SchedApiState>,
     name: RawPath<String>,
     q: RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<StatusCode, ApiError> {
     let name = params::path(name)?;
     let p = Params::parse(q, &["stopTasks"])?;
     let stop_tasks = p.flag("stopTasks")?;
-    s.envs.delete(&name, stop_tasks).await?;
-    Ok(Json(json!({ "name": name, "stopTasks": stop_tasks })))
+    match s.envs.delete(&name, stop_tasks).await {
+        Ok(()) | Err(EnvironmentError::NotFound(_)) => Ok(StatusCode::OK),
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[cfg(test)]

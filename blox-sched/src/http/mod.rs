@@ -10,12 +10,12 @@
 //! | `GET /v1/environments?cluster=&maxResults=&nextToken=` | `{"items": [Environment], "metadata": {"entityVersion"}, "nextToken"?}` |
 //! | `GET /v1/environments/{name}` | `Environment` |
 //! | `PUT /v1/environments/{name}` | `Environment` with the changed settings and a new `deploymentToken` |
-//! | `DELETE /v1/environments/{name}?stopTasks=` | `200 {"name", "stopTasks"}` |
+//! | `DELETE /v1/environments/{name}?stopTasks=` | `200` with an empty body (also when there is no such environment) |
 //! | `POST /v1/environments/{name}/deployments?deploymentToken=` | `Deployment` |
-//! | `GET /v1/environments/{name}/deployments?maxResults=&nextToken=` | `{"items": [Deployment], "nextToken"?}` |
+//! | `GET /v1/environments/{name}/deployments?maxResults=&nextToken=&deploymentToken=` | `{"items": [Deployment], "nextToken"?}` (`deploymentToken`, which v0.3's clients send, is ignored) |
 //! | `GET /v1/environments/{name}/deployments/{id}` | `Deployment` |
 //! | `GET /v1/environments/{name}/instances` | per-instance daemon status |
-//! | `GET /v1/stream/environments?entityVersion=&environment=&cluster=` | newline-delimited changes |
+//! | `GET /v1/stream/environments?entityVersion=&environment=&cluster=` | one change per line |
 //!
 //! # Environments and deployments (v0.3's flow)
 //! `POST /v1/environments` takes `{"name", "instanceGroup": {"cluster"},
@@ -23,7 +23,12 @@
 //! blox extensions: `instanceGroup.attributes` (`[{"name", "value"?}]`,
 //! every condition must hold), `drainingPolicy` (`stop-when-last` or
 //! `stop-immediately`) and `maxUnavailable` (rollout bound, at least 1).
-//! Unknown fields are rejected. Creating an environment does **not** deploy:
+//! Unknown fields are rejected. With ECS configured
+//! ([`SchedApiState::with_ecs`]) the cluster and the task definition are
+//! checked with `DescribeClusters` and `DescribeTaskDefinition` as v0.3 did
+//! (a missing or INACTIVE one is a 404) and stored as the ARNs ECS answers;
+//! a task definition given to `PUT` is resolved the same way. A duplicate
+//! name is a 400, as in v0.3. Creating an environment does **not** deploy:
 //! read its `deploymentToken` and `POST .../deployments?deploymentToken=..`.
 //! The token changes whenever the environment changes and whenever a
 //! deployment is created, so a stale or retried request is a 400 instead of
@@ -38,7 +43,9 @@
 //! `DELETE` removes the environment and its deployments and leaves its tasks
 //! running (as v0.3 did); with `stopTasks=true` the environment disappears
 //! from gets and lists at once, the daemon scheduler stops its tasks, and it
-//! is removed when they are gone (re-creating it meanwhile is a 409).
+//! is removed when they are gone (re-creating it meanwhile is a 400, as for
+//! a duplicate). Deleting an unknown environment is a 200 too (idempotent,
+//! as in v0.3, whose spec declares no 404 for it).
 //!
 //! # Response shapes
 //! An `Environment` has v0.3's `name`, `instanceGroup.cluster`,
@@ -67,8 +74,9 @@
 //! the cache has loaded.
 //!
 //! # Change stream (beyond v0.3)
-//! `GET /v1/stream/environments` is `application/x-ndjson`: one line per
-//! write of an environment or deployment, in revision order:
+//! `GET /v1/stream/environments` is chunked `application/octet-stream`, the
+//! form of v0.3's streams: one JSON line per write of an environment or
+//! deployment, in revision order:
 //! `{"metadata": {"entityVersion", "deleted"?}, "type": "environment" |
 //! "deployment", "environmentName", "id"? (deployments), "entity"?}` where
 //! `entity` is the new `Environment` or `Deployment`; a delete carries the
@@ -80,21 +88,27 @@
 //! `metadata.entityVersion` or a line's) it resumes right after it, possibly
 //! repeating changes a list already showed (lines carry whole entities, so
 //! applying one twice is harmless). A revision the store no longer has, from
-//! another store epoch or from the future is a 410 whose message says to
-//! list again. `environment=NAME` keeps one environment's lines;
+//! another store epoch or from the future is a 410 whose message starts with
+//! `Entity version is out of range` and says to list again. `environment=NAME` keeps one environment's lines;
 //! `cluster=` (name or ARN) keeps those of environments on that cluster. If
 //! the store's watch fails the response is aborted (no clean end), so the
 //! client resumes from the last line it read.
 //!
 //! # Errors
-//! Every error is `{"message": "..."}`: 400 (bad JSON body, missing or
-//! invalid field, unknown or repeated query parameter, stale deployment
-//! token, undecodable path), 404 (unknown environment, deployment or
-//! route), 405, 409 (environment exists or is being deleted, or concurrent
-//! writers kept winning: retry), 410, 413 (body over axum's default 2 MB
-//! limit), 503 (store unreachable or
-//! cache not loaded, with `Retry-After`) or 500. Blox v0.3 declared plain
-//! string bodies; JSON objects are the one deliberate departure.
+//! Every error is what v0.3 wrote: `text/plain; charset=utf-8`, the message
+//! and a newline, the message starting with v0.3's text where it had one
+//! (detail may follow after `": "`): 400 (bad JSON body, missing or invalid
+//! field, environment exists or is being deleted, unknown query parameter:
+//! `At least one of the filters provided is not supported`, repeated one:
+//! `... is specified multiple times`, bad cluster: `Invalid cluster ARN or
+//! name`, stale deployment token, undecodable path), 404 (`Environment NAME
+//! does not exist`, `Deployment ID does not exist for environment NAME`, a
+//! cluster or task definition ECS does not have or reports INACTIVE:
+//! `Cluster is inactive`, `TaskDefinition is inactive`, unknown route),
+//! 405, 409 (concurrent writers kept winning: retry), 410, 413 (body over
+//! axum's default 2 MB limit), 503 (store unreachable, ECS throttling or
+//! unreachable, or cache not loaded, with `Retry-After`) or 500 (`Server
+//! Error`).
 //!
 //! # Example
 //! ```no_run
@@ -118,6 +132,7 @@ mod environments;
 mod error;
 mod instances;
 mod params;
+mod resolve;
 mod stream;
 
 use std::sync::Arc;
@@ -126,6 +141,7 @@ use axum::Json;
 use axum::Router;
 use axum::http::Uri;
 use axum::routing::{get, post};
+use blox_core::ports::EcsApi;
 use blox_state::Cache;
 use blox_state::store::StateStore;
 
@@ -143,6 +159,7 @@ pub struct SchedApiState {
     store: Arc<dyn StateStore>,
     cache: Cache,
     default_rollout_bound: u32,
+    ecs: Option<Arc<dyn EcsApi>>,
 }
 
 impl std::fmt::Debug for SchedApiState {
@@ -160,7 +177,17 @@ impl SchedApiState {
             store,
             cache,
             default_rollout_bound: 1,
+            ecs: None,
         }
+    }
+
+    /// Checks a new environment's cluster and task definition with ECS
+    /// (`DescribeClusters`, `DescribeTaskDefinition`) as Blox v0.3 did, and
+    /// stores both as the ARNs ECS answers; a missing or INACTIVE one is a
+    /// 404. Without ECS they are stored as given.
+    pub fn with_ecs(mut self, ecs: Arc<dyn EcsApi>) -> Self {
+        self.ecs = Some(ecs);
+        self
     }
 
     /// The rollout bound (`maxUnavailable`) of environments created
@@ -191,7 +218,7 @@ impl SchedApiState {
 /// The daemon scheduler's routes (see the [module docs](self)). Merge them
 /// with the cluster-state routes (`blox_state::http::router`) to serve both
 /// v0.3 services on one port. This router answers unknown paths (404) and
-/// methods (405) with JSON errors, so merge it into routers that have no
+/// methods (405) with plain-text errors, so merge it into routers that have no
 /// fallback of their own (axum refuses to merge two fallbacks).
 pub fn router(state: SchedApiState) -> Router {
     Router::new()

@@ -10,10 +10,10 @@ use axum::body::Bytes;
 use axum::extract::Path;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::http::StatusCode;
-use blox_state::http::{self as state_http, query_pairs};
+use blox_state::http::{self as state_http, detailed, query_pairs, text as state_text};
 use blox_state::store::Revision;
 
-use super::error::ApiError;
+use super::error::{ApiError, text};
 use crate::daemon::ValidationError;
 
 pub use blox_state::http::MAX_RESULTS_LIMIT;
@@ -56,7 +56,8 @@ impl Params {
     }
 
     fn check(pairs: Vec<(String, String)>, allowed: &[&str]) -> Result<Self, ApiError> {
-        state_http::Params::parse_quoting(pairs, allowed, QUOTE_CHARS).map(Params)
+        state_http::Params::parse_with(pairs, allowed, QUOTE_CHARS, text::UNSUPPORTED_FILTER)
+            .map(Params)
     }
 
     /// A parameter's value (`None` if absent or empty).
@@ -76,7 +77,9 @@ impl Params {
             .map(|c| {
                 crate::daemon::validate::cluster(c)
                     .map(|()| c.to_owned())
-                    .map_err(|e: ValidationError| ApiError::BadRequest(e.to_string()))
+                    .map_err(|e: ValidationError| {
+                        ApiError::BadRequest(detailed(state_text::INVALID_CLUSTER, e))
+                    })
             })
             .transpose()
     }
@@ -186,7 +189,12 @@ mod tests {
 
     #[test]
     fn unknown_repeated_and_empty_keys_are_rejected() {
-        assert!(Params::check(pairs(&[("nope", "1")]), &["cluster"]).is_err());
+        let unknown = Params::check(pairs(&[("nope", "1")]), &["cluster"]);
+        assert!(
+            unknown
+                .err()
+                .is_some_and(|e| e.to_string().starts_with(text::UNSUPPORTED_FILTER))
+        );
         assert!(Params::check(pairs(&[("cluster", "a"), ("cluster", "b")]), &["cluster"]).is_err());
         assert!(Params::check(pairs(&[("cluster", "")]), &["cluster"]).is_err());
         let p = Params::check(pairs(&[("entityVersion", "")]), &["entityVersion"]).unwrap();

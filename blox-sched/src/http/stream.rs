@@ -1,10 +1,11 @@
-//! `GET /v1/stream/environments`: environment and deployment changes as
-//! newline-delimited JSON.
+//! `GET /v1/stream/environments`: environment and deployment changes, one
+//! JSON object per line, chunked, as `application/octet-stream` (the form of
+//! v0.3's streams).
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
+use blox_state::http::stream_response;
 use blox_state::store::{KvEvent, StoreError};
 use futures::StreamExt;
 use std::collections::HashMap;
@@ -16,9 +17,6 @@ use super::error::{ApiError, store_error};
 use super::params::{Params, RawQuery};
 use crate::daemon::same_cluster;
 use crate::daemon::{Deployment, Environment, EnvironmentStore, StoreKey};
-
-/// The media type of stream responses.
-const NDJSON: &str = "application/x-ndjson";
 
 /// `GET /v1/stream/environments?entityVersion=&environment=&cluster=`.
 pub(crate) async fn environments(
@@ -59,11 +57,7 @@ pub(crate) async fn environments(
         };
         std::future::ready(out)
     });
-    let mut response = Body::from_stream(body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(NDJSON));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    Ok(response)
+    Ok(stream_response(body))
 }
 
 /// One stream's filters and what it knows of the store's keys.

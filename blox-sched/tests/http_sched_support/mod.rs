@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use blox_core::model::{Arn, ContainerInstance, Entity, Task, TaskStatus};
+use blox_core::ports::EcsApi;
 use blox_sched::daemon::EnvironmentStore;
 use blox_sched::http::{SchedApiState, router};
 use blox_state::Cache;
@@ -50,13 +51,26 @@ impl Drop for Server {
 impl Server {
     /// A server over an empty memory store, its cache loaded.
     pub async fn start() -> Server {
+        Self::start_with(|state| state).await
+    }
+
+    /// A server that checks environments with this ECS.
+    pub async fn start_with_ecs(ecs: Arc<dyn EcsApi>) -> Server {
+        Self::start_with(|state| state.with_ecs(ecs)).await
+    }
+
+    /// A server whose route state `configure` completes.
+    async fn start_with(configure: impl FnOnce(SchedApiState) -> SchedApiState) -> Server {
         let store = MemoryStore::new();
         let shared: Arc<dyn StateStore> = Arc::new(store.clone());
         let (cache, follower) = spawn_follower(Arc::clone(&shared));
         tokio::time::timeout(Duration::from_secs(10), cache.wait_until_ready())
             .await
             .expect("cache ready");
-        let app = router(SchedApiState::new(cache.clone(), Arc::clone(&shared)));
+        let app = router(configure(SchedApiState::new(
+            cache.clone(),
+            Arc::clone(&shared),
+        )));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {

@@ -7,7 +7,7 @@ use blox_core::model::{Arn, ContainerInstance, EntityKind, Task};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
-use super::error::ApiError;
+use super::error::{ApiError, detailed, text};
 use super::params::{self, Params, RawQuery, query_pairs};
 use super::shape::{Metadata, Wrapped};
 use super::v03::V03;
@@ -123,46 +123,81 @@ impl<T: Shaped> Serialize for ItemList<'_, T> {
     }
 }
 
-/// The cluster and ARN of a get path: 400 if malformed, 404 if the ARN is
-/// not of the kind the route serves.
+/// The cluster (when the path names one) and the entity ARN of a get's
+/// path: `{cluster}/{arn}`, or `{arn}` alone when a client left the cluster
+/// empty. The cluster may be an ARN itself, so the entity ARN starts at the
+/// first `/arn:`.
+fn split_target(rest: &str) -> (Option<&str>, &str) {
+    let rest = rest.trim_start_matches('/');
+    if let Some(at) = rest.find("/arn:") {
+        let (cluster, arn) = rest.split_at(at);
+        return (Some(cluster), &arn[1..]);
+    }
+    if rest.starts_with("arn:") {
+        return (None, rest);
+    }
+    match rest.split_once('/') {
+        Some((cluster, arn)) => (Some(cluster), arn),
+        None => (None, rest),
+    }
+}
+
+/// v0.3's 404 text of a kind.
+fn not_found_text(kind: EntityKind) -> &'static str {
+    match kind {
+        EntityKind::Instance => text::INSTANCE_NOT_FOUND,
+        EntityKind::Task => text::TASK_NOT_FOUND,
+    }
+}
+
+/// A 404 of a kind (v0.3 declared no other client error for gets), with
+/// the reason after v0.3's text.
+fn not_found(kind: EntityKind, detail: impl std::fmt::Display) -> ApiError {
+    ApiError::NotFound(detailed(not_found_text(kind), detail))
+}
+
+/// The cluster and ARN of a get path. Whatever names no entity of the kind
+/// (no cluster, a malformed cluster or ARN, an ARN of the other kind) is a
+/// 404, the only client error v0.3's spec declares for gets.
 fn target(
-    path: Result<Path<(String, String)>, PathRejection>,
+    path: Result<Path<String>, PathRejection>,
     kind: EntityKind,
 ) -> Result<(String, Arn), ApiError> {
-    let Path((cluster, arn)) =
-        path.map_err(|e| ApiError::BadRequest(format!("invalid path: {}", e.body_text())))?;
-    let cluster = params::cluster(&cluster)?;
-    let arn = Arn::parse(&arn).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let Path(rest) =
+        path.map_err(|e| not_found(kind, format_args!("invalid path: {}", e.body_text())))?;
+    let (cluster, arn) = split_target(&rest);
+    let Some(cluster) = cluster else {
+        return Err(not_found(kind, "the path names no cluster"));
+    };
+    let cluster = params::cluster(cluster).map_err(|e| not_found(kind, e))?;
+    let arn = Arn::parse(arn).map_err(|e| not_found(kind, e))?;
     if EntityKind::of_arn(&arn) != Some(kind) {
-        return Err(not_found(kind, &arn, None));
+        return Err(not_found(kind, format_args!("{arn} is not a {kind} ARN")));
     }
     Ok((cluster, arn))
 }
 
-fn not_found(kind: EntityKind, arn: &Arn, cluster: Option<&str>) -> ApiError {
-    let what = match kind {
-        EntityKind::Instance => "container instance",
-        EntityKind::Task => "task",
-    };
+/// The 404 of an ARN the cache does not have, or has in another cluster.
+fn absent(kind: EntityKind, arn: &Arn, cluster: Option<&str>) -> ApiError {
     match cluster {
-        Some(c) => ApiError::NotFound(format!("{what} {arn} not found in cluster {c}")),
-        None => ApiError::NotFound(format!("{what} {arn} not found")),
+        Some(c) => not_found(kind, format_args!("{arn} is not in cluster {c}")),
+        None => not_found(kind, arn),
     }
 }
 
 /// `GET /v1/instances/{cluster}/{arn}`.
 pub(crate) async fn get_instance(
     State(s): State<ApiState>,
-    path: Result<Path<(String, String)>, PathRejection>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let (cluster, arn) = target(path, EntityKind::Instance)?;
     s.ready()?;
     let e = s
         .cache
         .get_instance(arn.as_str())
-        .ok_or_else(|| not_found(EntityKind::Instance, &arn, None))?;
+        .ok_or_else(|| absent(EntityKind::Instance, &arn, None))?;
     if !Filter::cluster_matches(&cluster, &e.value.cluster_arn) {
-        return Err(not_found(EntityKind::Instance, &arn, Some(&cluster)));
+        return Err(absent(EntityKind::Instance, &arn, Some(&cluster)));
     }
     Ok(Json(shape::wrap(
         shape::instance(&e.value),
@@ -174,16 +209,35 @@ pub(crate) async fn get_instance(
 /// `GET /v1/tasks/{cluster}/{arn}`.
 pub(crate) async fn get_task(
     State(s): State<ApiState>,
-    path: Result<Path<(String, String)>, PathRejection>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let (cluster, arn) = target(path, EntityKind::Task)?;
     s.ready()?;
     let e = s
         .cache
         .get_task(arn.as_str())
-        .ok_or_else(|| not_found(EntityKind::Task, &arn, None))?;
+        .ok_or_else(|| absent(EntityKind::Task, &arn, None))?;
     if !Filter::cluster_matches(&cluster, &e.value.cluster_arn) {
-        return Err(not_found(EntityKind::Task, &arn, Some(&cluster)));
+        return Err(absent(EntityKind::Task, &arn, Some(&cluster)));
     }
     Ok(Json(shape::wrap(shape::task(&e.value), e.revision, false)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn get_paths_split_into_cluster_and_arn() {
+        let task = "arn:aws:ecs:us-east-1:1:task/prod/abc";
+        let cluster = "arn:aws:ecs:us-east-1:1:cluster/prod";
+        assert_eq!(split_target(&format!("prod/{task}")), (Some("prod"), task));
+        assert_eq!(
+            split_target(&format!("{cluster}/{task}")),
+            (Some(cluster), task)
+        );
+        assert_eq!(split_target(task), (None, task));
+        assert_eq!(split_target(&format!("/{task}")), (None, task));
+        assert_eq!(split_target("prod/abc"), (Some("prod"), "abc"));
+    }
 }

@@ -1,18 +1,69 @@
-//! Error responses: a status code and a JSON body `{"message": "..."}`.
+//! Error responses as Blox v0.3 wrote them (Go's `http.Error`): a status
+//! code and a `text/plain; charset=utf-8` body of the message and a newline.
 //!
-//! Blox v0.3's spec declares error bodies as plain strings; blox answers with
-//! a JSON object instead (the one deliberate departure from the spec), so
-//! clients can always parse a body as JSON. The daemon scheduler's routes
-//! (`blox_sched::http`) answer with this same type.
+//! Clients generated from the v0.3 specs decode an error body as a string
+//! and match on v0.3's message text, so every message starts with it (the
+//! constants of [`text`]); blox's detail may follow after `": "`. The daemon
+//! scheduler's routes (`blox_sched::http`) and the daemon's own answers
+//! (401, 404, 503) use the same form through [`text_response`].
 
-use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::store::StoreError;
 
+/// The message texts of Blox v0.3 that clients match on.
+pub mod text {
+    /// A task get found nothing (v0.3's 404).
+    pub const TASK_NOT_FOUND: &str = "Task not found";
+    /// An instance get found nothing (v0.3's 404).
+    pub const INSTANCE_NOT_FOUND: &str = "Instance not found";
+    /// A `status` filter that is not a status of the listed kind.
+    pub const INVALID_STATUS: &str = "Invalid status";
+    /// A `cluster` filter that is neither a cluster name nor a cluster ARN.
+    pub const INVALID_CLUSTER: &str = "Invalid cluster ARN or name";
+    /// A query key the route does not know (the cluster-state routes' text).
+    pub const UNSUPPORTED_FILTER: &str = "At least one of the filters provided is unsupported";
+    /// A query key given more than once.
+    pub const REDUNDANT_FILTER: &str =
+        "At least one of the filters provided is specified multiple times";
+    /// A stream's `entityVersion` that is not a revision.
+    pub const INVALID_ENTITY_VERSION: &str = "Invalid entity version";
+    /// A stream's `entityVersion` the store no longer has (or never had).
+    pub const ENTITY_VERSION_OUT_OF_RANGE: &str = "Entity version is out of range";
+    /// Any other failure of the cluster-state routes (500).
+    pub const INTERNAL: &str = "Unexpected internal server error";
+}
+
+/// `text: detail`, the form of every message with detail after v0.3's text.
+pub fn detailed(text: &str, detail: impl std::fmt::Display) -> String {
+    format!("{text}: {detail}")
+}
+
+/// A plain-text error response as v0.3 wrote it: `status`, `text/plain;
+/// charset=utf-8`, the message and a newline (and `Retry-After: 1` on a 503).
+pub fn text_response(status: StatusCode, message: &str) -> Response {
+    let mut body = String::with_capacity(message.len() + 1);
+    body.push_str(message);
+    body.push('\n');
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
 /// Why a request failed; each variant maps to one HTTP status, and the
-/// response body is `{"message": "<the variant's text>"}`.
+/// response body is the variant's text (see [`text_response`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApiError {
     /// The request is malformed: unknown, repeated or empty query parameter,
@@ -63,52 +114,43 @@ impl ApiError {
         }
     }
 
-    /// A store error as a response: 410 when the caller must relist (its
-    /// message phrased by `gone`, which gets the store's message and says
-    /// what to list again), 503 when the store is unreachable, 400 for an
-    /// invalid request, 500 otherwise.
+    /// A store error as a response: 410 when the caller must relist (v0.3's
+    /// [`text::ENTITY_VERSION_OUT_OF_RANGE`], then the store's message and
+    /// what to list again, `relist`), 503 when the store is unreachable, 400
+    /// for an invalid request, 500 otherwise (`internal`, the service's v0.3
+    /// text, then the store's message).
     ///
     /// `From<StoreError>` uses this with the cluster-state routes' phrasing;
-    /// routes that list something else phrase their own 410.
-    pub fn from_store(e: StoreError, gone: impl FnOnce(String) -> String) -> Self {
+    /// the scheduler's routes phrase their own.
+    pub fn from_store(e: StoreError, relist: &str, internal: &str) -> Self {
         if e.needs_relist() {
-            ApiError::Gone(gone(e.to_string()))
+            ApiError::Gone(detailed(
+                text::ENTITY_VERSION_OUT_OF_RANGE,
+                format_args!("{e}; {relist}"),
+            ))
         } else if e.is_unavailable() {
             ApiError::Unavailable(e.to_string())
         } else if let StoreError::Invalid(m) = e {
             ApiError::BadRequest(m)
         } else {
-            ApiError::Internal(e.to_string())
+            ApiError::Internal(detailed(internal, e))
         }
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError::from_store(e, |message| {
-            if message.contains("relist") {
-                message
-            } else {
-                format!("{message}; relist and stream from the list's metadata.entityVersion")
-            }
-        })
+        ApiError::from_store(
+            e,
+            "relist and stream from the list's metadata.entityVersion",
+            text::INTERNAL,
+        )
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        let mut response = (
-            status,
-            Json(serde_json::json!({ "message": self.to_string() })),
-        )
-            .into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        response
+        text_response(self.status(), &self.to_string())
     }
 }
 
@@ -125,7 +167,37 @@ mod tests {
         };
         let api = ApiError::from(e);
         assert_eq!(api.status(), StatusCode::GONE);
+        assert!(
+            api.to_string()
+                .starts_with(text::ENTITY_VERSION_OUT_OF_RANGE)
+        );
         assert!(api.to_string().contains("relist"));
+    }
+
+    #[test]
+    fn other_store_failures_are_500_with_v03_text_first() {
+        let api = ApiError::from(StoreError::Invalid("x".into()));
+        assert_eq!(api.status(), StatusCode::BAD_REQUEST);
+        let api = ApiError::from(StoreError::Corrupt {
+            key: "k".into(),
+            message: "bad".into(),
+        });
+        assert_eq!(api.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(api.to_string().starts_with(text::INTERNAL), "{api}");
+    }
+
+    #[tokio::test]
+    async fn errors_are_plain_text_with_a_newline_as_v03_wrote_them() {
+        let response = ApiError::NotFound(text::TASK_NOT_FOUND.into()).into_response();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "text/plain; charset=utf-8"
+        );
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap_or_default();
+        assert_eq!(&body[..], b"Task not found\n");
     }
 
     #[test]

@@ -9,8 +9,8 @@
 //! | `GET /v1/instances/{cluster}/{arn}` | `Item` |
 //! | `GET /v1/tasks?status=&cluster=&startedBy=&maxResults=&nextToken=` | `{"items": [Item], "metadata": {"entityVersion"}, "nextToken"?}` |
 //! | `GET /v1/tasks/{cluster}/{arn}` | `Item` |
-//! | `GET /v1/stream/instances?entityVersion=&cluster=` | newline-delimited `Item`s |
-//! | `GET /v1/stream/tasks?entityVersion=&cluster=` | newline-delimited `Item`s |
+//! | `GET /v1/stream/instances?entityVersion=&cluster=` | one `Item` per line |
+//! | `GET /v1/stream/tasks?entityVersion=&cluster=` | one `Item` per line |
 //!
 //! An `Item` is `{"metadata": {"entityVersion": "EPOCH:SEQ"}, "entity": {..}}`
 //! (see [Response shapes](#response-shapes)), where `entityVersion` is the
@@ -22,7 +22,7 @@
 //! case: instance statuses include `DRAINING` (v0.3 knew only `ACTIVE` and
 //! `INACTIVE`); task statuses are ECS's. `cluster` is a name or a cluster
 //! ARN. An unknown or repeated parameter, an empty value or an invalid value
-//! is a 400, as in v0.3.
+//! is a 400, as in v0.3 and with its text first (see [Errors](#errors)).
 //!
 //! Beyond v0.3: pagination. Without `maxResults` a list returns everything
 //! (as v0.3 did); with `maxResults` (1 to [`MAX_RESULTS_LIMIT`]) it returns
@@ -33,20 +33,23 @@
 //!
 //! # Gets
 //! The ARN is the rest of the path (ARNs contain `/`), raw or URL-encoded.
-//! An unknown ARN, an ARN of the other kind, or an entity that is not in the
-//! cluster of the path (by name or ARN) is a 404; a malformed cluster or ARN
-//! is a 400.
+//! An unknown ARN, an ARN of the other kind, an entity that is not in the
+//! cluster of the path (by name or ARN), a path without a cluster (what a
+//! v0.3 client sends when it leaves the cluster empty) and a malformed
+//! cluster or ARN are a 404 `Task not found` / `Instance not found`: the
+//! only client error v0.3's spec declares for gets.
 //!
 //! # Streams
-//! `application/x-ndjson`: one `Item` per line per change, in revision
-//! order. A delete carries the last known entity with
+//! As v0.3 sent them: `application/octet-stream`, chunked, one `Item` per
+//! line per change, in revision order. A delete carries the last known entity with
 //! `"metadata": {"entityVersion": .., "deleted": true}`. Without
 //! `entityVersion` (or with an empty one, which v0.3 accepted) a stream
 //! starts from the store's current revision (only future changes); with `entityVersion=REV` it resumes right after `REV`
 //! (a list's or a line's `entityVersion`). A revision the store no longer
 //! has (compacted), from another store epoch (the memory store restarted),
-//! or from the future is a **410 Gone** whose message says to relist: list,
-//! then stream from the list's `metadata.entityVersion`. `cluster` filters
+//! or from the future is a **410 Gone** (blox's extension) whose message
+//! starts with v0.3's `Entity version is out of range` and says to relist:
+//! list, then stream from the list's `metadata.entityVersion`. `cluster` filters
 //! the stream (name or ARN). If the store's watch fails mid-stream the
 //! response is aborted (no clean end of the chunked body), so the client
 //! sees an error and resumes from the last line it read. A stream ends when
@@ -54,17 +57,24 @@
 //! written).
 //!
 //! # Errors
-//! `{"message": "..."}` with 400, 404, 410, 503 (cache not loaded yet or
-//! store unreachable, with `Retry-After`) or 500. Blox v0.3 declared plain
-//! string bodies; JSON objects are the one deliberate departure.
+//! As v0.3 wrote them: `text/plain; charset=utf-8`, the message and a
+//! newline, with 400, 404, 410, 503 (cache not loaded yet or store
+//! unreachable, with `Retry-After`) or 500. Every message starts with v0.3's
+//! text for the case ([`text`]: `Task not found`, `Invalid status`, `Invalid
+//! cluster ARN or name`, `At least one of the filters provided is
+//! unsupported`, `... is specified multiple times`, `Invalid entity
+//! version`, `Entity version is out of range`, `Unexpected internal server
+//! error`), since v0.3's generated clients match on it; blox's detail may
+//! follow after `": "`.
 //!
 //! # Response shapes
-//! Entities are blox's ECS camelCase form (`taskArn`, `lastStatus`, ECS's
-//! own `version`, RFC 3339 timestamps), plus the v0.3 spellings the spec
-//! requires where they differ, with the same values: `clusterARN`,
-//! `containerInstanceARN`, `taskARN`, `taskDefinitionARN`, `EC2InstanceID`,
-//! `containerARN`, `bindIP`, and a string `value` (and `type`) on each
-//! resource (the number as text, a string set joined with commas). Fields
+//! Entities are v0.3's model, each field once under v0.3's name:
+//! `clusterARN`, `containerInstanceARN`, `taskARN`, `taskDefinitionARN`,
+//! `EC2InstanceID`, `containerARN`, `bindIP`, and resources as `{"name",
+//! "type", "value"}` (the number as text, a string set joined with commas).
+//! Fields v0.3 lacked are added in ECS's camelCase only where they carry
+//! information (ECS's own `version`, `launchType`, RFC 3339 timestamps such
+//! as `registeredAt`, ...). Fields
 //! the spec requires but blox may not know are filled in: `""` for a
 //! Fargate task's `containerInstanceARN`, an unknown `createdAt`, a
 //! container's unknown ARN or status and a capability attribute's value;
@@ -102,8 +112,9 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::get;
 
-pub use error::ApiError;
+pub use error::{ApiError, detailed, text, text_response};
 pub use params::{MAX_RESULTS_LIMIT, Params, RawQuery, query_pairs, truncate_to};
+pub use stream::{STREAM_TYPE, stream_response};
 
 use crate::cache::Cache;
 use crate::store::StateStore;
@@ -157,11 +168,11 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/v1/instances", get(entities::list_instances))
         .route(
-            "/v1/instances/{cluster}/{*arn}",
+            "/v1/instances/{*cluster_and_arn}",
             get(entities::get_instance),
         )
         .route("/v1/tasks", get(entities::list_tasks))
-        .route("/v1/tasks/{cluster}/{*arn}", get(entities::get_task))
+        .route("/v1/tasks/{*cluster_and_arn}", get(entities::get_task))
         .route("/v1/stream/instances", get(stream::stream_instances))
         .route("/v1/stream/tasks", get(stream::stream_tasks))
         .with_state(state)

@@ -1,5 +1,6 @@
 //! Query parameters, validated strictly as Blox v0.3 did: an unknown or
-//! repeated key, an empty value or an invalid value is a 400.
+//! repeated key, an empty value or an invalid value is a 400 whose message
+//! starts with v0.3's text (see [`text`]).
 //!
 //! [`Params`] holds the checks every route needs (allowed keys, each at most
 //! once, no empty value, `entityVersion`); the daemon scheduler's routes
@@ -13,7 +14,7 @@ use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
 use blox_core::model::{Arn, EntityKind, InstanceStatus, ResourceKind, TaskStatus};
 
-use super::error::ApiError;
+use super::error::{ApiError, detailed, text};
 use crate::store::Revision;
 
 /// The largest page a client may ask for with `maxResults`.
@@ -42,17 +43,20 @@ pub struct Params(BTreeMap<String, String>);
 impl Params {
     /// Checks the decoded `(key, value)` pairs against the allowed keys: an
     /// unknown key (quoted in full in the message), a repeated key or an
-    /// empty value is a 400.
+    /// empty value is a 400. An unknown key's message starts with the
+    /// cluster-state routes' [`text::UNSUPPORTED_FILTER`].
     pub fn parse(pairs: Vec<(String, String)>, allowed: &[&str]) -> Result<Self, ApiError> {
-        Self::parse_quoting(pairs, allowed, usize::MAX)
+        Self::parse_with(pairs, allowed, usize::MAX, text::UNSUPPORTED_FILTER)
     }
 
     /// [`Params::parse`], quoting at most `quote_chars` characters of an
-    /// unknown key in the message.
-    pub fn parse_quoting(
+    /// unknown key in the message, which starts with `unsupported` (each
+    /// v0.3 service phrased it its own way).
+    pub fn parse_with(
         pairs: Vec<(String, String)>,
         allowed: &[&str],
         quote_chars: usize,
+        unsupported: &str,
     ) -> Result<Self, ApiError> {
         let mut map = BTreeMap::new();
         for (key, value) in pairs {
@@ -62,19 +66,25 @@ impl Params {
                 } else {
                     allowed.join(", ")
                 };
-                return Err(ApiError::BadRequest(format!(
-                    "unknown query parameter {:?}; allowed: {allowed}",
-                    truncate_to(&key, quote_chars)
+                return Err(ApiError::BadRequest(detailed(
+                    unsupported,
+                    format_args!(
+                        "unknown query parameter {:?}; allowed: {allowed}",
+                        truncate_to(&key, quote_chars)
+                    ),
                 )));
             }
             if value.is_empty() && !EMPTY_MEANS_ABSENT.contains(&key.as_str()) {
-                return Err(ApiError::BadRequest(format!(
-                    "query parameter {key:?} has an empty value"
-                )));
+                let detail = format!("query parameter {key:?} has an empty value");
+                return Err(ApiError::BadRequest(match invalid_value_text(&key) {
+                    Some(t) => detailed(t, detail),
+                    None => detail,
+                }));
             }
             if map.insert(key.clone(), value).is_some() {
-                return Err(ApiError::BadRequest(format!(
-                    "query parameter {key:?} is given more than once"
+                return Err(ApiError::BadRequest(detailed(
+                    text::REDUNDANT_FILTER,
+                    format_args!("query parameter {key:?} is given more than once"),
                 )));
             }
         }
@@ -95,7 +105,7 @@ impl Params {
         self.get("entityVersion")
             .map(|s| {
                 s.parse::<Revision>()
-                    .map_err(|e| ApiError::BadRequest(format!("invalid entityVersion: {e}")))
+                    .map_err(|e| ApiError::BadRequest(detailed(text::INVALID_ENTITY_VERSION, e)))
             })
             .transpose()
     }
@@ -117,10 +127,13 @@ impl Params {
                 EntityKind::Instance => InstanceStatus::KNOWN.iter().map(|v| v.as_str()).collect(),
                 EntityKind::Task => TaskStatus::KNOWN.iter().map(|v| v.as_str()).collect(),
             };
-            ApiError::BadRequest(format!(
-                "invalid {kind} status {:?}; expected one of {} (any case)",
-                truncate(s),
-                allowed.join(", ")
+            ApiError::BadRequest(detailed(
+                text::INVALID_STATUS,
+                format_args!(
+                    "{kind} status {:?}; expected one of {} (any case)",
+                    truncate(s),
+                    allowed.join(", ")
+                ),
             ))
         })
     }
@@ -178,10 +191,20 @@ pub(crate) fn cluster(s: &str) -> Result<String, ApiError> {
     if valid {
         Ok(s.to_owned())
     } else {
-        Err(ApiError::BadRequest(format!(
-            "invalid cluster {:?}: expected a cluster name or cluster ARN",
-            truncate(s)
+        Err(ApiError::BadRequest(detailed(
+            text::INVALID_CLUSTER,
+            format_args!("{:?}: expected a cluster name or cluster ARN", truncate(s)),
         )))
+    }
+}
+
+/// v0.3's text for an invalid value of a filter key, where it had one.
+fn invalid_value_text(key: &str) -> Option<&'static str> {
+    match key {
+        "status" => Some(text::INVALID_STATUS),
+        "cluster" => Some(text::INVALID_CLUSTER),
+        "entityVersion" => Some(text::INVALID_ENTITY_VERSION),
+        _ => None,
     }
 }
 
@@ -228,11 +251,23 @@ mod tests {
             .collect()
     }
 
+    fn message(r: Result<Params, ApiError>) -> String {
+        r.err().map(|e| e.to_string()).unwrap_or_default()
+    }
+
     #[test]
-    fn unknown_repeated_and_empty_keys_are_rejected() {
-        assert!(Params::parse(pairs(&[("colour", "x")]), &["status"]).is_err());
-        assert!(Params::parse(pairs(&[("status", "a"), ("status", "b")]), &["status"]).is_err());
-        assert!(Params::parse(pairs(&[("status", "")]), &["status"]).is_err());
+    fn unknown_repeated_and_empty_keys_are_rejected_with_v03_text_first() {
+        let m = message(Params::parse(pairs(&[("colour", "x")]), &["status"]));
+        assert!(m.starts_with(text::UNSUPPORTED_FILTER), "{m}");
+        let m = message(Params::parse(
+            pairs(&[("status", "a"), ("status", "b")]),
+            &["status"],
+        ));
+        assert!(m.starts_with(text::REDUNDANT_FILTER), "{m}");
+        let m = message(Params::parse(pairs(&[("status", "")]), &["status"]));
+        assert!(m.starts_with(text::INVALID_STATUS), "{m}");
+        let m = message(Params::parse(pairs(&[("cluster", "")]), &["cluster"]));
+        assert!(m.starts_with(text::INVALID_CLUSTER), "{m}");
         assert!(Params::parse(pairs(&[("status", "active")]), &["status"]).is_ok());
     }
 

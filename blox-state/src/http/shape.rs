@@ -4,15 +4,15 @@
 //! as in Blox v0.3, where `entityVersion` is the store revision of the
 //! entity's last write (stream lines for deletes add `"deleted": true`).
 //!
-//! The entity is the ECS camelCase form blox stores (`taskArn`, `version`,
-//! RFC 3339 timestamps, ...) plus the v0.3 field names the spec
-//! requires where they differ (`taskARN`, `clusterARN`, `containerARN`,
-//! `EC2InstanceID`, `bindIP`, a string `value` on resources), so a v0.3
-//! client finds what it expects. Where both spellings exist they carry the
-//! same value, so a client matching names case-insensitively (Go's
-//! `encoding/json`) is not confused. Fields the spec requires but blox does
-//! not know (a Fargate task's `containerInstanceARN`, an unknown `createdAt`)
-//! are sent as empty strings, and `overrides` is always present.
+//! The entity is v0.3's model: its field names (`taskARN`, `clusterARN`,
+//! `containerInstanceARN`, `taskDefinitionARN`, `containerARN`,
+//! `EC2InstanceID`, `bindIP`) and resources as `{"name", "type", "value"}`
+//! with the value as text, each field once. Fields v0.3 lacked are added
+//! only where they carry information (ECS's `version`, `launchType`,
+//! `registeredAt`, ... in ECS's camelCase; timestamps in RFC 3339). Fields
+//! the spec requires but blox does not know (a Fargate task's
+//! `containerInstanceARN`, an unknown `createdAt`) are sent as empty
+//! strings, and `overrides` is always present.
 
 use blox_core::model::{Arn, ContainerInstance, Entity, EntityKind, Resource, Task};
 use serde::ser::{Serialize, SerializeMap, Serializer};
@@ -33,14 +33,12 @@ pub(crate) fn item(entity: &Entity, revision: Revision, deleted: bool) -> Value 
 /// only the ARNs are known.
 pub(crate) fn deleted_without_state(kind: EntityKind, arn: &Arn, revision: Revision) -> Value {
     let mut body = Map::new();
-    let (ecs, v03) = match kind {
-        EntityKind::Instance => ("containerInstanceArn", "containerInstanceARN"),
-        EntityKind::Task => ("taskArn", "taskARN"),
+    let key = match kind {
+        EntityKind::Instance => "containerInstanceARN",
+        EntityKind::Task => "taskARN",
     };
-    body.insert(ecs.into(), json!(arn));
-    body.insert(v03.into(), json!(arn));
+    body.insert(key.into(), json!(arn));
     if let Some(cluster) = arn.cluster_arn() {
-        body.insert("clusterArn".into(), json!(cluster));
         body.insert("clusterARN".into(), json!(cluster));
     }
     wrap(Value::Object(body), revision, true)
@@ -89,9 +87,9 @@ pub(crate) fn wrap(entity: Value, revision: Revision, deleted: bool) -> Value {
     serde_json::to_value(Wrapped { metadata, entity }).unwrap_or(Value::Null)
 }
 
-/// Copies `from` to `to` in an object when `from` is present.
-fn alias(obj: &mut Map<String, Value>, from: &str, to: &str) {
-    if let Some(v) = obj.get(from).cloned() {
+/// Moves `from` to `to` in an object when `from` is present.
+fn rename(obj: &mut Map<String, Value>, from: &str, to: &str) {
+    if let Some(v) = obj.remove(from) {
         obj.insert(to.into(), v);
     }
 }
@@ -115,9 +113,9 @@ fn to_object<T: serde::Serialize>(value: &T) -> Map<String, Value> {
 /// A container instance in the shape described by the module docs.
 pub(crate) fn instance(i: &ContainerInstance) -> Value {
     let mut o = to_object(i);
-    alias(&mut o, "clusterArn", "clusterARN");
-    alias(&mut o, "containerInstanceArn", "containerInstanceARN");
-    alias(&mut o, "ec2InstanceId", "EC2InstanceID");
+    rename(&mut o, "clusterArn", "clusterARN");
+    rename(&mut o, "containerInstanceArn", "containerInstanceARN");
+    rename(&mut o, "ec2InstanceId", "EC2InstanceID");
     require(&mut o, "versionInfo", json!({}));
     o.insert(
         "registeredResources".into(),
@@ -136,15 +134,18 @@ pub(crate) fn instance(i: &ContainerInstance) -> Value {
     Value::Object(o)
 }
 
+/// Resources as v0.3 wrote them: `{"name", "type", "value"}`, the value as
+/// text (the typed value fields of ECS would repeat it).
 fn resources(list: &[Resource]) -> Value {
     Value::Array(
         list.iter()
             .map(|r| {
-                let mut o = to_object(r);
                 let (kind, value) = resource_value(r);
-                require(&mut o, "type", json!(kind));
-                o.insert("value".into(), json!(value));
-                Value::Object(o)
+                json!({
+                    "name": r.name,
+                    "type": r.kind.as_deref().unwrap_or(kind),
+                    "value": value,
+                })
             })
             .collect(),
     )
@@ -270,7 +271,7 @@ mod tests {
     }
 
     #[test]
-    fn a_task_carries_both_ecs_and_v03_field_names() {
+    fn a_task_carries_each_field_once_under_its_v03_name() {
         let mut t = prod_task("arn:aws:ecs:us-east-1:123456789012:task-definition/web:3");
         t.version = Some(7);
         t.containers.push(web(
@@ -286,7 +287,13 @@ mod tests {
         assert_eq!(v["metadata"]["entityVersion"], "5:9");
         assert!(v["metadata"].get("deleted").is_none());
         let e = &v["entity"];
-        assert_eq!(e["taskARN"], e["taskArn"]);
+        assert_eq!(
+            e["taskARN"],
+            "arn:aws:ecs:us-east-1:123456789012:task/prod/abc"
+        );
+        for ecs_spelling in ["taskArn", "clusterArn", "taskDefinitionArn"] {
+            assert!(e.get(ecs_spelling).is_none(), "{ecs_spelling} in {e}");
+        }
         assert_eq!(
             e["clusterARN"],
             "arn:aws:ecs:us-east-1:123456789012:cluster/prod"
@@ -296,8 +303,9 @@ mod tests {
         assert_eq!(e["overrides"]["containerOverrides"], json!([]));
         assert_eq!(
             e["containers"][0]["containerARN"],
-            e["containers"][0]["containerArn"]
+            "arn:aws:ecs:us-east-1:123456789012:container/x"
         );
+        assert!(e["containers"][0].get("containerArn").is_none());
         assert_eq!(
             e["containers"][0]["networkBindings"][0]["bindIP"],
             "0.0.0.0"
@@ -315,11 +323,20 @@ mod tests {
             Resource::string_set("PORTS", vec!["22".into(), "2376".into()]),
         ];
         let v = instance(&i);
-        assert_eq!(v["registeredResources"][0]["value"], "2048");
-        assert_eq!(v["registeredResources"][0]["integerValue"], 2048);
+        assert_eq!(
+            v["registeredResources"][0],
+            json!({"name": "CPU", "type": "INTEGER", "value": "2048"})
+        );
         assert_eq!(v["registeredResources"][1]["value"], "22,2376");
         assert_eq!(v["registeredResources"][1]["type"], "STRINGSET");
         assert_eq!(v["versionInfo"], json!({}));
+        assert_eq!(
+            v["containerInstanceARN"],
+            "arn:aws:ecs:us-east-1:123456789012:container-instance/prod/i1"
+        );
+        for ecs_spelling in ["containerInstanceArn", "clusterArn"] {
+            assert!(v.get(ecs_spelling).is_none(), "{ecs_spelling} in {v}");
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `GET /v1/stream/instances` and `/v1/stream/tasks`: newline-delimited JSON.
+//! `GET /v1/stream/instances` and `/v1/stream/tasks`: one JSON item per
+//! line, chunked, as `application/octet-stream` (v0.3's form).
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -12,8 +13,9 @@ use super::params::{Params, RawQuery, query_pairs};
 use super::{ApiState, shape};
 use crate::store::{Filter, StoreError, WatchEvent};
 
-/// The media type of stream responses.
-const NDJSON: &str = "application/x-ndjson";
+/// The media type of stream responses, as Blox v0.3 sent them (and as its
+/// spec declares): one JSON entity per line, chunked.
+pub const STREAM_TYPE: &str = "application/octet-stream";
 
 const STREAM_KEYS: &[&str] = &["entityVersion", "cluster"];
 
@@ -51,11 +53,21 @@ async fn stream(s: ApiState, q: RawQuery, kind: EntityKind) -> Result<Response, 
         };
         std::future::ready(out)
     });
+    Ok(stream_response(lines))
+}
+
+/// A stream of lines as v0.3 sent its streams: chunked, [`STREAM_TYPE`],
+/// `Cache-Control: no-cache`. An error item aborts the body (no clean end),
+/// so the client sees the failure and resumes from the last line it read.
+pub fn stream_response<S>(lines: S) -> Response
+where
+    S: futures::Stream<Item = Result<Bytes, StoreError>> + Send + 'static,
+{
     let mut response = Body::from_stream(lines).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(NDJSON));
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(STREAM_TYPE));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    Ok(response)
+    response
 }
 
 /// The line for a change, or `None` when the stream does not carry it

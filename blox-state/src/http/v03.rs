@@ -1,10 +1,10 @@
 //! The v0.3 shape of a task, serialized in one pass.
 //!
 //! [`V03`] serializes a value with its own `Serialize` implementation, but
-//! through a serializer that adds, to the structs named in [`rules`], the
-//! v0.3 spellings of some fields (`taskARN` next to `taskArn`) and the
-//! fields v0.3 requires when the model leaves them out (see [`super::shape`]
-//! for the shape). Nothing is built in between: a list of a thousand tasks
+//! through a serializer that, in the structs named in [`rules`], writes
+//! some fields under their v0.3 spelling instead of the model's (`taskARN`
+//! for `taskArn`) and adds the fields v0.3 requires when the model leaves
+//! them out (see [`super::shape`] for the shape). Nothing is built in between: a list of a thousand tasks
 //! goes straight to the response bytes.
 
 use serde::ser::{
@@ -56,15 +56,15 @@ const fn req(key: &'static str, default: Fallback) -> Required {
     }
 }
 
-/// What a struct of the model gains in v0.3: fields repeated under a second
-/// name, and required fields.
+/// What a struct of the model becomes in v0.3: fields written under v0.3's
+/// name (model name, v0.3 name), and required fields (by v0.3 name).
 struct Rules {
-    aliases: &'static [(&'static str, &'static str)],
+    renames: &'static [(&'static str, &'static str)],
     required: &'static [Required],
 }
 
 const NONE: Rules = Rules {
-    aliases: &[],
+    renames: &[],
     required: &[],
 };
 
@@ -72,7 +72,7 @@ const NONE: Rules = Rules {
 fn rules(name: &str) -> &'static Rules {
     use Fallback::*;
     static TASK: Rules = Rules {
-        aliases: &[
+        renames: &[
             ("clusterArn", "clusterARN"),
             ("taskArn", "taskARN"),
             ("taskDefinitionArn", "taskDefinitionARN"),
@@ -85,15 +85,15 @@ fn rules(name: &str) -> &'static Rules {
         ],
     };
     static TASK_OVERRIDE: Rules = Rules {
-        aliases: &[],
+        renames: &[],
         required: &[req("containerOverrides", EmptyList)],
     };
     static CONTAINER_OVERRIDE: Rules = Rules {
-        aliases: &[],
+        renames: &[],
         required: &[req("name", EmptyString)],
     };
     static KEY_VALUE: Rules = Rules {
-        aliases: &[],
+        renames: &[],
         required: &[
             Required {
                 key: "name",
@@ -108,14 +108,14 @@ fn rules(name: &str) -> &'static Rules {
         ],
     };
     static CONTAINER: Rules = Rules {
-        aliases: &[("containerArn", "containerARN")],
+        renames: &[("containerArn", "containerARN")],
         required: &[
             req("containerARN", EmptyString),
             req("lastStatus", EmptyString),
         ],
     };
     static NETWORK_BINDING: Rules = Rules {
-        aliases: &[],
+        renames: &[],
         required: &[
             req("bindIP", EmptyString),
             req("containerPort", Zero),
@@ -195,11 +195,13 @@ impl<C: SerializeStruct> SerializeStruct for ShapedStruct<C> {
         key: &'static str,
         value: &T,
     ) -> Result<(), Self::Error> {
-        self.write(key, value)?;
-        if let Some(&(_, alias)) = self.rules.aliases.iter().find(|(from, _)| *from == key) {
-            self.write(alias, value)?;
-        }
-        Ok(())
+        let key = self
+            .rules
+            .renames
+            .iter()
+            .find(|(from, _)| *from == key)
+            .map_or(key, |&(_, to)| to);
+        self.write(key, value)
     }
 
     fn skip_field(&mut self, key: &'static str) -> Result<(), Self::Error> {
@@ -372,10 +374,9 @@ impl<S: Serializer> Serializer for Shaper<S> {
         len: usize,
     ) -> Result<Self::SerializeStruct, S::Error> {
         let rules = rules(name);
-        // The length counts what will be written: aliases and defaults too
-        // (serializers may rely on it, e.g. to write `{}` for zero).
-        let extra = rules.aliases.len() + rules.required.len();
-        let inner = self.0.serialize_struct(name, len + extra)?;
+        // The length counts what may be written: defaults too (serializers
+        // may rely on it, e.g. to write `{}` for zero).
+        let inner = self.0.serialize_struct(name, len + rules.required.len())?;
         Ok(ShapedStruct {
             inner,
             rules,

@@ -39,7 +39,8 @@ impl Response {
         })
     }
 
-    /// Asserts an error status with a JSON `{"message": string}` body; returns the message.
+    /// Asserts an error status with a v0.3 error body (`text/plain`, the
+    /// message and a newline); returns the message.
     pub fn error_message(&self, status: u16) -> String {
         assert_eq!(
             self.status,
@@ -47,17 +48,14 @@ impl Response {
             "body: {}",
             String::from_utf8_lossy(&self.body)
         );
-        assert!(
-            self.header("content-type")
-                .is_some_and(|c| c.starts_with("application/json")),
-            "error content type: {:?}",
-            self.header("content-type")
+        assert_eq!(
+            self.header("content-type"),
+            Some("text/plain; charset=utf-8"),
+            "error content type"
         );
-        let v = self.json();
-        let obj = v.as_object().expect("error body is an object");
-        obj["message"]
-            .as_str()
-            .expect("message is a string")
+        let text = String::from_utf8(self.body.clone()).expect("error body is UTF-8");
+        text.strip_suffix('\n')
+            .unwrap_or_else(|| panic!("error body does not end with a newline: {text:?}"))
             .to_owned()
     }
 }

@@ -43,6 +43,14 @@ impl Spec {
         schema
     }
 
+    /// Whether the spec declares `status` for `method path` (`method` in
+    /// lowercase, `path` as the spec spells it).
+    pub fn declares(&self, method: &str, path: &str, status: u16) -> bool {
+        let op = &self.0["paths"][path][method];
+        assert!(!op.is_null(), "spec has no operation {method} {path}");
+        !op["responses"][status.to_string()].is_null()
+    }
+
     /// The definition `name`.
     pub fn definition(&self, name: &str) -> &Value {
         let d = &self.0["definitions"][name];

@@ -1,5 +1,5 @@
 // The blox cluster map: lists instances, tasks and environments from the
-// daemon's API, then follows the NDJSON streams and patches one tile per change.
+// daemon's API, then follows the streams (one JSON item per line) and patches one tile per change.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -41,7 +41,7 @@ async function getJson(path) {
   return resp.json();
 }
 
-/** Calls `onItem` for every line of an NDJSON response until it ends. */
+/** Calls `onItem` for every line of a streamed response (one JSON item per line) until it ends. */
 async function readLines(resp, onItem) {
   const reader = resp.body.getReader();
   const decoder = new TextDecoder();
@@ -107,7 +107,7 @@ const daemonOn = new Map(); // instance arn -> Map env name -> {state, reason}
 let selected = null;
 
 const clusterName = (arn) => arn.slice(arn.lastIndexOf("/") + 1);
-const resource = (list, name) => (list || []).find((r) => r.name === name)?.integerValue ?? "?";
+const resource = (list, name) => (list || []).find((r) => r.name === name)?.value ?? "?";
 
 function gridFor(clusterArn) {
   let grid = grids.get(clusterArn);
@@ -133,10 +133,10 @@ function daemonState(arn) {
 }
 
 function summary(i) {
-  const tasks = tasksOn.get(i.containerInstanceArn)?.size || 0;
+  const tasks = tasksOn.get(i.containerInstanceARN)?.size || 0;
   const cpu = resource(i.remainingResources, "CPU");
   const mem = resource(i.remainingResources, "MEMORY");
-  return `${i.ec2InstanceId || i.containerInstanceArn}\n${i.status}${i.agentConnected ? "" : ", agent disconnected"}\n` +
+  return `${i.EC2InstanceID || i.containerInstanceARN}\n${i.status}${i.agentConnected ? "" : ", agent disconnected"}\n` +
     `${tasks} task(s), remaining CPU ${cpu}, memory ${mem}`;
 }
 
@@ -154,7 +154,7 @@ function patchTile(arn) {
     tile.className = "tile";
     tile.dataset.arn = arn;
     tiles.set(arn, tile);
-    gridFor(i.clusterArn).append(tile);
+    gridFor(i.clusterARN).append(tile);
   }
   tile.dataset.status = i.status;
   tile.classList.toggle("agent-off", !i.agentConnected);
@@ -168,7 +168,7 @@ function patchTile(arn) {
 
 function upsertInstance(item) {
   const t0 = performance.now();
-  const arn = item.entity.containerInstanceArn;
+  const arn = item.entity.containerInstanceARN;
   if (item.metadata.deleted) instances.delete(arn);
   else instances.set(arn, item.entity);
   patchTile(arn);
@@ -177,7 +177,7 @@ function upsertInstance(item) {
 
 function replaceInstances(items) {
   const t0 = performance.now();
-  const seen = new Set(items.map((it) => it.entity.containerInstanceArn));
+  const seen = new Set(items.map((it) => it.entity.containerInstanceARN));
   for (const arn of instances.keys()) if (!seen.has(arn)) instances.delete(arn);
   for (const arn of [...tiles.keys()]) if (!seen.has(arn)) patchTile(arn);
   for (const it of items) upsertInstance(it);
@@ -192,10 +192,10 @@ function replaceInstances(items) {
 
 function upsertTask(item) {
   const t = item.entity;
-  const arn = t.taskArn;
+  const arn = t.taskARN;
   const before = taskHost.get(arn);
-  const live = !item.metadata.deleted && t.lastStatus !== "STOPPED" && t.containerInstanceArn;
-  const after = live ? t.containerInstanceArn : undefined;
+  const live = !item.metadata.deleted && t.lastStatus !== "STOPPED" && t.containerInstanceARN;
+  const after = live ? t.containerInstanceARN : undefined;
   if (before === after) return;
   if (before) tasksOn.get(before)?.delete(arn);
   if (after) {
@@ -221,11 +221,11 @@ function matches(i) {
   const env = $("f-env").value;
   const attr = $("f-attr").value.trim().toLowerCase();
   const search = $("f-search").value.trim().toLowerCase();
-  if (cluster && i.clusterArn !== cluster) return false;
+  if (cluster && i.clusterARN !== cluster) return false;
   if (status && i.status !== status) return false;
-  if (env && !daemonOn.get(i.containerInstanceArn)?.has(env)) return false;
+  if (env && !daemonOn.get(i.containerInstanceARN)?.has(env)) return false;
   if (attr && !(i.attributes || []).some((a) => `${a.name}=${a.value ?? ""}`.toLowerCase().includes(attr))) return false;
-  if (search && !`${i.containerInstanceArn} ${i.ec2InstanceId || ""}`.toLowerCase().includes(search)) return false;
+  if (search && !`${i.containerInstanceARN} ${i.EC2InstanceID || ""}`.toLowerCase().includes(search)) return false;
   return true;
 }
 
@@ -244,8 +244,8 @@ $("clusters").addEventListener("click", (ev) => {
 function showDetails(arn) {
   const i = instances.get(arn);
   const rows = [
-    ["Instance", i.containerInstanceArn],
-    ["EC2", i.ec2InstanceId || "-"],
+    ["Instance", i.containerInstanceARN],
+    ["EC2", i.EC2InstanceID || "-"],
     ["Status", i.status],
     ["Agent", i.agentConnected ? "connected" : "disconnected"],
     ["Tasks", tasksOn.get(arn)?.size || 0],
@@ -296,7 +296,7 @@ function renderEnvCard(name, statuses, deployments) {
   const { running, pending, failed } = statuses.summary;
   const body = [el("h3", name), el("div", `${statuses.taskDefinition}: ${running} running, ${pending} pending, ${failed} failed`)];
   const byState = (st) => statuses.items.filter((s) => s.state === st);
-  const short = (arn) => instances.get(arn)?.ec2InstanceId || clusterName(arn);
+  const short = (arn) => instances.get(arn)?.EC2InstanceID || clusterName(arn);
   for (const st of ["pending", "failed"]) {
     const list = byState(st);
     if (!list.length) continue;

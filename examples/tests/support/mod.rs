@@ -1,9 +1,12 @@
-//! What the daemon's process-level tests share: the HTTP client, free
-//! ports, polling with a deadline, and starting `blox-daemon`.
+//! What the daemon's process-level tests share: the HTTP client, the v0.3
+//! spec checker, free ports, polling with a deadline, and starting
+//! `blox-daemon`.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../../../blox-state/tests/http_support/client.rs"]
 pub mod client;
+#[path = "../../../blox-state/tests/http_support/spec.rs"]
+pub mod spec;
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
