@@ -31,7 +31,7 @@ impl Jitter {
             Jitter::Equal => nanos / 2,
             Jitter::Full => 0,
         };
-        Duration::from_nanos(rand::rng().random_range(low..=nanos))
+        Duration::from_nanos(crate::random::with_rng(|r| r.random_range(low..=nanos)))
     }
 }
 

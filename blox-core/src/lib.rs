@@ -15,6 +15,7 @@ pub mod clock;
 pub mod event;
 pub mod model;
 pub mod ports;
+pub mod random;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -47,7 +47,7 @@ async fn tasks_per_instance(addr: SocketAddr) -> HashMap<(String, String), usize
     for t in &tasks {
         let e = entity(t);
         let by = e["startedBy"].as_str().unwrap_or_default().to_owned();
-        let on = e["containerInstanceArn"]
+        let on = e["containerInstanceARN"]
             .as_str()
             .unwrap_or_default()
             .to_owned();

@@ -29,7 +29,7 @@ fn version_of(entity: &Value) -> u64 {
 }
 
 fn arn_of(entity: &Value) -> Option<String> {
-    entity["taskArn"].as_str().map(str::to_owned)
+    entity["taskARN"].as_str().map(str::to_owned)
 }
 
 async fn get(router: &axum::Router, uri: &str) -> Result<axum::response::Response, String> {

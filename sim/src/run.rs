@@ -94,6 +94,8 @@ pub fn run_blocking(seed: u64, shape: Shape) -> Outcome {
             .enable_all()
             .build(),
     };
+    // Ids, tokens and jitter drawn on this thread replay from the seed.
+    let _seed = blox_core::random::seed_this_thread(seed);
     match runtime {
         Ok(rt) => rt.block_on(run(seed, shape)),
         Err(e) => Outcome {
@@ -322,30 +324,34 @@ impl Sim {
         self.world.trace(format!("replica {id} started"));
     }
 
-    /// Grants the lease to `id`.
+    /// Grants the lease to `id` (if its campaign can write the leader key
+    /// now; otherwise [`Sim::ensure_leader`] tries again on the next tick,
+    /// as a real election keeps campaigning).
     async fn elect(&mut self, id: usize) {
         if self.replicas[id].is_none() {
             return;
         }
-        for _ in 0..30 {
-            if self.elections[id].campaign().await.is_ok() {
+        match self.elections[id].campaign().await {
+            Ok(()) => {
                 self.leader = Some(id);
                 self.world.set_lease_lost(id, false);
                 self.world.trace(format!("replica {id} leads"));
-                return;
             }
-            tokio::time::sleep(TICK).await;
+            Err(e) => self
+                .world
+                .trace(format!("replica {id} cannot campaign yet: {e}")),
         }
-        self.world.trace(format!("replica {id} could not campaign"));
     }
 
-    /// Makes sure someone live leads.
+    /// Makes sure someone live leads (the first live replica campaigns
+    /// while nobody does).
     async fn ensure_leader(&mut self) {
         if let Some(l) = self.leader
             && self.replicas[l].is_some()
         {
             return;
         }
+        self.leader = None;
         if let Some(id) = (0..REPLICAS).find(|i| self.replicas[*i].is_some()) {
             self.elect(id).await;
         }
@@ -361,6 +367,7 @@ impl Sim {
             .collect(&self.world.fake, faults, &mut self.rng);
         self.delivery.deliver(&self.world.fake, !self.faults_on);
         self.run_later().await;
+        self.ensure_leader().await;
         if self.faults_on {
             self.inject().await;
         }
@@ -403,13 +410,15 @@ impl Sim {
                     self.store.set_down(false);
                     self.world.trace("store back");
                 }
-                Later::Notice(id) => {
+                // Unless it has won the lease back since.
+                Later::Notice(id) if self.leader != Some(id) => {
                     if let Some(e) = self.elections.get(id) {
                         e.notice_loss();
                     }
                     self.world
                         .trace(format!("replica {id} notices it lost the lease"));
                 }
+                Later::Notice(_) => {}
                 Later::Restart(id) => {
                     self.start_replica(id);
                     if id == 0 {
@@ -490,6 +499,7 @@ impl Sim {
         self.world.trace(format!("replica {old} loses its lease"));
         let ms = self.rng.random_range(0..=NOTICE.as_millis() as u64);
         self.at_later(Duration::from_millis(ms), Later::Notice(old));
+        self.leader = None;
         self.elect(next).await;
         self.faults += 1;
     }
@@ -644,7 +654,10 @@ impl Sim {
             match what {
                 Later::StoreUp => {}
                 Later::EtcdMemberBack(member) => self.etcd_member_back(member).await,
-                Later::Notice(id) => self.elections[id].notice_loss(),
+                Later::Notice(id) if self.leader != Some(id) => {
+                    self.elections[id].notice_loss();
+                }
+                Later::Notice(_) => {}
                 Later::Restart(id) => {
                     self.start_replica(id);
                     if id == 0 {

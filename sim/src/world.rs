@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use crate::ecs::EcsFaults;
 
 /// How many trace lines are kept for a violation's report.
-const TRACE_LINES: usize = 60;
+const TRACE_LINES: usize = 150;
 
 /// An environment as the driver made it.
 #[derive(Debug, Clone, Default)]

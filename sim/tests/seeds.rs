@@ -25,7 +25,7 @@ fn ci_faults() -> FaultPlan {
 
 #[test]
 fn memory_store_100_instances_3_environments_fixed_seeds() {
-    for seed in 1..=6 {
+    for seed in 1..=8 {
         let shape = Shape {
             faults: ci_faults(),
             ..Shape::memory(100, 3, Duration::from_secs(600))
@@ -41,6 +41,15 @@ fn memory_store_300_instances_5_environments_fixed_seed() {
         ..Shape::memory(300, 5, Duration::from_secs(600))
     };
     assert_clean(101, shape);
+}
+
+#[test]
+fn memory_store_1000_instances_5_environments_fixed_seed() {
+    let shape = Shape {
+        faults: ci_faults(),
+        ..Shape::memory(1000, 5, Duration::from_secs(300))
+    };
+    assert_clean(21, shape);
 }
 
 #[test]

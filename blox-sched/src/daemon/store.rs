@@ -36,7 +36,6 @@ use blox_state::store::{
     KvEntry, KvExpect, KvOp, KvTxn, KvTxnOutcome, Revision, StateStore, StoreError,
 };
 use bytes::Bytes;
-use rand::RngCore;
 
 use super::model::{
     DaemonDesired, Deployment, DrainingPolicy, Environment, EnvironmentState, InstanceSelector,
@@ -292,7 +291,7 @@ impl EnvironmentUpdate {
 /// A random token (32 hex digits).
 fn new_token() -> String {
     let mut b = [0u8; 16];
-    rand::rng().fill_bytes(&mut b);
+    blox_core::random::with_rng(|r| r.fill_bytes(&mut b));
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
@@ -300,7 +299,7 @@ fn new_token() -> String {
 /// `startedBy` limit).
 pub fn new_deployment_id() -> String {
     let mut b = [0u8; 16];
-    rand::rng().fill_bytes(&mut b);
+    blox_core::random::with_rng(|r| r.fill_bytes(&mut b));
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
