@@ -189,6 +189,25 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_caller_cancelled_while_waiting_gives_its_token_back() {
+        let limiter = RateLimiter::new(RateLimit {
+            per_second: 1.0,
+            burst: 1,
+        });
+        let start = Instant::now();
+        limiter.acquire().await;
+        // This caller reserves the next token (due at 1 s) and gives up at 0.1 s.
+        let gave_up =
+            tokio::time::timeout(Duration::from_millis(100), limiter.acquire()).await;
+        assert!(gave_up.is_err(), "the second call should have had to wait");
+        // The token it reserved is free again: the next caller gets it when
+        // it is due (1 s), not a second later.
+        limiter.acquire().await;
+        let elapsed = start.elapsed();
+        assert!(elapsed <= Duration::from_millis(1010), "{elapsed:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn an_unlimited_limiter_never_waits() {
         let limiter = RateLimiter::new(RateLimit::UNLIMITED);
         let start = Instant::now();
