@@ -18,7 +18,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::metrics::{HttpMetrics, Sources, metrics, track_http};
+use super::metrics::{HttpMetrics, Sources, metrics, registry, track_http};
 
 /// A JSON error response `{"message": ...}`.
 pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -115,7 +115,7 @@ pub fn router(parts: RouterParts) -> Router {
         .merge(
             Router::new()
                 .route("/metrics", get(metrics))
-                .with_state(parts.metrics),
+                .with_state(Arc::new(registry(parts.metrics))),
         )
         .merge(parts.state)
         .merge(parts.sched)
