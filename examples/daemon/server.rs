@@ -13,7 +13,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use blox_core::testing::FakeEcs;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -95,8 +94,8 @@ pub struct RouterParts {
     pub readiness: Readiness,
     /// What `/metrics` reports.
     pub metrics: Sources,
-    /// The simulated ECS, with `--simulate`.
-    pub simulator: Option<FakeEcs>,
+    /// The simulator's controls, with `--simulate`.
+    pub simulator: Option<Router>,
     /// The API token, with `--api-token`.
     pub api_token: Option<String>,
     /// HTTP latency recorder.
@@ -120,8 +119,8 @@ pub fn router(parts: RouterParts) -> Router {
         .merge(parts.state)
         .merge(parts.sched)
         .merge(super::ui::router());
-    if let Some(ecs) = parts.simulator {
-        app = app.merge(super::sim_api::router(ecs));
+    if let Some(simulator) = parts.simulator {
+        app = app.merge(simulator);
     }
     app = app
         .fallback(not_found)
