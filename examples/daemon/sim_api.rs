@@ -141,3 +141,44 @@ async fn register_task_definition(
         Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// A request as `curl -d` sends it: form-encoded content type.
+    fn curl_d(method: &str, uri: &str, body: &str) -> Request<Body> {
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(body.to_owned()))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn curl_d_bodies_are_read_as_json_whatever_their_content_type() {
+        let ecs = FakeEcs::simulation(Default::default(), "sim", 1).unwrap();
+        let arn = ecs.instance_arns("sim").unwrap()[0].clone();
+        let app = router(ecs.clone());
+        let drain = curl_d(
+            "PUT",
+            &format!("/v1/simulator/instances/{arn}/state"),
+            r#"{"status":"DRAINING"}"#,
+        );
+        let r = app.clone().oneshot(drain).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(ecs.instance(&arn).unwrap().status, InstanceStatus::Draining);
+        let register = curl_d(
+            "POST",
+            "/v1/simulator/task-definitions",
+            r#"{"family":"big","cpu":4096,"memory":512}"#,
+        );
+        let r = app.oneshot(register).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+}
