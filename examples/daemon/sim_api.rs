@@ -1,6 +1,11 @@
 //! The simulator's controls (with `--simulate`): change a simulated
 //! instance, register a task definition of a given size.
+//!
+//! Bodies are JSON whatever their content type, as on the environment
+//! routes, so `curl -d '{...}'` (which says form-encoded) works.
 
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -8,6 +13,7 @@ use axum::routing::{post, put};
 use axum::{Json, Router};
 use blox_core::model::{Arn, InstanceStatus};
 use blox_core::testing::FakeEcs;
+use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::server::error;
@@ -27,6 +33,13 @@ pub(crate) fn router(ecs: FakeEcs) -> Router {
         .with_state(ecs)
 }
 
+/// A JSON request body, or the 400 that says what is wrong with it.
+fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, Response> {
+    let bytes = body.map_err(|e| error(e.status(), format!("invalid body: {}", e.body_text())))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid body: {e}")))
+}
+
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct StateChange {
@@ -41,11 +54,11 @@ struct StateChange {
 async fn set_sim_instance_state(
     State(ecs): State<FakeEcs>,
     UrlPath(rest): UrlPath<String>,
-    body: Result<Json<StateChange>, axum::extract::rejection::JsonRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let Json(change) = match body {
-        Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid body: {e}")),
+    let change: StateChange = match json_body(body) {
+        Ok(c) => c,
+        Err(resp) => return resp,
     };
     let Some(arn) = rest.strip_suffix("/state") else {
         return error(
@@ -120,11 +133,11 @@ struct NewTaskDefinition {
 /// placement failures look).
 async fn register_task_definition(
     State(ecs): State<FakeEcs>,
-    body: Result<Json<NewTaskDefinition>, axum::extract::rejection::JsonRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let Json(req) = match body {
-        Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid body: {e}")),
+    let req: NewTaskDefinition = match json_body(body) {
+        Ok(r) => r,
+        Err(resp) => return resp,
     };
     if req.cpu <= 0 || req.memory <= 0 {
         return error(StatusCode::BAD_REQUEST, "cpu and memory must be positive");
