@@ -33,11 +33,14 @@ pub(crate) fn router(ecs: FakeEcs) -> Router {
         .with_state(ecs)
 }
 
-/// A JSON request body, or the 400 that says what is wrong with it.
-fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, Response> {
-    let bytes = body.map_err(|e| error(e.status(), format!("invalid body: {}", e.body_text())))?;
+/// A JSON request body, or the error status and message that say what is
+/// wrong with it.
+fn json_body<T: DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, (StatusCode, String)> {
+    let bytes = body.map_err(|e| (e.status(), format!("invalid body: {}", e.body_text())))?;
     serde_json::from_slice(&bytes)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid body: {e}")))
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("invalid body: {e}")))
 }
 
 #[derive(serde::Deserialize)]
@@ -58,7 +61,7 @@ async fn set_sim_instance_state(
 ) -> Response {
     let change: StateChange = match json_body(body) {
         Ok(c) => c,
-        Err(resp) => return resp,
+        Err((status, message)) => return error(status, message),
     };
     let Some(arn) = rest.strip_suffix("/state") else {
         return error(
@@ -137,7 +140,7 @@ async fn register_task_definition(
 ) -> Response {
     let req: NewTaskDefinition = match json_body(body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err((status, message)) => return error(status, message),
     };
     if req.cpu <= 0 || req.memory <= 0 {
         return error(StatusCode::BAD_REQUEST, "cpu and memory must be positive");
