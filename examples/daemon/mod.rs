@@ -1,6 +1,6 @@
 //! The blox daemon: the cluster state service, the daemon scheduler and
 //! their HTTP API in one process (run with
-//! `cargo run --release --features simulator --example daemon -- [flags]`;
+//! `cargo run --release -p blox-examples --features simulator --bin blox-daemon -- [flags]`;
 //! see the README's configuration table). `--simulate` needs the
 //! `simulator` feature; production builds leave it out.
 
