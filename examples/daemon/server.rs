@@ -62,7 +62,8 @@ async fn require_token(State(token): State<Arc<String>>, req: Request, next: Nex
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    // Compare in constant time so the token cannot be guessed byte by byte.
+    // Compare in constant time so the token cannot be guessed byte by byte
+    // (tower-http's deprecated `bearer()` check does not).
     let ok = presented.is_some_and(|p| {
         p.len() == token.len()
             && p.bytes()

@@ -1,5 +1,9 @@
 //! A client-side token bucket, so a burst of API calls (a reconcile of a large
 //! cluster) is spread out instead of hitting the service's own throttling.
+//!
+//! Written here rather than taken from `governor`, which waits on real time:
+//! this bucket waits on tokio's clock, which paused-time tests and the
+//! simulation need.
 
 use std::sync::Mutex;
 use std::time::Duration;
