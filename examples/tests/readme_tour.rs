@@ -41,10 +41,14 @@ fn tour_block(readme: &str) -> &str {
 
 /// Splits shell text into commands: one per line, except that a line ending
 /// inside a quoted string continues on the next. Blank lines and comments
-/// are dropped; a trailing comment is cut off.
+/// are dropped; a trailing comment is cut off. Each command must be a single
+/// pipeline (no `;`, `&&` or `||` outside quotes), so that [`checked`] sees
+/// the status of every stage.
 fn commands(block: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut current = String::new();
+    // `current` without its quoted parts.
+    let mut bare = String::new();
     let (mut single, mut double) = (false, false);
     for line in block.lines() {
         let mut prev = ' ';
@@ -61,16 +65,24 @@ fn commands(block: &str) -> Vec<String> {
             }
             escaped = double && c == '\\' && !escaped;
             current.push(c);
+            if !in_quotes && !single && !double {
+                bare.push(c);
+            }
             prev = c;
         }
         if single || double {
             current.push('\n');
         } else {
             let cmd = current.trim().to_owned();
+            assert!(
+                !bare.contains(';') && !bare.contains("&&") && !bare.contains("||"),
+                "one pipeline per tour command, so every stage is checked: {cmd}"
+            );
             if !cmd.is_empty() {
                 out.push(cmd);
             }
             current.clear();
+            bare.clear();
         }
     }
     assert!(current.trim().is_empty(), "unterminated quote in the tour");
@@ -223,5 +235,10 @@ fn tour_commands_split_on_lines_but_not_inside_quotes_or_comments() {
     assert_eq!(step(&cmds[2]), Step::Assign("T", "curl -s \"b#c\""));
     assert_eq!(step(&cmds[3]), Step::Background("curl c | head -n 5"));
     assert_eq!(step(&cmds[4]), Step::Pause("sleep 2"));
-    assert_eq!(step("a && b"), Step::Show("a && b"));
+}
+
+#[test]
+#[should_panic(expected = "one pipeline per tour command")]
+fn a_tour_command_of_several_pipelines_is_refused() {
+    commands("curl -s a | head -c 5; echo\n");
 }
