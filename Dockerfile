@@ -1,9 +1,15 @@
 # syntax=docker/dockerfile:1
 # The blox daemon image. Build from the repository root:
 #   docker build -t blox:local .
-# Stage 1 compiles the `daemon` example in release; stage 2 is a small
+# Stage 1 compiles the `blox-daemon` binary in release; stage 2 is a small
 # Debian runtime with the binary, CA certificates (AWS APIs over TLS) and curl
 # (the health check), running as an unprivileged user.
+#
+# The production image has no test code: it builds the binary target (an
+# example would pull in the dev-dependencies' test kits) with no features.
+# `--simulate` needs the simulator, which only an image built with
+#   docker build --build-arg FEATURES=simulator -t blox:local-simulate .
+# carries (deploy/local/compose.simulate.yaml does this).
 
 FROM rust:1.95-bookworm AS build
 RUN apt-get update \
@@ -11,10 +17,12 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
+# Cargo features of blox-examples to build in; empty for production.
+ARG FEATURES=""
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --example daemon \
- && install -D -m 0755 target/release/examples/daemon /out/blox-daemon
+    cargo build --release --locked -p blox-examples --bin blox-daemon --features "$FEATURES" \
+ && install -D -m 0755 target/release/blox-daemon /out/blox-daemon
 
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \

@@ -1,9 +1,10 @@
 """Offline structural checks of blox's deployment files.
 
 What no engine is needed for: the local compose files (a consistent 3-member
-etcd cluster, two daemons on all three endpoints, ports, health checks), the
-Dockerfile (multi-stage, non-root, port, health check, entry point), the
-.dockerignore, and the CloudFormation template's wiring (rule -> queue ->
+etcd cluster, two daemons on all three endpoints, ports, health checks, the
+simulating override built with the simulator), the Dockerfile (multi-stage,
+non-root, port, health check, entry point, no test code in the production
+image), the .dockerignore, and the CloudFormation template's wiring (rule -> queue ->
 policy, DLQ, health check, the open-API switch). cfn-lint checks the template
 against CloudFormation's schemas separately; examples/tests/iam_policy.rs
 checks the task role's actions against the code.
@@ -36,6 +37,7 @@ CARGO_TOML = ROOT / "Cargo.toml"
 ETCD_IMAGE = re.compile(r"^(gcr\.io/etcd-development/etcd|quay\.io/coreos/etcd):v3\.5\.\d+$")
 PING = "/v1/ping"
 API_PORT = 2000
+SIMULATOR = "simulator"
 
 
 # ---------------------------------------------------------------- compose
@@ -126,6 +128,14 @@ def check_etcd(services: dict, volumes: dict) -> tuple[list[str], list[str]]:
     return errors, client_urls
 
 
+def build_features(service: dict) -> str:
+    """The FEATURES build argument a compose service builds its image with."""
+    args = (service.get("build") or {}).get("args") or {}
+    if isinstance(args, list):
+        args = dict(str(a).partition("=")[::2] for a in args)
+    return str(args.get("FEATURES") or "")
+
+
 def check_compose(compose: dict, simulate: dict) -> list[str]:
     services = compose.get("services") or {}
     volumes = compose.get("volumes") or {}
@@ -158,6 +168,8 @@ def check_compose(compose: dict, simulate: dict) -> list[str]:
         test = health_test(svc)
         if PING not in test or f":{API_PORT}" not in test:
             errors.append(f"{name}: healthcheck {test!r} does not hit {PING} on port {API_PORT}")
+        if SIMULATOR in build_features(svc):
+            errors.append(f"{name}: builds the simulator into the production image")
         deps = svc.get("depends_on") or {}
         healthy = {
             d for d, c in (deps.items() if isinstance(deps, dict) else [])
@@ -179,6 +191,11 @@ def check_compose(compose: dict, simulate: dict) -> list[str]:
         f = flags([str(c) for c in sim[name]["command"]])
         if not f.get("simulate", "").isdigit() or int(f["simulate"]) < 1:
             errors.append(f"{name}: --simulate needs a positive instance count")
+        if SIMULATOR not in build_features(sim[name]):
+            errors.append(f"{name}: simulates, but its image is not built with FEATURES={SIMULATOR}")
+        image = sim[name].get("image")
+        if not image or image == (services.get(name) or {}).get("image"):
+            errors.append(f"{name}: the simulating image needs its own tag, apart from the production image")
     return errors
 
 
@@ -220,8 +237,17 @@ def check_dockerfile(text: str, dockerignore: str, rust_version: str) -> list[st
     build_runs = " ".join(a for w, a in build if w == "RUN")
     if "protobuf-compiler" not in build_runs:
         errors.append("the build stage does not install protobuf-compiler")
-    if not re.search(r"cargo build\b.*--release\b.*--example daemon\b", build_runs):
-        errors.append("the build stage does not run cargo build --release --example daemon")
+    if not re.search(r"cargo build\b.*--release\b.*--bin blox-daemon\b", build_runs):
+        errors.append("the build stage does not run cargo build --release --bin blox-daemon")
+    if "--example" in build_runs or "--all-features" in build_runs:
+        errors.append("the build stage builds an example or all features: test code would ship")
+    if not re.search(r'--features\s+"?\$\{?FEATURES\b', build_runs):
+        errors.append('the build stage does not build with --features "$FEATURES"')
+    features = [a for w, a in build if w == "ARG" and a.split("=", 1)[0] == "FEATURES"]
+    if not features:
+        errors.append("the build stage has no ARG FEATURES")
+    elif SIMULATOR in features[-1]:
+        errors.append("the production image builds the simulator by default")
     if not final[0][1].startswith("debian:bookworm-slim"):
         errors.append(f"the runtime stage is not debian:bookworm-slim: {final[0][1]!r}")
     final_runs = " ".join(a for w, a in final if w == "RUN")
@@ -438,6 +464,15 @@ def self_test() -> int:
         ("two daemons on one host port", lambda a: a[0]["services"]["blox2"].update(ports=["127.0.0.1:2000:2000"])),
         ("one daemon only", lambda a: a[0]["services"].pop("blox2")),
         ("a simulate override with no count", lambda a: a[1]["services"]["blox1"].update(command=["--simulate"])),
+        ("a simulate override built without the simulator", lambda a: a[1]["services"]["blox1"].pop("build")),
+        ("a simulating image tagged as the production one",
+         lambda a: a[1]["services"]["blox1"].update(image=a[0]["services"]["blox1"]["image"])),
+        ("a production daemon built with the simulator",
+         lambda a: a[0]["services"]["blox2"].update(build={"context": "../..", "args": {"FEATURES": "simulator"}})),
+        ("an image built from the daemon example (dev-dependencies)",
+         lambda a: a.__setitem__(2, a[2].replace("--bin blox-daemon", "--example daemon"))),
+        ("a production image with the simulator on by default",
+         lambda a: a.__setitem__(2, a[2].replace('ARG FEATURES=""', 'ARG FEATURES="simulator"'))),
         ("a single-stage Dockerfile", lambda a: a.__setitem__(2, a[2].split("FROM debian")[0])),
         ("a root runtime", lambda a: a.__setitem__(2, a[2].replace("USER 10001:10001", "USER root"))),
         ("no HEALTHCHECK", lambda a: a.__setitem__(2, re.sub(r"HEALTHCHECK.*\n.*\n", "", a[2]))),

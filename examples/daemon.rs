@@ -1,6 +1,7 @@
 //! The blox daemon: `cargo run --release --example daemon -- [flags]`
-//! (`--help` lists them). The code lives in the `blox_examples::daemon`
-//! library module so integration tests can drive it.
+//! (`--help` lists them; add `--features simulator` for `--simulate`). The
+//! code lives in the `blox_examples::daemon` library module so integration
+//! tests can drive it.
 
 fn main() -> std::process::ExitCode {
     blox_examples::daemon::main()

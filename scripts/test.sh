@@ -17,6 +17,15 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings
 
+echo "== the production daemon: compiles without the simulator, carries no test code"
+cargo check --quiet -p blox-examples --bin blox-daemon
+test_code=$(cargo tree --quiet -p blox-examples -e no-dev --target all -i mockall)
+if [ -n "$test_code" ]; then
+  echo "the production daemon depends on mockall (test code):" >&2
+  echo "$test_code" >&2
+  exit 1
+fi
+
 echo "== cargo test"
 cargo test --workspace --all-features --lib --bins --tests --examples --no-fail-fast
 cargo test --workspace --all-features --doc

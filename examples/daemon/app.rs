@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use super::config::Config;
 use super::metrics::{HttpMetrics, Sources};
 use super::server::{self, Readiness, RouterParts};
-use super::simulate;
+use super::simulate::Simulation;
 
 /// Why the daemon could not run.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +35,12 @@ pub enum DaemonError {
     /// The simulated cluster could not be built.
     #[error("cannot start the simulated cluster: {0}")]
     Simulate(String),
+    /// `--simulate` was given to a build without the `simulator` feature.
+    #[error(
+        "--simulate needs the simulator, which this build of blox-daemon leaves out: \
+         build it with `--features simulator` (as `bash scripts/run.sh` does)"
+    )]
+    NoSimulator,
     /// The SQS queue could not be resolved.
     #[error("cannot use the SQS queue {queue:?}")]
     Queue {
@@ -112,6 +118,15 @@ async fn wake_on_environment_changes(
     }
 }
 
+/// Refuses `--simulate` up front when the build (`built`: whether the
+/// `simulator` feature is on) has no simulator, saying how to get one.
+fn require_simulator(config: &Config, built: bool) -> Result<(), DaemonError> {
+    match config.simulate {
+        Some(_) if !built => Err(DaemonError::NoSimulator),
+        _ => Ok(()),
+    }
+}
+
 /// A running daemon (see [`start`]).
 pub struct Running {
     /// The address the HTTP API listens on.
@@ -127,7 +142,9 @@ pub async fn start(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Running, DaemonError> {
-    // Startup errors (a busy port, unreadable TLS files) surface before anything runs.
+    // Startup errors (no simulator, a busy port, unreadable TLS files)
+    // surface before anything runs.
+    require_simulator(&config, cfg!(feature = "simulator"))?;
     let listener = server::bind(config.bind).await?;
     let addr = listener.local_addr().map_err(DaemonError::Io)?;
     let tls = match (&config.tls_cert, &config.tls_key) {
@@ -147,15 +164,12 @@ pub async fn start(
     };
 
     // Simulated or real ECS.
-    let simulator = match config.simulate {
-        Some(n) => Some(
-            simulate::start(n, config.simulate_seed)
-                .map_err(|e| DaemonError::Simulate(e.to_string()))?,
-        ),
-        None => None,
-    };
+    let simulator = Simulation::from_config(&config)?;
     let (ecs, source): (Arc<dyn EcsApi>, Option<Arc<dyn EventSource>>) = match &simulator {
-        Some(fake) => (Arc::new(fake.clone()), Some(Arc::new(fake.clone()))),
+        Some(sim) => {
+            let (ecs, source) = sim.ports();
+            (ecs, Some(source))
+        }
         None => {
             let sdk = blox_core::aws::load_config().await;
             let ecs: Arc<dyn EcsApi> = Arc::new(blox_core::aws::EcsAdapter::new(&sdk));
@@ -173,10 +187,9 @@ pub async fn start(
             (ecs, source)
         }
     };
-    let clusters = if simulator.is_some() && config.clusters.is_empty() {
-        vec![simulate::CLUSTER.to_owned()]
-    } else {
-        config.clusters.clone()
+    let clusters = match &simulator {
+        Some(sim) if config.clusters.is_empty() => vec![sim.cluster().to_owned()],
+        _ => config.clusters.clone(),
     };
 
     // The store and leader election.
@@ -283,14 +296,7 @@ pub async fn start(
         runner_handle.clone(),
     ));
 
-    let churn_task = match (&simulator, config.simulate_churn) {
-        (Some(fake), true) => Some(tokio::spawn(simulate::churn(
-            fake.clone(),
-            config.simulate.unwrap_or(1) as usize,
-            config.simulate_seed,
-        ))),
-        _ => None,
-    };
+    let churn_task = simulator.as_ref().and_then(Simulation::spawn_churn);
 
     // HTTP.
     let http_metrics = Arc::new(HttpMetrics::default());
@@ -318,7 +324,7 @@ pub async fn start(
             leader: election.is_leader(),
             http: http_metrics.clone(),
         },
-        simulator: simulator.clone(),
+        simulator: simulator.as_ref().map(Simulation::router),
         api_token: config.api_token.clone(),
         http: http_metrics,
     });
@@ -343,4 +349,27 @@ pub async fn start(
         served.map_err(DaemonError::Io)
     });
     Ok(Running { addr, done })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn config(args: &[&str]) -> Config {
+        Config::try_parse_from(std::iter::once("blox-daemon").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    #[test]
+    fn a_build_without_the_simulator_refuses_simulate_and_says_how_to_get_it() {
+        let err = require_simulator(&config(&["--simulate", "3"]), false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--simulate"), "{err}");
+        assert!(err.contains("--features simulator"), "{err}");
+        assert!(require_simulator(&config(&[]), false).is_ok());
+        assert!(require_simulator(&config(&["--simulate", "3"]), true).is_ok());
+    }
 }

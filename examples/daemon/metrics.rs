@@ -1,10 +1,14 @@
-//! `/metrics` in the Prometheus text format: ingest counters, reconcile
-//! results, event lag, scheduler actions, cache sizes, leadership, and HTTP
-//! request latency per route.
+//! `/metrics` in the Prometheus text format (version 0.0.4), encoded by
+//! `prometheus-client`: ingest counters, reconcile results, event lag,
+//! scheduler actions, cache sizes, leadership, and HTTP request latency per
+//! route.
+//!
+//! HTTP latency is a histogram family the middleware records into; the
+//! rest is read from its owners at scrape time by a [`Collector`] over
+//! [`Sources`], so nothing is copied between scrapes.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
+use std::fmt;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -14,6 +18,15 @@ use blox_sched::runner::RunnerHandle;
 use blox_state::Cache;
 use blox_state::ingest::IngestCounters;
 use blox_state::reconcile::Reconciler;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
 /// Latency bucket upper bounds, seconds.
@@ -21,32 +34,40 @@ const BUCKETS: [f64; 10] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
 ];
 
-#[derive(Debug, Default, Clone)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
+/// The labels of one request's latency sample.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct HttpLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(BUCKETS)
 }
 
 /// Per-route request latency, recorded by [`track_http`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct HttpMetrics {
-    by_route: Mutex<BTreeMap<(String, String, u16), Histogram>>,
+    by_route: Family<HttpLabels, Histogram, fn() -> Histogram>,
+}
+
+impl Default for HttpMetrics {
+    fn default() -> Self {
+        HttpMetrics {
+            by_route: Family::new_with_constructor(latency_histogram),
+        }
+    }
 }
 
 impl HttpMetrics {
     fn record(&self, method: &str, route: &str, status: u16, secs: f64) {
-        let mut m = self.by_route.lock().unwrap_or_else(|e| e.into_inner());
-        let h = m
-            .entry((method.to_owned(), route.to_owned(), status))
-            .or_default();
-        for (i, le) in BUCKETS.iter().enumerate() {
-            if secs <= *le {
-                h.counts[i] += 1;
-            }
-        }
-        h.count += 1;
-        h.sum += secs;
+        let labels = HttpLabels {
+            method: method.to_owned(),
+            route: route.to_owned(),
+            status,
+        };
+        self.by_route.get_or_create(&labels).observe(secs);
     }
 }
 
@@ -90,25 +111,50 @@ pub struct Sources {
     pub http: Arc<HttpMetrics>,
 }
 
-fn line(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, f64)]) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-    for (labels, v) in samples {
-        let _ = writeln!(out, "{name}{labels} {v}");
+impl fmt::Debug for Sources {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sources")
+            .field("ingest", &self.ingest.is_some())
+            .finish_non_exhaustive()
     }
 }
 
-fn one(v: impl Into<f64>) -> Vec<(String, f64)> {
-    vec![(String::new(), v.into())]
+/// Writes one metric per value of `label` (`samples`: label value, metric).
+fn labelled<M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder<'_>,
+    (name, help, kind): (&str, &str, MetricType),
+    label: &str,
+    samples: &[(&str, M)],
+) -> fmt::Result {
+    let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+    for (value, metric) in samples {
+        let labels = [(label, *value)];
+        metric.encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
 }
 
-impl Sources {
-    /// The metrics as Prometheus text.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
+/// Writes a metric without labels.
+fn single(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    metric: impl EncodeMetric,
+) -> fmt::Result {
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+/// A count as a gauge value.
+fn gauge(n: usize) -> ConstGauge<i64> {
+    ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+impl Collector for Sources {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
+        let e = &mut encoder;
         if let Some(c) = &self.ingest {
             let s = c.snapshot();
-            let counters = [
+            let outcomes = [
                 ("received", s.received),
                 ("applied", s.applied),
                 ("stale", s.stale),
@@ -118,28 +164,23 @@ impl Sources {
                 ("source_errors", s.source_errors),
                 ("deleted", s.deleted),
                 ("delete_failures", s.delete_failures),
-            ];
-            let samples: Vec<(String, f64)> = counters
-                .iter()
-                .map(|(k, v)| (format!("{{outcome=\"{k}\"}}"), *v as f64))
-                .collect();
-            line(
-                &mut out,
-                "blox_ingest_messages_total",
-                "counter",
+            ]
+            .map(|(k, v)| (k, ConstCounter::new(v)));
+            let messages = (
+                "blox_ingest_messages",
                 "ECS event messages by outcome.",
-                &samples,
+                MetricType::Counter,
             );
-            line(
-                &mut out,
+            labelled(e, messages, "outcome", &outcomes)?;
+            single(
+                e,
                 "blox_ingest_event_lag_seconds",
-                "gauge",
                 "Time from the last applied event's emission to its application.",
-                &one(s.last_lag_ms as f64 / 1000.0),
-            );
+                ConstGauge::new(s.last_lag_ms as f64 / 1000.0),
+            )?;
         }
         if let Some(r) = self.reconciler.last_report() {
-            let samples = [
+            let changes = [
                 ("added", r.added),
                 ("updated", r.updated),
                 ("marked_inactive", r.marked_inactive),
@@ -147,26 +188,22 @@ impl Sources {
                 ("skipped_concurrent", r.skipped_concurrent),
                 ("failed_clusters", r.failed_clusters),
             ]
-            .iter()
-            .map(|(k, v)| (format!("{{change=\"{k}\"}}"), *v as f64))
-            .collect::<Vec<_>>();
-            line(
-                &mut out,
+            .map(|(k, v)| (k, gauge(v)));
+            let last = (
                 "blox_reconcile_last_changes",
-                "gauge",
                 "What the last reconcile changed.",
-                &samples,
+                MetricType::Gauge,
             );
+            labelled(e, last, "change", &changes)?;
         }
-        line(
-            &mut out,
+        single(
+            e,
             "blox_reconcile_bootstrapped",
-            "gauge",
             "1 once the bootstrap reconcile completed (on the leader).",
-            &one(u8::from(*self.reconciler.bootstrapped().borrow())),
-        );
+            ConstGauge::new(i64::from(*self.reconciler.bootstrapped().borrow())),
+        )?;
         let c = self.runner.counters().values();
-        let samples = [
+        let actions = [
             ("cycles", c.cycles),
             ("started", c.started),
             ("stopped", c.stopped),
@@ -176,84 +213,60 @@ impl Sources {
             ("fenced", c.fenced),
             ("intents_resolved", c.intents_resolved),
         ]
-        .iter()
-        .map(|(k, v)| (format!("{{what=\"{k}\"}}"), *v as f64))
-        .collect::<Vec<_>>();
-        line(
-            &mut out,
-            "blox_scheduler_total",
-            "counter",
+        .map(|(k, v)| (k, ConstCounter::new(v)));
+        let scheduler = (
+            "blox_scheduler",
             "Scheduler cycles and actions.",
-            &samples,
+            MetricType::Counter,
         );
+        labelled(e, scheduler, "what", &actions)?;
         let (instances, tasks) = self.cache.len();
-        line(
-            &mut out,
+        let entities = (
             "blox_cache_entities",
-            "gauge",
             "Entities in the in-process view.",
-            &[
-                ("{kind=\"instance\"}".into(), instances as f64),
-                ("{kind=\"task\"}".into(), tasks as f64),
-            ],
+            MetricType::Gauge,
         );
-        line(
-            &mut out,
+        let kinds = [("instance", gauge(instances)), ("task", gauge(tasks))];
+        labelled(e, entities, "kind", &kinds)?;
+        single(
+            e,
             "blox_leader",
-            "gauge",
             "1 while this process schedules.",
-            &one(u8::from(*self.leader.borrow())),
-        );
-
-        let routes = self
-            .http
-            .by_route
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let _ = writeln!(
-            out,
-            "# HELP blox_http_request_duration_seconds HTTP request latency by route."
-        );
-        let _ = writeln!(out, "# TYPE blox_http_request_duration_seconds histogram");
-        for ((method, route, status), h) in routes {
-            let l = format!("method=\"{method}\",route=\"{route}\",status=\"{status}\"");
-            for (i, le) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "blox_http_request_duration_seconds_bucket{{{l},le=\"{le}\"}} {}",
-                    h.counts[i]
-                );
-            }
-            let _ = writeln!(
-                out,
-                "blox_http_request_duration_seconds_bucket{{{l},le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "blox_http_request_duration_seconds_sum{{{l}}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "blox_http_request_duration_seconds_count{{{l}}} {}",
-                h.count
-            );
-        }
-        out
+            ConstGauge::new(i64::from(*self.leader.borrow())),
+        )
     }
 }
 
+/// Every metric the daemon exposes, in one registry.
+pub fn registry(sources: Sources) -> Registry {
+    let mut registry = Registry::default();
+    // `register` adds the final full stop.
+    registry.register(
+        "blox_http_request_duration_seconds",
+        "HTTP request latency by route",
+        sources.http.by_route.clone(),
+    );
+    registry.register_collector(Box::new(sources));
+    registry
+}
+
 /// `GET /metrics`.
-pub async fn metrics(State(sources): State<Sources>) -> impl IntoResponse {
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        sources.render(),
-    )
+pub async fn metrics(State(registry): State<Arc<Registry>>) -> Response {
+    let mut text = String::new();
+    match prometheus_text::encode(&mut text, &registry) {
+        Ok(()) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                prometheus_text::CONTENT_TYPE,
+            )],
+            text,
+        )
+            .into_response(),
+        Err(fmt::Error) => super::server::error(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot encode the metrics",
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -265,11 +278,25 @@ mod tests {
         let m = HttpMetrics::default();
         m.record("GET", "/v1/tasks", 200, 0.003);
         m.record("GET", "/v1/tasks", 200, 0.3);
-        let routes = m.by_route.lock().unwrap();
-        let h = &routes[&("GET".to_owned(), "/v1/tasks".to_owned(), 200)];
-        assert_eq!(h.count, 2);
-        assert_eq!(h.counts[2], 0, "0.0025 bucket");
-        assert_eq!(h.counts[3], 1, "0.005 bucket");
-        assert_eq!(h.counts[8], 2, "0.5 bucket");
+        let mut registry = Registry::default();
+        registry.register(
+            "blox_http_request_duration_seconds",
+            "HTTP request latency by route",
+            m.by_route.clone(),
+        );
+        let mut text = String::new();
+        prometheus_text::encode(&mut text, &registry).unwrap();
+        let series = "blox_http_request_duration_seconds";
+        let labels = r#"method="GET",route="/v1/tasks",status="200""#;
+        for line in [
+            format!(r#"{series}_bucket{{{labels},le="0.0025"}} 0"#),
+            format!(r#"{series}_bucket{{{labels},le="0.005"}} 1"#),
+            format!(r#"{series}_bucket{{{labels},le="0.5"}} 2"#),
+            format!(r#"{series}_bucket{{{labels},le="+Inf"}} 2"#),
+            format!("{series}_count{{{labels}}} 2"),
+            format!("# TYPE {series} histogram"),
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line}\n{text}");
+        }
     }
 }

@@ -1,13 +1,19 @@
 //! The blox daemon: the cluster state service, the daemon scheduler and
 //! their HTTP API in one process (run with
-//! `cargo run --release --example daemon -- [flags]`; see the README's
-//! configuration table).
+//! `cargo run --release -p blox-examples --features simulator --bin blox-daemon -- [flags]`;
+//! see the README's configuration table). `--simulate` needs the
+//! `simulator` feature; production builds leave it out.
 
 mod app;
 pub mod config;
 mod metrics;
 mod server;
+#[cfg(feature = "simulator")]
 mod sim_api;
+#[cfg(feature = "simulator")]
+pub mod simulate;
+#[cfg(not(feature = "simulator"))]
+#[path = "no_simulator.rs"]
 pub mod simulate;
 mod ui;
 

@@ -13,12 +13,11 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use blox_core::testing::FakeEcs;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::metrics::{HttpMetrics, Sources, metrics, track_http};
+use super::metrics::{HttpMetrics, Sources, metrics, registry, track_http};
 
 /// An error response in the API's one form (v0.3's): `text/plain`, the
 /// message and a newline.
@@ -64,7 +63,8 @@ async fn require_token(State(token): State<Arc<String>>, req: Request, next: Nex
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    // Compare in constant time so the token cannot be guessed byte by byte.
+    // Compare in constant time so the token cannot be guessed byte by byte
+    // (tower-http's deprecated `bearer()` check does not).
     let ok = presented.is_some_and(|p| {
         p.len() == token.len()
             && p.bytes()
@@ -96,8 +96,8 @@ pub struct RouterParts {
     pub readiness: Readiness,
     /// What `/metrics` reports.
     pub metrics: Sources,
-    /// The simulated ECS, with `--simulate`.
-    pub simulator: Option<FakeEcs>,
+    /// The simulator's controls, with `--simulate`.
+    pub simulator: Option<Router>,
     /// The API token, with `--api-token`.
     pub api_token: Option<String>,
     /// HTTP latency recorder.
@@ -116,13 +116,13 @@ pub fn router(parts: RouterParts) -> Router {
         .merge(
             Router::new()
                 .route("/metrics", get(metrics))
-                .with_state(parts.metrics),
+                .with_state(Arc::new(registry(parts.metrics))),
         )
         .merge(parts.state)
         .merge(parts.sched)
         .merge(super::ui::router());
-    if let Some(ecs) = parts.simulator {
-        app = app.merge(super::sim_api::router(ecs));
+    if let Some(simulator) = parts.simulator {
+        app = app.merge(simulator);
     }
     app = app
         .fallback(not_found)

@@ -1,6 +1,11 @@
 //! The simulator's controls (with `--simulate`): change a simulated
 //! instance, register a task definition of a given size.
+//!
+//! Bodies are JSON whatever their content type, as on the environment
+//! routes, so `curl -d '{...}'` (which says form-encoded) works.
 
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -8,6 +13,7 @@ use axum::routing::{post, put};
 use axum::{Json, Router};
 use blox_core::model::{Arn, InstanceStatus};
 use blox_core::testing::FakeEcs;
+use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::server::error;
@@ -27,6 +33,16 @@ pub(crate) fn router(ecs: FakeEcs) -> Router {
         .with_state(ecs)
 }
 
+/// A JSON request body, or the error status and message that say what is
+/// wrong with it.
+fn json_body<T: DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, (StatusCode, String)> {
+    let bytes = body.map_err(|e| (e.status(), format!("invalid body: {}", e.body_text())))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("invalid body: {e}")))
+}
+
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct StateChange {
@@ -41,11 +57,11 @@ struct StateChange {
 async fn set_sim_instance_state(
     State(ecs): State<FakeEcs>,
     UrlPath(rest): UrlPath<String>,
-    body: Result<Json<StateChange>, axum::extract::rejection::JsonRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let Json(change) = match body {
-        Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid body: {e}")),
+    let change: StateChange = match json_body(body) {
+        Ok(c) => c,
+        Err((status, message)) => return error(status, message),
     };
     let Some(arn) = rest.strip_suffix("/state") else {
         return error(
@@ -120,11 +136,11 @@ struct NewTaskDefinition {
 /// placement failures look).
 async fn register_task_definition(
     State(ecs): State<FakeEcs>,
-    body: Result<Json<NewTaskDefinition>, axum::extract::rejection::JsonRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let Json(req) = match body {
-        Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid body: {e}")),
+    let req: NewTaskDefinition = match json_body(body) {
+        Ok(r) => r,
+        Err((status, message)) => return error(status, message),
     };
     if req.cpu <= 0 || req.memory <= 0 {
         return error(StatusCode::BAD_REQUEST, "cpu and memory must be positive");
@@ -139,5 +155,46 @@ async fn register_task_definition(
         }))
         .into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// A request as `curl -d` sends it: form-encoded content type.
+    fn curl_d(method: &str, uri: &str, body: &str) -> Request<Body> {
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(body.to_owned()))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn curl_d_bodies_are_read_as_json_whatever_their_content_type() {
+        let ecs = FakeEcs::simulation(Default::default(), "sim", 1).unwrap();
+        let arn = ecs.instance_arns("sim").unwrap()[0].clone();
+        let app = router(ecs.clone());
+        let drain = curl_d(
+            "PUT",
+            &format!("/v1/simulator/instances/{arn}/state"),
+            r#"{"status":"DRAINING"}"#,
+        );
+        let r = app.clone().oneshot(drain).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(ecs.instance(&arn).unwrap().status, InstanceStatus::Draining);
+        let register = curl_d(
+            "POST",
+            "/v1/simulator/task-definitions",
+            r#"{"family":"big","cpu":4096,"memory":512}"#,
+        );
+        let r = app.oneshot(register).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
     }
 }

@@ -1,5 +1,9 @@
 //! A client-side token bucket, so a burst of API calls (a reconcile of a large
 //! cluster) is spread out instead of hitting the service's own throttling.
+//!
+//! Written here rather than taken from `governor`, which waits on real time:
+//! this bucket waits on tokio's clock, which paused-time tests and the
+//! simulation need.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -46,8 +50,9 @@ struct Bucket {
 /// A token bucket shared by all calls of one adapter (and its clones).
 ///
 /// Callers reserve a token and sleep until it is due, so waiting callers are
-/// served in arrival order. It uses tokio's clock, so tests can run with
-/// paused time.
+/// served in arrival order; a caller dropped while it waits (a timeout, a
+/// shutdown) gives its token back. It uses tokio's clock, so tests can run
+/// with paused time.
 #[derive(Debug)]
 pub struct RateLimiter {
     limit: RateLimit,
@@ -79,19 +84,24 @@ impl RateLimiter {
         self.limit
     }
 
-    /// Takes one token, waiting until one is available.
+    /// Takes one token, waiting until one is available. Cancel-safe: when the
+    /// future is dropped before it completes, the reserved token is returned.
     pub async fn acquire(&self) {
         let wait = self.reserve();
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+        if wait.is_zero() {
+            return;
         }
+        let reservation = Reservation {
+            limiter: self,
+            used: false,
+        };
+        tokio::time::sleep(wait).await;
+        reservation.use_token();
     }
 
-    /// Reserves a token and returns how long to wait until it is due.
-    fn reserve(&self) -> Duration {
-        if self.limit.per_second.is_infinite() {
-            return Duration::ZERO;
-        }
+    /// The bucket, brought up to date with the tokens refilled since its
+    /// last update.
+    fn refilled(&self) -> std::sync::MutexGuard<'_, Bucket> {
         let now = Instant::now();
         // A poisoned lock only means another caller panicked mid-update of two
         // plain numbers; the state is still usable.
@@ -102,11 +112,43 @@ impl RateLimiter {
         let elapsed = now.saturating_duration_since(b.updated).as_secs_f64();
         b.tokens = (b.tokens + elapsed * self.limit.per_second).min(f64::from(self.limit.burst));
         b.updated = now;
+        b
+    }
+
+    /// Reserves a token and returns how long to wait until it is due.
+    fn reserve(&self) -> Duration {
+        if self.limit.per_second.is_infinite() {
+            return Duration::ZERO;
+        }
+        let mut b = self.refilled();
         b.tokens -= 1.0;
         if b.tokens >= 0.0 {
             Duration::ZERO
         } else {
             Duration::try_from_secs_f64(-b.tokens / self.limit.per_second).unwrap_or(Duration::MAX)
+        }
+    }
+}
+
+/// A token reserved by a waiting caller: returned to the bucket if the
+/// caller goes away before its turn.
+struct Reservation<'a> {
+    limiter: &'a RateLimiter,
+    used: bool,
+}
+
+impl Reservation<'_> {
+    /// The caller's turn came: the token is spent.
+    fn use_token(mut self) {
+        self.used = true;
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if !self.used {
+            let mut b = self.limiter.refilled();
+            b.tokens = (b.tokens + 1.0).min(f64::from(self.limiter.limit.burst));
         }
     }
 }
@@ -186,6 +228,24 @@ mod tests {
         assert_eq!(start.elapsed(), Duration::ZERO);
         limiter.acquire().await;
         assert!(start.elapsed() >= Duration::from_millis(990));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_cancelled_while_waiting_gives_its_token_back() {
+        let limiter = RateLimiter::new(RateLimit {
+            per_second: 1.0,
+            burst: 1,
+        });
+        let start = Instant::now();
+        limiter.acquire().await;
+        // This caller reserves the next token (due at 1 s) and gives up at 0.1 s.
+        let gave_up = tokio::time::timeout(Duration::from_millis(100), limiter.acquire()).await;
+        assert!(gave_up.is_err(), "the second call should have had to wait");
+        // The token it reserved is free again: the next caller gets it when
+        // it is due (1 s), not a second later.
+        limiter.acquire().await;
+        let elapsed = start.elapsed();
+        assert!(elapsed <= Duration::from_millis(1010), "{elapsed:?}");
     }
 
     #[tokio::test(start_paused = true)]

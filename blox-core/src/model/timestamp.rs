@@ -6,10 +6,12 @@
 //! serializes as an RFC 3339 string with millisecond precision.
 
 use std::fmt;
+use std::num::NonZeroU8;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
+use time::format_description::well_known::iso8601::{Config, EncodedConfig, TimePrecision};
+use time::format_description::well_known::{Iso8601, Rfc3339};
 
 /// A UTC instant with millisecond precision, stored as milliseconds since the
 /// Unix epoch (8 bytes, `Copy`).
@@ -74,50 +76,24 @@ impl Timestamp {
     }
 }
 
+/// The serialized form: RFC 3339 as the ISO 8601 profile with a four-digit
+/// year, exactly three fractional digits and `Z` (`2016-12-06T16:41:06.991Z`).
+const MILLIS_UTC: EncodedConfig = Config::DEFAULT
+    .set_year_is_six_digits(false)
+    .set_time_precision(TimePrecision::Second {
+        decimal_digits: NonZeroU8::new(3),
+    })
+    .encode();
+
 impl Timestamp {
     /// Writes the RFC 3339 form (`2016-12-06T16:41:06.991Z`) into `buf`; `None`
     /// for instants outside the years 0000-9999.
     fn rfc3339(self, buf: &mut [u8; 24]) -> Option<&str> {
-        const MS_PER_DAY: i64 = 86_400_000;
-        let days = self.0.div_euclid(MS_PER_DAY);
-        let ms_of_day = self.0.rem_euclid(MS_PER_DAY);
-        let (year, month, day) = civil_from_days(days);
-        if !(0..=9999).contains(&year) {
-            return None;
-        }
-        let fields = [
-            (0, 4, year),
-            (5, 2, month),
-            (8, 2, day),
-            (11, 2, ms_of_day / 3_600_000),
-            (14, 2, ms_of_day / 60_000 % 60),
-            (17, 2, ms_of_day / 1000 % 60),
-            (20, 3, ms_of_day % 1000),
-        ];
-        *buf = *b"0000-00-00T00:00:00.000Z";
-        for (start, len, mut value) in fields {
-            for i in (start..start + len).rev() {
-                buf[i] = b'0' + (value % 10) as u8;
-                value /= 10;
-            }
-        }
-        std::str::from_utf8(buf).ok()
+        let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000).ok()?;
+        let mut out: &mut [u8] = buf;
+        let len = t.format_into(&mut out, &Iso8601::<MILLIS_UTC>).ok()?;
+        std::str::from_utf8(buf.get(..len)?).ok()
     }
-}
-
-/// The proleptic Gregorian (year, month, day) of a count of days since
-/// 1970-01-01 (the "days from civil" algorithm, inverted).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 impl fmt::Display for Timestamp {
