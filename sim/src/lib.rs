@@ -27,10 +27,13 @@
 //!   every ACTIVE instance.
 //!
 //! A violation is reported with its seed and the last steps of the run
-//! ([`run::Outcome::report`]); the same seed and shape replay the run (on
-//! the memory store every timer and random draw is seeded; the etcd store
-//! runs in real time, so there a seed replays the schedule of faults, not
-//! every interleaving).
+//! ([`run::Outcome::report`]). On the memory store the same seed and shape
+//! replay the run step for step: time is tokio's paused clock, every
+//! random draw (the driver's, the fake ECS's, and blox's own ids, tokens
+//! and jitter through [`blox_core::random`]) comes from the seed, hash maps
+//! on the path hash deterministically, and blox's `select!`s poll in order.
+//! The etcd store runs in real time, so there a seed replays the schedule
+//! of faults, not every interleaving.
 
 pub mod client;
 pub mod delivery;

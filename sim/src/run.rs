@@ -1,7 +1,7 @@
 //! The driver: one seed, one shape, the whole stack, faults on a seeded
 //! schedule, invariants checked all along and once the faults stop.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -674,11 +674,11 @@ impl Sim {
     async fn truth(
         &self,
     ) -> Option<(
-        HashMap<Arn, blox_core::model::Task>,
-        HashMap<Arn, blox_core::model::ContainerInstance>,
+        BTreeMap<Arn, blox_core::model::Task>,
+        BTreeMap<Arn, blox_core::model::ContainerInstance>,
     )> {
         let fake = &self.world.fake;
-        let mut tasks = HashMap::new();
+        let mut tasks = BTreeMap::new();
         for desired in [TaskStatus::Running, TaskStatus::Stopped] {
             let arns = fake
                 .list_all_tasks(&TaskListFilter {
@@ -694,7 +694,7 @@ impl Sim {
                 }
             }
         }
-        let mut instances = HashMap::new();
+        let mut instances = BTreeMap::new();
         let arns = fake.list_all_container_instances(CLUSTER).await.ok()?;
         for chunk in arns.chunks(100) {
             for i in fake
@@ -818,8 +818,8 @@ impl Sim {
     /// task on every ACTIVE instance with its agent connected.
     async fn check_progress(
         &self,
-        tasks: &HashMap<Arn, blox_core::model::Task>,
-        instances: &HashMap<Arn, blox_core::model::ContainerInstance>,
+        tasks: &BTreeMap<Arn, blox_core::model::Task>,
+        instances: &BTreeMap<Arn, blox_core::model::ContainerInstance>,
     ) {
         for name in &self.env_names {
             let Ok(env) = self.envs.get(name).await else {

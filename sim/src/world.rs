@@ -272,6 +272,7 @@ impl World {
                 }
             }
         }
+        late.sort();
         for (env, instance) in late {
             self.violate(
                 "one-task",

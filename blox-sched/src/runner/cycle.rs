@@ -79,6 +79,8 @@ impl<S: Scheduler> Runner<S> {
                 .retry_soon
                 .then(|| tokio::time::Instant::now() + self.options.backoff_start);
             tokio::select! {
+                // Polled in order, so a seeded simulation replays exactly.
+                biased;
                 () = &mut shutdown => break,
                 r = changes.changed(), if changes_open => {
                     if r.is_err() {

@@ -525,6 +525,8 @@ impl Reconciler {
         loop {
             // Wait to lead.
             tokio::select! {
+                // Polled in order, so a seeded simulation replays exactly.
+                biased;
                 _ = &mut shutdown => return,
                 r = leader.wait_for(|l| *l) => if r.is_err() { return },
             }
@@ -533,6 +535,8 @@ impl Reconciler {
                 let mut backoff = self.options.backoff.clone();
                 loop {
                     tokio::select! {
+                        // Polled in order, so a seeded simulation replays exactly.
+                        biased;
                         _ = tokio::time::sleep(self.options.interval) => {},
                         _ = self.trigger.0.notified() => {},
                     }
@@ -553,6 +557,8 @@ impl Reconciler {
             };
             // Losing leadership stops reconciling at once.
             tokio::select! {
+                // Polled in order, so a seeded simulation replays exactly.
+                biased;
                 _ = &mut shutdown => return,
                 _ = leader.wait_for(|l| !*l) => {
                     self.bootstrapped.send_replace(false);
