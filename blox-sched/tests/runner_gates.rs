@@ -94,6 +94,7 @@ async fn a_new_leader_resolves_inherited_intents_before_starting_anything() {
             started_by: TAG.into(),
             since,
             leader: "old".into(),
+            layout: blox_state::store::LAYOUT_VERSION,
         };
         let key = format!("{prefix}{TAG}/{}", w.instances[i]);
         w.store

@@ -90,3 +90,39 @@ async fn a_deposed_leader_cannot_write_an_intent_and_never_calls_ecs() {
     assert!(w.store.kv_list(&prefix).await.unwrap().items.is_empty());
     r.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_leader_never_takes_over_intents_written_under_another_layout() {
+    let w = World::new(2).await;
+    // An outstanding start of a daemon that reads another stored layout.
+    let record = blox_sched::runner::IntentRecord {
+        cluster: blox_core::model::Arn::parse("arn:aws:ecs:us-east-1:000000000000:cluster/c")
+            .unwrap(),
+        instance: w.instances[0].clone(),
+        task_definition: "web:1".into(),
+        started_by: support::TAG.into(),
+        since: blox_core::model::Timestamp::from_millis(0),
+        leader: "other".into(),
+        layout: blox_state::store::LAYOUT_VERSION + 1,
+    };
+    let key = format!(
+        "{}{}/{}",
+        intent_prefix("one-per-instance"),
+        support::TAG,
+        w.instances[0]
+    );
+    w.store
+        .kv_put(
+            &key,
+            Bytes::from(serde_json::to_vec(&record).unwrap()),
+            None,
+        )
+        .await
+        .unwrap();
+    let r = w.spawn("web:1", options());
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(w.start_calls(), 0, "acts on nothing");
+    assert_eq!(r.handle.status().waiting_for, Some(WaitingFor::Intents));
+    assert!(w.store.kv_get(&key).await.unwrap().is_some(), "leaves it");
+    r.shutdown().await;
+}

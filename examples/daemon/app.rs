@@ -17,7 +17,8 @@ use blox_state::StateStore;
 use blox_state::cache::spawn_follower;
 use blox_state::ingest::{IngestOptions, Ingester};
 use blox_state::reconcile::{ReconcileOptions, Reconciler};
-use blox_state::store::etcd::{EtcdOptions, EtcdStore};
+use blox_state::store::StoreError;
+use blox_state::store::etcd::{EtcdOptions, EtcdStore, layout};
 use blox_state::store::memory::MemoryStore;
 use tokio::sync::watch;
 
@@ -53,26 +54,37 @@ pub enum DaemonError {
     /// The leader election could not start.
     #[error("cannot start the leader election: {0}")]
     Election(String),
+    /// The stored layout cannot be used (or migrated) by this build.
+    #[error(transparent)]
+    Layout(StoreError),
     /// The server failed while running.
     #[error("HTTP server failed")]
     Io(#[from] std::io::Error),
 }
 
+fn etcd_options(config: &Config) -> EtcdOptions {
+    EtcdOptions {
+        prefix: config.etcd_prefix.clone(),
+        tombstone_retention: Some(config.retention()),
+        ..EtcdOptions::new(config.etcd_endpoints.clone())
+    }
+}
+
 /// Connects to etcd, retrying with backoff (and saying what it waits for)
-/// until it answers or `shutdown` fires.
-async fn connect_etcd(config: &Config, shutdown: &watch::Receiver<bool>) -> Option<EtcdStore> {
+/// until it answers or `shutdown` fires (`Ok(None)`). A stored layout this
+/// build does not read is not retried: the daemon stops with its message.
+async fn connect_etcd(
+    config: &Config,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<Option<EtcdStore>, DaemonError> {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     loop {
-        let options = EtcdOptions {
-            prefix: config.etcd_prefix.clone(),
-            tombstone_retention: Some(config.retention()),
-            ..EtcdOptions::new(config.etcd_endpoints.clone())
-        };
-        match EtcdStore::connect(options).await {
+        match EtcdStore::connect(etcd_options(config)).await {
             Ok(store) => {
-                tracing::info!(endpoints = ?config.etcd_endpoints, "connected to etcd");
-                return Some(store);
+                tracing::info!(endpoints = ?config.etcd_endpoints, layout = ?store.layout_status(), "connected to etcd");
+                return Ok(Some(store));
             }
+            Err(e @ StoreError::Layout { .. }) => return Err(DaemonError::Layout(e)),
             Err(e) => {
                 let delay = backoff.next_delay();
                 tracing::warn!(endpoints = ?config.etcd_endpoints, error = %e, retry_in = ?delay,
@@ -80,11 +92,31 @@ async fn connect_etcd(config: &Config, shutdown: &watch::Receiver<bool>) -> Opti
                 let mut stop = shutdown.clone();
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
-                    _ = stop.wait_for(|s| *s) => return None,
+                    _ = stop.wait_for(|s| *s) => return Ok(None),
                 }
             }
         }
     }
+}
+
+/// `--migrate-layout`: migrates the prefix to this build's layout version.
+pub async fn migrate_layout(config: &Config) -> Result<String, DaemonError> {
+    let store = EtcdStore::connect(EtcdOptions {
+        check_layout: false,
+        ..etcd_options(config)
+    })
+    .await
+    .map_err(DaemonError::Layout)?;
+    let report = layout::migrate(&store, layout::MIGRATIONS, layout::LAYOUT_VERSION)
+        .await
+        .map_err(DaemonError::Layout)?;
+    Ok(format!(
+        "layout of {} migrated from version {} to {} ({} step(s) run)",
+        config.etcd_prefix,
+        report.from,
+        report.to,
+        report.steps_run.len()
+    ))
 }
 
 /// Triggers a scheduling cycle on every change under the environment
@@ -201,7 +233,7 @@ pub async fn start(
                 .map_err(|e| DaemonError::Election(e.to_string()))?;
             (store, Arc::new(election))
         } else {
-            let Some(etcd) = connect_etcd(&config, &stop_rx).await else {
+            let Some(etcd) = connect_etcd(&config, &stop_rx).await? else {
                 return Ok(Running {
                     addr,
                     done: tokio::spawn(async { Ok(()) }),

@@ -36,6 +36,12 @@ pub struct Config {
     #[arg(long, env = "BLOX_ETCD_PREFIX", default_value = "/blox")]
     pub etcd_prefix: String,
 
+    /// Migrate the stored layout under the etcd prefix to this release's
+    /// version, then exit (run it with every daemon stopped; a migration
+    /// that stops half-way resumes when run again).
+    #[arg(long, env = "BLOX_MIGRATE_LAYOUT", requires = "etcd_endpoints")]
+    pub migrate_layout: bool,
+
     /// SQS queue of ECS events: a name, `sqs://name`, or a queue URL. None: no ingestion.
     #[arg(long, env = "BLOX_QUEUE", conflicts_with = "simulate")]
     pub queue: Option<String>,

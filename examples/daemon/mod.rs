@@ -24,7 +24,7 @@ use blox_core::ports::EcsApi;
 use blox_state::{Cache, StateStore};
 use clap::Parser;
 
-pub use app::{DaemonError, Running, start};
+pub use app::{DaemonError, Running, migrate_layout, start};
 pub use config::{Config, LogFormat};
 
 /// The daemon scheduler's HTTP routes.
@@ -100,6 +100,20 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if config.migrate_layout {
+        return runtime.block_on(async {
+            match migrate_layout(&config).await {
+                Ok(report) => {
+                    println!("blox-daemon: {report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("blox-daemon: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        });
+    }
     runtime.block_on(async {
         let running = match start(config, signal()).await {
             Ok(r) => r,

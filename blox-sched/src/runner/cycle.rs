@@ -194,6 +194,18 @@ impl<S: Scheduler> Runner<S> {
             .load(self.store.as_ref())
             .await
             .map_err(|e| waiting(e.to_string()))?;
+        // Never take over starts that a daemon reading another stored
+        // layout left outstanding: it may mean them differently. Wait
+        // (acting on nothing) until they are gone.
+        let foreign = self.term.book.foreign_layouts();
+        if !foreign.is_empty() {
+            self.term.book.clear();
+            return Err(waiting(format!(
+                "intents written under stored layout(s) {foreign:?} are outstanding, and this daemon reads layout {}: \
+                 let a daemon of that layout resolve them, or finish the upgrade (docs/operating.md, section 5)",
+                blox_state::store::LAYOUT_VERSION
+            )));
+        }
         let inherited = self.term.book.len();
         let keys: Vec<String> = self.term.book.iter().map(|(k, _)| k.clone()).collect();
         let mut gone = Vec::new();

@@ -166,6 +166,7 @@ impl<S: Scheduler> Runner<S> {
                 started_by: start.started_by.clone(),
                 since: now,
                 leader: term.holder.clone(),
+                layout: blox_state::store::LAYOUT_VERSION,
             })
             .collect();
         self.term

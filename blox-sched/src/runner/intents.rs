@@ -33,6 +33,15 @@ pub struct IntentRecord {
     pub since: Timestamp,
     /// The leader that issued it.
     pub leader: String,
+    /// The stored layout of the daemon that wrote it
+    /// ([`blox_state::store::LAYOUT_VERSION`]; records written before the
+    /// field existed are layout 1).
+    #[serde(default = "layout_one")]
+    pub layout: u32,
+}
+
+fn layout_one() -> u32 {
+    1
 }
 
 /// An outstanding intent.
@@ -104,6 +113,19 @@ impl IntentBook {
                 since: i.record.since,
             })
             .collect()
+    }
+
+    /// The layout versions, other than this build's, of loaded intents.
+    pub(crate) fn foreign_layouts(&self) -> Vec<u32> {
+        let mut out: Vec<u32> = self
+            .intents
+            .values()
+            .map(|i| i.record.layout)
+            .filter(|l| *l != blox_state::store::LAYOUT_VERSION)
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// Loads every intent of the scheduler from the store (a takeover).
@@ -226,6 +248,7 @@ mod tests {
             started_by: "me".into(),
             since: Timestamp::from_millis(0),
             leader: "a".into(),
+            layout: blox_state::store::LAYOUT_VERSION,
         }
     }
 

@@ -42,6 +42,12 @@ pub mod memory;
 
 pub use limits::TxnLimits;
 
+/// The version of the stored layout this build reads and writes (keys and
+/// record formats; see `etcd::layout`). Records that outlive a process
+/// (a scheduler's start intents) carry it, so a daemon never acts on what
+/// a daemon of another layout left.
+pub const LAYOUT_VERSION: u32 = 1;
+
 #[cfg(feature = "etcd")]
 pub mod etcd;
 
@@ -440,6 +446,19 @@ pub enum StoreError {
         bytes: usize,
         /// The limits it exceeds.
         limits: TxnLimits,
+    },
+    /// The store holds a layout this build does not read as it is (newer,
+    /// older, or half-migrated); nothing was written.
+    #[error(
+        "the store holds stored layout version {stored}, and this daemon reads layout version {supported}: {detail}"
+    )]
+    Layout {
+        /// The version stored.
+        stored: u32,
+        /// The version this build reads.
+        supported: u32,
+        /// What to do.
+        detail: String,
     },
     /// Any other backend failure.
     #[error("state store error: {message}")]

@@ -4,6 +4,7 @@
 //! {prefix}/e/task/{task ARN}                  a task (or its tombstone)
 //! {prefix}/e/instance/{container instance ARN} an instance (or its tombstone)
 //! {prefix}/kv/{key}                           the key-value API
+//! {prefix}/layout                             the layout version (see super::layout)
 //! ```
 //! Entities are keyed by their full ARN, which is unique across partitions,
 //! regions and accounts, so clusters of the same name never collide.
@@ -45,6 +46,11 @@ impl Keys {
     pub(crate) fn entity(&self, arn: &Arn) -> Result<Vec<u8>> {
         let kind = kind_of(arn)?;
         Ok(format!("{}/e/{}/{}", self.root, kind.as_str(), arn).into_bytes())
+    }
+
+    /// The layout version record (see [`super::layout`]).
+    pub(crate) fn layout(&self) -> String {
+        format!("{}/layout", self.root)
     }
 
     /// The prefix of the key-value API's keys.

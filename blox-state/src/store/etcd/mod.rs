@@ -59,6 +59,7 @@
 mod apply;
 mod keys;
 mod kv;
+pub mod layout;
 mod maintenance;
 mod record;
 mod retry;
@@ -135,6 +136,9 @@ pub struct EtcdOptions {
     /// The clock of tombstones' deletion times and of maintenance's purge
     /// horizon (default: the wall clock).
     pub clock: blox_core::clock::SharedClock,
+    /// Whether connecting checks the stored layout version (default true:
+    /// see [`layout`]); off only for the migration itself.
+    pub check_layout: bool,
 }
 
 impl Default for EtcdOptions {
@@ -154,6 +158,7 @@ impl Default for EtcdOptions {
             max_txn_bytes: 1 << 20,
             compress_records: true,
             clock: blox_core::clock::system(),
+            check_layout: true,
         }
     }
 }
@@ -180,6 +185,7 @@ impl EtcdOptions {
 pub struct EtcdStore {
     inner: Arc<Inner>,
     writer: Arc<writer::Writer>,
+    layout: layout::LayoutStatus,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -271,8 +277,24 @@ impl EtcdStore {
             cache: Mutex::new(HashMap::new()),
             compacted: std::sync::atomic::AtomicI64::new(0),
         });
+        // Before anything else is written: refuse a layout this build does
+        // not read (the writer has not started yet).
+        let layout = if inner.options.check_layout {
+            layout::check(&inner).await?
+        } else {
+            layout::LayoutStatus::Unchecked
+        };
         let writer = Arc::new(writer::Writer::spawn(inner.clone()));
-        Ok(EtcdStore { inner, writer })
+        Ok(EtcdStore {
+            inner,
+            writer,
+            layout,
+        })
+    }
+
+    /// What the connect-time layout check found.
+    pub fn layout_status(&self) -> layout::LayoutStatus {
+        self.layout
     }
 
     /// The store's epoch: the etcd cluster id.

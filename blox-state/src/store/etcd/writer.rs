@@ -342,6 +342,15 @@ fn copy_error(e: &Arc<StoreError>) -> StoreError {
             requested: *requested,
             current: *current,
         },
+        StoreError::Layout {
+            stored,
+            supported,
+            detail,
+        } => StoreError::Layout {
+            stored: *stored,
+            supported: *supported,
+            detail: detail.clone(),
+        },
         StoreError::TooLarge { ops, bytes, limits } => StoreError::TooLarge {
             ops: *ops,
             bytes: *bytes,

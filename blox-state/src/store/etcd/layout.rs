@@ -1,0 +1,317 @@
+//! The version of what blox stores under its etcd prefix (the key layout
+//! and the records' formats), so that daemons of different releases never
+//! misread each other's data.
+//!
+//! The record lives at `{prefix}/layout` (JSON: `{"version": N}`, plus
+//! `"migrating"` while a migration runs). At connect
+//! ([`super::EtcdStore::connect`]), with [`super::EtcdOptions::check_layout`]
+//! on (the default), the store reads it before it writes anything:
+//!
+//! * absent: the prefix is new, or was written by a release older than the
+//!   record (whose layout is version 1): the record is written with
+//!   [`LAYOUT_VERSION`], in one transaction guarded on its absence;
+//! * equal to [`LAYOUT_VERSION`]: nothing to do;
+//! * newer: refused ([`StoreError::Layout`]), naming both versions;
+//! * older, or a migration under way: refused too, until
+//!   [`migrate`] has run (a daemon's `--migrate-layout`).
+//!
+//! A migration runs [`MigrationStep`]s, each idempotent, in order, and
+//! records each finished step under `migrating.done` before the next one
+//! starts, so a migration that stops half-way (a crash, an etcd outage) is
+//! resumed by running it again, and no daemon acts on the half-migrated
+//! prefix meanwhile. Version 1 is the first layout: [`MIGRATIONS`] is empty.
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+use super::{EtcdStore, Inner};
+use crate::store::{Result, StoreError};
+
+pub use crate::store::LAYOUT_VERSION;
+
+/// One step of a migration from layout `from` to `from + 1`.
+pub struct MigrationStep {
+    /// The layout it migrates from.
+    pub from: u32,
+    /// Its name (recorded when done; unique within its `from`).
+    pub name: &'static str,
+    /// The step itself; it must be idempotent (a step that was running
+    /// when a migration stopped runs again).
+    pub run: for<'a> fn(&'a EtcdStore) -> BoxFuture<'a, Result<()>>,
+}
+
+impl std::fmt::Debug for MigrationStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MigrationStep")
+            .field("from", &self.from)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The migrations of this build, oldest first (none yet: version 1 is the
+/// first layout).
+pub static MIGRATIONS: &[MigrationStep] = &[];
+
+/// A migration under way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Migrating {
+    /// The version it migrates to.
+    pub to: u32,
+    /// The steps already done.
+    pub done: Vec<String>,
+}
+
+/// The stored layout record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayoutRecord {
+    /// The layout version of what is stored.
+    pub version: u32,
+    /// A migration under way, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migrating: Option<Migrating>,
+}
+
+/// What the connect-time check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayoutStatus {
+    /// The prefix had no record; this store wrote it.
+    Initialised,
+    /// The record matches this build.
+    Current,
+    /// Not checked ([`super::EtcdOptions::check_layout`] off).
+    Unchecked,
+}
+
+fn refuse(stored: u32, detail: String) -> StoreError {
+    StoreError::Layout {
+        stored,
+        supported: LAYOUT_VERSION,
+        detail,
+    }
+}
+
+/// Reads the record and its etcd mod revision (0 when absent).
+pub(super) async fn read(inner: &Inner) -> Result<(Option<LayoutRecord>, i64)> {
+    let key = inner.keys.layout();
+    let resp = inner
+        .policy
+        .run("reading the layout version", || {
+            let mut kv = inner.client.kv_client();
+            let key = key.clone();
+            async move { kv.get(key, None).await }
+        })
+        .await?;
+    let Some(kv) = resp.kvs().first() else {
+        return Ok((None, 0));
+    };
+    let record = serde_json::from_slice(kv.value()).map_err(|e| StoreError::Corrupt {
+        key: key.clone(),
+        message: format!("the layout record is not readable: {e}"),
+    })?;
+    Ok((Some(record), kv.mod_revision()))
+}
+
+/// Writes the record if the key is still at `expected` (0: absent);
+/// returns whether it was.
+async fn write(inner: &Inner, record: &LayoutRecord, expected: i64) -> Result<bool> {
+    use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+    let key = inner.keys.layout();
+    let value = serde_json::to_vec(record).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let txn = Txn::new()
+        .when([Compare::mod_revision(
+            key.clone(),
+            CompareOp::Equal,
+            expected,
+        )])
+        .and_then([TxnOp::put(key, value, None)]);
+    Ok(inner
+        .txn("writing the layout version", txn)
+        .await?
+        .succeeded())
+}
+
+/// The connect-time check (see the module docs).
+pub(super) async fn check(inner: &Inner) -> Result<LayoutStatus> {
+    for _ in 0..3 {
+        let (record, _) = read(inner).await?;
+        match record {
+            None => {
+                let fresh = LayoutRecord {
+                    version: LAYOUT_VERSION,
+                    migrating: None,
+                };
+                if write(inner, &fresh, 0).await? {
+                    return Ok(LayoutStatus::Initialised);
+                }
+                // Another daemon initialised it first: read it again.
+            }
+            Some(r) => return judge(&r).map(|()| LayoutStatus::Current),
+        }
+    }
+    Err(StoreError::Backend {
+        message: "the layout record keeps changing while it is read".into(),
+        source: None,
+    })
+}
+
+fn judge(r: &LayoutRecord) -> Result<()> {
+    if let Some(m) = &r.migrating {
+        return Err(refuse(
+            r.version,
+            format!(
+                "a migration to version {} is under way ({} step(s) done); run the migration again to finish it (--migrate-layout)",
+                m.to,
+                m.done.len()
+            ),
+        ));
+    }
+    if r.version > LAYOUT_VERSION {
+        return Err(refuse(
+            r.version,
+            "it is newer than this daemon reads: run a release that reads it, or restore the backup taken before the upgrade (docs/operating.md, section 5)".into(),
+        ));
+    }
+    if r.version < LAYOUT_VERSION {
+        return Err(refuse(
+            r.version,
+            "it is older: stop every daemon, run this release with --migrate-layout, then start the new daemons (docs/operating.md, section 5)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// What a migration did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationReport {
+    /// The version found.
+    pub from: u32,
+    /// The version now stored.
+    pub to: u32,
+    /// The steps run by this call (resumed migrations skip finished ones).
+    pub steps_run: Vec<String>,
+}
+
+/// Migrates the prefix to `target` with `steps` (see the module docs).
+/// Run it with every daemon stopped. An absent record is initialised at
+/// `target`; a newer one is refused.
+pub async fn migrate(
+    store: &EtcdStore,
+    steps: &[MigrationStep],
+    target: u32,
+) -> Result<MigrationReport> {
+    let inner = &store.inner;
+    let (record, mut revision) = read(inner).await?;
+    let Some(mut record) = record else {
+        let fresh = LayoutRecord {
+            version: target,
+            migrating: None,
+        };
+        write(inner, &fresh, 0).await?;
+        return Ok(MigrationReport {
+            from: target,
+            to: target,
+            steps_run: Vec::new(),
+        });
+    };
+    let from = record.version;
+    if from > target {
+        return Err(StoreError::Layout {
+            stored: from,
+            supported: target,
+            detail: "it is newer than the migration's target".into(),
+        });
+    }
+    let mut steps_run = Vec::new();
+    while record.version < target {
+        let version = record.version;
+        let mut migrating = record.migrating.clone().unwrap_or(Migrating {
+            to: version + 1,
+            done: Vec::new(),
+        });
+        for step in steps.iter().filter(|s| s.from == version) {
+            if migrating.done.iter().any(|d| d == step.name) {
+                continue;
+            }
+            // Record that the migration is under way before touching data.
+            if record.migrating.is_none() {
+                record.migrating = Some(migrating.clone());
+                revision = cas(inner, &record, revision).await?;
+            }
+            tracing::info!(from = version, step = step.name, "layout migration step");
+            (step.run)(store).await?;
+            migrating.done.push(step.name.to_owned());
+            record.migrating = Some(migrating.clone());
+            revision = cas(inner, &record, revision).await?;
+            steps_run.push(format!("{version}:{}", step.name));
+        }
+        record = LayoutRecord {
+            version: version + 1,
+            migrating: None,
+        };
+        revision = cas(inner, &record, revision).await?;
+    }
+    Ok(MigrationReport {
+        from,
+        to: record.version,
+        steps_run,
+    })
+}
+
+/// Writes `record` over the one at `revision`; returns the new revision.
+async fn cas(inner: &Inner, record: &LayoutRecord, revision: i64) -> Result<i64> {
+    if !write(inner, record, revision).await? {
+        return Err(StoreError::Backend {
+            message:
+                "the layout record changed during the migration: is another migration running?"
+                    .into(),
+            source: None,
+        });
+    }
+    let (_, now) = read(inner).await?;
+    Ok(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(version: u32, migrating: Option<Migrating>) -> LayoutRecord {
+        LayoutRecord { version, migrating }
+    }
+
+    #[test]
+    fn the_current_version_is_accepted_and_others_refused_naming_both() {
+        judge(&rec(LAYOUT_VERSION, None)).unwrap();
+        let newer = judge(&rec(LAYOUT_VERSION + 1, None)).unwrap_err();
+        let text = newer.to_string();
+        assert!(
+            text.contains(&format!("version {}", LAYOUT_VERSION + 1)),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("version {LAYOUT_VERSION}")),
+            "{text}"
+        );
+        assert!(text.contains("newer"), "{text}");
+        let older = judge(&rec(0, None)).unwrap_err().to_string();
+        assert!(older.contains("--migrate-layout"), "{older}");
+        let half = judge(&rec(
+            LAYOUT_VERSION,
+            Some(Migrating {
+                to: LAYOUT_VERSION + 1,
+                done: vec!["a".into()],
+            }),
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(half.contains("under way"), "{half}");
+    }
+
+    #[test]
+    fn the_record_reads_as_plain_json_and_ignores_unknown_fields() {
+        let r: LayoutRecord = serde_json::from_str(r#"{"version":1,"writtenBy":"x"}"#).unwrap();
+        assert_eq!(r, rec(1, None));
+        assert_eq!(serde_json::to_string(&r).unwrap(), r#"{"version":1}"#);
+    }
+}
