@@ -80,8 +80,9 @@ impl Timestamp {
     ///
     /// The calendar comes from `time`; only the fixed-width digits are
     /// written here. `time`'s own ISO 8601 formatter took about 1.7 times as
-    /// long per timestamp, some 7% of encoding a task for the HTTP API (three
-    /// timestamps each); see `benches/RESULTS.md`, `timestamp_format`.
+    /// long per timestamp, some 6 points more of the time to encode a task
+    /// for the HTTP API (three timestamps each); see `benches/RESULTS.md`,
+    /// `timestamp_format`.
     fn rfc3339(self, buf: &mut [u8; 24]) -> Option<&str> {
         let t = OffsetDateTime::from_unix_timestamp(self.0.div_euclid(1000)).ok()?;
         let (year, month, day) = t.to_calendar_date();
