@@ -2,9 +2,11 @@
 # Offline checks of the deployment files (no Docker engine, no AWS account):
 #   - cfn-lint (pinned, in .venv/) on the CloudFormation template, which must pass clean;
 #   - deploy/check_deploy.py: the compose files' structure (3-member etcd, two
-#     daemons on all three endpoints, ports, health checks), the Dockerfile
-#     (multi-stage, non-root, port, health check) and the template's wiring,
-#     then its self-test (every check catches a doctored copy).
+#     daemons on all three endpoints, ports, health checks, the simulating
+#     override built with the simulator), the Dockerfile (multi-stage,
+#     non-root, port, health check, a production build without test code) and
+#     the template's wiring, then its self-test (every check catches a
+#     doctored copy).
 # The task role's actions are compared with the code's declared calls by
 # `cargo test -p blox-examples --test iam_policy` (part of the workspace tests).
 set -euo pipefail

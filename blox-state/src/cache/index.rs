@@ -1,10 +1,11 @@
 //! The cache's in-memory state: primary maps by ARN and secondary indexes.
 //!
 //! The maps hash with rustc-hash's Fx hasher rather than the standard
-//! library's SipHash, which showed in profiles of reads and applies. Their
-//! keys are ARNs, statuses and `startedBy` tags that ECS produced and the
-//! ingester validated, not input an attacker can choose freely, so SipHash's
-//! resistance to collision flooding buys nothing here.
+//! library's SipHash: gets by ARN and filtered lists take some 15-20% less
+//! time (`benches/RESULTS.md`). Their keys are ARNs, statuses and
+//! `startedBy` tags that ECS produced and the ingester validated, not input
+//! an attacker can choose freely, so SipHash's resistance to collision
+//! flooding buys nothing here.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
