@@ -107,15 +107,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let shape = Shape {
-        store: args.store,
-        faults,
-        ..Shape::memory(
-            args.instances,
-            args.environments,
-            Duration::from_secs(args.minutes * 60),
-        )
+    let duration = Duration::from_secs(args.minutes * 60);
+    let base = match args.store {
+        StoreKind::Memory => Shape::memory(args.instances, args.environments, duration),
+        StoreKind::Etcd => Shape::etcd(args.instances, args.environments, duration),
     };
+    let shape = Shape { faults, ..base };
     let (mut ran, mut failed) = (0, 0);
     for seed in args.first..args.first + args.seeds {
         if done.contains(&seed) {
