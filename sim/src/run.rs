@@ -44,7 +44,7 @@ pub struct Outcome {
     pub seed: u64,
     /// Every invariant violated.
     pub violations: Vec<Violation>,
-    /// The last steps before the end (or the first violation).
+    /// The steps that led to the first violation (or the last steps).
     pub trace: Vec<String>,
     /// Events emitted by ECS.
     pub events: u64,
@@ -405,29 +405,34 @@ impl Sim {
             due.push(entry.remove());
         }
         for what in due {
-            match what {
-                Later::StoreUp => {
-                    self.store.set_down(false);
-                    self.world.trace("store back");
-                }
-                // Unless it has won the lease back since.
-                Later::Notice(id) if self.leader != Some(id) => {
-                    if let Some(e) = self.elections.get(id) {
-                        e.notice_loss();
-                    }
-                    self.world
-                        .trace(format!("replica {id} notices it lost the lease"));
-                }
-                Later::Notice(_) => {}
-                Later::Restart(id) => {
-                    self.start_replica(id);
-                    if id == 0 {
-                        self.restart_client();
-                    }
-                    self.ensure_leader().await;
-                }
-                Later::EtcdMemberBack(member) => self.etcd_member_back(member).await,
+            self.carry_out(what).await;
+        }
+    }
+
+    /// Does what was scheduled for later (now).
+    async fn carry_out(&mut self, what: Later) {
+        match what {
+            Later::StoreUp => {
+                self.store.set_down(false);
+                self.world.trace("store back");
             }
+            // Unless it has won the lease back since.
+            Later::Notice(id) if self.leader != Some(id) => {
+                if let Some(e) = self.elections.get(id) {
+                    e.notice_loss();
+                }
+                self.world
+                    .trace(format!("replica {id} notices it lost the lease"));
+            }
+            Later::Notice(_) => {}
+            Later::Restart(id) => {
+                self.start_replica(id);
+                if id == 0 {
+                    self.restart_client();
+                }
+                self.ensure_leader().await;
+            }
+            Later::EtcdMemberBack(member) => self.etcd_member_back(member).await,
         }
     }
 
@@ -651,20 +656,7 @@ impl Sim {
         self.store.set_down(false);
         let pending: Vec<Later> = std::mem::take(&mut self.later).into_values().collect();
         for what in pending {
-            match what {
-                Later::StoreUp => {}
-                Later::EtcdMemberBack(member) => self.etcd_member_back(member).await,
-                Later::Notice(id) if self.leader != Some(id) => {
-                    self.elections[id].notice_loss();
-                }
-                Later::Notice(_) => {}
-                Later::Restart(id) => {
-                    self.start_replica(id);
-                    if id == 0 {
-                        self.restart_client();
-                    }
-                }
-            }
+            self.carry_out(what).await;
         }
         self.ensure_leader().await;
         self.world.trace("faults stop");

@@ -124,7 +124,10 @@ impl Shape {
         Shape {
             store: StoreKind::Etcd,
             reconcile_every: Duration::from_secs(15),
-            settle: Duration::from_secs(60),
+            // Real time on a loaded 2-core machine: more than an intent's
+            // timeout (60 s) plus the per-instance backoffs a fault period
+            // leaves behind.
+            settle: Duration::from_secs(180),
             quiesce: Duration::from_secs(25),
             ..Shape::memory(instances, environments, duration)
         }

@@ -45,6 +45,8 @@ struct Inner {
     /// Per replica: when its lease was lost (ground truth), while it is out.
     lease_lost: HashMap<usize, Instant>,
     trace: VecDeque<String>,
+    /// The trace as it was at the first violation.
+    first_trace: Option<Vec<String>>,
     violations: Vec<Violation>,
     /// Duplicates (environment, instance) seen, since when.
     duplicates: HashMap<(String, Arn), Instant>,
@@ -95,9 +97,14 @@ impl World {
         inner.trace.push_back(line);
     }
 
-    /// The last lines of the trace.
+    /// The lines of the trace that led to the first violation (the last
+    /// lines of the run when there was none).
     pub fn trace_lines(&self) -> Vec<String> {
-        self.lock().trace.iter().cloned().collect()
+        let inner = self.lock();
+        match &inner.first_trace {
+            Some(t) => t.clone(),
+            None => inner.trace.iter().cloned().collect(),
+        }
     }
 
     /// Records a violation (once per invariant and detail).
@@ -109,6 +116,9 @@ impl World {
         };
         self.trace(format!("VIOLATION {}: {}", v.invariant, v.detail));
         let mut inner = self.lock();
+        if inner.first_trace.is_none() {
+            inner.first_trace = Some(inner.trace.iter().cloned().collect());
+        }
         if !inner
             .violations
             .iter()

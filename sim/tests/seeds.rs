@@ -91,18 +91,53 @@ fn lagging_listings_never_lose_a_started_task() {
     }
 }
 
+/// Reruns one seed as a user does, in a new process, and returns its report.
+fn rerun(seed: u64, log: &std::path::Path) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_campaign"))
+        .args(["--store", "memory", "--seeds", "1", "--minutes", "5"])
+        .args([
+            "--instances",
+            "40",
+            "--environments",
+            "3",
+            "--without",
+            "lag",
+        ])
+        .args(["--first", &seed.to_string(), "--log"])
+        .arg(log)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(log).unwrap()
+}
+
 #[test]
 fn a_seed_replays_the_same_run_on_the_memory_store() {
+    let dir = tempfile::tempdir().unwrap();
+    for seed in [5, 9] {
+        let first = rerun(seed, &dir.path().join(format!("{seed}-a.log")));
+        let again = rerun(seed, &dir.path().join(format!("{seed}-b.log")));
+        assert!(first.starts_with(&format!("seed {seed}:")), "{first}");
+        assert_eq!(first, again, "the same run, step for step");
+    }
+}
+
+/// Found by the simulation (seed 400 of the campaign without lagging
+/// listings): an instance drains and is made ACTIVE again; a replica whose
+/// view still shows it DRAINING (its events are late) stops the only daemon
+/// task there "because the instance is draining". Acting on a view that lags
+/// behind ECS is what issue 15, "Acting safely", fixes (act on a revision;
+/// re-check before a stop).
+#[test]
+#[ignore = "issue 15: a stale DRAINING status stops a daemon task on an ACTIVE instance"]
+fn a_stale_draining_status_never_stops_the_only_daemon_task() {
     let shape = Shape {
         faults: ci_faults(),
-        ..Shape::memory(40, 3, Duration::from_secs(300))
+        ..Shape::memory(50, 3, Duration::from_secs(600))
     };
-    let a = run_blocking(5, shape);
-    let b = run_blocking(5, shape);
-    assert_eq!(
-        (a.events, a.deployments, a.faults),
-        (b.events, b.deployments, b.faults)
-    );
-    assert_eq!(a.trace, b.trace, "the same steps, in the same order");
-    assert_eq!(a.report(), b.report());
+    assert_clean(400, shape);
 }
