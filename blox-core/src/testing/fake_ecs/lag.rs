@@ -21,6 +21,14 @@ pub(crate) struct Shown<T> {
     pub(crate) until: Timestamp,
 }
 
+/// Records that listings show `arn` as `shown` until `until`; an earlier,
+/// unexpired record keeps what it shows (that is what listings still show)
+/// and only lasts longer.
+fn lag_until<T>(map: &mut HashMap<Arn, Shown<T>>, arn: &Arn, shown: Option<T>, until: Timestamp) {
+    let entry = map.entry(arn.clone()).or_insert(Shown { shown, until });
+    entry.until = entry.until.max(until);
+}
+
 /// The lagging listings of one fake.
 #[derive(Debug, Default)]
 pub(crate) struct ListingLag {
@@ -39,21 +47,13 @@ impl ListingLag {
         before: Option<TaskStatus>,
         until: Timestamp,
     ) {
-        let entry = self.tasks.entry(task.clone()).or_insert(Shown {
-            shown: before,
-            until,
-        });
-        entry.until = entry.until.max(until);
+        lag_until(&mut self.tasks, task, before, until);
     }
 
     /// Records that listings show `instance` as listed (`true`) or not
     /// until `until`.
     pub(crate) fn instance_changed(&mut self, instance: &Arn, listed: bool, until: Timestamp) {
-        let entry = self.instances.entry(instance.clone()).or_insert(Shown {
-            shown: listed.then_some(()),
-            until,
-        });
-        entry.until = entry.until.max(until);
+        lag_until(&mut self.instances, instance, listed.then_some(()), until);
     }
 
     /// Forgets what has caught up by `now`.

@@ -89,16 +89,10 @@ impl State {
     /// The current time: the configured clock, the logical clock (one
     /// millisecond per reading) or the wall clock.
     pub(crate) fn now(&mut self) -> Timestamp {
-        if let Some(clock) = &self.cfg.clock {
-            return clock.now();
+        if self.cfg.clock.is_none() && self.cfg.start_time.is_some() {
+            self.clock_ms += 1;
         }
-        match self.cfg.start_time {
-            Some(start) => {
-                self.clock_ms += 1;
-                Timestamp::from_millis(start.as_millis() + self.clock_ms)
-            }
-            None => Timestamp::now(),
-        }
+        self.peek_now()
     }
 
     /// `n` random lowercase hex digits.

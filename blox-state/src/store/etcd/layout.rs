@@ -113,8 +113,8 @@ pub(super) async fn read(inner: &Inner) -> Result<(Option<LayoutRecord>, i64)> {
 }
 
 /// Writes the record if the key is still at `expected` (0: absent);
-/// returns whether it was.
-async fn write(inner: &Inner, record: &LayoutRecord, expected: i64) -> Result<bool> {
+/// returns the record's new revision if it was.
+async fn write(inner: &Inner, record: &LayoutRecord, expected: i64) -> Result<Option<i64>> {
     use etcd_client::{Compare, CompareOp, Txn, TxnOp};
     let key = inner.keys.layout();
     let value = serde_json::to_vec(record).map_err(|e| StoreError::Invalid(e.to_string()))?;
@@ -125,10 +125,10 @@ async fn write(inner: &Inner, record: &LayoutRecord, expected: i64) -> Result<bo
             expected,
         )])
         .and_then([TxnOp::put(key, value, None)]);
-    Ok(inner
-        .txn("writing the layout version", txn)
-        .await?
-        .succeeded())
+    let resp = inner.txn("writing the layout version", txn).await?;
+    Ok(resp
+        .succeeded()
+        .then(|| resp.header().map_or(0, |h| h.revision())))
 }
 
 /// The connect-time check (see the module docs).
@@ -141,7 +141,7 @@ pub(super) async fn check(inner: &Inner) -> Result<LayoutStatus> {
                     version: LAYOUT_VERSION,
                     migrating: None,
                 };
-                if write(inner, &fresh, 0).await? {
+                if write(inner, &fresh, 0).await?.is_some() {
                     return Ok(LayoutStatus::Initialised);
                 }
                 // Another daemon initialised it first: read it again.
@@ -260,16 +260,14 @@ pub async fn migrate(
 
 /// Writes `record` over the one at `revision`; returns the new revision.
 async fn cas(inner: &Inner, record: &LayoutRecord, revision: i64) -> Result<i64> {
-    if !write(inner, record, revision).await? {
-        return Err(StoreError::Backend {
+    write(inner, record, revision)
+        .await?
+        .ok_or_else(|| StoreError::Backend {
             message:
                 "the layout record changed during the migration: is another migration running?"
                     .into(),
             source: None,
-        });
-    }
-    let (_, now) = read(inner).await?;
-    Ok(now)
+        })
 }
 
 #[cfg(test)]
