@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use blox_sched::election::{LeaderElection, LeaderTerm, leader_key};
+use blox_sched::election::{LeaderElection, LeaderTerm, Signals, leader_key};
 use blox_state::store::{KvExpect, KvOp, KvTxn, KvTxnOutcome, StateStore, StoreError};
 use bytes::Bytes;
 use tokio::sync::watch;
@@ -21,8 +21,7 @@ pub const ELECTION: &str = "scheduler";
 pub struct SimElection {
     store: Arc<dyn StateStore>,
     holder: String,
-    leader: watch::Sender<bool>,
-    term: watch::Sender<Option<LeaderTerm>>,
+    signals: Signals,
 }
 
 impl SimElection {
@@ -31,8 +30,7 @@ impl SimElection {
         SimElection {
             store,
             holder,
-            leader: watch::channel(false).0,
-            term: watch::channel(None).0,
+            signals: Signals::new(),
         }
     }
 
@@ -50,41 +48,34 @@ impl SimElection {
             })
             .await?;
         if let KvTxnOutcome::Applied(revision) = outcome {
-            self.term.send_replace(Some(LeaderTerm {
+            self.signals.elect(LeaderTerm {
                 key,
                 revision,
                 holder: self.holder.clone(),
-            }));
-            self.leader.send_replace(true);
+            });
         }
         Ok(())
     }
 
     /// The replica notices that it lost the lease.
     pub fn notice_loss(&self) {
-        self.leader.send_replace(false);
-        self.term.send_replace(None);
-    }
-
-    /// Whether it believes it leads.
-    pub fn believes_leading(&self) -> bool {
-        *self.leader.borrow()
+        self.signals.depose();
     }
 }
 
 #[async_trait]
 impl LeaderElection for SimElection {
     fn is_leader(&self) -> watch::Receiver<bool> {
-        self.leader.subscribe()
+        self.signals.is_leader()
     }
 
     fn term(&self) -> watch::Receiver<Option<LeaderTerm>> {
-        self.term.subscribe()
+        self.signals.term()
     }
 
     async fn resign(&self) {
-        let term = self.term.borrow().clone();
-        self.notice_loss();
+        let term = self.signals.current();
+        self.signals.resign();
         if let Some(term) = term {
             let _ = self
                 .store

@@ -88,15 +88,23 @@ pub trait LeaderElection: Send + Sync {
     async fn resign(&self);
 }
 
-/// The two watch channels every election publishes, updated together.
+/// The two watch channels every election publishes, updated together (a
+/// building block for implementing [`LeaderElection`]).
 #[derive(Debug)]
-pub(crate) struct Signals {
+pub struct Signals {
     leader: watch::Sender<bool>,
     term: watch::Sender<Option<LeaderTerm>>,
 }
 
+impl Default for Signals {
+    fn default() -> Self {
+        Signals::new()
+    }
+}
+
 impl Signals {
-    pub(crate) fn new() -> Self {
+    /// Not leading.
+    pub fn new() -> Self {
         Signals {
             leader: watch::channel(false).0,
             term: watch::channel(None).0,
@@ -105,43 +113,46 @@ impl Signals {
 
     /// Publishes a new term (the term first, so a reader woken by `is_leader`
     /// finds it).
-    pub(crate) fn elect(&self, term: LeaderTerm) {
+    pub fn elect(&self, term: LeaderTerm) {
         tracing::info!(key = %term.key, revision = %term.revision, holder = %term.holder, "leadership acquired");
         self.term.send_replace(Some(term));
         self.leader.send_replace(true);
     }
 
-    /// Withdraws leadership (the flag first, so readers stop at once).
-    pub(crate) fn depose(&self) {
+    /// Withdraws leadership that was lost (logged as a warning).
+    pub fn depose(&self) {
         if self.withdraw() {
             tracing::warn!("leadership lost");
         }
     }
 
     /// Withdraws leadership because this process gave it up (no warning).
-    pub(crate) fn resign(&self) {
+    pub fn resign(&self) {
         if self.withdraw() {
             tracing::info!("leadership resigned");
         }
     }
 
-    /// Withdraws leadership (the flag first, so readers stop at once);
-    /// returns whether this process was leading.
+    /// Withdraws leadership (the term first, then the flag); returns
+    /// whether this process was leading.
     fn withdraw(&self) -> bool {
         // The term goes first: whoever sees "not leading" sees no term.
         self.term.send_replace(None);
         self.leader.send_replace(false)
     }
 
-    pub(crate) fn is_leader(&self) -> watch::Receiver<bool> {
+    /// Whether this process leads.
+    pub fn is_leader(&self) -> watch::Receiver<bool> {
         self.leader.subscribe()
     }
 
-    pub(crate) fn term(&self) -> watch::Receiver<Option<LeaderTerm>> {
+    /// The current term, if leading.
+    pub fn term(&self) -> watch::Receiver<Option<LeaderTerm>> {
         self.term.subscribe()
     }
 
-    pub(crate) fn current(&self) -> Option<LeaderTerm> {
+    /// The current term now, if leading.
+    pub fn current(&self) -> Option<LeaderTerm> {
         self.term.borrow().clone()
     }
 }
