@@ -126,14 +126,46 @@ pub fn task(c: usize, n: usize, on: usize, status: TaskStatus, version: u64) -> 
 
 /// An ECS task state change event carrying `t`, as EventBridge delivers it.
 pub fn task_event(t: &Task) -> String {
-    let detail = match serde_json::to_value(t) {
+    task_event_at(t, "2024-05-01T10:00:00Z")
+}
+
+/// [`task_event`] with the envelope's `time` (RFC 3339) given.
+pub fn task_event_at(t: &Task, time: &str) -> String {
+    let id = format!("{}-{}", t.task_arn.id(), t.version.unwrap_or(0));
+    envelope("ECS Task State Change", &id, time, &t.task_arn, t)
+}
+
+/// An ECS container instance state change event carrying `i`, sent at `time`.
+pub fn instance_event_at(i: &ContainerInstance, time: &str) -> String {
+    let id = format!(
+        "{}-{}",
+        i.container_instance_arn.id(),
+        i.version.unwrap_or(0)
+    );
+    envelope(
+        "ECS Container Instance State Change",
+        &id,
+        time,
+        &i.container_instance_arn,
+        i,
+    )
+}
+
+fn envelope(
+    detail_type: &str,
+    id: &str,
+    time: &str,
+    arn: &Arn,
+    detail: &impl serde::Serialize,
+) -> String {
+    let detail = match serde_json::to_value(detail) {
         Ok(v) => v,
-        Err(e) => panic!("task serializes: {e}"),
+        Err(e) => panic!("entity serializes: {e}"),
     };
     serde_json::json!({
-        "version": "0", "id": format!("{}-{}", t.task_arn.id(), t.version.unwrap_or(0)),
-        "detail-type": "ECS Task State Change", "source": "aws.ecs", "account": "123456789012",
-        "time": "2024-05-01T10:00:00Z", "region": "us-east-1", "resources": [t.task_arn],
+        "version": "0", "id": id,
+        "detail-type": detail_type, "source": "aws.ecs", "account": "123456789012",
+        "time": time, "region": "us-east-1", "resources": [arn],
         "detail": detail
     })
     .to_string()

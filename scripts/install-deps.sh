@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what blox's build and tests need, idempotently and quietly when already present.
 #   scripts/install-deps.sh build   -> protoc (etcd-client's build script needs it)
+#   scripts/install-deps.sh bench   -> protoc, etcd server + client, wrk (benches/load/run.sh)
 #   scripts/install-deps.sh test    -> protoc, etcd server + client, chromium + chromedriver
 #                                      (the cluster map's browser tests), a pinned moto and a pinned
 #                                      bravado (a client built from the v0.3 specs) in .venv/
@@ -23,6 +24,11 @@ if [ "$want" = test ]; then
   command -v etcdctl >/dev/null 2>&1 || apt_packages+=(etcd-client)
   command -v chromium >/dev/null 2>&1 || apt_packages+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || apt_packages+=(chromium-driver)
+fi
+if [ "$want" = bench ]; then
+  command -v etcd >/dev/null 2>&1 || apt_packages+=(etcd-server)
+  command -v etcdctl >/dev/null 2>&1 || apt_packages+=(etcd-client)
+  command -v wrk >/dev/null 2>&1 || apt_packages+=(wrk)
 fi
 if [ "${#apt_packages[@]}" -gt 0 ]; then
   echo "installing Debian packages: ${apt_packages[*]}" >&2

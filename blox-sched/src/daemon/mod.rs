@@ -18,6 +18,7 @@ mod tracker;
 pub(crate) mod validate;
 mod view;
 
+#[cfg(feature = "http")]
 pub(crate) use model::same_cluster;
 pub use model::{
     AttributeMatch, DaemonDesired, Deployment, DeploymentStatus, DrainingPolicy, Environment,
