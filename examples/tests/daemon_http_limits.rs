@@ -1,0 +1,161 @@
+//! The daemon's HTTP server under abuse, as a client meets it: a client
+//! that sends its headers slowly is cut off; an idle connection (fresh, or
+//! kept alive after a response) is closed; connections beyond the limit
+//! wait until one closes; invented HTTP methods add no metric series. The
+//! deadlines are generous liveness bounds, not performance figures.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use support::{client, daemon, free_port, local};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A generous bound on a close that should come within about a second.
+const CLOSE_BOUND: Duration = Duration::from_secs(20);
+
+/// Reads until the server closes the connection (EOF or a reset); whether
+/// it did within `bound`.
+async fn closed_within(tcp: &mut TcpStream, bound: Duration) -> bool {
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(bound, async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_sending_its_headers_slowly_is_cut_off() {
+    let addr = local(free_port());
+    let _d = daemon(addr, &["--simulate", "1", "--http-header-timeout", "1"]).await;
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET /v1/ping HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let (mut read, mut write) = tcp.into_split();
+    // Trickle a header byte at a time: bytes arriving do not extend the
+    // time allowed for the whole head.
+    let trickle = tokio::spawn(async move {
+        for b in
+            b"X-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".iter()
+        {
+            if write.write_all(&[*b]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        std::future::pending::<()>().await;
+    });
+    let mut buf = [0u8; 1024];
+    let closed = tokio::time::timeout(CLOSE_BOUND, async {
+        loop {
+            match read.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok();
+    trickle.abort();
+    assert!(closed, "a slow-header client is cut off");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_fresh_or_kept_alive() {
+    let addr = local(free_port());
+    let _d = daemon(addr, &["--simulate", "1", "--http-idle-timeout", "1"]).await;
+    // Connected, nothing sent.
+    let mut fresh = TcpStream::connect(addr).await.unwrap();
+    assert!(
+        closed_within(&mut fresh, CLOSE_BOUND).await,
+        "a connection that never sends a request is closed"
+    );
+    // One request answered, then silence on a kept-alive connection.
+    let mut kept = TcpStream::connect(addr).await.unwrap();
+    kept.write_all(b"GET /v1/ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    kept.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    assert!(
+        closed_within(&mut kept, CLOSE_BOUND).await,
+        "an idle kept-alive connection is closed"
+    );
+}
+
+/// Sends `GET /v1/ping` on a new connection; resolves to the response's
+/// first 12 bytes (`HTTP/1.1 200`).
+async fn ping_on_new_connection(addr: SocketAddr) -> tokio::task::JoinHandle<Vec<u8>> {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET /v1/ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let mut head = vec![0u8; 12];
+        let _ = tcp.read_exact(&mut head).await;
+        head
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_wait_until_one_closes() {
+    let addr = local(free_port());
+    let _d = daemon(addr, &["--simulate", "1", "--http-max-connections", "2"]).await;
+    // Two streams hold the two connections.
+    let first = client::Stream::open(addr, "/v1/stream/tasks").await;
+    let _second = client::Stream::open(addr, "/v1/stream/tasks").await;
+    let waiting = ping_on_new_connection(addr).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a third connection is not served while two are open"
+    );
+    drop(first);
+    let head = tokio::time::timeout(CLOSE_BOUND, waiting)
+        .await
+        .expect("the waiting connection is served once one closes")
+        .unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invented_methods_add_no_metric_series() {
+    let addr = local(free_port());
+    let _d = daemon(addr, &["--simulate", "1", "--api-token", "s3cret"]).await;
+    // `/v1/ping` needs no token: anyone can send these.
+    for method in ["INVENTED1", "INVENTED2", "BREW"] {
+        let r = client::request(addr, method, "/v1/ping", None).await;
+        assert_eq!(r.status, 405, "{method}");
+    }
+    let metrics = client::request_with(
+        addr,
+        "GET",
+        "/metrics",
+        &[("Authorization", "Bearer s3cret")],
+        None,
+    )
+    .await;
+    assert_eq!(metrics.status, 200);
+    let text = String::from_utf8(metrics.body).unwrap();
+    for invented in ["INVENTED1", "INVENTED2", "BREW"] {
+        assert!(
+            !text.contains(invented),
+            "{invented} became a label:\n{text}"
+        );
+    }
+    assert!(
+        text.contains(r#"method="other",route="/v1/ping",status="405""#),
+        "{text}"
+    );
+}
