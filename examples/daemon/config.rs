@@ -133,8 +133,9 @@ pub struct Config {
     pub http_header_timeout: u64,
 
     /// Seconds a connection with no request in progress (new, or kept
-    /// alive after a response) stays open waiting for the next request.
-    #[arg(long, env = "BLOX_HTTP_IDLE_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    /// alive after a response) stays open waiting for the next request
+    /// (above a load balancer's own idle timeout, e.g. the ALB's 60 s).
+    #[arg(long, env = "BLOX_HTTP_IDLE_TIMEOUT", default_value_t = 75, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub http_idle_timeout: u64,
 
     /// Open HTTP connections at most; further clients wait to be accepted
@@ -211,7 +212,7 @@ mod tests {
         assert!(c.simulate.is_none() && !c.dry_run);
         assert_eq!(c.deployment_history, 10);
         assert_eq!(c.shutdown_grace, 10);
-        assert_eq!((c.http_header_timeout, c.http_idle_timeout), (10, 60));
+        assert_eq!((c.http_header_timeout, c.http_idle_timeout), (10, 75));
         assert_eq!(c.http_max_connections, 1024);
         assert_eq!((c.max_concurrent_lists, c.max_queued_lists), (4, 64));
         assert_eq!(
