@@ -331,6 +331,7 @@ pub async fn start(
             timeouts: Timeouts {
                 header: Duration::from_secs(config.http_header_timeout),
                 idle: Duration::from_secs(config.http_idle_timeout),
+                send: Duration::from_secs(config.http_send_timeout),
             },
             max_connections: usize::try_from(config.http_max_connections).unwrap_or(usize::MAX),
             drain: config.shutdown_grace(),

@@ -138,6 +138,11 @@ pub struct Config {
     #[arg(long, env = "BLOX_HTTP_IDLE_TIMEOUT", default_value_t = 75, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub http_idle_timeout: u64,
 
+    /// Seconds a response may wait for a client that reads nothing (its
+    /// receive buffer full) before the connection is closed.
+    #[arg(long, env = "BLOX_HTTP_SEND_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub http_send_timeout: u64,
+
     /// Open HTTP connections at most; further clients wait to be accepted
     /// until one closes.
     #[arg(long, env = "BLOX_HTTP_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -214,6 +219,7 @@ mod tests {
         assert_eq!(c.shutdown_grace, 10);
         assert_eq!((c.http_header_timeout, c.http_idle_timeout), (10, 75));
         assert_eq!(c.http_max_connections, 1024);
+        assert_eq!(c.http_send_timeout, 30);
         assert_eq!((c.max_concurrent_lists, c.max_queued_lists), (4, 64));
         assert_eq!(
             parse(&["--deployment-history", "0"])
@@ -263,6 +269,7 @@ mod tests {
             (&["--shutdown-grace", "0"][..], "shutdown-grace"),
             (&["--http-header-timeout", "0"][..], "http-header-timeout"),
             (&["--http-max-connections", "0"][..], "http-max-connections"),
+            (&["--http-send-timeout", "0"][..], "http-send-timeout"),
             (&["--max-concurrent-lists", "0"][..], "max-concurrent-lists"),
         ] {
             let err = parse(args).unwrap_err().to_string();

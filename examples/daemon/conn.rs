@@ -4,7 +4,10 @@
 //! TLS, the handshake's) has arrived, its headers must be complete within
 //! the header timeout, however slowly the bytes trickle in. While a request
 //! is in progress (its response not yet sent, e.g. a stream) neither
-//! applies.
+//! applies. Whatever the connection does, a write that cannot progress
+//! (the client reads nothing) for the send timeout closes it, so that a
+//! client that stops reading cannot hold a connection, or a list's turn,
+//! forever.
 //!
 //! [`Watched`] notes reads, [`Tracked`] notes requests and their responses,
 //! and [`expired`] resolves when the connection should be closed.
@@ -35,6 +38,8 @@ pub struct Timeouts {
     pub header: Duration,
     /// With no request in progress, until the next one starts.
     pub idle: Duration,
+    /// A write the client does not take (a full send buffer).
+    pub send: Duration,
 }
 
 #[derive(Debug)]
@@ -45,6 +50,8 @@ struct State {
     idle_since: Instant,
     /// When the first byte of the next request arrived, if one has.
     head_since: Option<Instant>,
+    /// Since when a write has been waiting for the client to read.
+    blocked_since: Option<Instant>,
 }
 
 /// What a connection is doing, as its reads and requests report it.
@@ -62,6 +69,7 @@ impl Activity {
                 in_flight: 0,
                 idle_since: Instant::now(),
                 head_since: None,
+                blocked_since: None,
             }),
             changed: Notify::new(),
         })
@@ -82,6 +90,20 @@ impl Activity {
         }
     }
 
+    /// A write could not go out (`blocked`) or went out.
+    fn wrote(&self, blocked: bool) {
+        let mut s = self.state();
+        match (blocked, s.blocked_since) {
+            (true, None) => {
+                s.blocked_since = Some(Instant::now());
+                drop(s);
+                self.changed.notify_one();
+            }
+            (false, Some(_)) => s.blocked_since = None,
+            _ => {}
+        }
+    }
+
     /// A request's headers are complete: it is in progress until the
     /// returned mark is dropped (its response sent, or abandoned).
     fn request(self: &Arc<Self>) -> InFlight {
@@ -94,16 +116,19 @@ impl Activity {
     }
 
     /// When the connection is to be closed if nothing changes; `None`
-    /// while a request is in progress.
+    /// while a request is in progress and its writes go out.
     fn deadline(&self, t: Timeouts) -> Option<Instant> {
         let s = self.state();
-        if s.in_flight > 0 {
-            return None;
+        let send = s.blocked_since.map(|b| b + t.send);
+        let waiting = match (s.in_flight, s.head_since) {
+            (0, Some(head)) => Some(head + t.header),
+            (0, None) => Some(s.idle_since + t.idle),
+            _ => None,
+        };
+        match (send, waiting) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
-        Some(match s.head_since {
-            Some(head) => head + t.header,
-            None => s.idle_since + t.idle,
-        })
     }
 }
 
@@ -177,7 +202,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, data)
+        let polled = Pin::new(&mut self.io).poll_write(cx, data);
+        self.activity.wrote(polled.is_pending());
+        polled
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -193,7 +220,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.activity.wrote(polled.is_pending());
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -246,6 +275,7 @@ mod tests {
     const T: Timeouts = Timeouts {
         header: Duration::from_secs(10),
         idle: Duration::from_secs(60),
+        send: Duration::from_secs(30),
     };
 
     #[tokio::test(start_paused = true)]
@@ -285,5 +315,22 @@ mod tests {
             T.idle,
             "idle again once the response is sent"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_response_the_client_does_not_read_expires_after_the_send_timeout() {
+        let a = Activity::new();
+        let _request = a.request();
+        a.wrote(false);
+        tokio::time::advance(Duration::from_secs(100)).await;
+        // Blocked, then progress: the clock restarts at the next block.
+        a.wrote(true);
+        tokio::time::advance(Duration::from_secs(20)).await;
+        a.wrote(false);
+        a.wrote(true);
+        let blocked = Instant::now();
+        a.wrote(true);
+        expired(a, T).await;
+        assert_eq!(blocked.elapsed(), T.send);
     }
 }

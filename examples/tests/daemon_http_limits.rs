@@ -1,7 +1,8 @@
 //! The daemon's HTTP server under abuse, as a client meets it: a client
 //! that sends its headers slowly is cut off; an idle connection (fresh, or
-//! kept alive after a response) is closed; connections beyond the limit
-//! wait until one closes; invented HTTP methods add no metric series. The
+//! kept alive after a response) is closed; a client that reads nothing of
+//! its response is cut off; connections beyond the limit wait until one
+//! closes; invented HTTP methods add no metric series. The
 //! deadlines are generous liveness bounds, not performance figures.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,9 +11,9 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use support::{client, daemon, free_port, local};
+use support::{client, daemon, free_port, local, wait_for};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 /// A generous bound on a close that should come within about a second.
 const CLOSE_BOUND: Duration = Duration::from_secs(20);
@@ -92,6 +93,46 @@ async fn idle_connections_are_closed_fresh_or_kept_alive() {
         closed_within(&mut kept, CLOSE_BOUND).await,
         "an idle kept-alive connection is closed"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_reads_nothing_is_cut_off_after_the_send_timeout() {
+    let addr = local(free_port());
+    // 6,000 instances list to about 7 MB: more than the socket buffers hold.
+    let _d = daemon(addr, &["--simulate", "6000", "--http-send-timeout", "1"]).await;
+    wait_for("readiness", Duration::from_secs(120), async || {
+        client::get(addr, "/v1/ready").await.status == 200
+    })
+    .await;
+    let socket = TcpSocket::new_v4().unwrap();
+    // A small, fixed receive buffer: the client takes almost nothing.
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut tcp = socket.connect(addr).await.unwrap();
+    tcp.write_all(b"GET /v1/instances HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // Open: the stalled connection and the scrape's own; then the server
+    // gives up on the stalled one.
+    let open = async |n: usize| {
+        let metrics = client::get(addr, "/metrics").await;
+        let line = format!("blox_http_open_connections {n}");
+        String::from_utf8_lossy(&metrics.body)
+            .lines()
+            .any(|l| l == line)
+    };
+    wait_for(
+        "the connection to be accepted",
+        Duration::from_secs(60),
+        async || open(2).await,
+    )
+    .await;
+    wait_for(
+        "the stalled connection to be closed",
+        Duration::from_secs(60),
+        async || open(1).await,
+    )
+    .await;
+    drop(tcp);
 }
 
 /// Sends `GET /v1/ping` on a new connection; resolves to the response's
