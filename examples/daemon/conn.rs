@@ -46,7 +46,8 @@ pub struct Timeouts {
 struct State {
     /// Requests whose response is not yet sent.
     in_flight: usize,
-    /// When the connection last became idle (accepted, or a response sent).
+    /// When the connection last became idle (accepted, a response ended,
+    /// or the last write went out with no request in progress).
     idle_since: Instant,
     /// When the first byte of the next request arrived, if one has.
     head_since: Option<Instant>,
@@ -99,8 +100,15 @@ impl Activity {
                 drop(s);
                 self.changed.notify_one();
             }
-            (false, Some(_)) => s.blocked_since = None,
-            _ => {}
+            (false, _) => {
+                s.blocked_since = None;
+                // The last slices of a response may still be going out
+                // after its body ended: idle counts from the last write.
+                if s.in_flight == 0 {
+                    s.idle_since = Instant::now();
+                }
+            }
+            (true, Some(_)) => {}
         }
     }
 

@@ -2,7 +2,7 @@
 //! that sends its headers slowly is cut off; an idle connection (fresh, or
 //! kept alive after a response) is closed; a client that reads nothing of
 //! its response is cut off; connections beyond the limit wait until one
-//! closes; invented HTTP methods add no metric series. The
+//! closes; whole lists beyond the bound and its queue are answered 503; invented HTTP methods add no metric series. The
 //! deadlines are generous liveness bounds, not performance figures.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -95,44 +95,110 @@ async fn idle_connections_are_closed_fresh_or_kept_alive() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_that_reads_nothing_is_cut_off_after_the_send_timeout() {
-    let addr = local(free_port());
-    // 6,000 instances list to about 7 MB: more than the socket buffers hold.
-    let _d = daemon(addr, &["--simulate", "6000", "--http-send-timeout", "1"]).await;
+/// A daemon with 6,000 simulated instances, whose instance list (about
+/// 7 MB) is more than the socket buffers hold, once ready.
+async fn big_daemon(addr: SocketAddr, args: &[&str]) -> support::Proc {
+    let args: Vec<&str> = ["--simulate", "6000"]
+        .into_iter()
+        .chain(args.iter().copied())
+        .collect();
+    let d = daemon(addr, &args).await;
     wait_for("readiness", Duration::from_secs(120), async || {
         client::get(addr, "/v1/ready").await.status == 200
     })
     .await;
+    d
+}
+
+/// Sends `GET path` from a client that reads (almost) nothing of the answer.
+async fn stalled_get(addr: SocketAddr, path: &str) -> TcpStream {
     let socket = TcpSocket::new_v4().unwrap();
     // A small, fixed receive buffer: the client takes almost nothing.
     socket.set_recv_buffer_size(4096).unwrap();
     let mut tcp = socket.connect(addr).await.unwrap();
-    tcp.write_all(b"GET /v1/instances HTTP/1.1\r\nHost: x\r\n\r\n")
+    tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
         .await
         .unwrap();
+    tcp
+}
+
+/// The value of a metric line `name value` in `/metrics`.
+async fn metric(addr: SocketAddr, name: &str) -> Option<String> {
+    let metrics = client::get(addr, "/metrics").await;
+    let prefix = format!("{name} ");
+    String::from_utf8_lossy(&metrics.body)
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix).map(str::to_owned))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_reads_nothing_is_cut_off_after_the_send_timeout() {
+    let addr = local(free_port());
+    let _d = big_daemon(addr, &["--http-send-timeout", "1"]).await;
+    let tcp = stalled_get(addr, "/v1/instances").await;
     // Open: the stalled connection and the scrape's own; then the server
     // gives up on the stalled one.
-    let open = async |n: usize| {
-        let metrics = client::get(addr, "/metrics").await;
-        let line = format!("blox_http_open_connections {n}");
-        String::from_utf8_lossy(&metrics.body)
-            .lines()
-            .any(|l| l == line)
-    };
+    let open = "blox_http_open_connections";
     wait_for(
         "the connection to be accepted",
         Duration::from_secs(60),
-        async || open(2).await,
+        async || metric(addr, open).await.as_deref() == Some("2"),
     )
     .await;
     wait_for(
         "the stalled connection to be closed",
         Duration::from_secs(60),
-        async || open(1).await,
+        async || metric(addr, open).await.as_deref() == Some("1"),
     )
     .await;
     drop(tcp);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_lists_beyond_the_bound_and_its_queue_get_503() {
+    let addr = local(free_port());
+    let _d = big_daemon(
+        addr,
+        &[
+            "--max-concurrent-lists",
+            "1",
+            "--max-queued-lists",
+            "0",
+            "--http-send-timeout",
+            "3600",
+        ],
+    )
+    .await;
+    // A whole list whose client reads nothing but its status holds the one
+    // turn (once it is answered 200: before, it may itself be refused).
+    let mut stalled = stalled_get(addr, "/v1/instances").await;
+    let mut status = [0u8; 12];
+    stalled.read_exact(&mut status).await.unwrap();
+    assert_eq!(&status, b"HTTP/1.1 200");
+    wait_for(
+        "a second whole list to be refused",
+        Duration::from_secs(60),
+        async || {
+            let r = client::get(addr, "/v1/instances?status=ACTIVE").await;
+            r.status == 503 && r.header("retry-after") == Some("1")
+        },
+    )
+    .await;
+    // Pages and gets are not bounded.
+    assert_eq!(
+        client::get(addr, "/v1/instances?maxResults=5").await.status,
+        200
+    );
+    assert_eq!(
+        client::get(addr, "/v1/tasks?maxResults=5").await.status,
+        200
+    );
+    assert_eq!(
+        metric(addr, "blox_http_lists_refused_total")
+            .await
+            .as_deref(),
+        Some("1")
+    );
 }
 
 /// Sends `GET /v1/ping` on a new connection; resolves to the response's
