@@ -23,8 +23,12 @@ use blox_state::store::memory::MemoryStore;
 use tokio::sync::watch;
 
 use super::config::Config;
+use super::conn::Timeouts;
+use super::limits::ListLimit;
 use super::metrics::{HttpMetrics, Sources};
-use super::server::{self, Readiness, RouterParts};
+use super::readiness::{Readiness, Step};
+use super::serve::{self, ServeOptions};
+use super::server::{self, AppSlot, RouterParts};
 use super::simulate::Simulation;
 
 /// Why the daemon could not run.
@@ -60,6 +64,14 @@ pub enum DaemonError {
     /// The server failed while running.
     #[error("HTTP server failed")]
     Io(#[from] std::io::Error),
+    /// Shutdown did not finish within `--shutdown-grace`.
+    #[error("the shutdown grace of {grace:?} ran out while {}", pending.join(", "))]
+    ShutdownGrace {
+        /// The grace.
+        grace: Duration,
+        /// What was still running.
+        pending: Vec<&'static str>,
+    },
 }
 
 fn etcd_options(config: &Config) -> EtcdOptions {
@@ -75,13 +87,25 @@ fn etcd_options(config: &Config) -> EtcdOptions {
 /// build does not read is not retried: the daemon stops with its message.
 async fn connect_etcd(
     config: &Config,
+    readiness: &Readiness,
     shutdown: &watch::Receiver<bool>,
 ) -> Result<Option<EtcdStore>, DaemonError> {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    let endpoints = config.etcd_endpoints.join(", ");
+    readiness.set(
+        Step::Store,
+        false,
+        format!("connecting to etcd ({endpoints}) and checking its stored layout"),
+    );
     loop {
         match EtcdStore::connect(etcd_options(config)).await {
             Ok(store) => {
                 tracing::info!(endpoints = ?config.etcd_endpoints, layout = ?store.layout_status(), "connected to etcd");
+                readiness.set(
+                    Step::Store,
+                    true,
+                    format!("connected to etcd ({endpoints}); stored layout readable"),
+                );
                 return Ok(Some(store));
             }
             Err(e @ StoreError::Layout { .. }) => return Err(DaemonError::Layout(e)),
@@ -89,6 +113,11 @@ async fn connect_etcd(
                 let delay = backoff.next_delay();
                 tracing::warn!(endpoints = ?config.etcd_endpoints, error = %e, retry_in = ?delay,
                     "waiting for etcd to answer");
+                readiness.set(
+                    Step::Store,
+                    false,
+                    format!("waiting for etcd ({endpoints}) to answer: {e}"),
+                );
                 let mut stop = shutdown.clone();
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
@@ -167,9 +196,98 @@ pub struct Running {
     pub done: tokio::task::JoinHandle<Result<(), DaemonError>>,
 }
 
-/// Starts the daemon; it runs until `shutdown` resolves, then stops
-/// receiving events, finishes in-flight writes, resigns leadership and
-/// stops serving.
+/// What startup connects to before the daemon can run.
+struct Connected {
+    simulator: Option<Simulation>,
+    ecs: Arc<dyn EcsApi>,
+    source: Option<Arc<dyn EventSource>>,
+    clusters: Vec<String>,
+    store: Arc<dyn StateStore>,
+    election: Arc<dyn LeaderElection>,
+}
+
+/// Connects to ECS (or builds the simulated cluster), the SQS queue and the
+/// store, reporting each step to `readiness`; `Ok(None)` if `stop` turns
+/// `true` while waiting for etcd.
+async fn connect(
+    config: &Config,
+    readiness: &Readiness,
+    stop: &watch::Receiver<bool>,
+) -> Result<Option<Connected>, DaemonError> {
+    // Simulated or real ECS.
+    let simulator = Simulation::from_config(config)?;
+    let (ecs, source): (Arc<dyn EcsApi>, Option<Arc<dyn EventSource>>) = match &simulator {
+        Some(sim) => {
+            let (ecs, source) = sim.ports();
+            (ecs, Some(source))
+        }
+        None => {
+            let sdk = blox_core::aws::load_config().await;
+            let ecs: Arc<dyn EcsApi> = Arc::new(blox_core::aws::EcsAdapter::new(&sdk));
+            let source: Option<Arc<dyn EventSource>> = match &config.queue {
+                Some(q) => {
+                    let queue = blox_core::aws::SqsEventSource::connect(&sdk, q)
+                        .await
+                        .map_err(|source| DaemonError::Queue {
+                            queue: q.clone(),
+                            source,
+                        })?;
+                    readiness.set(Step::Queue, true, "resolved");
+                    Some(Arc::new(queue))
+                }
+                None => None,
+            };
+            (ecs, source)
+        }
+    };
+    let clusters = match &simulator {
+        Some(sim) if config.clusters.is_empty() => vec![sim.cluster().to_owned()],
+        _ => config.clusters.clone(),
+    };
+
+    // The store and leader election.
+    let (store, election): (Arc<dyn StateStore>, Arc<dyn LeaderElection>) =
+        if config.etcd_endpoints.is_empty() {
+            let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+            let election = LocalElection::start(store.clone(), "scheduler", &default_holder_id())
+                .await
+                .map_err(|e| DaemonError::Election(e.to_string()))?;
+            readiness.set(Step::Store, true, "the in-memory store");
+            (store, Arc::new(election))
+        } else {
+            let Some(etcd) = connect_etcd(config, readiness, stop).await? else {
+                return Ok(None);
+            };
+            let election = EtcdElection::start(
+                &etcd,
+                EtcdElectionOptions {
+                    ttl: Duration::from_secs(config.lease_ttl),
+                    ..EtcdElectionOptions::default()
+                },
+            );
+            let etcd = Arc::new(etcd);
+            etcd.spawn_maintenance();
+            (etcd, Arc::new(election))
+        };
+    Ok(Some(Connected {
+        simulator,
+        ecs,
+        source,
+        clusters,
+        store,
+        election,
+    }))
+}
+
+/// Starts the daemon; it runs until `shutdown` resolves, then ends open
+/// streams, stops receiving events, finishes in-flight requests and
+/// writes, resigns leadership and stops serving, all within
+/// `--shutdown-grace` (past it, [`Running::done`] resolves to
+/// [`DaemonError::ShutdownGrace`]).
+///
+/// The port is bound first: `/v1/ping` answers, and `/v1/ready` says what
+/// the daemon waits for, while it connects to the queue and the store.
+/// Returns once it runs (or once `shutdown` resolves during startup).
 pub async fn start(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -195,61 +313,65 @@ pub async fn start(
         }
     };
 
-    // Simulated or real ECS.
-    let simulator = Simulation::from_config(&config)?;
-    let (ecs, source): (Arc<dyn EcsApi>, Option<Arc<dyn EventSource>>) = match &simulator {
-        Some(sim) => {
-            let (ecs, source) = sim.ports();
-            (ecs, Some(source))
-        }
-        None => {
-            let sdk = blox_core::aws::load_config().await;
-            let ecs: Arc<dyn EcsApi> = Arc::new(blox_core::aws::EcsAdapter::new(&sdk));
-            let source: Option<Arc<dyn EventSource>> = match &config.queue {
-                Some(q) => Some(Arc::new(
-                    blox_core::aws::SqsEventSource::connect(&sdk, q)
-                        .await
-                        .map_err(|source| DaemonError::Queue {
-                            queue: q.clone(),
-                            source,
-                        })?,
-                )),
-                None => None,
-            };
-            (ecs, source)
-        }
-    };
-    let clusters = match &simulator {
-        Some(sim) if config.clusters.is_empty() => vec![sim.cluster().to_owned()],
-        _ => config.clusters.clone(),
-    };
+    // HTTP, from now on: `/v1/ping` and `/v1/ready` at once, the rest once
+    // the application is built.
+    let readiness = Readiness::new(config.queue.is_some() && config.simulate.is_none());
+    let http_metrics = Arc::new(HttpMetrics::default());
+    let slot = AppSlot::default();
+    let server_task = tokio::spawn(serve::serve(
+        listener,
+        server::front(
+            readiness.clone(),
+            slot.clone(),
+            config.api_token.clone(),
+            http_metrics.clone(),
+        ),
+        ServeOptions {
+            tls: tls.clone(),
+            timeouts: Timeouts {
+                header: Duration::from_secs(config.http_header_timeout),
+                idle: Duration::from_secs(config.http_idle_timeout),
+                send: Duration::from_secs(config.http_send_timeout),
+            },
+            max_connections: usize::try_from(config.http_max_connections).unwrap_or(usize::MAX),
+            drain: config.shutdown_grace(),
+            metrics: http_metrics.clone(),
+        },
+        stop_rx.clone(),
+    ));
+    tracing::info!(%addr, tls = tls.is_some(), store = if config.etcd_endpoints.is_empty() { "memory" } else { "etcd" },
+        simulate = ?config.simulate, "blox daemon listening");
 
-    // The store and leader election.
-    let (store, election): (Arc<dyn StateStore>, Arc<dyn LeaderElection>) =
-        if config.etcd_endpoints.is_empty() {
-            let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
-            let election = LocalElection::start(store.clone(), "scheduler", &default_holder_id())
-                .await
-                .map_err(|e| DaemonError::Election(e.to_string()))?;
-            (store, Arc::new(election))
-        } else {
-            let Some(etcd) = connect_etcd(&config, &stop_rx).await? else {
-                return Ok(Running {
-                    addr,
-                    done: tokio::spawn(async { Ok(()) }),
-                });
-            };
-            let election = EtcdElection::start(
-                &etcd,
-                EtcdElectionOptions {
-                    ttl: Duration::from_secs(config.lease_ttl),
-                    ..EtcdElectionOptions::default()
-                },
-            );
-            let etcd = Arc::new(etcd);
-            etcd.spawn_maintenance();
-            (etcd, Arc::new(election))
-        };
+    let connected = tokio::select! {
+        c = connect(&config, &readiness, &stop_rx) => c,
+        _ = stopped(&stop_rx) => Ok(None),
+    };
+    let Connected {
+        simulator,
+        ecs,
+        source,
+        clusters,
+        store,
+        election,
+    } = match connected {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            // Stopped while starting: nothing to finish but the HTTP drain.
+            let grace = config.shutdown_grace();
+            return Ok(Running {
+                addr,
+                done: tokio::spawn(async move {
+                    let _ = tokio::time::timeout(grace, server_task).await;
+                    tracing::info!("blox daemon stopped");
+                    Ok(())
+                }),
+            });
+        }
+        Err(e) => {
+            server_task.abort();
+            return Err(e);
+        }
+    };
 
     let (cache, follower) = spawn_follower(store.clone());
 
@@ -330,9 +452,13 @@ pub async fn start(
 
     let churn_task = simulator.as_ref().and_then(Simulation::spawn_churn);
 
-    // HTTP.
-    let http_metrics = Arc::new(HttpMetrics::default());
-    let app = server::router(RouterParts {
+    // The application behind the port.
+    readiness.running(
+        cache.clone(),
+        reconciler.bootstrapped(),
+        election.is_leader(),
+    );
+    slot.fill(server::router(RouterParts {
         state: blox_state::http::router(blox_state::http::ApiState::new(
             cache.clone(),
             store.clone(),
@@ -343,11 +469,6 @@ pub async fn start(
             ecs.clone(),
             config.rollout_bound,
         ),
-        readiness: Readiness {
-            cache: cache.clone(),
-            bootstrapped: reconciler.bootstrapped(),
-            leader: election.is_leader(),
-        },
         metrics: Sources {
             ingest: ingester.as_ref().map(|i| i.counters()),
             reconciler: reconciler.clone(),
@@ -357,30 +478,90 @@ pub async fn start(
             http: http_metrics.clone(),
         },
         simulator: simulator.as_ref().map(Simulation::router),
-        api_token: config.api_token.clone(),
-        http: http_metrics,
-    });
-    tracing::info!(%addr, tls = tls.is_some(), store = if config.etcd_endpoints.is_empty() { "memory" } else { "etcd" },
-        simulate = ?config.simulate, "blox daemon listening");
+        http: http_metrics.clone(),
+        lists: ListLimit::new(
+            usize::try_from(config.max_concurrent_lists).unwrap_or(usize::MAX),
+            usize::try_from(config.max_queued_lists).unwrap_or(usize::MAX),
+            http_metrics,
+        ),
+        stop: stop_rx.clone(),
+    }));
 
-    let server_stop = stopped(&stop_rx);
+    let grace = config.shutdown_grace();
+    let stop = stopped(&stop_rx);
     let done = tokio::spawn(async move {
-        let served = server::serve(listener, app, tls, server_stop).await;
-        // Stop receiving and let in-flight batches finish, stop acting, then resign.
-        if let Some(t) = ingest_task {
-            let _ = t.await;
-        }
-        let _ = runner_task.await;
-        let _ = reconcile_task.await;
-        if let Some(t) = churn_task {
-            t.abort();
-        }
-        election.resign().await;
+        stop.await;
+        let progress = Progress::default();
+        // HTTP drains (streams end at once) while the rest stops: receiving
+        // ends and in-flight batches finish, acting stops, then resign.
+        let http = async {
+            let _ = server_task.await;
+            progress.done("draining HTTP connections");
+        };
+        let background = async {
+            if let Some(t) = ingest_task {
+                let _ = t.await;
+            }
+            progress.done("finishing in-flight ingestion");
+            let _ = runner_task.await;
+            progress.done("stopping the scheduler");
+            let _ = reconcile_task.await;
+            progress.done("stopping the reconciler");
+            if let Some(t) = churn_task {
+                t.abort();
+            }
+            election.resign().await;
+            progress.done("resigning leadership");
+        };
+        let finished = tokio::time::timeout(grace, async {
+            tokio::join!(http, background);
+        })
+        .await;
         follower.abort();
-        tracing::info!("blox daemon stopped");
-        served.map_err(DaemonError::Io)
+        match finished {
+            Ok(()) => {
+                tracing::info!("blox daemon stopped");
+                Ok(())
+            }
+            Err(_) => {
+                let pending = progress.pending();
+                tracing::error!(
+                    ?grace,
+                    ?pending,
+                    "the shutdown grace ran out; exiting anyway"
+                );
+                Err(DaemonError::ShutdownGrace { grace, pending })
+            }
+        }
     });
     Ok(Running { addr, done })
+}
+
+/// What shutdown has finished, to say what was left when the grace ran out.
+#[derive(Default)]
+struct Progress(std::sync::Mutex<Vec<&'static str>>);
+
+impl Progress {
+    /// The stages shutdown goes through.
+    const STAGES: [&'static str; 5] = [
+        "draining HTTP connections",
+        "finishing in-flight ingestion",
+        "stopping the scheduler",
+        "stopping the reconciler",
+        "resigning leadership",
+    ];
+
+    fn done(&self, stage: &'static str) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(stage);
+    }
+
+    fn pending(&self) -> Vec<&'static str> {
+        let done = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        Self::STAGES
+            .into_iter()
+            .filter(|s| !done.contains(s))
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -120,6 +120,43 @@ pub struct Config {
     /// PEM private key: serve HTTPS (with --tls-cert).
     #[arg(long, env = "BLOX_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+
+    /// Seconds from SIGTERM to exit at most: open streams end at once,
+    /// in-flight requests and writes get this long to finish, then the
+    /// daemon exits (1 if something was still running, e.g. with etcd gone).
+    #[arg(long, env = "BLOX_SHUTDOWN_GRACE", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub shutdown_grace: u64,
+
+    /// Seconds a client has to send a request's headers (and, with TLS, to
+    /// finish the handshake) once it has started; a slower client is cut off.
+    #[arg(long, env = "BLOX_HTTP_HEADER_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub http_header_timeout: u64,
+
+    /// Seconds a connection with no request in progress (new, or kept
+    /// alive after a response) stays open waiting for the next request
+    /// (above a load balancer's own idle timeout, e.g. the ALB's 60 s).
+    #[arg(long, env = "BLOX_HTTP_IDLE_TIMEOUT", default_value_t = 75, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub http_idle_timeout: u64,
+
+    /// Seconds a response may wait for a client that reads nothing (its
+    /// receive buffer full) before the connection is closed.
+    #[arg(long, env = "BLOX_HTTP_SEND_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub http_send_timeout: u64,
+
+    /// Open HTTP connections at most; further clients wait to be accepted
+    /// until one closes.
+    #[arg(long, env = "BLOX_HTTP_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub http_max_connections: u32,
+
+    /// Whole lists (`GET /v1/tasks` or `/v1/instances` without
+    /// `maxResults`) built and sent at once at most; more wait their turn.
+    #[arg(long, env = "BLOX_MAX_CONCURRENT_LISTS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_concurrent_lists: u32,
+
+    /// Whole lists waiting for their turn at most; beyond, a list is
+    /// answered 503 with `Retry-After`.
+    #[arg(long, env = "BLOX_MAX_QUEUED_LISTS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub max_queued_lists: u32,
 }
 
 fn parse_endpoint(s: &str) -> Result<String, String> {
@@ -154,6 +191,11 @@ impl Config {
     pub fn retention(&self) -> Duration {
         Duration::from_secs(self.stopped_task_retention)
     }
+
+    /// The bound on shutdown.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace)
+    }
 }
 
 #[cfg(test)]
@@ -174,6 +216,11 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Text);
         assert!(c.simulate.is_none() && !c.dry_run);
         assert_eq!(c.deployment_history, 10);
+        assert_eq!(c.shutdown_grace, 10);
+        assert_eq!((c.http_header_timeout, c.http_idle_timeout), (10, 75));
+        assert_eq!(c.http_max_connections, 1024);
+        assert_eq!(c.http_send_timeout, 30);
+        assert_eq!((c.max_concurrent_lists, c.max_queued_lists), (4, 64));
         assert_eq!(
             parse(&["--deployment-history", "0"])
                 .unwrap()
@@ -219,6 +266,11 @@ mod tests {
             (&["--reconcile-interval", "0"][..], "reconcile-interval"),
             (&["--deployment-history", "many"][..], "deployment-history"),
             (&["--deployment-history", "10001"][..], "deployment-history"),
+            (&["--shutdown-grace", "0"][..], "shutdown-grace"),
+            (&["--http-header-timeout", "0"][..], "http-header-timeout"),
+            (&["--http-max-connections", "0"][..], "http-max-connections"),
+            (&["--http-send-timeout", "0"][..], "http-send-timeout"),
+            (&["--max-concurrent-lists", "0"][..], "max-concurrent-lists"),
         ] {
             let err = parse(args).unwrap_err().to_string();
             assert!(err.contains(needle), "{args:?}: {err}");

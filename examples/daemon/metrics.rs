@@ -9,9 +9,11 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use blox_sched::runner::RunnerHandle;
@@ -46,17 +48,39 @@ fn latency_histogram() -> Histogram {
     Histogram::new(BUCKETS)
 }
 
-/// Per-route request latency, recorded by [`track_http`].
+/// Per-route request latency, recorded by [`track_http`], and the HTTP
+/// server's own counts.
 #[derive(Debug)]
 pub struct HttpMetrics {
     by_route: Family<HttpLabels, Histogram, fn() -> Histogram>,
+    /// Open HTTP connections.
+    pub open_connections: AtomicUsize,
+    /// Whole lists refused (503) because too many were waiting.
+    pub lists_refused: AtomicU64,
 }
 
 impl Default for HttpMetrics {
     fn default() -> Self {
         HttpMetrics {
             by_route: Family::new_with_constructor(latency_histogram),
+            open_connections: AtomicUsize::new(0),
+            lists_refused: AtomicU64::new(0),
         }
+    }
+}
+
+/// The methods the API serves, as metric labels; any other is `other`, so
+/// that a client cannot add series by inventing methods.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
     }
 }
 
@@ -71,7 +95,10 @@ impl HttpMetrics {
     }
 }
 
-/// Middleware recording each request's latency under its route template.
+/// Middleware recording each request's latency under its route template
+/// (`unmatched` for a path no route matches) and its method (`other` for
+/// one the API does not serve): labels come only from the daemon's own
+/// routes and methods, never from what a client invents.
 pub async fn track_http(
     State(metrics): State<Arc<HttpMetrics>>,
     req: Request,
@@ -82,11 +109,11 @@ pub async fn track_http(
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let start = Instant::now();
     let resp = next.run(req).await;
     metrics.record(
-        &method,
+        method,
         &route,
         resp.status().as_u16(),
         start.elapsed().as_secs_f64(),
@@ -233,6 +260,18 @@ impl Collector for Sources {
             "blox_leader",
             "1 while this process schedules.",
             ConstGauge::new(i64::from(*self.leader.borrow())),
+        )?;
+        single(
+            e,
+            "blox_http_open_connections",
+            "Open HTTP connections.",
+            gauge(self.http.open_connections.load(Ordering::Relaxed)),
+        )?;
+        single(
+            e,
+            "blox_http_lists_refused",
+            "Whole lists answered 503 because too many were already waiting.",
+            ConstCounter::new(self.http.lists_refused.load(Ordering::Relaxed)),
         )
     }
 }
@@ -297,6 +336,19 @@ mod tests {
             format!("# TYPE {series} histogram"),
         ] {
             assert!(text.lines().any(|l| l == line), "{line}\n{text}");
+        }
+    }
+
+    #[test]
+    fn only_known_methods_become_labels() {
+        for (method, label) in [
+            ("GET", "GET"),
+            ("DELETE", "DELETE"),
+            ("BREW", "other"),
+            ("get", "other"),
+        ] {
+            let m = Method::from_bytes(method.as_bytes()).unwrap();
+            assert_eq!(method_label(&m), label, "{method}");
         }
     }
 }

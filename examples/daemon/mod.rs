@@ -5,8 +5,13 @@
 //! `simulator` feature; production builds leave it out.
 
 mod app;
+mod body;
 pub mod config;
+mod conn;
+mod limits;
 mod metrics;
+mod readiness;
+mod serve;
 mod server;
 #[cfg(feature = "simulator")]
 mod sim_api;
@@ -19,6 +24,7 @@ mod ui;
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use blox_core::ports::EcsApi;
 use blox_state::{Cache, StateStore};
@@ -114,7 +120,7 @@ pub fn main() -> ExitCode {
             }
         });
     }
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         let running = match start(config, signal()).await {
             Ok(r) => r,
             Err(e) => {
@@ -134,5 +140,9 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-    })
+    });
+    // Whatever is still running (a call to an etcd that is gone, a blocking
+    // DNS lookup) does not hold the exit up: the grace has passed.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    code
 }

@@ -1,57 +1,34 @@
-//! The daemon's HTTP server: the state service's and the daemon scheduler's
-//! routes on one port, plus `/v1/ping`, `/v1/ready`, `/metrics` and (with
-//! `--simulate`) the simulator's controls; bearer-token auth; HTTP or HTTPS.
+//! The daemon's HTTP routes: the state service's and the daemon
+//! scheduler's routes on one port, plus `/v1/ping`, `/v1/ready`, `/metrics`
+//! and (with `--simulate`) the simulator's controls; bearer-token auth; the
+//! TLS configuration. `/v1/ping` and `/v1/ready` answer from the moment the
+//! port is bound ([`front`]); the rest once the store is there. The accept
+//! loop is [`super::serve`].
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tower::ServiceExt;
 
+use super::body;
+use super::limits::{ListLimit, bound_lists};
 use super::metrics::{HttpMetrics, Sources, metrics, registry, track_http};
+use super::readiness::Readiness;
 
 /// An error response in the API's one form (v0.3's): `text/plain`, the
 /// message and a newline.
 pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
     blox_state::http::text_response(status, &message.into())
-}
-
-/// What `/v1/ready` checks.
-#[derive(Clone)]
-pub struct Readiness {
-    /// The cache holds a complete view.
-    pub cache: blox_state::Cache,
-    /// The bootstrap reconcile is done (on the leader) or this process follows.
-    pub bootstrapped: watch::Receiver<bool>,
-    /// Whether this process leads (followers are ready once their view is loaded).
-    pub leader: watch::Receiver<bool>,
-}
-
-async fn ready(State(r): State<Readiness>) -> Response {
-    let view = r.cache.is_ready();
-    let leader = *r.leader.borrow();
-    let bootstrapped = *r.bootstrapped.borrow();
-    let ok = view && (!leader || bootstrapped);
-    let body = Json(json!({
-        "ready": ok,
-        "viewLoaded": view,
-        "leader": leader,
-        "bootstrapReconcileDone": bootstrapped,
-    }));
-    if ok {
-        (StatusCode::OK, body).into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
-    }
 }
 
 async fn require_token(State(token): State<Arc<String>>, req: Request, next: Next) -> Response {
@@ -86,33 +63,28 @@ async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "no such path")
 }
 
-/// Everything the router needs.
+/// Everything the application's router needs.
 pub struct RouterParts {
     /// The state service's routes.
     pub state: Router,
     /// The daemon scheduler's routes.
     pub sched: Router,
-    /// What `/v1/ready` checks.
-    pub readiness: Readiness,
     /// What `/metrics` reports.
     pub metrics: Sources,
     /// The simulator's controls, with `--simulate`.
     pub simulator: Option<Router>,
-    /// The API token, with `--api-token`.
-    pub api_token: Option<String>,
     /// HTTP latency recorder.
     pub http: Arc<HttpMetrics>,
+    /// The bound on whole lists.
+    pub lists: Arc<ListLimit>,
+    /// Turns `true` at shutdown: open streams end then.
+    pub stop: watch::Receiver<bool>,
 }
 
-/// The daemon's whole router.
+/// The application's router: every route but `/v1/ping` and `/v1/ready`
+/// (see [`front`]), once the store is there.
 pub fn router(parts: RouterParts) -> Router {
-    // `/v1/ping` comes with the daemon scheduler's routes.
     let mut app = Router::new()
-        .merge(
-            Router::new()
-                .route("/v1/ready", get(ready))
-                .with_state(parts.readiness),
-        )
         .merge(
             Router::new()
                 .route("/metrics", get(metrics))
@@ -124,16 +96,107 @@ pub fn router(parts: RouterParts) -> Router {
     if let Some(simulator) = parts.simulator {
         app = app.merge(simulator);
     }
-    app = app
-        .fallback(not_found)
-        .layer(middleware::from_fn_with_state(parts.http, track_http));
-    if let Some(token) = parts.api_token {
-        app = app.layer(middleware::from_fn_with_state(
+    app.fallback(not_found)
+        .layer(middleware::from_fn_with_state(parts.lists, bound_lists))
+        .layer(middleware::from_fn_with_state(parts.stop, end_streams_at))
+        .layer(middleware::from_fn_with_state(parts.http, track_http))
+}
+
+/// Middleware: a stream response ([`blox_state::http::STREAM_TYPE`]) ends
+/// cleanly at shutdown, so that a stream client never holds the daemon up
+/// (the client resumes elsewhere from the last line it read).
+pub async fn end_streams_at(
+    State(stop): State<watch::Receiver<bool>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let response = next.run(req).await;
+    let is_stream = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t == blox_state::http::STREAM_TYPE);
+    if !is_stream {
+        return response;
+    }
+    let mut stop = stop;
+    body::ending_at(response, async move {
+        let _ = stop.wait_for(|s| *s).await;
+    })
+}
+
+/// Where the application's router goes once it is built (see [`front`]).
+#[derive(Clone, Default)]
+pub struct AppSlot(Arc<OnceLock<Router>>);
+
+impl AppSlot {
+    /// Puts the application in (once; later calls are ignored).
+    pub fn fill(&self, app: Router) {
+        let _ = self.0.set(app);
+    }
+}
+
+/// The application's answer, or a 503 naming what startup waits for.
+async fn delegate(State((slot, readiness)): State<(AppSlot, Readiness)>, req: Request) -> Response {
+    match slot.0.get() {
+        Some(app) => app
+            .clone()
+            .oneshot(req)
+            .await
+            .unwrap_or_else(|e| match e {}),
+        None => {
+            let mut resp = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the daemon is starting (waiting for: {}); retry shortly",
+                    readiness.waiting_for().join(", ")
+                ),
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            resp
+        }
+    }
+}
+
+/// `GET /v1/ping`: the process answers.
+async fn ping() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+/// What the port serves from the moment it is bound: `/v1/ping`,
+/// `/v1/ready`, and the application once [`AppSlot::fill`] puts it in
+/// (503 with `Retry-After` until then); the bearer token around it all.
+pub fn front(
+    readiness: Readiness,
+    app: AppSlot,
+    api_token: Option<String>,
+    http: Arc<HttpMetrics>,
+) -> Router {
+    let mut front = Router::new()
+        .route("/v1/ping", get(ping))
+        .route(
+            "/v1/ready",
+            get(super::readiness::ready).with_state(readiness.clone()),
+        )
+        .method_not_allowed_fallback(method_not_allowed)
+        // The application records its own requests.
+        .route_layer(middleware::from_fn_with_state(http, track_http))
+        .fallback(delegate)
+        .with_state((app, readiness));
+    if let Some(token) = api_token {
+        front = front.layer(middleware::from_fn_with_state(
             Arc::new(token),
             require_token,
         ));
     }
-    app
+    front
 }
 
 /// Why the server could not start.
@@ -197,72 +260,4 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, 
         .with_single_cert(certs, key_der)
         .map_err(|e| tls_err("key", key, e.to_string()))?;
     Ok(Arc::new(config))
-}
-
-/// Serves `app` until `shutdown` resolves, then finishes in-flight requests.
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    tls: Option<Arc<rustls::ServerConfig>>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    match tls {
-        None => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-        Some(config) => serve_tls(listener, app, config, shutdown).await,
-    }
-}
-
-async fn serve_tls(
-    listener: TcpListener,
-    app: Router,
-    config: Arc<rustls::ServerConfig>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    use hyper_util::server::conn::auto::Builder;
-    use hyper_util::service::TowerToHyperService;
-
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    tokio::pin!(shutdown);
-    let mut conns = tokio::task::JoinSet::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = &mut shutdown => break,
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
-        };
-        let acceptor = acceptor.clone();
-        let app = app.clone();
-        conns.spawn(async move {
-            let tls = match acceptor.accept(stream).await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-            };
-            let service = TowerToHyperService::new(app);
-            if let Err(e) = Builder::new(TokioExecutor::new())
-                .serve_connection_with_upgrades(TokioIo::new(tls), service)
-                .await
-            {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
-    // Let in-flight connections finish, for a while.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), async {
-        while conns.join_next().await.is_some() {}
-    })
-    .await;
-    Ok(())
 }

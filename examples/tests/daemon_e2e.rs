@@ -32,25 +32,8 @@ async fn start(args: &[&str]) -> Daemon {
 
 /// SIGTERM, then the exit status within a generous deadline.
 fn terminate(d: &mut Daemon) -> std::process::ExitStatus {
-    let pid = d.proc.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let end = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = d.proc.0.try_wait().unwrap() {
-            return status;
-        }
-        assert!(
-            Instant::now() < end,
-            "the daemon did not stop after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    support::terminate(&mut d.proc, Duration::from_secs(30))
+        .expect("the daemon did not stop after SIGTERM")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

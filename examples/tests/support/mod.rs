@@ -76,6 +76,34 @@ pub async fn daemon(addr: SocketAddr, args: &[&str]) -> Proc {
     p
 }
 
+/// Sends SIGTERM to `proc`, then waits up to `deadline` for it to exit and
+/// returns its status (`None`: still running at the deadline).
+pub fn terminate(proc: &mut Proc, deadline: Duration) -> Option<std::process::ExitStatus> {
+    let pid = proc.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    exited_within(proc, deadline)
+}
+
+/// Waits up to `deadline` for `proc` to exit; its status, or `None`.
+pub fn exited_within(proc: &mut Proc, deadline: Duration) -> Option<std::process::ExitStatus> {
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(status) = proc.0.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The `items` of a list response.
 pub fn items(v: &Value) -> Vec<Value> {
     v["items"].as_array().cloned().unwrap_or_default()
