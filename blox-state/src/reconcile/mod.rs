@@ -11,7 +11,7 @@
 //!   performs no writes), each write versioned like an event's;
 //! * what ECS no longer returns is handled only after a complete listing (a
 //!   listing that fails halfway deletes nothing), and only on evidence
-//!   (see [`evidence`]): stored entities a listing lacks are described; what
+//!   (see `evidence.rs`): stored entities a listing lacks are described; what
 //!   ECS describes is applied, what it reports `MISSING` is gone (instances
 //!   are kept as INACTIVE and tasks are removed), and what it says nothing
 //!   about is removed softly once two complete listings further apart than
