@@ -142,7 +142,7 @@ async fn reconcile_large() {
     report(
         "reconcile: ECS calls",
         calls,
-        "(minimum: 50 + 50 + 500 + 1 + 500 = 1,101)",
+        "(minimum: 1 + 50 + 50 + 500 + 1 + 500 = 1,102)",
     );
     report(
         "reconcile: first run wall time",

@@ -399,6 +399,7 @@ pub async fn start(
             clusters: clusters.clone(),
             interval: config.reconcile_every(),
             retention: config.retention(),
+            listing_lag: config.listing_lag(),
             ..ReconcileOptions::default()
         },
     );

@@ -58,6 +58,12 @@ pub struct Config {
     #[arg(long, env = "BLOX_STOPPED_TASK_RETENTION", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
     pub stopped_task_retention: u64,
 
+    /// Seconds ECS's listings may lag behind a change: a stored task or
+    /// instance ECS neither lists nor describes is removed only once two
+    /// complete listings this far apart lacked it.
+    #[arg(long, env = "BLOX_LISTING_LAG", default_value_t = blox_state::reconcile::DEFAULT_LISTING_LAG.as_secs())]
+    pub listing_lag: u64,
+
     /// What to do with a message that is not a usable ECS event: `delete`
     /// it, or leave it for the queue's `dead-letter` queue.
     #[arg(long, env = "BLOX_MALFORMED_MESSAGES", default_value = "delete", value_parser = parse_malformed)]
@@ -195,6 +201,11 @@ impl Config {
     /// The bound on shutdown.
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace)
+    }
+
+    /// How far ECS's listings may lag behind a change.
+    pub fn listing_lag(&self) -> Duration {
+        Duration::from_secs(self.listing_lag)
     }
 }
 

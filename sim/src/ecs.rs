@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use blox_core::model::{Arn, Cluster, ContainerInstance, InstanceStatus, Task, TaskDefinition};
-use blox_core::ports::{EcsApi, EcsError, Page, StartTaskOutput, StartTaskRequest, TaskListFilter};
+use blox_core::ports::{
+    Described, EcsApi, EcsError, Page, StartTaskOutput, StartTaskRequest, TaskListFilter,
+};
 use blox_core::testing::{FakeEcs, InjectedError};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -136,6 +138,17 @@ impl EcsApi for ReplicaEcs {
             .await
     }
 
+    async fn describe_container_instances_with_missing(
+        &self,
+        cluster: &str,
+        instances: &[Arn],
+    ) -> Result<Described<ContainerInstance>, EcsError> {
+        self.enter("DescribeContainerInstances", false)?;
+        self.fake
+            .describe_container_instances_with_missing(cluster, instances)
+            .await
+    }
+
     async fn list_tasks(
         &self,
         filter: &TaskListFilter,
@@ -148,6 +161,15 @@ impl EcsApi for ReplicaEcs {
     async fn describe_tasks(&self, cluster: &str, tasks: &[Arn]) -> Result<Vec<Task>, EcsError> {
         self.enter("DescribeTasks", false)?;
         self.fake.describe_tasks(cluster, tasks).await
+    }
+
+    async fn describe_tasks_with_missing(
+        &self,
+        cluster: &str,
+        tasks: &[Arn],
+    ) -> Result<Described<Task>, EcsError> {
+        self.enter("DescribeTasks", false)?;
+        self.fake.describe_tasks_with_missing(cluster, tasks).await
     }
 
     async fn start_task(&self, request: &StartTaskRequest) -> Result<StartTaskOutput, EcsError> {

@@ -80,7 +80,6 @@ fn etcd_store_with_default_limits_fixed_seed() {
 /// only on positive evidence; the reconciler's deletions never block ECS's
 /// later report of the same version).
 #[test]
-#[ignore = "issue 14: the reconciler deletes tasks ECS has not listed yet"]
 fn lagging_listings_never_lose_a_started_task() {
     let shape = Shape {
         faults: FaultPlan::all(),

@@ -21,8 +21,8 @@ use crate::model::{
     Arn, Cluster, ContainerInstance, InstanceStatus, ResourceKind, Task, TaskDefinition,
 };
 use crate::ports::{
-    EcsApi, EcsError, MAX_DESCRIBE_BATCH, MAX_START_TASK_INSTANCES, Page, StartTaskOutput,
-    StartTaskRequest, TaskListFilter,
+    Described, EcsApi, EcsError, MAX_DESCRIBE_BATCH, MAX_START_TASK_INSTANCES, Page,
+    StartTaskOutput, StartTaskRequest, TaskListFilter,
 };
 
 /// ECS's limit on container instances per `UpdateContainerInstancesState` call.
@@ -221,6 +221,21 @@ fn check_describe_failures(op: Operation, failures: &[SdkFailure]) -> Result<(),
     }
 }
 
+/// The ARNs a describe call reported `MISSING` (after
+/// [`check_describe_failures`]).
+fn missing_arns(
+    op: Operation,
+    failures: &[SdkFailure],
+    kind: ResourceKind,
+) -> Result<Vec<Arn>, EcsError> {
+    check_describe_failures(op, failures)?;
+    let arns: Vec<String> = failures
+        .iter()
+        .map(|f| f.arn().unwrap_or_default().to_owned())
+        .collect();
+    convert::arns(&arns, "failures[].arn", kind).map_err(invalid_response(op))
+}
+
 fn arn_strings(arns: &[Arn]) -> Vec<String> {
     arns.iter().map(|a| a.as_str().to_owned()).collect()
 }
@@ -313,6 +328,17 @@ impl EcsApi for EcsAdapter {
         cluster: &str,
         instances: &[Arn],
     ) -> Result<Vec<ContainerInstance>, EcsError> {
+        Ok(self
+            .describe_container_instances_with_missing(cluster, instances)
+            .await?
+            .found)
+    }
+
+    async fn describe_container_instances_with_missing(
+        &self,
+        cluster: &str,
+        instances: &[Arn],
+    ) -> Result<Described<ContainerInstance>, EcsError> {
         let op = DESCRIBE_CONTAINER_INSTANCES;
         check_batch(
             op,
@@ -321,7 +347,7 @@ impl EcsApi for EcsAdapter {
             "container instances",
         )?;
         if instances.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Described::default());
         }
         let out = self
             .call(op, || {
@@ -332,11 +358,14 @@ impl EcsApi for EcsAdapter {
                     .send()
             })
             .await?;
-        check_describe_failures(op, out.failures())?;
-        out.container_instances()
-            .iter()
-            .map(|ci| convert::container_instance(ci, cluster).map_err(invalid_response(op)))
-            .collect()
+        Ok(Described {
+            missing: missing_arns(op, out.failures(), ResourceKind::ContainerInstance)?,
+            found: out
+                .container_instances()
+                .iter()
+                .map(|ci| convert::container_instance(ci, cluster).map_err(invalid_response(op)))
+                .collect::<Result<_, _>>()?,
+        })
     }
 
     async fn list_tasks(
@@ -377,9 +406,20 @@ impl EcsApi for EcsAdapter {
     }
 
     async fn describe_tasks(&self, cluster: &str, tasks: &[Arn]) -> Result<Vec<Task>, EcsError> {
+        Ok(self
+            .describe_tasks_with_missing(cluster, tasks)
+            .await?
+            .found)
+    }
+
+    async fn describe_tasks_with_missing(
+        &self,
+        cluster: &str,
+        tasks: &[Arn],
+    ) -> Result<Described<Task>, EcsError> {
         check_batch(DESCRIBE_TASKS, tasks.len(), MAX_DESCRIBE_BATCH, "tasks")?;
         if tasks.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Described::default());
         }
         let out = self
             .call(DESCRIBE_TASKS, || {
@@ -390,11 +430,14 @@ impl EcsApi for EcsAdapter {
                     .send()
             })
             .await?;
-        check_describe_failures(DESCRIBE_TASKS, out.failures())?;
-        out.tasks()
-            .iter()
-            .map(|t| convert::task(t, cluster).map_err(invalid_response(DESCRIBE_TASKS)))
-            .collect()
+        Ok(Described {
+            missing: missing_arns(DESCRIBE_TASKS, out.failures(), ResourceKind::Task)?,
+            found: out
+                .tasks()
+                .iter()
+                .map(|t| convert::task(t, cluster).map_err(invalid_response(DESCRIBE_TASKS)))
+                .collect::<Result<_, _>>()?,
+        })
     }
 
     async fn start_task(&self, request: &StartTaskRequest) -> Result<StartTaskOutput, EcsError> {
@@ -1069,6 +1112,60 @@ mod tests {
             matches!(&err, EcsError::Service { code, .. } if code == "ACCESS_DENIED"),
             "{err:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn describe_tasks_reports_the_arns_ecs_says_are_missing() {
+        let rule = mock!(Client::describe_tasks)
+            .then_http_response(|| json_response(200, DESCRIBE_TASKS_JSON));
+        let ecs = adapter(&[&rule]);
+        let asked = [
+            Arn::parse(&task_arn(1)).unwrap(),
+            Arn::parse("arn:aws:ecs:us-east-1:123456789012:task/prod/gone").unwrap(),
+        ];
+        let out = ecs
+            .describe_tasks_with_missing("prod", &asked)
+            .await
+            .unwrap();
+        assert_eq!(out.found.len(), 1);
+        assert_eq!(out.found[0].task_arn, asked[0]);
+        assert_eq!(out.missing, vec![asked[1].clone()]);
+    }
+
+    #[tokio::test]
+    async fn describe_container_instances_reports_the_arns_ecs_says_are_missing() {
+        let rule = mock!(Client::describe_container_instances).then_output(|| {
+            DescribeContainerInstancesOutput::builder()
+                .failures(
+                    sdk::Failure::builder()
+                        .arn(instance_arn(2))
+                        .reason("MISSING")
+                        .build(),
+                )
+                .build()
+        });
+        let ecs = adapter(&[&rule]);
+        let out = ecs
+            .describe_container_instances_with_missing("prod", &arns(2..3, instance_arn))
+            .await
+            .unwrap();
+        assert!(out.found.is_empty());
+        assert_eq!(out.missing, arns(2..3, instance_arn));
+    }
+
+    #[tokio::test]
+    async fn a_missing_failure_without_a_valid_arn_is_an_invalid_response() {
+        let rule = mock!(Client::describe_tasks).then_output(|| {
+            aws_sdk_ecs::operation::describe_tasks::DescribeTasksOutput::builder()
+                .failures(sdk::Failure::builder().reason("MISSING").build())
+                .build()
+        });
+        let ecs = adapter(&[&rule]);
+        let err = ecs
+            .describe_tasks_with_missing("prod", &arns(1..2, task_arn))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, EcsError::InvalidResponse { .. }), "{err:?}");
     }
 
     #[tokio::test]

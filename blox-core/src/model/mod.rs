@@ -18,7 +18,7 @@ pub use resource::{Attribute, Resource, VersionInfo, resource_number};
 pub use status::{InstanceStatus, LaunchType, TaskStatus};
 pub use task::{Container, ContainerOverride, KeyValuePair, NetworkBinding, Task, TaskOverride};
 pub use timestamp::{Timestamp, TimestampError};
-pub use version::{blocked_by_tombstone, supersedes};
+pub use version::{blocked_by_soft_tombstone, blocked_by_tombstone, supersedes};
 
 /// Either kind of entity the state service stores, behind a shared pointer
 /// (cloning is cheap; readers and watchers share one allocation).

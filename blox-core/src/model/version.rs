@@ -41,6 +41,23 @@ pub fn blocked_by_tombstone(incoming: Option<u64>, tombstone: Option<u64>) -> bo
     }
 }
 
+/// `true` when a *soft* tombstone at version `tombstone` blocks a state
+/// with version `incoming`. A soft tombstone records a deletion made on
+/// indirect evidence (the entity went missing from ECS's eventually
+/// consistent listings), so it must never block ECS's own report of the
+/// deleted version: it blocks only a known version strictly lower than its
+/// known version.
+///
+/// ```
+/// use blox_core::model::blocked_by_soft_tombstone;
+/// assert!(blocked_by_soft_tombstone(Some(2), Some(3)));
+/// assert!(!blocked_by_soft_tombstone(Some(3), Some(3))); // ECS's report of it applies
+/// assert!(!blocked_by_soft_tombstone(None, Some(3)));
+/// ```
+pub fn blocked_by_soft_tombstone(incoming: Option<u64>, tombstone: Option<u64>) -> bool {
+    matches!((incoming, tombstone), (Some(new), Some(old)) if new < old)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -53,6 +53,27 @@ pub struct StartTaskRequest {
     pub overrides: Option<TaskOverride>,
 }
 
+/// The answer of a `Describe*` call: what ECS described, and the ARNs it
+/// reported as `MISSING` (it does not have them, or no longer does).
+///
+/// An ARN in neither list is unknown: the call gave no evidence about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Described<T> {
+    /// What ECS described.
+    pub found: Vec<T>,
+    /// The ARNs ECS answered with a `MISSING` failure.
+    pub missing: Vec<Arn>,
+}
+
+impl<T> Default for Described<T> {
+    fn default() -> Self {
+        Described {
+            found: Vec::new(),
+            missing: Vec::new(),
+        }
+    }
+}
+
 /// A placement ECS refused, with its reason (`RESOURCE:MEMORY`, `AGENT`, ...).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlacementFailure {
@@ -185,6 +206,22 @@ pub trait EcsApi: Send + Sync {
         instances: &[Arn],
     ) -> Result<Vec<ContainerInstance>, EcsError>;
 
+    /// Describes up to 100 container instances of a cluster, with the ARNs
+    /// ECS reports `MISSING` (the default reports none; see
+    /// [`EcsApi::describe_tasks_with_missing`]).
+    async fn describe_container_instances_with_missing(
+        &self,
+        cluster: &str,
+        instances: &[Arn],
+    ) -> Result<Described<ContainerInstance>, EcsError> {
+        Ok(Described {
+            found: self
+                .describe_container_instances(cluster, instances)
+                .await?,
+            missing: Vec::new(),
+        })
+    }
+
     /// One page of task ARNs matching a filter.
     async fn list_tasks(
         &self,
@@ -194,6 +231,21 @@ pub trait EcsApi: Send + Sync {
 
     /// Describes up to 100 tasks of a cluster.
     async fn describe_tasks(&self, cluster: &str, tasks: &[Arn]) -> Result<Vec<Task>, EcsError>;
+
+    /// Describes up to 100 tasks of a cluster, with the ARNs ECS reports
+    /// `MISSING`. The default reports none missing (it cannot tell), so an
+    /// implementation that does not override it never gives evidence that a
+    /// task is gone.
+    async fn describe_tasks_with_missing(
+        &self,
+        cluster: &str,
+        tasks: &[Arn],
+    ) -> Result<Described<Task>, EcsError> {
+        Ok(Described {
+            found: self.describe_tasks(cluster, tasks).await?,
+            missing: Vec::new(),
+        })
+    }
 
     /// Starts one task on each of up to ten container instances.
     async fn start_task(&self, request: &StartTaskRequest) -> Result<StartTaskOutput, EcsError>;

@@ -8,7 +8,7 @@ mod ecs;
 mod source;
 
 pub use ecs::{
-    EcsApi, EcsApiExt, EcsError, MAX_DESCRIBE_BATCH, MAX_START_TASK_INSTANCES, Page,
+    Described, EcsApi, EcsApiExt, EcsError, MAX_DESCRIBE_BATCH, MAX_START_TASK_INSTANCES, Page,
     PlacementFailure, StartTaskOutput, StartTaskRequest, TaskListFilter,
 };
 pub use source::{DeleteFailure, EventSource, Message, SourceError};

@@ -10,9 +10,16 @@
 //! * only what changed is written (a reconcile of an unchanged cluster
 //!   performs no writes), each write versioned like an event's;
 //! * what ECS no longer returns is handled only after a complete listing (a
-//!   listing that fails halfway deletes nothing): instances are kept as
-//!   INACTIVE and tasks are removed, and stopped tasks and INACTIVE
+//!   listing that fails halfway deletes nothing), and only on evidence
+//!   (see `evidence.rs`): stored entities a listing lacks are described; what
+//!   ECS describes is applied, what it reports `MISSING` is gone (instances
+//!   are kept as INACTIVE and tasks are removed), and what it says nothing
+//!   about is removed softly once two complete listings further apart than
+//!   [`ReconcileOptions::listing_lag`] lacked it; stopped tasks and INACTIVE
 //!   instances are removed after the retention period;
+//! * clusters are resolved to ARNs, and only the entities of that exact
+//!   cluster ARN are compared, so a cluster of the same name in another
+//!   account or region is never touched;
 //! * every write is guarded with `unchanged_since` = the revision of the
 //!   store snapshot taken before listing, so an entity that an event updated
 //!   after the listing began is never overwritten or deleted.
@@ -22,6 +29,7 @@
 //! ([`ReconcileTrigger`]), only while its leadership signal is `true`.
 
 mod compare;
+mod evidence;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -29,11 +37,17 @@ use std::time::Duration;
 
 use blox_core::backoff::Backoff;
 use blox_core::model::{Arn, ContainerInstance, Entity, EntityKind, TaskStatus, Timestamp};
-use blox_core::ports::{EcsApi, EcsApiExt, EcsError, MAX_DESCRIBE_BATCH, TaskListFilter};
+use blox_core::ports::{
+    Described, EcsApi, EcsApiExt, EcsError, MAX_DESCRIBE_BATCH, TaskListFilter,
+};
 use tokio::sync::{Notify, watch};
 
 use crate::store::{Change, Filter, Revision, StateStore, StoreError, Versioned};
 use compare::{inactive_copy, instance_changed, instance_expired, task_changed, task_expired};
+use evidence::{Absence, Unlisted, classify};
+
+/// The default of [`ReconcileOptions::listing_lag`].
+pub const DEFAULT_LISTING_LAG: Duration = Duration::from_secs(60);
 
 /// Reconciler settings.
 #[derive(Debug, Clone)]
@@ -44,6 +58,10 @@ pub struct ReconcileOptions {
     pub interval: Duration,
     /// How long stopped tasks and INACTIVE instances are kept.
     pub retention: Duration,
+    /// How far ECS's `List*` calls may lag behind a change. An entity that
+    /// `Describe*` says nothing about is removed only once it was missing
+    /// from two complete listings further apart than this.
+    pub listing_lag: Duration,
     /// Backoff of the bootstrap and of failed runs.
     pub backoff: Backoff,
     /// The clock of retention (default: the wall clock).
@@ -56,6 +74,7 @@ impl Default for ReconcileOptions {
             clusters: Vec::new(),
             interval: Duration::from_secs(300),
             retention: Duration::from_secs(3600),
+            listing_lag: DEFAULT_LISTING_LAG,
             backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(60)),
             clock: blox_core::clock::system(),
         }
@@ -75,7 +94,8 @@ pub struct ReconcileReport {
     pub updated: usize,
     /// Instances ECS no longer lists, recorded as INACTIVE.
     pub marked_inactive: usize,
-    /// Entities removed (vanished tasks, expired stopped tasks and INACTIVE instances).
+    /// Entities removed (vanished tasks, expired stopped tasks and INACTIVE
+    /// instances), softly or not.
     pub removed: usize,
     /// Writes skipped because an event changed the entity after the listing began.
     pub skipped_concurrent: usize,
@@ -165,6 +185,7 @@ pub struct Reconciler {
     trigger: ReconcileTrigger,
     last: Arc<Mutex<Option<ReconcileReport>>>,
     bootstrapped: watch::Sender<bool>,
+    unlisted: Arc<Mutex<Unlisted>>,
 }
 
 /// The store's view of one cluster, taken before listing ECS.
@@ -172,6 +193,30 @@ struct Snapshot {
     instances: HashMap<Arn, Versioned>,
     tasks: HashMap<Arn, Versioned>,
     revision: Revision,
+}
+
+/// What ECS said of a cluster's entities of one kind: the ones it
+/// described, by ARN, and the ARNs it reported `MISSING`.
+struct EcsView<T> {
+    found: HashMap<Arn, T>,
+    missing: HashSet<Arn>,
+}
+
+impl<T> EcsView<T> {
+    fn of(d: Described<T>, arn: impl Fn(&T) -> Arn) -> Self {
+        EcsView {
+            found: d.found.into_iter().map(|t| (arn(&t), t)).collect(),
+            missing: d.missing.into_iter().collect(),
+        }
+    }
+}
+
+/// The error of a configured cluster ECS does not know.
+fn not_found(cluster: &str) -> EcsError {
+    EcsError::NotFound {
+        operation: "DescribeClusters",
+        message: format!("no cluster named {cluster:?} in this account and region"),
+    }
 }
 
 impl Reconciler {
@@ -188,6 +233,7 @@ impl Reconciler {
             trigger: ReconcileTrigger::default(),
             last: Arc::new(Mutex::new(None)),
             bootstrapped: watch::channel(false).0,
+            unlisted: Arc::default(),
         }
     }
 
@@ -213,17 +259,57 @@ impl Reconciler {
         }
     }
 
-    /// The clusters to reconcile, as ARNs where ECS knows them.
-    async fn clusters(&self) -> Result<Vec<String>, ReconcileError> {
-        if !self.options.clusters.is_empty() {
-            return Ok(self.options.clusters.clone());
+    /// The clusters to reconcile, resolved to ARNs: the configured ones
+    /// (names are described to find their ARN in this account and region;
+    /// a name ECS does not know is an error of its own), or every cluster.
+    async fn clusters(&self) -> Result<Vec<Result<Arn, ReconcileError>>, ReconcileError> {
+        if self.options.clusters.is_empty() {
+            let arns = self
+                .ecs
+                .list_all_clusters()
+                .await
+                .map_err(Self::ecs_err("*"))?;
+            return Ok(arns.into_iter().map(Ok).collect());
         }
-        let arns = self
-            .ecs
-            .list_all_clusters()
-            .await
-            .map_err(Self::ecs_err("*"))?;
-        Ok(arns.into_iter().map(|a| a.to_string()).collect())
+        self.resolve(&self.options.clusters).await
+    }
+
+    /// Resolves cluster names and ARNs to ARNs (see [`Reconciler::clusters`]).
+    async fn resolve(
+        &self,
+        clusters: &[String],
+    ) -> Result<Vec<Result<Arn, ReconcileError>>, ReconcileError> {
+        let is_cluster_arn = |c: &str| {
+            Arn::parse(c)
+                .ok()
+                .filter(|a| a.kind() == blox_core::model::ResourceKind::Cluster)
+        };
+        let names: Vec<String> = clusters
+            .iter()
+            .filter(|c| is_cluster_arn(c).is_none())
+            .cloned()
+            .collect();
+        let mut by_name = HashMap::new();
+        for chunk in names.chunks(MAX_DESCRIBE_BATCH) {
+            let described = self
+                .ecs
+                .describe_clusters(chunk)
+                .await
+                .map_err(Self::ecs_err("*"))?;
+            by_name.extend(
+                described
+                    .into_iter()
+                    .map(|c| (c.cluster_name, c.cluster_arn)),
+            );
+        }
+        Ok(clusters
+            .iter()
+            .map(|c| {
+                is_cluster_arn(c)
+                    .or_else(|| by_name.get(c).cloned())
+                    .ok_or_else(|| Self::ecs_err(c)(not_found(c)))
+            })
+            .collect())
     }
 
     /// Reconciles every configured cluster once, now (by the options' clock).
@@ -238,11 +324,15 @@ impl Reconciler {
         let mut report = ReconcileReport::default();
         let mut first_error = None;
         let mut failed = 0;
-        for cluster in &clusters {
-            match self.reconcile_cluster(cluster, now).await {
+        for cluster in clusters {
+            let done = match cluster {
+                Ok(arn) => self.reconcile_arn(&arn, now).await,
+                Err(e) => Err(e),
+            };
+            match done {
                 Ok(r) => report.merge(&r),
                 Err(e) => {
-                    tracing::warn!(%cluster, error = %e, "reconcile of cluster failed; nothing removed from it");
+                    tracing::warn!(error = %e, "reconcile of cluster failed; nothing removed from it");
                     failed += 1;
                     report.failed_clusters += 1;
                     first_error.get_or_insert(e);
@@ -252,7 +342,7 @@ impl Reconciler {
         if let Some(first) = first_error {
             return Err(ReconcileError::Partial {
                 failed,
-                total: clusters.len(),
+                total: report.clusters + failed,
                 first: Box::new(first),
                 report,
             });
@@ -261,9 +351,10 @@ impl Reconciler {
         Ok(report)
     }
 
-    async fn snapshot(&self, cluster: &str) -> Result<Snapshot, ReconcileError> {
+    /// The store's entities of exactly this cluster ARN.
+    async fn snapshot(&self, cluster: &Arn) -> Result<Snapshot, ReconcileError> {
         let filter = Filter {
-            cluster: Some(cluster.to_owned()),
+            cluster: Some(cluster.to_string()),
             ..Filter::default()
         };
         let instances = self
@@ -291,19 +382,41 @@ impl Reconciler {
         })
     }
 
-    /// Lists and describes a cluster's instances; then describes the stored
-    /// ones ECS stopped listing (ECS still describes deregistered instances
-    /// for a while, as INACTIVE).
+    /// Describes `arns` in batches of [`MAX_DESCRIBE_BATCH`] with `describe`.
+    async fn describe_all<T, F, Fut>(
+        cluster: &Arn,
+        arns: &[Arn],
+        mut describe: F,
+    ) -> Result<Described<T>, ReconcileError>
+    where
+        F: FnMut(Vec<Arn>) -> Fut,
+        Fut: std::future::Future<Output = Result<Described<T>, EcsError>>,
+    {
+        let mut all = Described::default();
+        for chunk in arns.chunks(MAX_DESCRIBE_BATCH) {
+            let d = describe(chunk.to_vec())
+                .await
+                .map_err(Self::ecs_err(cluster.as_str()))?;
+            all.found.extend(d.found);
+            all.missing.extend(d.missing);
+        }
+        Ok(all)
+    }
+
+    /// Lists and describes a cluster's instances, then describes the stored
+    /// ones the listing lacked (ECS still describes deregistered instances
+    /// for a while, as INACTIVE, and listings lag behind registrations).
     async fn ecs_instances(
         &self,
-        cluster: &str,
+        cluster: &Arn,
         snapshot: &Snapshot,
-    ) -> Result<HashMap<Arn, ContainerInstance>, ReconcileError> {
+    ) -> Result<EcsView<ContainerInstance>, ReconcileError> {
+        let name = cluster.as_str();
         let arns = self
             .ecs
-            .list_all_container_instances(cluster)
+            .list_all_container_instances(name)
             .await
-            .map_err(Self::ecs_err(cluster))?;
+            .map_err(Self::ecs_err(name))?;
         let listed: HashSet<&Arn> = arns.iter().collect();
         let vanished: Vec<Arn> = snapshot
             .instances
@@ -311,34 +424,29 @@ impl Reconciler {
             .filter(|a| !listed.contains(a))
             .cloned()
             .collect();
-        let mut out = HashMap::with_capacity(arns.len());
-        for chunk in arns
-            .chunks(MAX_DESCRIBE_BATCH)
-            .chain(vanished.chunks(MAX_DESCRIBE_BATCH))
-        {
-            let described = self
-                .ecs
-                .describe_container_instances(cluster, chunk)
+        let mut all = arns.clone();
+        all.extend(vanished);
+        let d = Self::describe_all(cluster, &all, |chunk| async move {
+            self.ecs
+                .describe_container_instances_with_missing(name, &chunk)
                 .await
-                .map_err(Self::ecs_err(cluster))?;
-            out.extend(
-                described
-                    .into_iter()
-                    .map(|i| (i.container_instance_arn.clone(), i)),
-            );
-        }
-        Ok(out)
+        })
+        .await?;
+        Ok(EcsView::of(d, |i| i.container_instance_arn.clone()))
     }
 
-    /// Lists (RUNNING and STOPPED) and describes a cluster's tasks.
+    /// Lists (RUNNING and STOPPED) and describes a cluster's tasks, then
+    /// describes the stored live ones the listings lacked.
     async fn ecs_tasks(
         &self,
-        cluster: &str,
-    ) -> Result<HashMap<Arn, blox_core::Task>, ReconcileError> {
+        cluster: &Arn,
+        snapshot: &Snapshot,
+    ) -> Result<EcsView<blox_core::Task>, ReconcileError> {
+        let name = cluster.as_str();
         let mut arns = Vec::new();
         for desired in [TaskStatus::Running, TaskStatus::Stopped] {
             let filter = TaskListFilter {
-                cluster: cluster.to_owned(),
+                cluster: name.to_owned(),
                 desired_status: Some(desired),
                 ..TaskListFilter::default()
             };
@@ -346,33 +454,89 @@ impl Reconciler {
                 self.ecs
                     .list_all_tasks(&filter)
                     .await
-                    .map_err(Self::ecs_err(cluster))?,
+                    .map_err(Self::ecs_err(name))?,
             );
         }
         let mut seen = HashSet::with_capacity(arns.len());
         arns.retain(|a| seen.insert(a.clone()));
-        let mut out = HashMap::with_capacity(arns.len());
-        for chunk in arns.chunks(MAX_DESCRIBE_BATCH) {
-            let described = self
-                .ecs
-                .describe_tasks(cluster, chunk)
-                .await
-                .map_err(Self::ecs_err(cluster))?;
-            out.extend(described.into_iter().map(|t| (t.task_arn.clone(), t)));
-        }
-        Ok(out)
+        // Stopped tasks ECS stopped listing are kept for the retention
+        // period whatever ECS says: only live ones need its word.
+        arns.extend(
+            snapshot
+                .tasks
+                .iter()
+                .filter(|(a, v)| {
+                    !seen.contains(*a)
+                        && matches!(&v.entity, Entity::Task(t) if t.last_status != TaskStatus::Stopped)
+                })
+                .map(|(a, _)| a.clone()),
+        );
+        let d = Self::describe_all(cluster, &arns, |chunk| async move {
+            self.ecs.describe_tasks_with_missing(name, &chunk).await
+        })
+        .await?;
+        Ok(EcsView::of(d, |t| t.task_arn.clone()))
     }
 
-    /// Reconciles one cluster (name or ARN).
+    /// How each stored entity (instance or task) that ECS did not describe
+    /// is absent (see [`evidence`]), for one complete listing of the cluster.
+    fn absences(
+        &self,
+        cluster: &Arn,
+        snapshot: &Snapshot,
+        instances: &EcsView<ContainerInstance>,
+        tasks: &EcsView<blox_core::Task>,
+        now: Timestamp,
+    ) -> HashMap<Arn, Absence> {
+        let vanished: Vec<Arn> = (snapshot.instances.keys())
+            .filter(|a| !instances.found.contains_key(*a))
+            .chain(
+                snapshot
+                    .tasks
+                    .keys()
+                    .filter(|a| !tasks.found.contains_key(*a)),
+            )
+            .cloned()
+            .collect();
+        let missing: HashSet<Arn> = instances.missing.union(&tasks.missing).cloned().collect();
+        let mut unlisted = self.unlisted.lock().unwrap_or_else(|e| e.into_inner());
+        classify(
+            &vanished,
+            &missing,
+            &mut unlisted,
+            cluster,
+            now,
+            self.options.listing_lag,
+        )
+    }
+
+    /// Reconciles one cluster (name or ARN; a name is resolved in this
+    /// account and region).
     pub async fn reconcile_cluster(
         &self,
         cluster: &str,
         now: Timestamp,
     ) -> Result<ReconcileReport, ReconcileError> {
+        let arn = self
+            .resolve(&[cluster.to_owned()])
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(Self::ecs_err(cluster)(not_found(cluster))))?;
+        self.reconcile_arn(&arn, now).await
+    }
+
+    /// Reconciles the cluster with this ARN.
+    async fn reconcile_arn(
+        &self,
+        cluster: &Arn,
+        now: Timestamp,
+    ) -> Result<ReconcileReport, ReconcileError> {
         let snapshot = self.snapshot(cluster).await?;
         // A complete listing first: any failure here returns before any write.
         let instances = self.ecs_instances(cluster, &snapshot).await?;
-        let tasks = self.ecs_tasks(cluster).await?;
+        let tasks = self.ecs_tasks(cluster, &snapshot).await?;
+        let absences = self.absences(cluster, &snapshot, &instances, &tasks, now);
+        let (instances, tasks) = (instances.found, tasks.found);
 
         let mut report = ReconcileReport {
             clusters: 1,
@@ -412,10 +576,7 @@ impl Reconciler {
             }
         }
         for (arn, v) in &snapshot.instances {
-            if instances.contains_key(arn) {
-                continue;
-            }
-            let Entity::Instance(s) = &v.entity else {
+            let (Some(absence), Entity::Instance(s)) = (absences.get(arn), &v.entity) else {
                 continue;
             };
             if instance_expired(s, now, retention) {
@@ -423,10 +584,19 @@ impl Reconciler {
                     Change::delete(arn.clone(), s.version).unchanged_since(guard),
                     Effect::Removed,
                 ));
-            } else if s.status != blox_core::model::InstanceStatus::Inactive {
+            } else if s.status == blox_core::model::InstanceStatus::Inactive {
+                // Kept for the retention period.
+            } else if *absence == Absence::Missing {
                 changes.push((
                     Change::put(inactive_copy(s, now)).unchanged_since(guard),
                     Effect::MarkedInactive,
+                ));
+            } else if *absence == Absence::Unlisted {
+                // No version of its own to mark INACTIVE with that could not
+                // block ECS's next one: removed softly instead.
+                changes.push((
+                    Change::soft_delete(arn.clone(), s.version).unchanged_since(guard),
+                    Effect::Removed,
                 ));
             }
         }
@@ -454,18 +624,23 @@ impl Reconciler {
             }
         }
         for (arn, v) in &snapshot.tasks {
-            if tasks.contains_key(arn) {
+            let (Some(absence), Entity::Task(s)) = (absences.get(arn), &v.entity) else {
                 continue;
-            }
-            let Entity::Task(s) = &v.entity else { continue };
+            };
             // ECS forgets stopped tasks after a while; keep ours for the
-            // retention period. A task that vanished without stopping is gone.
-            if s.last_status != TaskStatus::Stopped || task_expired(s, now, retention) {
-                changes.push((
-                    Change::delete(arn.clone(), s.version).unchanged_since(guard),
-                    Effect::Removed,
-                ));
-            }
+            // retention period. A live task is gone only on evidence.
+            let change = if task_expired(s, now, retention) {
+                Change::delete(arn.clone(), s.version)
+            } else if s.last_status == TaskStatus::Stopped {
+                continue;
+            } else {
+                match absence {
+                    Absence::Missing => Change::delete(arn.clone(), s.version),
+                    Absence::Unlisted => Change::soft_delete(arn.clone(), s.version),
+                    Absence::Unconfirmed => continue,
+                }
+            };
+            changes.push((change.unchanged_since(guard), Effect::Removed));
         }
 
         if changes.is_empty() {
@@ -562,6 +737,7 @@ impl Reconciler {
                 _ = &mut shutdown => return,
                 _ = leader.wait_for(|l| !*l) => {
                     self.bootstrapped.send_replace(false);
+                    self.unlisted.lock().unwrap_or_else(|e| e.into_inner()).clear();
                     tracing::info!("lost leadership: reconciler paused");
                 }
                 _ = lead => {}

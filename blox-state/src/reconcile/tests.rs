@@ -2,10 +2,12 @@ use std::sync::Mutex as StdMutex;
 
 use async_trait::async_trait;
 use blox_core::model::{Cluster, InstanceStatus, Task, TaskDefinition};
+use blox_core::ports::Described;
 use blox_core::ports::{Page, StartTaskOutput, StartTaskRequest};
 use blox_core::testing::{FakeEcs, FakeEcsConfig, InjectedError, InstanceSpec};
 
 use super::*;
+use crate::store::ApplyOutcome;
 use crate::store::memory::MemoryStore;
 use crate::testing::FaultyStore;
 
@@ -103,7 +105,12 @@ async fn ecs_calls_are_the_minimum_the_page_limits_allow() {
         "8 pages of RUNNING, 1 (empty) of STOPPED"
     );
     assert_eq!(w.ecs.calls("DescribeTasks"), 8);
-    assert_eq!(w.ecs.total_calls(), 3 + 3 + 9 + 8);
+    assert_eq!(
+        w.ecs.calls("DescribeClusters"),
+        1,
+        "the name resolved to its ARN"
+    );
+    assert_eq!(w.ecs.total_calls(), 1 + 3 + 3 + 9 + 8);
 }
 
 #[tokio::test]
@@ -198,11 +205,31 @@ async fn stopped_tasks_are_kept_for_the_retention_period_then_removed_and_not_re
 }
 
 /// An ECS that lets an "event" land in the store while the reconciler is
-/// describing tasks, i.e. after its listing began.
+/// describing tasks, i.e. after its listing began; with `reports_missing`
+/// off, its describe calls never say `MISSING` (as an ECS that cannot tell).
 struct RacingEcs {
     inner: FakeEcs,
     store: Arc<FaultyStore<MemoryStore>>,
     during_describe: StdMutex<Vec<Change>>,
+    reports_missing: bool,
+}
+
+impl RacingEcs {
+    fn mute(inner: FakeEcs, store: Arc<FaultyStore<MemoryStore>>) -> Self {
+        RacingEcs {
+            inner,
+            store,
+            during_describe: StdMutex::default(),
+            reports_missing: false,
+        }
+    }
+
+    fn filter<T>(&self, mut d: Described<T>) -> Described<T> {
+        if !self.reports_missing {
+            d.missing.clear();
+        }
+        d
+    }
 }
 
 #[async_trait]
@@ -227,6 +254,17 @@ impl EcsApi for RacingEcs {
     ) -> Result<Vec<ContainerInstance>, EcsError> {
         self.inner.describe_container_instances(c, a).await
     }
+    async fn describe_container_instances_with_missing(
+        &self,
+        c: &str,
+        a: &[Arn],
+    ) -> Result<Described<ContainerInstance>, EcsError> {
+        let d = self
+            .inner
+            .describe_container_instances_with_missing(c, a)
+            .await?;
+        Ok(self.filter(d))
+    }
     async fn list_tasks(
         &self,
         f: &TaskListFilter,
@@ -235,11 +273,19 @@ impl EcsApi for RacingEcs {
         self.inner.list_tasks(f, t).await
     }
     async fn describe_tasks(&self, c: &str, a: &[Arn]) -> Result<Vec<Task>, EcsError> {
+        self.inner.describe_tasks(c, a).await
+    }
+    async fn describe_tasks_with_missing(
+        &self,
+        c: &str,
+        a: &[Arn],
+    ) -> Result<Described<Task>, EcsError> {
         let pending: Vec<Change> = std::mem::take(&mut *self.during_describe.lock().unwrap());
         for change in pending {
             assert!(self.store.apply(change).await.unwrap().is_applied());
         }
-        self.inner.describe_tasks(c, a).await
+        let d = self.inner.describe_tasks_with_missing(c, a).await?;
+        Ok(self.filter(d))
     }
     async fn start_task(&self, r: &StartTaskRequest) -> Result<StartTaskOutput, EcsError> {
         self.inner.start_task(r).await
@@ -281,6 +327,7 @@ async fn an_entity_an_event_updated_after_the_listing_began_is_neither_overwritt
         inner: w.ecs.clone(),
         store: w.store.clone(),
         during_describe: StdMutex::new(vec![Change::put(event_a.clone())]),
+        reports_missing: true,
     };
     let rec = Reconciler::new(
         Arc::new(racing),
@@ -354,4 +401,251 @@ async fn bootstrap_waits_for_ecs_with_backoff_instead_of_failing() {
         .unwrap();
     assert_eq!(report.added, 2);
     assert!(*w.rec.bootstrapped().borrow());
+}
+
+/// A fake whose listings lag an hour behind, with one instance in `prod`,
+/// reconciled once.
+async fn lagging_world() -> World {
+    let ecs = FakeEcs::with_config(FakeEcsConfig {
+        seed: Some(11),
+        listing_lag: HOUR,
+        ..FakeEcsConfig::default()
+    });
+    ecs.create_cluster("prod").unwrap();
+    ecs.add_instances("prod", 1, &InstanceSpec::new()).unwrap();
+    let store = Arc::new(FaultyStore::new(MemoryStore::new()));
+    let rec = Reconciler::new(
+        Arc::new(ecs.clone()),
+        store.clone(),
+        ReconcileOptions {
+            clusters: vec!["prod".into()],
+            retention: HOUR,
+            ..ReconcileOptions::default()
+        },
+    );
+    rec.reconcile_once().await.unwrap();
+    World { ecs, store, rec }
+}
+
+/// Starts a task in ECS and stores it as its event would; returns it.
+async fn started_and_reported(w: &World) -> Task {
+    let on = w.ecs.instance_arns("prod").unwrap();
+    let task = w.ecs.run_tasks("prod", "web:1", &on, None).unwrap().tasks[0].clone();
+    let task = w.ecs.task(&task.task_arn).unwrap();
+    assert!(
+        w.store
+            .apply(Change::put(task.clone()))
+            .await
+            .unwrap()
+            .is_applied(),
+        "the event lands"
+    );
+    let listed = w
+        .ecs
+        .list_all_tasks(&TaskListFilter {
+            cluster: "prod".into(),
+            ..TaskListFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(!listed.contains(&task.task_arn), "ListTasks lags behind");
+    task
+}
+
+#[tokio::test]
+async fn a_started_task_listings_do_not_show_yet_is_kept_and_its_event_still_applies() {
+    let w = lagging_world().await;
+    let task = started_and_reported(&w).await;
+    let report = w.rec.reconcile_at(later(0)).await.unwrap();
+    assert_eq!(report.removed, 0, "{report:?}");
+    assert!(
+        stored(&w.store, &task.task_arn).await.is_some(),
+        "the task ECS has not listed yet stays"
+    );
+    // The same event delivered again is a duplicate, never refused by a tombstone.
+    let again = w.store.apply(Change::put(task.clone())).await.unwrap();
+    assert!(
+        !matches!(
+            again,
+            ApplyOutcome::Stale {
+                reason: crate::store::StaleReason::Tombstone,
+                ..
+            }
+        ),
+        "{again:?}"
+    );
+}
+
+/// Two clusters named `prod` in two accounts, each with one instance and
+/// one task, both in one store; reconciled by one reconciler per account.
+#[tokio::test]
+async fn same_named_clusters_of_two_accounts_never_touch_each_other() {
+    let fake = |account: &str, seed| {
+        let ecs = FakeEcs::with_config(FakeEcsConfig {
+            seed: Some(seed),
+            account: account.into(),
+            ..FakeEcsConfig::default()
+        });
+        ecs.create_cluster("prod").unwrap();
+        let on = ecs.add_instances("prod", 1, &InstanceSpec::new()).unwrap();
+        ecs.run_tasks("prod", "web:1", &on, None).unwrap();
+        ecs
+    };
+    let (a, b) = (fake("111111111111", 1), fake("222222222222", 2));
+    let store = Arc::new(FaultyStore::new(MemoryStore::new()));
+    let reconciler = |ecs: &FakeEcs, clusters: Vec<String>| {
+        Reconciler::new(
+            Arc::new(ecs.clone()),
+            store.clone(),
+            ReconcileOptions {
+                clusters,
+                retention: HOUR,
+                ..ReconcileOptions::default()
+            },
+        )
+    };
+    let (rec_a, rec_b) = (
+        reconciler(&a, vec!["prod".into()]),
+        reconciler(&b, Vec::new()),
+    );
+    assert_eq!(rec_a.reconcile_once().await.unwrap().added, 2);
+    assert_eq!(rec_b.reconcile_once().await.unwrap().added, 2);
+    let all = |kind| {
+        let store = store.clone();
+        async move {
+            let mut arns: Vec<(Arn, Entity)> = store
+                .inner()
+                .list(kind, &Filter::default())
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .map(|v| (v.entity.arn().clone(), v.entity))
+                .collect();
+            arns.sort_by(|x, y| x.0.cmp(&y.0));
+            arns
+        }
+    };
+    let before = (all(EntityKind::Instance).await, all(EntityKind::Task).await);
+    assert_eq!((before.0.len(), before.1.len()), (2, 2));
+    for rec in [&rec_a, &rec_b, &rec_a] {
+        let report = rec.reconcile_once().await.unwrap();
+        assert_eq!(report.writes(), 0, "{report:?}");
+    }
+    let after = (all(EntityKind::Instance).await, all(EntityKind::Task).await);
+    assert_eq!(before, after);
+}
+
+/// A task and an instance the store has and ECS never had (a phantom of a
+/// lost event's world), in `prod`.
+async fn phantoms(w: &World) -> (Task, ContainerInstance) {
+    let cluster = w.ecs.cluster_arn("prod").unwrap();
+    let arn = |kind: &str, id: &str| {
+        Arn::parse(&format!(
+            "arn:aws:ecs:us-east-1:000000000000:{kind}/prod/{id}"
+        ))
+        .unwrap()
+    };
+    let mut task = Task::new(arn("task", "phantom"), cluster.clone(), "web:1");
+    task.version = Some(2);
+    task.last_status = TaskStatus::Running;
+    let mut instance = ContainerInstance::new(arn("container-instance", "phantom"), cluster);
+    instance.version = Some(5);
+    instance.status = InstanceStatus::Active;
+    for change in [Change::put(task.clone()), Change::put(instance.clone())] {
+        assert!(w.store.apply(change).await.unwrap().is_applied());
+    }
+    (task, instance)
+}
+
+#[tokio::test]
+async fn what_ecs_reports_missing_is_removed_at_once_for_good() {
+    let w = world(1, 1);
+    w.rec.reconcile_once().await.unwrap();
+    let (task, instance) = phantoms(&w).await;
+    let report = w.rec.reconcile_once().await.unwrap();
+    assert_eq!(
+        (report.removed, report.marked_inactive),
+        (1, 1),
+        "{report:?}"
+    );
+    assert_eq!(
+        w.store.apply(Change::put(task.clone())).await.unwrap(),
+        ApplyOutcome::Stale {
+            reason: crate::store::StaleReason::Tombstone,
+            stored_version: task.version
+        },
+        "ECS's word leaves a normal tombstone"
+    );
+    let Some(Entity::Instance(i)) = stored(&w.store, &instance.container_instance_arn).await else {
+        panic!("kept as INACTIVE")
+    };
+    assert_eq!(i.status, InstanceStatus::Inactive);
+}
+
+#[tokio::test]
+async fn without_ecs_word_two_listings_further_apart_than_the_lag_remove_softly() {
+    let w = world(1, 1);
+    let lag = Duration::from_secs(60);
+    let rec = Reconciler::new(
+        Arc::new(RacingEcs::mute(w.ecs.clone(), w.store.clone())),
+        w.store.clone(),
+        ReconcileOptions {
+            clusters: vec!["prod".into()],
+            retention: HOUR,
+            listing_lag: lag,
+            ..ReconcileOptions::default()
+        },
+    );
+    let t0 = Timestamp::now();
+    rec.reconcile_at(t0).await.unwrap();
+    let (task, instance) = phantoms(&w).await;
+    for at in [t0, t0.plus(lag)] {
+        let report = rec.reconcile_at(at).await.unwrap();
+        assert_eq!(
+            report.writes(),
+            0,
+            "one listing, or two too close: {report:?}"
+        );
+    }
+    let report = rec
+        .reconcile_at(t0.plus(lag + Duration::from_secs(1)))
+        .await
+        .unwrap();
+    assert_eq!(report.removed, 2, "{report:?}");
+    assert!(stored(&w.store, &task.task_arn).await.is_none());
+    assert!(
+        stored(&w.store, &instance.container_instance_arn)
+            .await
+            .is_none()
+    );
+    // ECS's own report of the deleted versions still applies.
+    for change in [Change::put(task.clone()), Change::put(instance.clone())] {
+        let outcome = w.store.apply(change).await.unwrap();
+        assert!(outcome.is_applied(), "{outcome:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_cluster_name_ecs_does_not_know_fails_alone_and_removes_nothing() {
+    let w = world(1, 1);
+    w.rec.reconcile_once().await.unwrap();
+    let rec = Reconciler::new(
+        Arc::new(w.ecs.clone()),
+        w.store.clone(),
+        ReconcileOptions {
+            clusters: vec!["prod".into(), "nope".into()],
+            ..ReconcileOptions::default()
+        },
+    );
+    let err = rec.reconcile_once().await.unwrap_err();
+    match err {
+        ReconcileError::Partial {
+            failed: 1,
+            total: 2,
+            report,
+            ..
+        } => assert_eq!((report.clusters, report.writes()), (1, 0)),
+        other => panic!("{other}"),
+    }
 }

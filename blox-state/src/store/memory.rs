@@ -44,10 +44,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use blox_core::clock::SharedClock;
-use blox_core::model::{Arn, Entity, EntityKind, Timestamp, blocked_by_tombstone, supersedes};
+use blox_core::model::{Arn, Entity, EntityKind, Timestamp, supersedes};
 use bytes::Bytes;
 
 use self::log::{ChangeLog, LogEntry, follow};
+use super::tombstone::TombstoneRule;
 use super::{
     ApplyOutcome, Change, Filter, KvEntry, KvEvent, KvExpect, KvOp, KvTxn, KvTxnOutcome,
     KvWatchStream, Listing, Op, Result, Revision, StaleReason, StateStore, StoreError, Versioned,
@@ -115,7 +116,7 @@ enum Slot {
         seq: u64,
     },
     Tombstone {
-        version: Option<u64>,
+        rule: TombstoneRule,
         deleted_at: Timestamp,
         seq: u64,
     },
@@ -133,7 +134,7 @@ impl Slot {
     fn version(&self) -> Option<u64> {
         match self {
             Slot::Live { entity, .. } => entity.version(),
-            Slot::Tombstone { version, .. } => *version,
+            Slot::Tombstone { rule, .. } => rule.version,
         }
     }
 }
@@ -168,9 +169,9 @@ impl State {
         let guard = change.unchanged_since.map(|r| r.seq);
         match change.op {
             Op::Put(entity) => self.put(epoch, entity, guard),
-            Op::Delete { arn, version } => {
+            Op::Delete { arn, version, soft } => {
                 let deleted_at = *now;
-                self.delete(epoch, arn, version, guard, deleted_at)
+                self.delete(epoch, arn, version, soft, guard, deleted_at)
             }
         }
     }
@@ -186,8 +187,8 @@ impl State {
                 Slot::Live { entity: old, .. } => {
                     (!supersedes(incoming, old.version())).then_some(StaleReason::Version)
                 }
-                Slot::Tombstone { version, .. } => {
-                    blocked_by_tombstone(incoming, *version).then_some(StaleReason::Tombstone)
+                Slot::Tombstone { rule, .. } => {
+                    rule.blocks_put(incoming).then_some(StaleReason::Tombstone)
                 }
             }
             .or_else(|| guard_fails(slot, guard));
@@ -225,6 +226,7 @@ impl State {
         epoch: u64,
         arn: Arn,
         version: Option<u64>,
+        soft: bool,
         guard: Option<u64>,
         deleted_at: Timestamp,
     ) -> ApplyOutcome {
@@ -234,16 +236,20 @@ impl State {
             _ => &mut self.tasks,
         };
         let mut last = None;
-        let mut tombstone_version = version;
+        let mut rule = TombstoneRule { version, soft };
         if let Some(slot) = map.get(&arn) {
             let stale = match slot {
                 Slot::Live { entity, .. } => match (version, entity.version()) {
                     (Some(v), Some(stored)) if stored > v => Some(StaleReason::Version),
                     _ => None,
                 },
-                Slot::Tombstone { version: tv, .. } => {
-                    blocked_by_tombstone(version, *tv).then_some(StaleReason::Tombstone)
-                }
+                Slot::Tombstone { rule: old, .. } => match old.after_delete(version, soft) {
+                    Some(new) => {
+                        rule = new;
+                        None
+                    }
+                    None => Some(StaleReason::Tombstone),
+                },
             }
             .or_else(|| guard_fails(slot, guard));
             if let Some(reason) = stale {
@@ -253,14 +259,14 @@ impl State {
                 };
             }
             if let Slot::Live { entity, .. } = slot {
-                tombstone_version = version.or(entity.version());
+                rule.version = version.or(entity.version());
                 last = Some(entity.clone());
             }
         }
         self.seq += 1;
         let revision = Revision::new(epoch, self.seq);
         let tombstone = Slot::Tombstone {
-            version: tombstone_version,
+            rule,
             deleted_at,
             seq: self.seq,
         };

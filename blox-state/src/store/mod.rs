@@ -13,6 +13,13 @@
 //!   a late or duplicated state of that version or lower cannot resurrect the
 //!   entity ([`blox_core::model::blocked_by_tombstone`]). Tombstones are
 //!   purged after a retention period ([`StateStore::purge_tombstones`]).
+//! * **Soft deletes.** A delete made on indirect evidence alone
+//!   ([`Change::soft_delete`]: the reconciler saw the entity missing from
+//!   ECS's eventually consistent listings) leaves a *soft* tombstone, which
+//!   blocks only known versions strictly lower than its own
+//!   ([`blox_core::model::blocked_by_soft_tombstone`]): ECS's own later
+//!   report of the deleted version applies. A hard delete of the same
+//!   version hardens it.
 //! * **Guards.** A change may carry `unchanged_since`: it applies only if the
 //!   stored key (entity or tombstone) was last modified at or before that
 //!   revision. The reconciler uses it so it never overwrites or deletes what
@@ -39,6 +46,7 @@ use futures::stream::BoxStream;
 
 pub mod limits;
 pub mod memory;
+pub(crate) mod tombstone;
 
 pub use limits::TxnLimits;
 
@@ -46,7 +54,7 @@ pub use limits::TxnLimits;
 /// record formats; see `etcd::layout`). Records that outlive a process
 /// (a scheduler's start intents) carry it, so a daemon never acts on what
 /// a daemon of another layout left.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 
 #[cfg(feature = "etcd")]
 pub mod etcd;
@@ -118,6 +126,9 @@ pub enum Op {
         /// The last version known to the deleter; the delete is stale if the
         /// stored state is strictly newer. `None` = unknown (always applies).
         version: Option<u64>,
+        /// A deletion on listing evidence alone: its tombstone never blocks
+        /// the deleted version itself (see the module docs).
+        soft: bool,
     },
 }
 
@@ -142,7 +153,26 @@ impl Change {
     /// A delete leaving a tombstone at `version`.
     pub fn delete(arn: Arn, version: Option<u64>) -> Self {
         Change {
-            op: Op::Delete { arn, version },
+            op: Op::Delete {
+                arn,
+                version,
+                soft: false,
+            },
+            unchanged_since: None,
+        }
+    }
+
+    /// A soft delete: a tombstone at `version` that blocks only older
+    /// versions, so ECS's own later report of `version` still applies (for
+    /// deletions on indirect evidence, such as a task missing from ECS's
+    /// listings).
+    pub fn soft_delete(arn: Arn, version: Option<u64>) -> Self {
+        Change {
+            op: Op::Delete {
+                arn,
+                version,
+                soft: true,
+            },
             unchanged_since: None,
         }
     }

@@ -403,6 +403,62 @@ pub async fn delete_of_a_tombstone_at_an_equal_or_lower_version_is_stale<S: Stat
     applied(put(store, instance("web", "i", Some(6))).await);
 }
 
+/// A soft delete (listing evidence alone) leaves a tombstone that blocks
+/// only older versions: ECS's own report of the deleted version applies. A
+/// hard delete of that version hardens it; a soft one never softens a hard one.
+pub async fn soft_tombstones_block_only_older_versions<S: StateStore>(store: &S) {
+    let arn = task("web", "soft", None).task_arn;
+    let soft = |version| {
+        let arn = arn.clone();
+        async move {
+            store
+                .apply(Change::soft_delete(arn, version))
+                .await
+                .expect("apply soft delete")
+        }
+    };
+    applied(put(store, task("web", "soft", Some(3))).await);
+    applied(soft(Some(3)).await);
+    assert_eq!(store.get(&arn).await.unwrap(), None);
+    assert_stale(
+        put(store, task("web", "soft", Some(2))).await,
+        StaleReason::Tombstone,
+        Some(3),
+    );
+    applied(put(store, task("web", "soft", Some(3))).await);
+    assert_eq!(
+        live_version(store, &arn).await,
+        Some(Some(3)),
+        "the deleted version itself comes back"
+    );
+    // Softly deleted again, then deleted for good at the same version.
+    applied(soft(Some(3)).await);
+    assert_stale(soft(Some(3)).await, StaleReason::Tombstone, Some(3));
+    applied(delete(store, &arn, Some(3)).await);
+    assert_stale(
+        put(store, task("web", "soft", Some(3))).await,
+        StaleReason::Tombstone,
+        Some(3),
+    );
+    assert_stale(soft(Some(3)).await, StaleReason::Tombstone, Some(3));
+    // A soft delete of a never-seen entity: a late older state stays out,
+    // the deleted version gets in.
+    let late = task("web", "soft-late", None).task_arn;
+    applied(
+        store
+            .apply(Change::soft_delete(late.clone(), Some(5)))
+            .await
+            .unwrap(),
+    );
+    assert_stale(
+        put(store, task("web", "soft-late", Some(4))).await,
+        StaleReason::Tombstone,
+        Some(5),
+    );
+    applied(put(store, task("web", "soft-late", Some(5))).await);
+    assert_eq!(live_version(store, &late).await, Some(Some(5)));
+}
+
 // ----------------------------------------------------------------------------
 // Guards
 // ----------------------------------------------------------------------------
@@ -1554,6 +1610,7 @@ where
     delete_is_stale_when_the_stored_state_is_newer(&make().await).await;
     delete_of_an_absent_entity_leaves_a_tombstone(&make().await).await;
     delete_of_a_tombstone_at_an_equal_or_lower_version_is_stale(&make().await).await;
+    soft_tombstones_block_only_older_versions(&make().await).await;
     unchanged_since_guards_puts(&make().await).await;
     unchanged_since_guards_deletes(&make().await).await;
     get_returns_live_entities_only(&make().await).await;
@@ -1612,6 +1669,7 @@ macro_rules! conformance_tests {
             delete_is_stale_when_the_stored_state_is_newer,
             delete_of_an_absent_entity_leaves_a_tombstone,
             delete_of_a_tombstone_at_an_equal_or_lower_version_is_stale,
+            soft_tombstones_block_only_older_versions,
             unchanged_since_guards_puts,
             unchanged_since_guards_deletes,
             get_returns_live_entities_only,

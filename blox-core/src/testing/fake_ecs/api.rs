@@ -13,8 +13,8 @@ use crate::model::{
     Arn, Cluster, ContainerInstance, InstanceStatus, Task, TaskDefinition, TaskStatus,
 };
 use crate::ports::{
-    EcsApi, EcsError, MAX_DESCRIBE_BATCH, MAX_START_TASK_INSTANCES, Page, StartTaskOutput,
-    StartTaskRequest, TaskListFilter,
+    Described, EcsApi, EcsError, MAX_DESCRIBE_BATCH, MAX_START_TASK_INSTANCES, Page,
+    StartTaskOutput, StartTaskRequest, TaskListFilter,
 };
 
 /// ECS's page size of `List*` calls.
@@ -101,6 +101,22 @@ fn page(
         _ => None,
     };
     Ok(Page { items, next_token })
+}
+
+/// A describe answer as ECS gives it: what `lookup` finds, and the other
+/// ARNs as `MISSING` (unknown, forgotten, or of another cluster).
+fn described<'a, T: Clone + 'a>(
+    arns: &[Arn],
+    lookup: impl Fn(&Arn) -> Option<&'a T>,
+) -> Described<T> {
+    let mut out = Described::default();
+    for arn in arns {
+        match lookup(arn) {
+            Some(item) => out.found.push(item.clone()),
+            None => out.missing.push(arn.clone()),
+        }
+    }
+    out
 }
 
 fn family_of(task_definition_arn: &str) -> &str {
@@ -196,18 +212,26 @@ impl EcsApi for FakeEcs {
         cluster: &str,
         instances: &[Arn],
     ) -> Result<Vec<ContainerInstance>, EcsError> {
+        Ok(self
+            .describe_container_instances_with_missing(cluster, instances)
+            .await?
+            .found)
+    }
+
+    async fn describe_container_instances_with_missing(
+        &self,
+        cluster: &str,
+        instances: &[Arn],
+    ) -> Result<Described<ContainerInstance>, EcsError> {
         let operation = op::DESCRIBE_CONTAINER_INSTANCES;
         let st = self.call(operation)?;
         if instances.len() > MAX_DESCRIBE_BATCH {
             return Err(invalid(operation, "at most 100 container instances"));
         }
         let c = st.cluster(cluster).map_err(|e| to_ecs(operation, e))?;
-        Ok(instances
-            .iter()
-            .filter_map(|a| st.instances.get(a))
-            .filter(|i| i.cluster_arn == c.arn)
-            .cloned()
-            .collect())
+        Ok(described(instances, |a| {
+            st.instances.get(a).filter(|i| i.cluster_arn == c.arn)
+        }))
     }
 
     async fn list_tasks(
@@ -257,18 +281,26 @@ impl EcsApi for FakeEcs {
     }
 
     async fn describe_tasks(&self, cluster: &str, tasks: &[Arn]) -> Result<Vec<Task>, EcsError> {
+        Ok(self
+            .describe_tasks_with_missing(cluster, tasks)
+            .await?
+            .found)
+    }
+
+    async fn describe_tasks_with_missing(
+        &self,
+        cluster: &str,
+        tasks: &[Arn],
+    ) -> Result<Described<Task>, EcsError> {
         let operation = op::DESCRIBE_TASKS;
         let st = self.call(operation)?;
         if tasks.len() > MAX_DESCRIBE_BATCH {
             return Err(invalid(operation, "at most 100 tasks"));
         }
         let c = st.cluster(cluster).map_err(|e| to_ecs(operation, e))?;
-        Ok(tasks
-            .iter()
-            .filter_map(|a| st.tasks.get(a))
-            .filter(|t| t.cluster_arn == c.arn)
-            .cloned()
-            .collect())
+        Ok(described(tasks, |a| {
+            st.tasks.get(a).filter(|t| t.cluster_arn == c.arn)
+        }))
     }
 
     async fn start_task(&self, request: &StartTaskRequest) -> Result<StartTaskOutput, EcsError> {

@@ -19,7 +19,8 @@
 //! records each finished step under `migrating.done` before the next one
 //! starts, so a migration that stops half-way (a crash, an etcd outage) is
 //! resumed by running it again, and no daemon acts on the half-migrated
-//! prefix meanwhile. Version 1 is the first layout: [`MIGRATIONS`] is empty.
+//! prefix meanwhile. Version 1 is the first layout; [`MIGRATIONS`] lists the
+//! steps from each version to the next.
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -49,9 +50,20 @@ impl std::fmt::Debug for MigrationStep {
     }
 }
 
-/// The migrations of this build, oldest first (none yet: version 1 is the
-/// first layout).
-pub static MIGRATIONS: &[MigrationStep] = &[];
+/// The migrations of this build, oldest first.
+pub static MIGRATIONS: &[MigrationStep] = &[MigrationStep {
+    from: 1,
+    name: "soft-tombstones",
+    run: soft_tombstones,
+}];
+
+/// Layout 2 adds `soft` to tombstones (a deletion on listing evidence
+/// alone, which never blocks ECS's report of the deleted version). Every
+/// layout-1 tombstone is a hard one, which is what a record without the
+/// field reads as: nothing to rewrite.
+fn soft_tombstones(_: &EtcdStore) -> BoxFuture<'_, Result<()>> {
+    Box::pin(async { Ok(()) })
+}
 
 /// A migration under way.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,9 +6,10 @@
 //! values it read, on values it cached, or on the result of an earlier change
 //! of the same batch.
 
-use blox_core::model::{Arn, Entity, Timestamp, blocked_by_tombstone, supersedes};
+use blox_core::model::{Arn, Entity, Timestamp, supersedes};
 use serde::{Deserialize, Serialize};
 
+use crate::store::tombstone::TombstoneRule;
 use crate::store::{Op, StaleReason, StoreError};
 
 /// The JSON value stored at an entity key.
@@ -32,6 +33,20 @@ pub(crate) struct Tombstone {
     pub version: Option<u64>,
     /// When it was deleted.
     pub deleted_at: Timestamp,
+    /// A soft deletion (listing evidence alone): blocks only older versions.
+    /// Absent in layout-1 records, which are all hard.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub soft: bool,
+}
+
+impl Tombstone {
+    /// What this tombstone blocks.
+    pub(crate) fn rule(&self) -> TombstoneRule {
+        TombstoneRule {
+            version: self.version,
+            soft: self.soft,
+        }
+    }
 }
 
 /// The first bytes of a compressed record: `0xFF` never starts JSON (nor
@@ -90,7 +105,7 @@ impl Record {
     pub(crate) fn state(&self) -> State {
         match self {
             Record::Live(e) => State::Live(e.version()),
-            Record::Tombstone(t) => State::Tombstone(t.version),
+            Record::Tombstone(t) => State::Tombstone(t.rule()),
         }
     }
 }
@@ -102,8 +117,8 @@ pub(crate) enum State {
     Absent,
     /// A live entity at this version.
     Live(Option<u64>),
-    /// A tombstone at this version.
-    Tombstone(Option<u64>),
+    /// A tombstone.
+    Tombstone(TombstoneRule),
 }
 
 /// A key's state and the etcd revision of its last write (0 when absent).
@@ -151,7 +166,8 @@ pub(crate) fn decide(
 ) -> Decision {
     let stored_version = match stored.state {
         State::Absent => None,
-        State::Live(v) | State::Tombstone(v) => v,
+        State::Live(v) => v,
+        State::Tombstone(t) => t.version,
     };
     if let Some(seq) = guard_seq {
         let modified_after = pending || u64::try_from(stored.mod_revision).unwrap_or(0) > seq;
@@ -168,9 +184,7 @@ pub(crate) fn decide(
             let stale = match stored.state {
                 State::Absent => None,
                 State::Live(v) => (!supersedes(incoming, v)).then_some(StaleReason::Version),
-                State::Tombstone(v) => {
-                    blocked_by_tombstone(incoming, v).then_some(StaleReason::Tombstone)
-                }
+                State::Tombstone(t) => t.blocks_put(incoming).then_some(StaleReason::Tombstone),
             };
             match stale {
                 Some(reason) => Decision::Stale {
@@ -180,12 +194,13 @@ pub(crate) fn decide(
                 None => Decision::Write(Record::Live(entity.clone())),
             }
         }
-        Op::Delete { arn, version } => {
+        Op::Delete { arn, version, soft } => {
             let tombstone = |v: Option<u64>| {
                 Decision::Write(Record::Tombstone(Tombstone {
                     arn: arn.clone(),
                     version: v,
                     deleted_at: now,
+                    soft: *soft,
                 }))
             };
             match stored.state {
@@ -200,11 +215,10 @@ pub(crate) fn decide(
                     (d, s) => tombstone(d.or(s)),
                 },
                 // Already deleted: only a delete at a strictly higher version
-                // raises the tombstone.
-                State::Tombstone(t) => match (*version, t) {
-                    (Some(d), Some(t)) if d > t => tombstone(Some(d)),
-                    (Some(d), None) => tombstone(Some(d)),
-                    _ => Decision::Stale {
+                // raises the tombstone (or a hard one hardens a soft one).
+                State::Tombstone(t) => match t.after_delete(*version, *soft) {
+                    Some(new) => tombstone(new.version),
+                    None => Decision::Stale {
                         reason: StaleReason::Tombstone,
                         stored_version,
                     },
@@ -235,6 +249,13 @@ mod tests {
             state,
             mod_revision: rev,
         }
+    }
+
+    fn hard(version: Option<u64>) -> State {
+        State::Tombstone(TombstoneRule {
+            version,
+            soft: false,
+        })
     }
 
     fn is_write(d: &Decision) -> bool {
@@ -276,7 +297,7 @@ mod tests {
     #[test]
     fn tombstone_blocks_equal_version_but_not_higher() {
         let now = Timestamp::now();
-        let s = stored(State::Tombstone(Some(3)), 7);
+        let s = stored(hard(Some(3)), 7);
         assert_eq!(
             decide(&put(Some(3)), None, s, false, now),
             Decision::Stale {
@@ -308,6 +329,7 @@ mod tests {
         let del = |v| Op::Delete {
             arn: arn(),
             version: v,
+            soft: false,
         };
         match decide(
             &del(None),
@@ -329,7 +351,7 @@ mod tests {
         assert!(!is_write(&decide(
             &del(Some(3)),
             None,
-            stored(State::Tombstone(Some(3)), 3),
+            stored(hard(Some(3)), 3),
             false,
             now
         )));
@@ -343,11 +365,57 @@ mod tests {
     }
 
     #[test]
+    fn a_soft_tombstone_lets_the_deleted_version_through_and_a_hard_delete_hardens_it() {
+        let now = Timestamp::now();
+        let soft = stored(
+            State::Tombstone(TombstoneRule {
+                version: Some(3),
+                soft: true,
+            }),
+            7,
+        );
+        assert!(is_write(&decide(&put(Some(3)), None, soft, false, now)));
+        assert!(!is_write(&decide(&put(Some(2)), None, soft, false, now)));
+        let hard_delete = Op::Delete {
+            arn: arn(),
+            version: Some(3),
+            soft: false,
+        };
+        match decide(&hard_delete, None, soft, false, now) {
+            Decision::Write(Record::Tombstone(t)) => {
+                assert_eq!((t.version, t.soft), (Some(3), false));
+            }
+            d => panic!("unexpected {d:?}"),
+        }
+        let soft_delete = Op::Delete {
+            arn: arn(),
+            version: Some(5),
+            soft: true,
+        };
+        match decide(&soft_delete, None, Stored::ABSENT, false, now) {
+            Decision::Write(Record::Tombstone(t)) => assert!(t.soft),
+            d => panic!("unexpected {d:?}"),
+        }
+    }
+
+    #[test]
+    fn a_layout_1_tombstone_reads_as_hard_and_a_hard_one_is_written_as_before() {
+        let v1 = br#"{"tombstone":{"arn":"arn:aws:ecs:us-east-1:123456789012:task/c/abc","version":3,"deletedAt":"2024-01-01T00:00:00Z"}}"#;
+        let Record::Tombstone(t) = Record::decode(b"k", v1).unwrap() else {
+            panic!("a tombstone")
+        };
+        assert!(!t.soft);
+        let hard = String::from_utf8(Record::Tombstone(t).encode(false).unwrap()).unwrap();
+        assert!(!hard.contains("soft"), "{hard}");
+    }
+
+    #[test]
     fn records_round_trip_plain_and_compressed() {
         let tombstone = Record::Tombstone(Tombstone {
             arn: arn(),
             version: Some(9),
             deleted_at: Timestamp::from_millis(1_000),
+            soft: true,
         });
         let plain = tombstone.encode(false).unwrap();
         assert_eq!(plain.first(), Some(&b'{'));
