@@ -21,9 +21,11 @@ OUT=$ROOT/target/load
 mkdir -p "$OUT"
 
 bash scripts/install-deps.sh bench
-# Two builds: one would unify features, and the daemon must be the production build.
+# Separate builds: one would unify features, and the daemon must be the
+# production build. The event generator runs once per set: a debug build will do.
 cargo build --release -q -p blox-examples --bin blox-daemon
-cargo build --release -q -p blox-benches --bins
+cargo build --release -q -p blox-load
+cargo build -q -p blox-benches --bin gen-events
 BIN=$ROOT/target/release
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -54,7 +56,7 @@ PY
 
 for size in $SIZES; do
   events=$OUT/events-$size.jsonl
-  [ -s "$events" ] || "$BIN/gen-events" "$size" "$events"
+  [ -s "$events" ] || "$ROOT/target/debug/gen-events" "$size" "$events"
 done
 
 for store in $STORES; do
