@@ -204,10 +204,13 @@ async fn the_follower_takes_over_after_the_lease_expires_without_double_starts()
     // Earlier instances' intents may still await the runner's next cycle to
     // be resolved; what matters is that the in-flight start has one.
     let intents = ingest.kv_list(&prefix).await.unwrap().items;
+    let records: Vec<blox_sched::runner::IntentRecord> = intents
+        .iter()
+        .map(|e| serde_json::from_slice(&e.value).unwrap())
+        .collect();
     assert!(
-        intents.iter().any(|e| e.key.ends_with(late.as_str())),
-        "the in-flight start on the new instance has an intent: {:?}",
-        intents.iter().map(|e| &e.key).collect::<Vec<_>>()
+        records.iter().any(|r| r.instance == late),
+        "the in-flight start on the new instance has an intent: {records:?}"
     );
     leader.kill();
 

@@ -95,8 +95,10 @@ async fn a_new_leader_resolves_inherited_intents_before_starting_anything() {
             since,
             leader: "old".into(),
             layout: blox_state::store::LAYOUT_VERSION,
+            task: None,
+            before: Vec::new(),
         };
-        let key = format!("{prefix}{TAG}/{}", w.instances[i]);
+        let key = format!("{prefix}old-{i}");
         w.store
             .kv_put(
                 &key,

@@ -47,6 +47,9 @@ const LIST_TASKS: Operation = Operation::idempotent("ListTasks", "ecs:ListTasks"
 const DESCRIBE_TASKS: Operation = Operation::idempotent("DescribeTasks", "ecs:DescribeTasks");
 const START_TASK: Operation = Operation::non_idempotent("StartTask", "ecs:StartTask");
 const STOP_TASK: Operation = Operation::idempotent("StopTask", "ecs:StopTask");
+/// Not called on its own: ECS authorizes the tags of a `StartTask` with
+/// `ecs:TagResource` on the new tasks (tagging on create).
+const TAG_ON_START: Operation = Operation::non_idempotent("StartTask", "ecs:TagResource");
 const DESCRIBE_TASK_DEFINITION: Operation =
     Operation::idempotent("DescribeTaskDefinition", "ecs:DescribeTaskDefinition");
 const UPDATE_CONTAINER_INSTANCES_STATE: Operation = Operation::idempotent(
@@ -72,7 +75,8 @@ pub struct EcsAdapter {
 }
 
 impl EcsAdapter {
-    /// The IAM actions this adapter may call. A role running blox needs these
+    /// The IAM actions this adapter may call (`ecs:TagResource` authorizes
+    /// the tags of a `StartTask`). A role running blox needs these
     /// (and `iam:PassRole` for any task role its task definitions use, which
     /// `StartTask` checks).
     pub const IAM_ACTIONS: &'static [&'static str] = &[
@@ -83,6 +87,7 @@ impl EcsAdapter {
         LIST_TASKS.iam_action,
         DESCRIBE_TASKS.iam_action,
         START_TASK.iam_action,
+        TAG_ON_START.iam_action,
         STOP_TASK.iam_action,
         DESCRIBE_TASK_DEFINITION.iam_action,
         UPDATE_CONTAINER_INSTANCES_STATE.iam_action,
@@ -420,6 +425,17 @@ impl EcsApi for EcsAdapter {
                 operation: START_TASK.name,
                 message: e.to_string(),
             })?;
+        let tags = (!request.tags.is_empty()).then(|| {
+            request
+                .tags
+                .iter()
+                .map(|(k, v)| aws_sdk_ecs::types::Tag::builder().key(k).value(v).build())
+                .collect::<Vec<_>>()
+        });
+        if tags.is_some() {
+            self.calls
+                .note(TAG_ON_START, Self::IAM_ACTIONS, "EcsAdapter");
+        }
         let out = self
             .call(START_TASK, || {
                 self.client
@@ -430,6 +446,7 @@ impl EcsApi for EcsAdapter {
                     .set_started_by(request.started_by.clone())
                     .set_group(request.group.clone())
                     .set_overrides(overrides.clone())
+                    .set_tags(tags.clone())
                     .send()
             })
             .await?;
@@ -753,6 +770,7 @@ mod tests {
             started_by: None,
             group: None,
             overrides: None,
+            tags: Default::default(),
         };
         let lost = mock!(Client::start_task)
             .sequence()
@@ -1080,6 +1098,10 @@ mod tests {
                     && r.container_instances().len() == 2
                     && r.started_by() == Some("blox-d1")
                     && r.group() == Some("blox")
+                    && r.tags().len() == 2
+                    && r.tags()[0].key() == Some("env")
+                    && r.tags()[0].value() == Some("prod")
+                    && r.tags()[1].key() == Some("team")
                     && r.overrides().is_some_and(|o| {
                         o.container_overrides()[0].memory() == Some(300)
                             && o.container_overrides()[0].command() == ["serve"]
@@ -1126,6 +1148,11 @@ mod tests {
                     }],
                     ..Default::default()
                 }),
+                tags: [
+                    ("team".to_owned(), "web".to_owned()),
+                    ("env".to_owned(), "prod".to_owned()),
+                ]
+                .into(),
             })
             .await
             .unwrap();
@@ -1174,6 +1201,7 @@ mod tests {
             started_by: None,
             group: None,
             overrides: None,
+            tags: Default::default(),
         };
         let err = ecs.start_task(&request).await.unwrap_err();
         assert!(matches!(
@@ -1303,6 +1331,7 @@ mod tests {
             started_by: None,
             group: None,
             overrides: None,
+            tags: [("team".to_owned(), "web".to_owned())].into(),
         })
         .await
         .unwrap();

@@ -51,6 +51,9 @@ pub struct StartTaskRequest {
     pub group: Option<String>,
     /// Overrides.
     pub overrides: Option<TaskOverride>,
+    /// Tags of the started tasks, key to value (tagging on create needs
+    /// `ecs:TagResource`; empty sends none).
+    pub tags: std::collections::BTreeMap<String, String>,
 }
 
 /// A placement ECS refused, with its reason (`RESOURCE:MEMORY`, `AGENT`, ...).

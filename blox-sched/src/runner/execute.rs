@@ -1,5 +1,6 @@
 //! Executing a cycle's plan against ECS: stops, then fenced starts.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use blox_core::ports::{EcsError, MAX_START_TASK_INSTANCES, StartTaskRequest, Tas
 use blox_state::store::{KvTxn, KvTxnOutcome};
 
 use super::cycle::Stop;
-use super::intents::IntentRecord;
+use super::intents::{IntentError, NewIntent};
 use super::plan::Plan;
 use super::{Runner, RunnerCounters, WaitingFor, bump};
 use crate::election::LeaderTerm;
@@ -102,6 +103,7 @@ impl<S: Scheduler> Runner<S> {
         &mut self,
         term: &LeaderTerm,
         plan: Plan,
+        before: &Before,
         now: Timestamp,
     ) -> Result<(), Stop> {
         let mut last_error = None;
@@ -136,11 +138,11 @@ impl<S: Scheduler> Runner<S> {
             }
         }
         for start in &plan.starts {
-            for chunk in start.instances.chunks(MAX_START_TASK_INSTANCES) {
+            for batch in batches(&start.instances) {
                 if !self.still_leading(term) {
                     return Ok(());
                 }
-                if let Some(e) = self.start_batch(term, start, chunk, now).await? {
+                if let Some(e) = self.start_batch(term, start, &batch, before).await? {
                     last_error = Some(e);
                 }
             }
@@ -148,38 +150,44 @@ impl<S: Scheduler> Runner<S> {
         last_error.map_or(Ok(()), |e| Err(Stop::Error(e)))
     }
 
-    /// Writes the intents of one batch, then calls StartTask; returns the
-    /// error to report, if any.
+    /// Writes the intents of one batch (one per instance), then calls
+    /// StartTask; returns the error to report, if any.
     async fn start_batch(
         &mut self,
         term: &LeaderTerm,
         start: &StartAction,
         instances: &[Arn],
-        now: Timestamp,
+        before: &Before,
     ) -> Result<Option<String>, Stop> {
-        let records = instances
+        let starts = instances
             .iter()
-            .map(|i| IntentRecord {
+            .map(|i| NewIntent {
                 cluster: start.cluster.clone(),
                 instance: i.clone(),
                 task_definition: start.task_definition.clone(),
                 started_by: start.started_by.clone(),
-                since: now,
-                leader: term.holder.clone(),
-                layout: blox_state::store::LAYOUT_VERSION,
+                before: before
+                    .get(&(i.clone(), start.started_by.clone()))
+                    .cloned()
+                    .unwrap_or_default(),
             })
             .collect();
-        self.term
+        let since = self.clock.now();
+        let (keys, _) = self
+            .term
             .book
-            .record(self.store.as_ref(), term, records)
+            .record(self.store.as_ref(), term, starts, since)
             .await?;
+        // The batch names each instance once: its intent, by instance.
+        let key_of: HashMap<&Arn, &String> = instances.iter().zip(&keys).collect();
         let request = StartTaskRequest {
             cluster: start.cluster.to_string(),
             task_definition: start.task_definition.clone(),
             container_instances: instances.to_vec(),
             started_by: Some(start.started_by.clone()),
-            group: None,
-            overrides: None,
+            group: start.group.clone(),
+            overrides: start.overrides.as_deref().cloned(),
+            tags: start.tags.clone(),
         };
         let result = retrying(
             &self.counters,
@@ -188,16 +196,17 @@ impl<S: Scheduler> Runner<S> {
             || self.ecs.start_task(&request),
         )
         .await;
+        let now = self.clock.now();
         let name = self.scheduler.name().to_owned();
         match result {
             Ok(out) => {
+                let mut started = HashMap::new();
                 for task in &out.tasks {
                     let Some(instance) = &task.container_instance_arn else {
                         continue;
                     };
-                    let key = self.term.book.key(instance, &start.started_by);
-                    if let Some(intent) = self.term.book.get_mut(&key) {
-                        intent.task = Some(task.task_arn.clone());
+                    if let Some(key) = key_of.get(instance) {
+                        started.insert((*key).clone(), task.task_arn.clone());
                     }
                     tracing::info!(scheduler = %name, task = %task.task_arn, %instance, reason = %start.reason, "started task");
                 }
@@ -208,8 +217,10 @@ impl<S: Scheduler> Runner<S> {
                     let instance = f.arn.as_deref().and_then(|a| Arn::parse(a).ok());
                     tracing::warn!(scheduler = %name, instance = f.arn.as_deref().unwrap_or("-"),
                         reason = %f.reason, detail = f.detail.as_deref().unwrap_or("-"), "placement failed");
-                    if let Some(instance) = instance.filter(|i| instances.contains(i)) {
-                        failed.push(self.term.book.key(&instance, &start.started_by));
+                    if let Some((instance, key)) =
+                        instance.and_then(|i| key_of.get(&i).map(|k| (i, (*k).clone())))
+                    {
+                        failed.push(key);
                         self.term
                             .tracker
                             .record_failure(&instance, Some(f.reason.clone()), now);
@@ -219,7 +230,21 @@ impl<S: Scheduler> Runner<S> {
                     .book
                     .remove(self.store.as_ref(), term, failed)
                     .await?;
-                Ok(None)
+                let recorded = self
+                    .term
+                    .book
+                    .attribute(self.store.as_ref(), term, started)
+                    .await;
+                match recorded {
+                    Ok(()) => Ok(None),
+                    Err(IntentError::Fenced) => Err(Stop::Waiting(WaitingFor::Leadership)),
+                    // Known in memory for this term; a successor finds the
+                    // tasks through ListTasks.
+                    Err(IntentError::Store(e)) => {
+                        tracing::warn!(scheduler = %name, error = %e, "could not record the started tasks in their intents");
+                        Ok(Some(format!("recording started tasks: {e}")))
+                    }
+                }
             }
             Err(e @ EcsError::Transport { .. }) => {
                 // The outcome is unknown: keep the intents until the view or
@@ -231,10 +256,6 @@ impl<S: Scheduler> Runner<S> {
             Err(e) => {
                 bump(&self.counters.failed, instances.len());
                 tracing::warn!(scheduler = %name, error = %e, "StartTask failed");
-                let keys = instances
-                    .iter()
-                    .map(|i| self.term.book.key(i, &start.started_by))
-                    .collect();
                 self.term
                     .book
                     .remove(self.store.as_ref(), term, keys)
@@ -249,5 +270,48 @@ impl<S: Scheduler> Runner<S> {
                 Ok(Some(e.to_string()))
             }
         }
+    }
+}
+
+/// The tasks the view showed per instance and `startedBy` when a cycle's
+/// intents were written.
+pub(crate) type Before = HashMap<(Arn, String), Vec<Arn>>;
+
+/// Splits a start's instances (one entry per copy) into StartTask batches
+/// of at most ten distinct instances, first fit, in order.
+fn batches(instances: &[Arn]) -> Vec<Vec<Arn>> {
+    let mut out: Vec<Vec<Arn>> = Vec::new();
+    for i in instances {
+        match out
+            .iter_mut()
+            .find(|b| b.len() < MAX_START_TASK_INSTANCES && !b.contains(i))
+        {
+            Some(b) => b.push(i.clone()),
+            None => out.push(vec![i.clone()]),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inst(n: usize) -> Arn {
+        Arn::parse(&format!(
+            "arn:aws:ecs:us-east-1:000000000000:container-instance/c/i{n}"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_batch_names_each_instance_once_and_at_most_ten() {
+        let mut copies: Vec<Arn> = (0..12).map(inst).collect();
+        copies.extend([inst(0), inst(0), inst(1)]);
+        let b = batches(&copies);
+        assert_eq!(b.len(), 3);
+        assert_eq!(b[0], (0..10).map(inst).collect::<Vec<_>>());
+        assert_eq!(b[1], vec![inst(10), inst(11), inst(0), inst(1)]);
+        assert_eq!(b[2], vec![inst(0)]);
     }
 }

@@ -9,20 +9,25 @@
 //! 1. builds a [`Snapshot`](crate::scheduler::Snapshot) from the cache (its clusters only), the pending
 //!    intents and the per-instance backoff, and calls
 //!    [`Scheduler::decide`];
-//! 2. filters the actions (no start where an intent is pending or the
-//!    instance is in backoff, nothing outside its clusters) and caps them
+//! 2. filters the actions (no start where the instance is in backoff,
+//!    nothing outside its clusters; starts are not deduplicated: a
+//!    scheduler counts the pending starts of its snapshot, and may want
+//!    several copies on one instance) and caps them
 //!    ([`RunnerOptions::max_actions_per_cycle`]); in dry-run it only logs and
 //!    records them ([`RunnerStatus::last_dry_run`]); paused, it does nothing;
 //! 3. executes them: stops through `StopTask` (not issued again while the
 //!    view still shows the task live, up to the intent timeout), starts through `StartTask` in
-//!    batches of at most ten instances, each batch preceded by intent records
+//!    batches of at most ten distinct instances, each batch preceded by intent records
 //!    written in a `kv_txn` fenced by the leader key
 //!    ([`LeaderTerm::check`](crate::election::LeaderTerm::check)), so a
 //!    deposed leader never reaches ECS and a task started but not yet
 //!    visible is never started twice. Throttled calls are retried with
 //!    backoff.
 //!
-//! Intents are deleted when the view shows their task, or after
+//! Each start has its own intent, which names its task once StartTask's
+//! reply does. Intents are deleted when the view shows their task (while it
+//! is unknown: a task of their instance and `startedBy` that the view did
+//! not show when they were written, each task standing for one intent), or after
 //! [`RunnerOptions::intent_timeout`] when `ListTasks` shows none. Instances
 //! whose tasks stop soon after starting, or where ECS refuses a placement,
 //! are held off 1 s, 2 s, 4 s... (up to five minutes), with ECS's reason in

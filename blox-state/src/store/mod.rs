@@ -46,7 +46,7 @@ pub use limits::TxnLimits;
 /// record formats; see `etcd::layout`). Records that outlive a process
 /// (a scheduler's start intents) carry it, so a daemon never acts on what
 /// a daemon of another layout left.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 
 #[cfg(feature = "etcd")]
 pub mod etcd;

@@ -19,7 +19,8 @@
 //! records each finished step under `migrating.done` before the next one
 //! starts, so a migration that stops half-way (a crash, an etcd outage) is
 //! resumed by running it again, and no daemon acts on the half-migrated
-//! prefix meanwhile. Version 1 is the first layout: [`MIGRATIONS`] is empty.
+//! prefix meanwhile. Version 1 is the first layout; [`MIGRATIONS`] lists
+//! the steps to each later one.
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -49,9 +50,12 @@ impl std::fmt::Debug for MigrationStep {
     }
 }
 
-/// The migrations of this build, oldest first (none yet: version 1 is the
-/// first layout).
-pub static MIGRATIONS: &[MigrationStep] = &[];
+/// The migrations of this build, oldest first.
+pub static MIGRATIONS: &[MigrationStep] = &[MigrationStep {
+    from: 1,
+    name: "intent-per-start",
+    run: super::intent_layout::run,
+}];
 
 /// A migration under way.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
