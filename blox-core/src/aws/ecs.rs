@@ -61,9 +61,11 @@ const UPDATE_CONTAINER_INSTANCES_STATE: Operation = Operation::idempotent(
 ///
 /// Every call takes a token from a shared [`RateLimiter`] (per attempt) and is
 /// retried by a [`RetryPolicy`] on throttling and transport errors; the SDK's
-/// own retries are off. `StartTask` is retried only when throttled: after a
-/// lost answer it may have started tasks, which the caller resolves through
-/// `ListTasks(startedBy)`.
+/// own retries are off. `StartTask` is never retried here: after a lost
+/// answer it may have started tasks, which the caller resolves through
+/// `ListTasks(startedBy)`, and its caller (the runner) retries throttled
+/// starts itself, re-checking its leader term before each attempt, so the
+/// attempts do not multiply.
 ///
 /// Cloning is cheap and clones share the rate limiter.
 #[derive(Debug, Clone)]
@@ -166,20 +168,21 @@ impl EcsAdapter {
         self.calls.note(op, Self::IAM_ACTIONS, "EcsAdapter");
         let send = &send;
         let limiter = &self.limiter;
-        self.retry
+        // A non-idempotent call is never repeated here: its caller retries
+        // it (the runner, re-checking its leader term before each attempt).
+        let policy = if op.idempotent {
+            self.retry
+        } else {
+            RetryPolicy::NONE
+        };
+        policy
             .run(
                 op.name,
                 || async move {
                     limiter.acquire().await;
                     send().await.map_err(|e| classify(e).into_ecs(op.name))
                 },
-                |e| {
-                    if op.idempotent {
-                        e.is_retryable()
-                    } else {
-                        e.is_throttling()
-                    }
-                },
+                EcsError::is_retryable,
             )
             .await
     }
@@ -762,7 +765,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn start_task_is_not_retried_after_a_transport_error_but_is_after_throttling() {
+    async fn start_task_is_never_retried_by_the_adapter() {
         let request = StartTaskRequest {
             cluster: "prod".into(),
             task_definition: "web:3".into(),
@@ -791,8 +794,12 @@ mod tests {
             .output(|| SdkStartOutput::builder().build())
             .build();
         let ecs = adapter(&[&throttled]);
-        ecs.start_task(&request).await.unwrap();
-        assert_eq!(throttled.num_calls(), 2);
+        // Its caller retries, re-checking its leader term before each
+        // attempt: a retry here would multiply the caller's attempts and
+        // skip that check.
+        let err = ecs.start_task(&request).await.unwrap_err();
+        assert!(err.is_throttling(), "{err:?}");
+        assert_eq!(throttled.num_calls(), 1);
     }
 
     #[tokio::test]

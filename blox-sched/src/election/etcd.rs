@@ -272,6 +272,7 @@ impl Campaign {
             key: self.key.clone(),
             revision: self.store.revision_of(revision),
             holder: self.holder.clone(),
+            lease_ttl: Some(self.ttl),
         };
         let opts = WatchOptions::new().with_start_revision(revision + 1);
         let mut watch = match client.watch(self.etcd_key.clone(), Some(opts)).await {

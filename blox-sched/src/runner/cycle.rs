@@ -401,7 +401,7 @@ impl<S: Scheduler> Runner<S> {
         };
         let actions = self.scheduler.decide(&snapshot);
         if let Some(observer) = &self.observer {
-            observer.observe(&snapshot).await;
+            observer.observe(&snapshot, term).await;
         }
         let tasks = snapshot.tasks;
         let mut new_tag = false;

@@ -1,51 +1,33 @@
 //! Executing a cycle's plan against ECS: stops, then fenced starts.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::time::Duration;
 
 use blox_core::backoff::Backoff;
 use blox_core::model::{Arn, Timestamp};
-use blox_core::ports::{EcsError, MAX_START_TASK_INSTANCES, StartTaskRequest, TaskListFilter};
+use blox_core::ports::{
+    EcsApiExt, EcsError, MAX_START_TASK_INSTANCES, StartTaskOutput, StartTaskRequest,
+    TaskListFilter,
+};
 use blox_state::store::{KvTxn, KvTxnOutcome};
 
 use super::cycle::Stop;
 use super::intents::{IntentError, NewIntent};
 use super::plan::Plan;
-use super::{Runner, RunnerCounters, WaitingFor, bump};
+use super::{Runner, WaitingFor, bump};
 use crate::election::LeaderTerm;
 use crate::scheduler::{Scheduler, StartAction};
 
-/// Calls ECS, retrying throttled calls with jittered exponential backoff.
-pub(crate) async fn retrying<T, F, Fut>(
-    counters: &RunnerCounters,
-    retries: u32,
-    first_wait: Duration,
-    mut call: F,
-) -> Result<T, EcsError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, EcsError>>,
-{
-    let mut backoff = Backoff::new(first_wait, Duration::from_secs(20));
-    let mut attempt = 0;
-    loop {
-        match call().await {
-            Err(e) if e.is_throttling() && attempt < retries => {
-                attempt += 1;
-                bump(&counters.throttled, 1);
-                let wait = backoff.next_delay();
-                tracing::debug!(
-                    operation = e.operation(),
-                    attempt,
-                    ?wait,
-                    "ECS throttled; retrying"
-                );
-                tokio::time::sleep(wait).await;
-            }
-            other => return other,
-        }
-    }
+/// How a start's StartTask attempts ended.
+enum Attempts {
+    /// ECS answered (or failed in a way not retried).
+    Done(Result<StartTaskOutput, EcsError>),
+    /// The term ended before another attempt: every attempt so far was
+    /// refused (throttled).
+    Deposed,
+    /// The bound passed, or the term could not be confirmed, before
+    /// another attempt: every attempt so far was refused (throttled).
+    GaveUp(String),
 }
 
 impl<S: Scheduler> Runner<S> {
@@ -74,25 +56,78 @@ impl<S: Scheduler> Runner<S> {
         }
     }
 
-    /// Every task ARN ECS lists for `filter` (throttling retried).
+    /// Every task ARN ECS lists for `filter` (the adapter retries
+    /// throttled pages; the runner adds no retry layer of its own).
     pub(crate) async fn list_all_tasks(
         &self,
         filter: &TaskListFilter,
     ) -> Result<Vec<Arn>, EcsError> {
-        let mut all = Vec::new();
-        let mut token = None;
+        self.ecs.list_all_tasks(filter).await
+    }
+
+    /// How long after its intent was written a start may still be
+    /// attempted: the term's lease TTL (after it, without a renewal, the
+    /// leader key may be gone and a successor acting), and never more than
+    /// half the intent timeout (after which a successor drops an intent
+    /// whose task ECS does not list).
+    pub(crate) fn start_bound(&self, term: &LeaderTerm) -> Duration {
+        let cap = self.options.intent_timeout / 2;
+        term.lease_ttl.map_or(cap, |ttl| ttl.min(cap))
+    }
+
+    /// Calls StartTask for a batch whose intents were written at `since`:
+    /// the only retry layer of a start (the adapter never repeats one).
+    /// Before each attempt the term is re-checked: locally, and in the
+    /// store for every attempt after the first (which follows the fenced
+    /// intent write at once); and
+    /// no attempt is made once [`start_bound`](Self::start_bound) has
+    /// passed since the intents were written. Only throttled attempts are
+    /// retried.
+    async fn start_attempts(
+        &self,
+        term: &LeaderTerm,
+        request: &StartTaskRequest,
+        since: Timestamp,
+    ) -> Attempts {
+        let deadline = since.plus(self.start_bound(term));
+        let mut backoff = Backoff::new(self.options.throttle_backoff, Duration::from_secs(20));
+        let mut attempt = 0u32;
         loop {
-            let page = retrying(
-                &self.counters,
-                self.options.throttle_retries,
-                self.options.throttle_backoff,
-                || self.ecs.list_tasks(filter, token.clone()),
-            )
-            .await?;
-            all.extend(page.items);
-            match page.next_token {
-                Some(t) if !t.is_empty() => token = Some(t),
-                _ => return Ok(all),
+            let now = self.clock.now();
+            if now >= deadline {
+                return Attempts::GaveUp("the start's bound passed".to_owned());
+            }
+            if !self.still_leading(term) {
+                return Attempts::Deposed;
+            }
+            if attempt > 0 {
+                let left = Duration::from_millis(
+                    u64::try_from(deadline.as_millis() - now.as_millis()).unwrap_or(0),
+                );
+                match tokio::time::timeout(left, self.verify_term(term)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(Stop::Waiting(_))) => return Attempts::Deposed,
+                    Ok(Err(Stop::Error(e))) => return Attempts::GaveUp(e),
+                    Err(_) => {
+                        return Attempts::GaveUp(
+                            "the leader key could not be checked within the start's bound"
+                                .to_owned(),
+                        );
+                    }
+                }
+                if self.clock.now() >= deadline {
+                    return Attempts::GaveUp("the start's bound passed".to_owned());
+                }
+            }
+            match self.ecs.start_task(request).await {
+                Err(e) if e.is_throttling() && attempt < self.options.throttle_retries => {
+                    attempt += 1;
+                    bump(&self.counters.throttled, 1);
+                    let wait = backoff.next_delay();
+                    tracing::debug!(attempt, ?wait, "StartTask throttled; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                other => return Attempts::Done(other),
             }
         }
     }
@@ -114,16 +149,10 @@ impl<S: Scheduler> Runner<S> {
             if !self.still_leading(term) {
                 return Ok(());
             }
-            let result = retrying(
-                &self.counters,
-                self.options.throttle_retries,
-                self.options.throttle_backoff,
-                || {
-                    self.ecs
-                        .stop_task(stop.cluster.as_str(), &stop.task, &stop.reason)
-                },
-            )
-            .await;
+            let result = self
+                .ecs
+                .stop_task(stop.cluster.as_str(), &stop.task, &stop.reason)
+                .await;
             match result {
                 Ok(_) => {
                     self.term.stopping.insert(stop.task.clone(), now);
@@ -189,13 +218,27 @@ impl<S: Scheduler> Runner<S> {
             overrides: start.overrides.as_deref().cloned(),
             tags: start.tags.clone(),
         };
-        let result = retrying(
-            &self.counters,
-            self.options.throttle_retries,
-            self.options.throttle_backoff,
-            || self.ecs.start_task(&request),
-        )
-        .await;
+        let result = match self.start_attempts(term, &request, since).await {
+            Attempts::Done(result) => result,
+            Attempts::Deposed => {
+                // Every attempt was refused; the successor resolves the
+                // intents (ListTasks shows no task for them).
+                tracing::warn!(
+                    scheduler = self.scheduler.name(),
+                    "deposed while StartTask was throttled; not retrying"
+                );
+                return Err(Stop::Waiting(WaitingFor::Leadership));
+            }
+            Attempts::GaveUp(why) => {
+                tracing::warn!(scheduler = self.scheduler.name(), %why, "StartTask throttled until its bound; giving up");
+                bump(&self.counters.failed, instances.len());
+                self.term
+                    .book
+                    .remove(self.store.as_ref(), term, keys)
+                    .await?;
+                return Ok(Some(format!("StartTask throttled, not retried: {why}")));
+            }
+        };
         let now = self.clock.now();
         let name = self.scheduler.name().to_owned();
         match result {
