@@ -498,3 +498,99 @@ async fn a_leader_cut_from_etcd_starts_nothing_after_the_bound_while_ecs_throttl
     b.election.as_ref().unwrap().resign().await;
     pump.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_waits_on_one_lease_after_the_leader_keys_revision_is_compacted() {
+    let server = EtcdServer::start().await.unwrap();
+    let options = |holder: &str| EtcdElectionOptions {
+        name: "compacted".into(),
+        holder: holder.into(),
+        ttl: Duration::from_secs(30),
+        retry: Duration::from_millis(100),
+    };
+    let etcd = connect(&server.endpoint()).await;
+    let a = EtcdElection::start(&etcd, options("a"));
+    let mut a_leads = a.is_leader();
+    tokio::time::timeout(Duration::from_secs(10), a_leads.wait_for(|l| *l))
+        .await
+        .unwrap()
+        .unwrap();
+    // Later writes, then a compaction past the leader key's revision.
+    for i in 0..5 {
+        etcd.kv_put(&format!("other/{i}"), bytes::Bytes::from_static(b"x"), None)
+            .await
+            .unwrap();
+    }
+    let mut kv = etcd.client().kv_client();
+    let now = kv
+        .get("any", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
+    kv.compact(now, None).await.unwrap();
+
+    let b = EtcdElection::start(&connect(&server.endpoint()).await, options("b"));
+    // A follower whose watch starts at the compacted revision is refused
+    // and campaigns again every `retry`, with a new lease each time.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!*b.is_leader().borrow());
+    assert_eq!(b.campaigns(), 1, "the follower waits on one lease");
+
+    a.resign().await;
+    let mut b_leads = b.is_leader();
+    tokio::time::timeout(Duration::from_secs(10), b_leads.wait_for(|l| *l))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(b.campaigns(), 1);
+    b.resign().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_keeps_its_term_through_a_transient_stream_error() {
+    let server = EtcdServer::start().await.unwrap();
+    let proxy = support::proxy::Proxy::start(&server.endpoint()).await;
+    let election = EtcdElection::start(
+        &connect(&proxy.endpoint()).await,
+        EtcdElectionOptions {
+            name: "steady".into(),
+            holder: "me".into(),
+            ttl: Duration::from_secs(6),
+            retry: Duration::from_millis(100),
+        },
+    );
+    let mut term = election.term();
+    let first = tokio::time::timeout(Duration::from_secs(10), term.wait_for(|t| t.is_some()))
+        .await
+        .unwrap()
+        .unwrap()
+        .clone()
+        .unwrap();
+    let mut leading = election.is_leader();
+    let deposed = tokio::spawn(async move { leading.wait_for(|l| !*l).await.is_ok() });
+
+    // Every connection drops at once (keep-alive and watch streams fail);
+    // new connections succeed.
+    proxy.interrupt();
+    // Two TTLs: renewals and the watch recover, or the lease would be gone.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+
+    assert!(!deposed.is_finished(), "the leader deposed itself");
+    assert_eq!(election.campaigns(), 1);
+    assert_eq!(
+        election.term().borrow().as_ref().map(|t| t.revision),
+        Some(first.revision),
+        "the same term"
+    );
+    let stored = connect(&server.endpoint())
+        .await
+        .kv_get(&first.key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.revision, first.revision, "its key is still there");
+    election.resign().await;
+    deposed.abort();
+}

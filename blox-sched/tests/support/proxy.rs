@@ -9,7 +9,8 @@ use tokio::task::JoinHandle;
 /// Forwards connections to `upstream` until [`Proxy::cut`].
 pub struct Proxy {
     port: u16,
-    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    accept: JoinHandle<()>,
+    conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
 impl Proxy {
@@ -31,8 +32,11 @@ impl Proxy {
                 conns.lock().unwrap().push(conn);
             }
         });
-        tasks.lock().unwrap().push(accept);
-        Proxy { port, tasks }
+        Proxy {
+            port,
+            accept,
+            conns: tasks,
+        }
     }
 
     /// The proxy's client URL.
@@ -42,7 +46,13 @@ impl Proxy {
 
     /// Drops every connection and refuses new ones.
     pub fn cut(&self) {
-        for t in self.tasks.lock().unwrap().drain(..) {
+        self.accept.abort();
+        self.interrupt();
+    }
+
+    /// Drops every connection (a transient failure: new ones are accepted).
+    pub fn interrupt(&self) {
+        for t in self.conns.lock().unwrap().drain(..) {
             t.abort();
         }
     }
