@@ -229,9 +229,9 @@ impl<S: Scheduler> Runner<S> {
     }
 
     /// Checks one intent against `ListTasks(startedBy, instance)`: keeps it
-    /// (`true`) while ECS lists its task (recording which one, if unknown:
-    /// a task the view did not show when the intent was written and that no
-    /// other intent `claimed`), or while it is younger than the timeout;
+    /// (`true`) while it is younger than the timeout, or while ECS lists its
+    /// task (recording which one, if unknown: a task the view did not show
+    /// when the intent was written and that no other intent `claimed`);
     /// otherwise says it can go (`false`).
     async fn check_intent(
         &mut self,
@@ -256,8 +256,10 @@ impl<S: Scheduler> Runner<S> {
             return Ok(false);
         };
         intent.checked_at = Some(now);
+        // A young intent stays whatever ECS lists (its listings may lag).
+        let young = now.since(intent.record.since) < self.options.intent_timeout;
         let keep = match &intent.record.task {
-            Some(task) => listed.contains(task),
+            Some(task) => listed.contains(task) || young,
             None => match listed
                 .into_iter()
                 .find(|t| intent.may_be(t) && !claimed.contains(t))
@@ -267,7 +269,7 @@ impl<S: Scheduler> Runner<S> {
                     intent.record.task = Some(task);
                     true
                 }
-                None => now.since(intent.record.since) < self.options.intent_timeout,
+                None => young,
             },
         };
         Ok(keep)

@@ -22,6 +22,7 @@
 //! ([`ReconcileTrigger`]), only while its leadership signal is `true`.
 
 mod compare;
+pub mod record;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
