@@ -293,8 +293,12 @@ impl World {
     }
 
     pub async fn with_spec(n: usize, spec: InstanceSpec) -> World {
+        Self::with_fake(FakeEcs::with_seed(7), n, spec).await
+    }
+
+    /// A world over a fake configured by the caller.
+    pub async fn with_fake(fake: FakeEcs, n: usize, spec: InstanceSpec) -> World {
         use blox_sched::election::{LeaderElection, LocalElection};
-        let fake = FakeEcs::with_seed(7);
         fake.create_cluster("c").unwrap();
         let instances = fake.add_instances("c", n, &spec).unwrap();
         let store: Arc<dyn StateStore> = Arc::new(blox_state::store::memory::MemoryStore::new());
