@@ -22,6 +22,7 @@ fn start(cluster: &str, td: &str, instances: &[Arn], by: &str) -> StartTaskReque
         started_by: Some(by.into()),
         group: None,
         overrides: None,
+        tags: Default::default(),
     }
 }
 

@@ -77,6 +77,7 @@ async fn ecs_adapter_lists_describes_starts_and_stops_against_moto() {
             started_by: Some("blox-test".into()),
             group: None,
             overrides: None,
+            tags: Default::default(),
         })
         .await
         .unwrap();
@@ -162,6 +163,7 @@ async fn ecs_adapter_lists_describes_starts_and_stops_against_moto() {
             started_by: Some("blox-test".into()),
             group: None,
             overrides: None,
+            tags: Default::default(),
         })
         .await;
     // (moto answers with an HTML error page; ECS itself would report a failure.)

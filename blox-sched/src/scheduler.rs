@@ -26,12 +26,13 @@
 //! }
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use blox_core::model::{Arn, ContainerInstance, InstanceStatus, Task, Timestamp};
+use blox_core::model::{Arn, ContainerInstance, InstanceStatus, Task, TaskOverride, Timestamp};
 
-/// A start the runner issued whose task is not yet visible in the view.
+/// A start the runner issued whose task is not yet visible in the view (one
+/// per start: several copies on one instance are several pending starts).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingStart {
     /// The instance the task was started on.
@@ -40,8 +41,10 @@ pub struct PendingStart {
     pub task_definition: String,
     /// The `startedBy` tag.
     pub started_by: String,
-    /// When the start was issued.
+    /// When the start's intent was written.
     pub since: Timestamp,
+    /// The task ECS created for it, once its reply named it.
+    pub task: Option<Arn>,
 }
 
 /// Why the runner is holding off starting tasks on an instance.
@@ -95,6 +98,32 @@ impl<D> Snapshot<D> {
             .filter(move |t| t.container_instance_arn.as_ref() == Some(instance))
     }
 
+    /// The starts in flight on an instance (one per start).
+    pub fn pending_on<'a>(
+        &'a self,
+        instance: &'a Arn,
+    ) -> impl Iterator<Item = &'a PendingStart> + 'a {
+        self.pending_starts
+            .iter()
+            .filter(move |p| &p.instance == instance)
+    }
+
+    /// How many starts tagged `started_by` are in flight on an instance.
+    pub fn pending_count(&self, instance: &Arn, started_by: &str) -> usize {
+        self.pending_on(instance)
+            .filter(|p| p.started_by == started_by)
+            .count()
+    }
+
+    /// The number of starts in flight per instance.
+    pub fn pending_per_instance(&self) -> HashMap<&Arn, usize> {
+        let mut out: HashMap<&Arn, usize> = HashMap::new();
+        for p in &self.pending_starts {
+            *out.entry(&p.instance).or_default() += 1;
+        }
+        out
+    }
+
     /// Whether the runner is holding off starts on an instance.
     pub fn in_backoff(&self, instance: &Arn) -> bool {
         self.backoff
@@ -103,19 +132,74 @@ impl<D> Snapshot<D> {
     }
 }
 
-/// Start one task of a task definition on each of the given instances.
+/// Start one task of a task definition on each of the given instances; an
+/// instance named `n` times gets `n` copies. Each start has its own intent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartAction {
     /// The cluster.
     pub cluster: Arn,
     /// `family:revision` or a task definition ARN.
     pub task_definition: String,
-    /// The instances (the runner splits them into StartTask calls of at most ten).
+    /// The instances, one entry per copy (the runner splits them into
+    /// StartTask calls of at most ten distinct instances).
     pub instances: Vec<Arn>,
     /// The `startedBy` tag (at most 36 characters, an ECS limit).
     pub started_by: String,
     /// Why (for logs and status).
     pub reason: String,
+    /// The task group (ECS's default: `family:{family}`).
+    pub group: Option<String>,
+    /// Overrides of the task definition (boxed: most starts have none).
+    pub overrides: Option<Box<TaskOverride>>,
+    /// Tags of the started tasks (needs `ecs:TagResource`).
+    pub tags: BTreeMap<String, String>,
+}
+
+impl StartAction {
+    /// A start of `task_definition` on `instances`, tagged `started_by`,
+    /// without group, overrides or tags.
+    pub fn new(
+        cluster: Arn,
+        task_definition: impl Into<String>,
+        instances: Vec<Arn>,
+        started_by: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        StartAction {
+            cluster,
+            task_definition: task_definition.into(),
+            instances,
+            started_by: started_by.into(),
+            reason: reason.into(),
+            group: None,
+            overrides: None,
+            tags: BTreeMap::new(),
+        }
+    }
+
+    /// Sets the task group.
+    pub fn with_group(mut self, group: impl Into<String>) -> Self {
+        self.group = Some(group.into());
+        self
+    }
+
+    /// Sets the overrides.
+    pub fn with_overrides(mut self, overrides: TaskOverride) -> Self {
+        self.overrides = Some(Box::new(overrides));
+        self
+    }
+
+    /// Adds a tag.
+    pub fn with_tag(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.tags.insert(key.into(), value.into());
+        self
+    }
+}
+
+impl From<StartAction> for Action {
+    fn from(start: StartAction) -> Self {
+        Action::Start(start)
+    }
 }
 
 /// Stop a task.
@@ -147,13 +231,13 @@ impl Action {
         started_by: impl Into<String>,
         reason: impl Into<String>,
     ) -> Self {
-        Action::Start(StartAction {
+        Action::Start(StartAction::new(
             cluster,
-            task_definition: task_definition.into(),
+            task_definition,
             instances,
-            started_by: started_by.into(),
-            reason: reason.into(),
-        })
+            started_by,
+            reason,
+        ))
     }
 
     /// A stop of `task`.
@@ -210,5 +294,48 @@ pub struct Fixed<D>(pub D);
 impl<D: Clone + Send + Sync> DesiredSource<D> for Fixed<D> {
     async fn load(&self) -> Result<D, DesiredError> {
         Ok(self.0.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arn(s: &str) -> Arn {
+        Arn::parse(&format!("arn:aws:ecs:us-east-1:000000000000:{s}")).unwrap()
+    }
+
+    fn pending(instance: &str, started_by: &str) -> PendingStart {
+        PendingStart {
+            instance: arn(instance),
+            task_definition: "web:1".into(),
+            started_by: started_by.into(),
+            since: Timestamp::from_millis(0),
+            task: None,
+        }
+    }
+
+    #[test]
+    fn pending_starts_are_counted_per_instance() {
+        let snap = Snapshot {
+            instances: Vec::new(),
+            tasks: Vec::new(),
+            pending_starts: vec![
+                pending("container-instance/c/i1", "a"),
+                pending("container-instance/c/i1", "a"),
+                pending("container-instance/c/i1", "b"),
+                pending("container-instance/c/i2", "a"),
+            ],
+            backoff: HashMap::new(),
+            desired: (),
+            now: Timestamp::from_millis(0),
+        };
+        let i1 = arn("container-instance/c/i1");
+        assert_eq!(snap.pending_on(&i1).count(), 3);
+        assert_eq!(snap.pending_count(&i1, "a"), 2);
+        assert_eq!(snap.pending_count(&i1, "c"), 0);
+        let per = snap.pending_per_instance();
+        assert_eq!(per[&i1], 3);
+        assert_eq!(per[&arn("container-instance/c/i2")], 1);
     }
 }

@@ -74,6 +74,7 @@ impl World {
                             started_by: Some(s.started_by.clone()),
                             group: None,
                             overrides: None,
+                            tags: Default::default(),
                         })
                         .await
                         .unwrap();

@@ -290,3 +290,34 @@ async fn old_deployments_beyond_the_history_are_removed_once_their_tasks_are_gon
         Some(ids[14].as_str())
     );
 }
+
+#[tokio::test]
+async fn a_deposed_leaders_tracker_writes_nothing() {
+    use blox_sched::election::{LeaderElection, LocalElection};
+    let (s, kv, id) = deployed_store().await;
+    let store: Arc<dyn StateStore> = kv.clone();
+    let old = LocalElection::start(Arc::clone(&store), "daemon", "a")
+        .await
+        .unwrap();
+    let stale = old.term().borrow().clone().unwrap();
+    let new = LocalElection::start(Arc::clone(&store), "daemon", "b")
+        .await
+        .unwrap();
+    let current = new.term().borrow().clone().unwrap();
+    let tracker = DeploymentTracker::new(s.clone());
+    let snap = prod()
+        .instance("a", |i| i)
+        .pending_start("a", "logs:1", &id)
+        .build(s.load().await.unwrap());
+
+    let err = tracker.sync_as(&snap, &stale).await.unwrap_err();
+    assert!(matches!(err, EnvironmentError::Fenced), "{err:?}");
+    let d = s.get_deployment("logs", &id).await.unwrap();
+    assert_eq!(d.status, DeploymentStatus::Pending, "nothing written");
+
+    let rep = tracker.sync_as(&snap, &current).await.unwrap();
+    assert_eq!(
+        rep.updated,
+        vec![("logs".into(), id.clone(), DeploymentStatus::Running)]
+    );
+}

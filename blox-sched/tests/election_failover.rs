@@ -69,6 +69,26 @@ struct Process {
 
 impl Process {
     async fn start(endpoint: &str, holder: &str, fake: &FakeEcs) -> Process {
+        Self::start_with(
+            endpoint,
+            holder,
+            Arc::new(fake.clone()),
+            RunnerOptions {
+                interval: Duration::from_millis(500),
+                debounce: Duration::from_millis(50),
+                intent_timeout: Duration::from_secs(60),
+                ..RunnerOptions::default()
+            },
+        )
+        .await
+    }
+
+    async fn start_with(
+        endpoint: &str,
+        holder: &str,
+        ecs: Arc<dyn blox_core::ports::EcsApi>,
+        options: RunnerOptions,
+    ) -> Process {
         let etcd = connect(endpoint).await;
         let election = EtcdElection::start(
             &etcd,
@@ -85,18 +105,13 @@ impl Process {
             OnePerInstance::default(),
             Arc::new(Fixed("web:1".to_owned())),
             cache,
-            Arc::new(fake.clone()),
+            ecs,
             store,
             RunnerGates {
                 bootstrapped: watch::channel(true).1,
                 leadership: election.term(),
             },
-            RunnerOptions {
-                interval: Duration::from_millis(500),
-                debounce: Duration::from_millis(50),
-                intent_timeout: Duration::from_secs(60),
-                ..RunnerOptions::default()
-            },
+            options,
         );
         let handle = runner.handle();
         let runner = tokio::spawn(runner.run(std::future::pending()));
@@ -204,10 +219,13 @@ async fn the_follower_takes_over_after_the_lease_expires_without_double_starts()
     // Earlier instances' intents may still await the runner's next cycle to
     // be resolved; what matters is that the in-flight start has one.
     let intents = ingest.kv_list(&prefix).await.unwrap().items;
+    let records: Vec<blox_sched::runner::IntentRecord> = intents
+        .iter()
+        .map(|e| serde_json::from_slice(&e.value).unwrap())
+        .collect();
     assert!(
-        intents.iter().any(|e| e.key.ends_with(late.as_str())),
-        "the in-flight start on the new instance has an intent: {:?}",
-        intents.iter().map(|e| &e.key).collect::<Vec<_>>()
+        records.iter().any(|r| r.instance == late),
+        "the in-flight start on the new instance has an intent: {records:?}"
     );
     leader.kill();
 
@@ -378,4 +396,201 @@ async fn a_leader_that_loses_etcd_steps_down() {
         .expect("stepped down after losing etcd")
         .unwrap();
     assert!(election.term().borrow().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_from_etcd_starts_nothing_after_the_bound_while_ecs_throttles() {
+    let server = EtcdServer::start().await.unwrap();
+    let endpoint = server.endpoint();
+    let fake = FakeEcs::with_seed(12);
+    fake.create_cluster("c").unwrap();
+    let instances = fake.add_instances("c", 2, &InstanceSpec::new()).unwrap();
+    let ingest: Arc<dyn StateStore> = Arc::new(connect(&endpoint).await);
+    let pump = spawn_pump(
+        fake.clone(),
+        Arc::clone(&ingest),
+        Arc::new(AtomicU8::new(ALL)),
+    );
+    let options = RunnerOptions {
+        interval: Duration::from_millis(500),
+        debounce: Duration::from_millis(50),
+        intent_timeout: Duration::from_secs(6),
+        throttle_retries: 30,
+        throttle_backoff: Duration::from_millis(200),
+        ..RunnerOptions::default()
+    };
+
+    // A leads, through a proxy that can be cut; B follows, on etcd directly.
+    let proxy = support::proxy::Proxy::start(&endpoint).await;
+    let a_ecs = support::Recording::new(fake.clone());
+    let a = Process::start_with(
+        &proxy.endpoint(),
+        "a",
+        Arc::new(a_ecs.clone()),
+        options.clone(),
+    )
+    .await;
+    wait_until(30, "a leads", || a.leads()).await;
+    wait_until(30, "a task on every instance", || {
+        instances.iter().all(|i| live_tagged(&fake, i) == 1)
+    })
+    .await;
+    let b = Process::start_with(&endpoint, "b", Arc::new(fake.clone()), options).await;
+    let mut b_status = b.handle.watch_status();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        b_status.wait_for(|s| s.waiting_for == Some(blox_sched::runner::WaitingFor::Leadership)),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+
+    // ECS throttles every start; a new instance joins; A writes its intent
+    // and keeps being throttled. Then A loses etcd, but not ECS.
+    fake.fail_always("StartTask", blox_core::testing::InjectedError::Throttled)
+        .unwrap();
+    let late = fake
+        .add_instance("c", InstanceSpec::new())
+        .unwrap()
+        .container_instance_arn;
+    let a_calls_on = |i: &blox_core::model::Arn| -> Vec<tokio::time::Instant> {
+        a_ecs
+            .starts
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, on)| on.contains(i))
+            .map(|(t, _)| *t)
+            .collect()
+    };
+    wait_until(30, "A's first attempt on the new instance", || {
+        !a_calls_on(&late).is_empty()
+    })
+    .await;
+    let first = a_calls_on(&late)[0];
+    proxy.cut();
+
+    // B takes over; ECS stops throttling once B leads.
+    wait_until(30, "B leads", || b.leads()).await;
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        b_status.wait_for(|s| s.leader && s.waiting_for.is_none()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    fake.clear_failures();
+    wait_until(60, "a task on the new instance", || {
+        live_tagged(&fake, &late) >= 1
+    })
+    .await;
+    // Long enough for A's unfenced retries (doubling from 200 ms) to land.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+
+    let last = *a_calls_on(&late).last().unwrap();
+    assert!(
+        last <= first + TTL + Duration::from_secs(1),
+        "A called StartTask {:?} after its intent, past the bound of the lease TTL",
+        last - first
+    );
+    assert!(!a.leads());
+    assert_eq!(live_tagged(&fake, &late), 1, "one task on the new instance");
+    b.election.as_ref().unwrap().resign().await;
+    pump.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_waits_on_one_lease_after_the_leader_keys_revision_is_compacted() {
+    let server = EtcdServer::start().await.unwrap();
+    let options = |holder: &str| EtcdElectionOptions {
+        name: "compacted".into(),
+        holder: holder.into(),
+        ttl: Duration::from_secs(30),
+        retry: Duration::from_millis(100),
+    };
+    let etcd = connect(&server.endpoint()).await;
+    let a = EtcdElection::start(&etcd, options("a"));
+    let mut a_leads = a.is_leader();
+    tokio::time::timeout(Duration::from_secs(10), a_leads.wait_for(|l| *l))
+        .await
+        .unwrap()
+        .unwrap();
+    // Later writes, then a compaction past the leader key's revision.
+    for i in 0..5 {
+        etcd.kv_put(&format!("other/{i}"), bytes::Bytes::from_static(b"x"), None)
+            .await
+            .unwrap();
+    }
+    let mut kv = etcd.client().kv_client();
+    let now = kv
+        .get("any", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
+    kv.compact(now, None).await.unwrap();
+
+    let b = EtcdElection::start(&connect(&server.endpoint()).await, options("b"));
+    // A follower whose watch starts at the compacted revision is refused
+    // and campaigns again every `retry`, with a new lease each time.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!*b.is_leader().borrow());
+    assert_eq!(b.campaigns(), 1, "the follower waits on one lease");
+
+    a.resign().await;
+    let mut b_leads = b.is_leader();
+    tokio::time::timeout(Duration::from_secs(10), b_leads.wait_for(|l| *l))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(b.campaigns(), 1);
+    b.resign().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_keeps_its_term_through_a_transient_stream_error() {
+    let server = EtcdServer::start().await.unwrap();
+    let proxy = support::proxy::Proxy::start(&server.endpoint()).await;
+    let election = EtcdElection::start(
+        &connect(&proxy.endpoint()).await,
+        EtcdElectionOptions {
+            name: "steady".into(),
+            holder: "me".into(),
+            ttl: Duration::from_secs(6),
+            retry: Duration::from_millis(100),
+        },
+    );
+    let mut term = election.term();
+    let first = tokio::time::timeout(Duration::from_secs(10), term.wait_for(|t| t.is_some()))
+        .await
+        .unwrap()
+        .unwrap()
+        .clone()
+        .unwrap();
+    let mut leading = election.is_leader();
+    let deposed = tokio::spawn(async move { leading.wait_for(|l| !*l).await.is_ok() });
+
+    // Every connection drops at once (keep-alive and watch streams fail);
+    // new connections succeed.
+    proxy.interrupt();
+    // Two TTLs: renewals and the watch recover, or the lease would be gone.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+
+    assert!(!deposed.is_finished(), "the leader deposed itself");
+    assert_eq!(election.campaigns(), 1);
+    assert_eq!(
+        election.term().borrow().as_ref().map(|t| t.revision),
+        Some(first.revision),
+        "the same term"
+    );
+    let stored = connect(&server.endpoint())
+        .await
+        .kv_get(&first.key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.revision, first.revision, "its key is still there");
+    election.resign().await;
+    deposed.abort();
 }

@@ -95,8 +95,10 @@ async fn a_new_leader_resolves_inherited_intents_before_starting_anything() {
             since,
             leader: "old".into(),
             layout: blox_state::store::LAYOUT_VERSION,
+            task: None,
+            before: Vec::new(),
         };
-        let key = format!("{prefix}{TAG}/{}", w.instances[i]);
+        let key = format!("{prefix}old-{i}");
         w.store
             .kv_put(
                 &key,
@@ -140,5 +142,58 @@ async fn a_new_leader_resolves_inherited_intents_before_starting_anything() {
         "every intent resolved once the view shows the tasks"
     );
     assert_eq!(support::live_tagged(&w.fake, &w.instances[0]), 1);
+    r.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_leader_keeps_a_young_inherited_intent_whose_task_ecs_does_not_list_yet() {
+    // ListTasks lags (as ECS's does): a task started just now is not listed.
+    let fake = blox_core::testing::FakeEcs::with_config(blox_core::testing::FakeEcsConfig {
+        listing_lag: Duration::from_secs(100 * 24 * 3600),
+        ..blox_core::testing::FakeEcsConfig::seeded(7)
+    });
+    let w = World::with_fake(fake, 1, blox_core::testing::InstanceSpec::new()).await;
+    let cluster = w.fake.cluster_arn("c").unwrap();
+    // The previous leader started a task, learnt its ARN from the reply and
+    // recorded it in its intent; the view does not show it yet.
+    let started = w
+        .fake
+        .run_tasks("c", "web:1", &w.instances[..1], Some(TAG))
+        .unwrap();
+    let _held_back = w.fake.take_events();
+    let record = IntentRecord {
+        cluster,
+        instance: w.instances[0].clone(),
+        task_definition: "web:1".into(),
+        started_by: TAG.into(),
+        since: Timestamp::now(),
+        leader: "old".into(),
+        layout: blox_state::store::LAYOUT_VERSION,
+        task: Some(started.tasks[0].task_arn.clone()),
+        before: Vec::new(),
+    };
+    let key = format!("{}old-1", intent_prefix("one-per-instance"));
+    w.store
+        .kv_put(
+            &key,
+            Bytes::from(serde_json::to_vec(&record).unwrap()),
+            None,
+        )
+        .await
+        .unwrap();
+
+    let r = w.spawn("web:1", options());
+    let mut status = r.handle.watch_status();
+    status
+        .wait_for(|s| s.leader && s.waiting_for.is_none())
+        .await
+        .unwrap();
+    for _ in 0..10 {
+        r.handle.trigger();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(w.start_calls(), 0, "the inherited intent holds the start");
+    assert_eq!(support::live_tagged(&w.fake, &w.instances[0]), 1);
+    assert!(w.store.kv_get(&key).await.unwrap().is_some());
     r.shutdown().await;
 }

@@ -104,13 +104,10 @@ async fn a_leader_never_takes_over_intents_written_under_another_layout() {
         since: blox_core::model::Timestamp::from_millis(0),
         leader: "other".into(),
         layout: blox_state::store::LAYOUT_VERSION + 1,
+        task: None,
+        before: Vec::new(),
     };
-    let key = format!(
-        "{}{}/{}",
-        intent_prefix("one-per-instance"),
-        support::TAG,
-        w.instances[0]
-    );
+    let key = format!("{}other-1", intent_prefix("one-per-instance"));
     w.store
         .kv_put(
             &key,
@@ -124,5 +121,91 @@ async fn a_leader_never_takes_over_intents_written_under_another_layout() {
     assert_eq!(w.start_calls(), 0, "acts on nothing");
     assert_eq!(r.handle.status().waiting_for, Some(WaitingFor::Intents));
     assert!(w.store.kv_get(&key).await.unwrap().is_some(), "leaves it");
+    r.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_older_task_never_resolves_a_new_start_whose_reply_was_lost() {
+    let w = World::new(1).await;
+    let instance = w.instances[0].clone();
+    // One copy already runs, and the view shows it.
+    w.fake
+        .run_tasks(
+            "c",
+            "web:1",
+            std::slice::from_ref(&instance),
+            Some(support::TAG),
+        )
+        .unwrap();
+    pump(&w.fake, w.store.as_ref()).await;
+    // The second copy starts, but its reply is lost and the view lags.
+    w.ecs.lose_next_replies(1);
+    let r = w.spawn_with(
+        support::Copies(2),
+        "web:1".to_owned(),
+        blox_sched::runner::RunnerOptions {
+            interval: Duration::from_secs(1),
+            intent_timeout: Duration::from_secs(60),
+            ..options()
+        },
+    );
+    wait_until(30, "the second copy", || {
+        support::live_tagged(&w.fake, &instance) == 2
+    })
+    .await;
+    for _ in 0..120 {
+        r.handle.trigger();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(
+        support::live_tagged(&w.fake, &instance),
+        2,
+        "the older copy must not stand for the new start"
+    );
+    assert_eq!(w.start_calls(), 1);
+    pump(&w.fake, w.store.as_ref()).await;
+    let mut status = r.handle.watch_status();
+    status.wait_for(|s| s.pending_intents == 0).await.unwrap();
+    assert_eq!(support::live_tagged(&w.fake, &instance), 2);
+    r.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_scheduler_may_place_several_copies_on_one_instance_in_one_cycle() {
+    let w = World::new(2).await;
+    let r = w.spawn_with(
+        support::Copies(3),
+        "web:1".to_owned(),
+        blox_sched::runner::RunnerOptions {
+            interval: Duration::from_secs(1),
+            ..options()
+        },
+    );
+    wait_until(5, "three copies everywhere", || {
+        w.instances
+            .iter()
+            .all(|i| support::live_tagged(&w.fake, i) == 3)
+    })
+    .await;
+    // One action per instance, and a StartTask never names an instance
+    // twice: one call per copy.
+    assert_eq!(w.start_calls(), 6);
+    assert_eq!(r.handle.status().pending_intents, 6);
+    // Cycles while the view lags, then once it has caught up: no more.
+    for _ in 0..10 {
+        r.handle.trigger();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    pump(&w.fake, w.store.as_ref()).await;
+    let mut status = r.handle.watch_status();
+    status.wait_for(|s| s.pending_intents == 0).await.unwrap();
+    for _ in 0..5 {
+        r.handle.trigger();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    for i in &w.instances {
+        assert_eq!(support::live_tagged(&w.fake, i), 3);
+    }
+    assert_eq!(w.start_calls(), 6);
     r.shutdown().await;
 }

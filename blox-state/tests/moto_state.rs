@@ -47,6 +47,7 @@ async fn a_moto_cluster_is_reconciled_then_kept_current_by_ingested_events() {
             started_by: Some("moto-test".into()),
             group: None,
             overrides: None,
+            tags: Default::default(),
         })
         .await
         .unwrap();

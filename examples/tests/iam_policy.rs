@@ -221,6 +221,8 @@ fn the_task_role_grants_exactly_the_actions_the_adapters_declare() {
 fn the_declared_actions_include_ecs_and_sqs_calls() {
     let declared = declared_actions();
     assert!(declared.contains("ecs:StartTask"));
+    // StartTask with tags is authorized by ecs:TagResource on the new tasks.
+    assert!(declared.contains("ecs:TagResource"));
     assert!(declared.contains("sqs:ReceiveMessage"));
     assert_eq!(
         declared.len(),

@@ -52,6 +52,7 @@ impl SimElection {
                 key,
                 revision,
                 holder: self.holder.clone(),
+                lease_ttl: None,
             });
         }
         Ok(())

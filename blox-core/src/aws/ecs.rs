@@ -47,6 +47,9 @@ const LIST_TASKS: Operation = Operation::idempotent("ListTasks", "ecs:ListTasks"
 const DESCRIBE_TASKS: Operation = Operation::idempotent("DescribeTasks", "ecs:DescribeTasks");
 const START_TASK: Operation = Operation::non_idempotent("StartTask", "ecs:StartTask");
 const STOP_TASK: Operation = Operation::idempotent("StopTask", "ecs:StopTask");
+/// Not called on its own: ECS authorizes the tags of a `StartTask` with
+/// `ecs:TagResource` on the new tasks (tagging on create).
+const TAG_ON_START: Operation = Operation::non_idempotent("StartTask", "ecs:TagResource");
 const DESCRIBE_TASK_DEFINITION: Operation =
     Operation::idempotent("DescribeTaskDefinition", "ecs:DescribeTaskDefinition");
 const UPDATE_CONTAINER_INSTANCES_STATE: Operation = Operation::idempotent(
@@ -58,9 +61,11 @@ const UPDATE_CONTAINER_INSTANCES_STATE: Operation = Operation::idempotent(
 ///
 /// Every call takes a token from a shared [`RateLimiter`] (per attempt) and is
 /// retried by a [`RetryPolicy`] on throttling and transport errors; the SDK's
-/// own retries are off. `StartTask` is retried only when throttled: after a
-/// lost answer it may have started tasks, which the caller resolves through
-/// `ListTasks(startedBy)`.
+/// own retries are off. `StartTask` is never retried here: after a lost
+/// answer it may have started tasks, which the caller resolves through
+/// `ListTasks(startedBy)`, and its caller (the runner) retries throttled
+/// starts itself, re-checking its leader term before each attempt, so the
+/// attempts do not multiply.
 ///
 /// Cloning is cheap and clones share the rate limiter.
 #[derive(Debug, Clone)]
@@ -72,7 +77,8 @@ pub struct EcsAdapter {
 }
 
 impl EcsAdapter {
-    /// The IAM actions this adapter may call. A role running blox needs these
+    /// The IAM actions this adapter may call (`ecs:TagResource` authorizes
+    /// the tags of a `StartTask`). A role running blox needs these
     /// (and `iam:PassRole` for any task role its task definitions use, which
     /// `StartTask` checks).
     pub const IAM_ACTIONS: &'static [&'static str] = &[
@@ -83,6 +89,7 @@ impl EcsAdapter {
         LIST_TASKS.iam_action,
         DESCRIBE_TASKS.iam_action,
         START_TASK.iam_action,
+        TAG_ON_START.iam_action,
         STOP_TASK.iam_action,
         DESCRIBE_TASK_DEFINITION.iam_action,
         UPDATE_CONTAINER_INSTANCES_STATE.iam_action,
@@ -161,20 +168,21 @@ impl EcsAdapter {
         self.calls.note(op, Self::IAM_ACTIONS, "EcsAdapter");
         let send = &send;
         let limiter = &self.limiter;
-        self.retry
+        // A non-idempotent call is never repeated here: its caller retries
+        // it (the runner, re-checking its leader term before each attempt).
+        let policy = if op.idempotent {
+            self.retry
+        } else {
+            RetryPolicy::NONE
+        };
+        policy
             .run(
                 op.name,
                 || async move {
                     limiter.acquire().await;
                     send().await.map_err(|e| classify(e).into_ecs(op.name))
                 },
-                |e| {
-                    if op.idempotent {
-                        e.is_retryable()
-                    } else {
-                        e.is_throttling()
-                    }
-                },
+                EcsError::is_retryable,
             )
             .await
     }
@@ -463,6 +471,17 @@ impl EcsApi for EcsAdapter {
                 operation: START_TASK.name,
                 message: e.to_string(),
             })?;
+        let tags = (!request.tags.is_empty()).then(|| {
+            request
+                .tags
+                .iter()
+                .map(|(k, v)| aws_sdk_ecs::types::Tag::builder().key(k).value(v).build())
+                .collect::<Vec<_>>()
+        });
+        if tags.is_some() {
+            self.calls
+                .note(TAG_ON_START, Self::IAM_ACTIONS, "EcsAdapter");
+        }
         let out = self
             .call(START_TASK, || {
                 self.client
@@ -473,6 +492,7 @@ impl EcsApi for EcsAdapter {
                     .set_started_by(request.started_by.clone())
                     .set_group(request.group.clone())
                     .set_overrides(overrides.clone())
+                    .set_tags(tags.clone())
                     .send()
             })
             .await?;
@@ -788,7 +808,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn start_task_is_not_retried_after_a_transport_error_but_is_after_throttling() {
+    async fn start_task_is_never_retried_by_the_adapter() {
         let request = StartTaskRequest {
             cluster: "prod".into(),
             task_definition: "web:3".into(),
@@ -796,6 +816,7 @@ mod tests {
             started_by: None,
             group: None,
             overrides: None,
+            tags: Default::default(),
         };
         let lost = mock!(Client::start_task)
             .sequence()
@@ -816,8 +837,12 @@ mod tests {
             .output(|| SdkStartOutput::builder().build())
             .build();
         let ecs = adapter(&[&throttled]);
-        ecs.start_task(&request).await.unwrap();
-        assert_eq!(throttled.num_calls(), 2);
+        // Its caller retries, re-checking its leader term before each
+        // attempt: a retry here would multiply the caller's attempts and
+        // skip that check.
+        let err = ecs.start_task(&request).await.unwrap_err();
+        assert!(err.is_throttling(), "{err:?}");
+        assert_eq!(throttled.num_calls(), 1);
     }
 
     #[tokio::test]
@@ -1177,6 +1202,10 @@ mod tests {
                     && r.container_instances().len() == 2
                     && r.started_by() == Some("blox-d1")
                     && r.group() == Some("blox")
+                    && r.tags().len() == 2
+                    && r.tags()[0].key() == Some("env")
+                    && r.tags()[0].value() == Some("prod")
+                    && r.tags()[1].key() == Some("team")
                     && r.overrides().is_some_and(|o| {
                         o.container_overrides()[0].memory() == Some(300)
                             && o.container_overrides()[0].command() == ["serve"]
@@ -1223,6 +1252,11 @@ mod tests {
                     }],
                     ..Default::default()
                 }),
+                tags: [
+                    ("team".to_owned(), "web".to_owned()),
+                    ("env".to_owned(), "prod".to_owned()),
+                ]
+                .into(),
             })
             .await
             .unwrap();
@@ -1271,6 +1305,7 @@ mod tests {
             started_by: None,
             group: None,
             overrides: None,
+            tags: Default::default(),
         };
         let err = ecs.start_task(&request).await.unwrap_err();
         assert!(matches!(
@@ -1400,6 +1435,7 @@ mod tests {
             started_by: None,
             group: None,
             overrides: None,
+            tags: [("team".to_owned(), "web".to_owned())].into(),
         })
         .await
         .unwrap();

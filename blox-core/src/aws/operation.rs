@@ -10,9 +10,9 @@ pub struct Operation {
     /// `service:name`: `DeleteMessageBatch` is authorized by `sqs:DeleteMessage`.
     pub iam_action: &'static str,
     /// Whether repeating the call after a lost answer is harmless. A
-    /// non-idempotent call (`StartTask`) is retried only when the service
-    /// refused it (throttling), never after a transport error, since the
-    /// first attempt may have taken effect.
+    /// non-idempotent call (`StartTask`) is never retried by the adapter:
+    /// the first attempt may have taken effect, and its caller retries a
+    /// refused (throttled) one itself, under its own checks.
     pub idempotent: bool,
 }
 

@@ -51,6 +51,9 @@ pub struct StartTaskRequest {
     pub group: Option<String>,
     /// Overrides.
     pub overrides: Option<TaskOverride>,
+    /// Tags of the started tasks, key to value (tagging on create needs
+    /// `ecs:TagResource`; empty sends none).
+    pub tags: std::collections::BTreeMap<String, String>,
 }
 
 /// The answer of a `Describe*` call: what ECS described, and the ARNs it

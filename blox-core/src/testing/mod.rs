@@ -17,6 +17,7 @@
 //!         started_by: Some("blox".into()),
 //!         group: None,
 //!         overrides: None,
+//!         tags: Default::default(),
 //!     })
 //!     .await
 //!     .unwrap();

@@ -96,6 +96,10 @@ pub enum EnvironmentError {
     /// The state store failed (HTTP 503 when unavailable, else 500).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A write fenced by the leader key was refused: the writer no longer
+    /// leads (the deployment tracker; HTTP 409 if it ever reached one).
+    #[error("not written: the leader key changed")]
+    Fenced,
 }
 
 /// A coarse classification of [`EnvironmentError`], for HTTP status codes.
@@ -124,7 +128,7 @@ impl EnvironmentError {
             EnvironmentError::NotFound(_) | EnvironmentError::DeploymentNotFound { .. } => {
                 ErrorClass::NotFound
             }
-            EnvironmentError::Contended(_) => ErrorClass::Conflict,
+            EnvironmentError::Contended(_) | EnvironmentError::Fenced => ErrorClass::Conflict,
             EnvironmentError::Store(e) if e.is_unavailable() => ErrorClass::Unavailable,
             EnvironmentError::Store(_) | EnvironmentError::Corrupt { .. } => ErrorClass::Internal,
         }
@@ -133,6 +137,11 @@ impl EnvironmentError {
 
 /// Results of environment operations.
 pub type Result<T, E = EnvironmentError> = std::result::Result<T, E>;
+
+/// Preconditions a write must also meet (the leader key's
+/// [`LeaderTerm::check`](crate::election::LeaderTerm::check) for the
+/// deployment tracker; none for the HTTP API).
+pub(crate) type Fence = [(String, KvExpect)];
 
 /// A request to create an environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -498,12 +507,12 @@ impl EnvironmentStore {
             .map(|_| ())
         } else {
             self.read_visible(name).await?;
-            self.purge(name).await
+            self.purge(name, &[]).await
         }
     }
 
     /// Removes an environment and its deployments, whatever their state.
-    pub(crate) async fn purge(&self, name: &str) -> Result<()> {
+    pub(crate) async fn purge(&self, name: &str, fence: &Fence) -> Result<()> {
         let deps = self.store.kv_list(&dep_prefix(name)).await?;
         // One transaction when it fits (the environment's delete first, as
         // streams have always shown it). Otherwise the deployments first
@@ -521,12 +530,16 @@ impl EnvironmentStore {
         } else {
             ops.push(env);
         }
-        self.store
+        let outcome = self
+            .store
             .kv_txn_chunked(KvTxn {
-                checks: Vec::new(),
+                checks: fence.to_vec(),
                 ops,
             })
             .await?;
+        if outcome == KvTxnOutcome::Conflict && !fence.is_empty() {
+            return Err(EnvironmentError::Fenced);
+        }
         Ok(())
     }
 
@@ -611,7 +624,12 @@ impl EnvironmentStore {
     /// Removes a deployment if it has been superseded (the active one, and
     /// one superseded meanwhile by nothing, are kept). Returns whether it
     /// was removed.
-    pub(crate) async fn remove_superseded_deployment(&self, name: &str, id: &str) -> Result<bool> {
+    pub(crate) async fn remove_superseded_deployment(
+        &self,
+        name: &str,
+        id: &str,
+        fence: &Fence,
+    ) -> Result<bool> {
         let key = dep_key(name, id);
         let Some(entry) = self.store.kv_get(&key).await? else {
             return Ok(false);
@@ -621,10 +639,46 @@ impl EnvironmentStore {
             return Ok(false);
         }
         let out = self
-            .store
-            .kv_delete(&key, Some(KvExpect::Revision(entry.revision)))
+            .fenced_txn(
+                fence,
+                (key.clone(), KvExpect::Revision(entry.revision)),
+                KvOp::Delete { key },
+            )
             .await?;
         Ok(matches!(out, KvTxnOutcome::Applied(_)))
+    }
+
+    /// One write under `fence` and the key's own precondition; a conflict
+    /// of the fence is [`EnvironmentError::Fenced`], one of the key is
+    /// returned for the caller to retry or give up.
+    async fn fenced_txn(
+        &self,
+        fence: &Fence,
+        check: (String, KvExpect),
+        op: KvOp,
+    ) -> Result<KvTxnOutcome> {
+        let mut checks = fence.to_vec();
+        checks.push(check);
+        let out = self
+            .store
+            .kv_txn(KvTxn {
+                checks,
+                ops: vec![op],
+            })
+            .await?;
+        if out == KvTxnOutcome::Conflict && !fence.is_empty() {
+            let holds = self
+                .store
+                .kv_txn(KvTxn {
+                    checks: fence.to_vec(),
+                    ops: Vec::new(),
+                })
+                .await?;
+            if holds == KvTxnOutcome::Conflict {
+                return Err(EnvironmentError::Fenced);
+            }
+        }
+        Ok(out)
     }
 
     /// Read-modify-write of a deployment by compare-and-swap. `f` returns
@@ -634,6 +688,7 @@ impl EnvironmentStore {
         &self,
         env: &str,
         id: &str,
+        fence: &Fence,
         mut f: impl FnMut(&mut Deployment) -> bool,
     ) -> Result<Option<Deployment>> {
         let key = dep_key(env, id);
@@ -647,8 +702,14 @@ impl EnvironmentStore {
             }
             dep.updated_at = self.clock.now();
             let out = self
-                .store
-                .kv_put(&key, encode(&dep), Some(KvExpect::Revision(entry.revision)))
+                .fenced_txn(
+                    fence,
+                    (key.clone(), KvExpect::Revision(entry.revision)),
+                    KvOp::Put {
+                        key: key.clone(),
+                        value: encode(&dep),
+                    },
+                )
                 .await?;
             if let KvTxnOutcome::Applied(_) = out {
                 return Ok(Some(dep));

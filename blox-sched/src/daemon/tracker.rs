@@ -6,8 +6,9 @@ use std::collections::HashSet;
 
 use super::model::{DaemonDesired, Deployment, DeploymentStatus};
 use super::progress::{DeploymentReport, reports};
-use super::store::{EnvironmentStore, Result};
+use super::store::{EnvironmentStore, Fence, Result};
 use super::view::View;
+use crate::election::LeaderTerm;
 use crate::scheduler::Snapshot;
 
 /// The status a deployment should have given a report: `pending` until its
@@ -97,8 +98,29 @@ impl DeploymentTracker {
 
     /// Records the progress and status of every active deployment, removes
     /// environments being deleted whose tasks have all stopped, and removes
-    /// superseded deployments beyond the history.
+    /// superseded deployments beyond the history (unfenced: for a process
+    /// that writes alone; the runner calls [`sync_as`](Self::sync_as)).
     pub async fn sync(&self, snap: &Snapshot<DaemonDesired>) -> Result<SyncReport> {
+        self.sync_fenced(snap, &[]).await
+    }
+
+    /// [`sync`](Self::sync) as the leader of `term`: every write is fenced
+    /// by the leader key, so a deposed leader, whose view may be stale,
+    /// overwrites nothing its successor recorded
+    /// ([`EnvironmentError::Fenced`](super::EnvironmentError::Fenced)).
+    pub async fn sync_as(
+        &self,
+        snap: &Snapshot<DaemonDesired>,
+        term: &LeaderTerm,
+    ) -> Result<SyncReport> {
+        self.sync_fenced(snap, &[term.check()]).await
+    }
+
+    async fn sync_fenced(
+        &self,
+        snap: &Snapshot<DaemonDesired>,
+        fence: &Fence,
+    ) -> Result<SyncReport> {
         let mut out = SyncReport::default();
         let view = View::build(snap);
         for report in reports(snap, &view) {
@@ -115,7 +137,7 @@ impl DeploymentTracker {
             let mut changed = false;
             let written = self
                 .store
-                .update_deployment(&report.environment, &report.deployment, |d| {
+                .update_deployment(&report.environment, &report.deployment, fence, |d| {
                     changed = apply(d, &report);
                     changed
                 })
@@ -130,17 +152,22 @@ impl DeploymentTracker {
         for ev in &view.envs {
             let env = &ev.state.environment;
             if env.deleting && ev.live.is_empty() && ev.in_flight == 0 {
-                self.store.purge(&env.name).await?;
+                self.store.purge(&env.name, fence).await?;
                 out.purged.push(env.name.clone());
             }
         }
-        self.prune(snap, &mut out).await?;
+        self.prune(snap, fence, &mut out).await?;
         Ok(out)
     }
 
     /// Removes the superseded deployments beyond the history whose tasks
     /// are all stopped.
-    async fn prune(&self, snap: &Snapshot<DaemonDesired>, out: &mut SyncReport) -> Result<()> {
+    async fn prune(
+        &self,
+        snap: &Snapshot<DaemonDesired>,
+        fence: &Fence,
+        out: &mut SyncReport,
+    ) -> Result<()> {
         let mut excess: Vec<(&str, &Deployment)> = Vec::new();
         for state in &snap.desired.environments {
             let env = &state.environment;
@@ -172,7 +199,7 @@ impl DeploymentTracker {
             if !busy.contains(dep.id.as_str())
                 && self
                     .store
-                    .remove_superseded_deployment(env, &dep.id)
+                    .remove_superseded_deployment(env, &dep.id, fence)
                     .await?
             {
                 tracing::info!(environment = %env, deployment = %dep.id, "removed an old deployment");
@@ -185,8 +212,8 @@ impl DeploymentTracker {
 
 #[async_trait::async_trait]
 impl crate::runner::SnapshotObserver<DaemonDesired> for DeploymentTracker {
-    async fn observe(&self, snapshot: &Snapshot<DaemonDesired>) {
-        match self.sync(snapshot).await {
+    async fn observe(&self, snapshot: &Snapshot<DaemonDesired>, term: &LeaderTerm) {
+        match self.sync_as(snapshot, term).await {
             Ok(report) => {
                 for (env, id, status) in &report.updated {
                     tracing::info!(environment = %env, deployment = %id, ?status, "deployment status");

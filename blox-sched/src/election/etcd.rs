@@ -4,17 +4,24 @@
 //! it in a transaction (`create_revision == 0`). The winner publishes a
 //! [`LeaderTerm`] whose revision is the key's `mod_revision`, keeps the lease
 //! alive every `ttl / 3`, and watches the key. Leadership is withdrawn **at
-//! once** when a keep-alive fails or times out, when etcd reports the lease
-//! expired, or when the key is deleted or rewritten. The others watch the key
-//! and try again when it is deleted (resigned, or its lease expired).
+//! once** when etcd reports the lease expired, or when the key is deleted or
+//! rewritten. A transient error of the keep-alive or watch stream is retried
+//! (the stream reopened; the watch only if the key is still the term's)
+//! while the lease surely lives: leadership is withdrawn when no renewal
+//! has been sent for a TTL less one keep-alive period. The others watch the
+//! key from the revision of the transaction that saw it (the key's own
+//! revision may have been compacted) and try again when it is deleted
+//! (resigned, or its lease expired), on one lease meanwhile.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use blox_state::store::etcd::EtcdStore;
 use etcd_client::{
-    Client, Compare, CompareOp, EventType, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
+    Client, Compare, CompareOp, EventType, LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn,
+    TxnOp, WatchOptions, WatchStream,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -53,6 +60,7 @@ impl Default for EtcdElectionOptions {
 /// lingers until its lease expires, as after a crash.
 pub struct EtcdElection {
     signals: Arc<Signals>,
+    campaigns: Arc<AtomicU64>,
     resign: watch::Sender<bool>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -83,6 +91,7 @@ enum Ended {
 }
 
 struct Campaign {
+    campaigns: Arc<AtomicU64>,
     client: Client,
     key: String,
     etcd_key: String,
@@ -98,8 +107,10 @@ impl EtcdElection {
     pub fn start(store: &EtcdStore, options: EtcdElectionOptions) -> EtcdElection {
         let key = leader_key(&options.name);
         let signals = Arc::new(Signals::new());
+        let campaigns = Arc::new(AtomicU64::new(0));
         let (resign_tx, resign_rx) = watch::channel(false);
         let campaign = Campaign {
+            campaigns: Arc::clone(&campaigns),
             client: store.client().clone(),
             etcd_key: store.kv_key(&key),
             key,
@@ -112,9 +123,19 @@ impl EtcdElection {
         let task = tokio::spawn(campaign.run(resign_rx, retry));
         EtcdElection {
             signals,
+            campaigns,
             resign: resign_tx,
             task: Mutex::new(Some(task)),
         }
+    }
+}
+
+impl EtcdElection {
+    /// How many leases this election has campaigned with: one per term, and
+    /// one per attempt that ended in an error (a churn metric; a healthy
+    /// follower keeps one lease while it waits).
+    pub fn campaigns(&self) -> u64 {
+        self.campaigns.load(Ordering::Relaxed)
     }
 }
 
@@ -139,12 +160,80 @@ impl LeaderElection for EtcdElection {
 }
 
 /// Resolves when resignation is requested (or the election is gone).
+/// The next message of a watch that is open (the caller checks).
+async fn next_message(
+    watch: &mut Option<WatchStream>,
+) -> Result<Option<etcd_client::WatchResponse>, etcd_client::Error> {
+    match watch {
+        Some(w) => w.message().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn resigned(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|r| *r).await;
 }
 
 fn lost(what: &str, e: impl std::fmt::Display) -> Ended {
     Ended::Lost(format!("{what}: {e}"))
+}
+
+/// The lease's keep-alive stream, reopened after a transient error.
+struct KeepAlive {
+    client: Client,
+    lease: i64,
+    stream: Option<(LeaseKeeper, LeaseKeepAliveStream)>,
+    /// How long one renewal may take.
+    period: Duration,
+}
+
+impl KeepAlive {
+    /// Renews the lease once; returns when the renewal was sent (the lease
+    /// then lives at least a TTL from that instant).
+    async fn renew(&mut self) -> Result<tokio::time::Instant, String> {
+        let sent = tokio::time::Instant::now();
+        if self.stream.is_none() {
+            let opened =
+                tokio::time::timeout(self.period, self.client.lease_keep_alive(self.lease))
+                    .await
+                    .map_err(|_| "opening keep-alives timed out".to_owned())?
+                    .map_err(|e| e.to_string())?;
+            self.stream = Some(opened);
+        }
+        let Some((keeper, acks)) = self.stream.as_mut() else {
+            return Err("no keep-alive stream".to_owned());
+        };
+        let answer = tokio::time::timeout(self.period, async {
+            keeper.keep_alive().await.map_err(|e| e.to_string())?;
+            acks.message().await.map_err(|e| e.to_string())
+        })
+        .await;
+        let result = match answer {
+            Err(_) => Err("keep-alive timed out".to_owned()),
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(None)) => Err("keep-alive stream closed".to_owned()),
+            Ok(Ok(Some(r))) if r.ttl() <= 0 => return Err(LEASE_EXPIRED.to_owned()),
+            Ok(Ok(Some(_))) => Ok(sent),
+        };
+        if result.is_err() {
+            // Reopened on the next renewal.
+            self.stream = None;
+        }
+        result
+    }
+}
+
+/// What etcd says of a lease that is gone (no retry can bring it back).
+const LEASE_EXPIRED: &str = "lease expired";
+
+/// A watch of the leader key, from the revision of a read that saw it.
+async fn watch_from(
+    client: &mut Client,
+    key: &str,
+    seen_at: i64,
+) -> Result<WatchStream, etcd_client::Error> {
+    let opts = WatchOptions::new().with_start_revision(seen_at + 1);
+    client.watch(key, Some(opts)).await
 }
 
 impl Campaign {
@@ -170,6 +259,7 @@ impl Campaign {
 
     /// One lease: campaign with it, lead while it lasts, revoke it.
     async fn term(&self, resign: &mut watch::Receiver<bool>) -> Ended {
+        self.campaigns.fetch_add(1, Ordering::Relaxed);
         let mut client = self.client.clone();
         let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX).max(1);
         let lease = match client.lease_grant(ttl, None).await {
@@ -191,25 +281,19 @@ impl Campaign {
         lease: i64,
         resign: &mut watch::Receiver<bool>,
     ) -> Ended {
-        let (mut keeper, mut acks) = match client.lease_keep_alive(lease).await {
-            Ok(k) => k,
-            Err(e) => return lost("starting keep-alives", e),
-        };
         let period = self.ttl / 3;
-        let mut keep_alive = async || -> Result<(), String> {
-            let sent = tokio::time::timeout(period, async {
-                keeper.keep_alive().await.map_err(|e| e.to_string())?;
-                acks.message().await.map_err(|e| e.to_string())
-            })
-            .await;
-            match sent {
-                Err(_) => Err("keep-alive timed out".to_owned()),
-                Ok(Err(e)) => Err(e),
-                Ok(Ok(None)) => Err("keep-alive stream closed".to_owned()),
-                Ok(Ok(Some(r))) if r.ttl() <= 0 => Err("lease expired".to_owned()),
-                Ok(Ok(Some(_))) => Ok(()),
-            }
+        // The lease lives at least a TTL from its grant.
+        let mut valid_until = tokio::time::Instant::now() + self.ttl;
+        let mut keep = KeepAlive {
+            client: client.clone(),
+            lease,
+            stream: None,
+            period,
         };
+        match keep.renew().await {
+            Ok(sent) => valid_until = valid_until.max(sent + self.ttl),
+            Err(e) => return lost("starting keep-alives", e),
+        }
         // Campaign until the key is ours.
         let revision = loop {
             let txn = Txn::new()
@@ -228,20 +312,15 @@ impl Campaign {
                 Ok(r) => r,
                 Err(e) => return lost("creating the leader key", e),
             };
+            let seen_at = resp.header().map(|h| h.revision()).unwrap_or(0);
             if resp.succeeded() {
-                break resp.header().map(|h| h.revision()).unwrap_or(0);
+                break seen_at;
             }
-            let held_at = resp
-                .op_responses()
-                .into_iter()
-                .find_map(|r| match r {
-                    TxnOpResponse::Get(g) => g.kvs().first().map(|kv| kv.mod_revision()),
-                    _ => None,
-                })
-                .unwrap_or(0);
             // Wait for the key to go, keeping our lease alive meanwhile.
-            let opts = WatchOptions::new().with_start_revision(held_at + 1);
-            let mut watch = match client.watch(self.etcd_key.clone(), Some(opts)).await {
+            // The watch starts after the transaction that saw the key (its
+            // header revision), not after the key's own revision: that one
+            // may be compacted away, and a watch from it is refused.
+            let mut watch = match watch_from(client, &self.etcd_key, seen_at).await {
                 Ok(w) => w,
                 Err(e) => return lost("watching the leader key", e),
             };
@@ -249,11 +328,10 @@ impl Campaign {
             loop {
                 tokio::select! {
                     _ = resigned(resign) => return Ended::Resigned,
-                    _ = tick.tick() => {
-                        if let Err(e) = keep_alive().await {
-                            return Ended::Lost(e);
-                        }
-                    }
+                    _ = tick.tick() => match keep.renew().await {
+                        Ok(sent) => valid_until = sent + self.ttl,
+                        Err(e) => return Ended::Lost(e),
+                    },
                     msg = watch.message() => match msg {
                         Ok(Some(r)) if r.canceled() => return lost("watch", "canceled"),
                         Ok(Some(r)) => {
@@ -272,10 +350,10 @@ impl Campaign {
             key: self.key.clone(),
             revision: self.store.revision_of(revision),
             holder: self.holder.clone(),
+            lease_ttl: Some(self.ttl),
         };
-        let opts = WatchOptions::new().with_start_revision(revision + 1);
-        let mut watch = match client.watch(self.etcd_key.clone(), Some(opts)).await {
-            Ok(w) => w,
+        let mut watch = match watch_from(client, &self.etcd_key, revision).await {
+            Ok(w) => Some(w),
             Err(e) => return lost("watching the leader key", e),
         };
         self.signals.elect(term);
@@ -293,21 +371,65 @@ impl Campaign {
                     return Ended::Resigned;
                 }
                 _ = tick.tick() => {
-                    if let Err(e) = keep_alive().await {
-                        return Ended::Lost(e);
+                    match keep.renew().await {
+                        Ok(sent) => valid_until = sent + self.ttl,
+                        Err(e) if e == LEASE_EXPIRED => return Ended::Lost(e),
+                        Err(e) => {
+                            // A transient error: retried while the lease
+                            // surely lives, with time for one more attempt.
+                            if tokio::time::Instant::now() + period >= valid_until {
+                                return Ended::Lost(format!("{e} (keep-alives failing for the lease's TTL)"));
+                            }
+                            tracing::warn!(error = %e, "keep-alive failed; retrying within the lease's TTL");
+                        }
+                    }
+                    if watch.is_none() {
+                        match self.rewatch(client, revision).await {
+                            Ok(w) => watch = Some(w),
+                            Err(Ended::Lost(e)) if tokio::time::Instant::now() + period < valid_until => {
+                                tracing::warn!(error = %e, "re-watching the leader key failed; retrying");
+                            }
+                            Err(ended) => return ended,
+                        }
                     }
                 }
-                msg = watch.message() => match msg {
-                    Ok(Some(r)) if r.canceled() => return lost("watch", "canceled"),
+                msg = next_message(&mut watch), if watch.is_some() => match msg {
+                    Ok(Some(r)) if r.canceled() => {
+                        tracing::warn!(reason = %r.cancel_reason(), "leader key watch canceled; re-watching");
+                        watch = None;
+                    }
                     Ok(Some(r)) => {
                         if !r.events().is_empty() {
                             return Ended::Lost("the leader key changed".to_owned());
                         }
                     }
-                    Ok(None) => return lost("watch", "closed"),
-                    Err(e) => return lost("watch", e),
+                    Ok(None) => {
+                        tracing::warn!("leader key watch closed; re-watching");
+                        watch = None;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "leader key watch failed; re-watching");
+                        watch = None;
+                    }
                 },
             }
         }
+    }
+
+    /// Watches the leader key again after its watch broke: the term goes
+    /// on only if the key is still the one written at `revision`.
+    async fn rewatch(&self, client: &mut Client, revision: i64) -> Result<WatchStream, Ended> {
+        let got = client
+            .get(self.etcd_key.clone(), None)
+            .await
+            .map_err(|e| lost("reading the leader key", e))?;
+        let still = got.kvs().first().map(|kv| kv.mod_revision()) == Some(revision);
+        if !still {
+            return Err(Ended::Lost("the leader key changed".to_owned()));
+        }
+        let seen_at = got.header().map(|h| h.revision()).unwrap_or(revision);
+        watch_from(client, &self.etcd_key, seen_at)
+            .await
+            .map_err(|e| lost("watching the leader key", e))
     }
 }

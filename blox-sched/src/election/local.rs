@@ -52,6 +52,7 @@ impl LocalElection {
             key,
             revision,
             holder: holder.to_owned(),
+            lease_ttl: None,
         });
         Ok(LocalElection { store, signals })
     }

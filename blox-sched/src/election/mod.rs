@@ -50,6 +50,11 @@ pub struct LeaderTerm {
     pub revision: Revision,
     /// Who holds it (this process's holder id).
     pub holder: String,
+    /// The time to live of the lease the key is bound to, if any: once
+    /// this long has passed without a renewal, the key may be gone and a
+    /// successor leading. The runner ends a start's attempts this long
+    /// after its intent was written.
+    pub lease_ttl: Option<std::time::Duration>,
 }
 
 impl LeaderTerm {

@@ -1,6 +1,6 @@
 //! The runner's loop: wait for a trigger, check the gates, decide, act.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -33,7 +33,6 @@ impl From<IntentError> for Stop {
 
 struct Filters<'a> {
     clusters: &'a [String],
-    book: &'a super::IntentBook,
     tracker: &'a super::BackoffTracker,
     stopping: &'a std::collections::HashMap<Arn, Timestamp>,
     now: Timestamp,
@@ -42,9 +41,6 @@ struct Filters<'a> {
 impl Holds for Filters<'_> {
     fn manages(&self, cluster: &Arn) -> bool {
         manages(self.clusters, cluster)
-    }
-    fn pending(&self, instance: &Arn, started_by: &str) -> bool {
-        self.book.is_pending(instance, started_by)
     }
     fn backing_off(&self, instance: &Arn) -> bool {
         self.tracker.holds(instance, self.now)
@@ -209,8 +205,9 @@ impl<S: Scheduler> Runner<S> {
         let inherited = self.term.book.len();
         let keys: Vec<String> = self.term.book.iter().map(|(k, _)| k.clone()).collect();
         let mut gone = Vec::new();
+        let mut claimed = self.term.book.known_tasks();
         for key in keys {
-            match self.check_intent(&key, now).await {
+            match self.check_intent(&key, now, &mut claimed).await {
                 Ok(true) => {}
                 Ok(false) => gone.push(key),
                 Err(e) => return Err(waiting(e)),
@@ -231,10 +228,17 @@ impl<S: Scheduler> Runner<S> {
         Ok(())
     }
 
-    /// Checks one intent against `ListTasks(startedBy, instance)`: records the
-    /// task ECS has for it and keeps it (`true`), keeps it when it is younger
-    /// than the timeout, or says it can go (`false`).
-    async fn check_intent(&mut self, key: &str, now: Timestamp) -> Result<bool, String> {
+    /// Checks one intent against `ListTasks(startedBy, instance)`: keeps it
+    /// (`true`) while it is younger than the timeout, or while ECS lists its
+    /// task (recording which one, if unknown: a task the view did not show
+    /// when the intent was written and that no other intent `claimed`);
+    /// otherwise says it can go (`false`).
+    async fn check_intent(
+        &mut self,
+        key: &str,
+        now: Timestamp,
+        claimed: &mut HashSet<Arn>,
+    ) -> Result<bool, String> {
         let Some(intent) = self.term.book.get_mut(key) else {
             return Ok(false);
         };
@@ -244,8 +248,6 @@ impl<S: Scheduler> Runner<S> {
             started_by: Some(intent.record.started_by.clone()),
             ..TaskListFilter::default()
         };
-        let record_since = intent.record.since;
-        let known = intent.task.clone();
         let listed = self
             .list_all_tasks(&filter)
             .await
@@ -254,21 +256,29 @@ impl<S: Scheduler> Runner<S> {
             return Ok(false);
         };
         intent.checked_at = Some(now);
-        let keep = match known {
-            Some(task) => listed.contains(&task),
-            None => match listed.into_iter().next() {
+        // A young intent stays whatever ECS lists (its listings may lag).
+        let young = now.since(intent.record.since) < self.options.intent_timeout;
+        let keep = match &intent.record.task {
+            Some(task) => listed.contains(task) || young,
+            None => match listed
+                .into_iter()
+                .find(|t| intent.may_be(t) && !claimed.contains(t))
+            {
                 Some(task) => {
-                    intent.task = Some(task);
+                    claimed.insert(task.clone());
+                    intent.record.task = Some(task);
                     true
                 }
-                None => now.since(record_since) < self.options.intent_timeout,
+                None => young,
             },
         };
         Ok(keep)
     }
 
-    /// Resolves intents the view now accounts for, and checks the overdue
-    /// ones against ECS.
+    /// Resolves intents the view now accounts for (their task, or while
+    /// it is unknown a task of their instance and `startedBy` the view did
+    /// not show when they were written, each task standing for one intent),
+    /// and checks the overdue ones against ECS.
     async fn resolve_intents(
         &mut self,
         term: &LeaderTerm,
@@ -279,19 +289,32 @@ impl<S: Scheduler> Runner<S> {
             return Ok(());
         }
         let in_view: HashSet<&Arn> = tasks.iter().map(|t| &t.task_arn).collect();
-        let live: HashSet<(&Arn, &str)> = tasks
-            .iter()
-            .filter(|t| t.is_live())
-            .filter_map(|t| Some((t.container_instance_arn.as_ref()?, t.started_by.as_deref()?)))
-            .collect();
+        let mut by_slot: HashMap<(&Arn, &str), Vec<&Arn>> = HashMap::new();
+        for t in tasks {
+            if let (Some(i), Some(s)) = (&t.container_instance_arn, &t.started_by) {
+                by_slot
+                    .entry((i, s.as_str()))
+                    .or_default()
+                    .push(&t.task_arn);
+            }
+        }
+        let mut claimed = self.term.book.known_tasks();
         let timeout = self.options.intent_timeout;
         let mut resolved = Vec::new();
         let mut overdue = Vec::new();
         for (key, intent) in self.term.book.iter() {
-            let seen = match &intent.task {
+            let seen = match &intent.record.task {
                 Some(task) => in_view.contains(task),
                 None => {
-                    live.contains(&(&intent.record.instance, intent.record.started_by.as_str()))
+                    let slot = (&intent.record.instance, intent.record.started_by.as_str());
+                    let found = by_slot.get(&slot).and_then(|ts| {
+                        ts.iter()
+                            .find(|t| intent.may_be(t) && !claimed.contains(**t))
+                    });
+                    match found {
+                        Some(t) => claimed.insert((*t).clone()),
+                        None => false,
+                    }
                 }
             };
             if seen {
@@ -303,7 +326,7 @@ impl<S: Scheduler> Runner<S> {
             }
         }
         for key in overdue {
-            match self.check_intent(&key, now).await {
+            match self.check_intent(&key, now, &mut claimed).await {
                 Ok(true) => {}
                 Ok(false) => resolved.push(key),
                 Err(e) => tracing::warn!(%key, error = %e, "cannot check an overdue intent"),
@@ -380,7 +403,7 @@ impl<S: Scheduler> Runner<S> {
         };
         let actions = self.scheduler.decide(&snapshot);
         if let Some(observer) = &self.observer {
-            observer.observe(&snapshot).await;
+            observer.observe(&snapshot, term).await;
         }
         let tasks = snapshot.tasks;
         let mut new_tag = false;
@@ -399,7 +422,6 @@ impl<S: Scheduler> Runner<S> {
             actions,
             &Filters {
                 clusters: &self.options.clusters,
-                book: &self.term.book,
                 tracker: &self.term.tracker,
                 stopping: &self.term.stopping,
                 now,
@@ -426,8 +448,34 @@ impl<S: Scheduler> Runner<S> {
             self.status.send_modify(|s| s.last_dry_run = actions);
             return Ok(());
         }
-        self.execute(term, plan, now).await
+        let before = tasks_before(&plan, &tasks);
+        self.execute(term, plan, &before, now).await
     }
+}
+
+/// The tasks the view shows per instance and `startedBy` started in `plan`
+/// (recorded in each start's intent: none of them is its task).
+fn tasks_before(plan: &super::plan::Plan, tasks: &[Arc<Task>]) -> super::execute::Before {
+    let mut wanted: HashSet<(&Arn, &str)> = HashSet::new();
+    for s in &plan.starts {
+        for i in &s.instances {
+            wanted.insert((i, s.started_by.as_str()));
+        }
+    }
+    let mut out = super::execute::Before::new();
+    if wanted.is_empty() {
+        return out;
+    }
+    for t in tasks {
+        if let (Some(i), Some(s)) = (&t.container_instance_arn, &t.started_by)
+            && wanted.contains(&(i, s.as_str()))
+        {
+            out.entry((i.clone(), s.clone()))
+                .or_default()
+                .push(t.task_arn.clone());
+        }
+    }
+    out
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {

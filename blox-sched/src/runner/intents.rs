@@ -1,9 +1,16 @@
 //! Intents: a record, written to the store before each StartTask, that a
 //! task is on its way to an instance, so a view that lags behind ECS never
-//! causes a second start. Written and deleted in transactions fenced by the
-//! leader key.
+//! causes a second start. Each start has its own intent (its own key), so a
+//! scheduler may start several copies on one instance; the intent records
+//! the task ECS created once StartTask's reply names it. Written and deleted
+//! in transactions fenced by the leader key.
+//!
+//! Stored layout 2: `intents/{scheduler}/{id}`, where `id` is unique per
+//! start (the term's revision and a counter). Layout 1 keyed intents by
+//! `intents/{scheduler}/{startedBy}/{instance}` (one per pair); the layout
+//! migration converts them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use blox_core::model::{Arn, Timestamp};
 use blox_state::store::{KvOp, KvTxn, KvTxnOutcome, Revision, StateStore, StoreError};
@@ -29,7 +36,7 @@ pub struct IntentRecord {
     pub task_definition: String,
     /// The `startedBy` tag.
     pub started_by: String,
-    /// When the start was issued.
+    /// When the intent was written (the runner's clock, read after the write).
     pub since: Timestamp,
     /// The leader that issued it.
     pub leader: String,
@@ -38,6 +45,14 @@ pub struct IntentRecord {
     /// field existed are layout 1).
     #[serde(default = "layout_one")]
     pub layout: u32,
+    /// The task ECS created for this start, once StartTask's reply (or
+    /// `ListTasks`) named it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<Arn>,
+    /// The tasks of `started_by` on the instance that the view showed when
+    /// the intent was written: none of them is this start's task.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub before: Vec<Arn>,
 }
 
 fn layout_one() -> u32 {
@@ -48,10 +63,20 @@ fn layout_one() -> u32 {
 #[derive(Debug, Clone)]
 pub(crate) struct Intent {
     pub(crate) record: IntentRecord,
-    /// The task ECS created for it, once known.
-    pub(crate) task: Option<Arn>,
     /// When it was last checked against `ListTasks`.
     pub(crate) checked_at: Option<Timestamp>,
+}
+
+impl Intent {
+    /// Whether `task` (of this intent's instance and `startedBy`) may be this
+    /// start's task: the known one, or, while none is known, any task the
+    /// view did not show when the intent was written.
+    pub(crate) fn may_be(&self, task: &Arn) -> bool {
+        match &self.record.task {
+            Some(known) => known == task,
+            None => !self.record.before.contains(task),
+        }
+    }
 }
 
 /// Why an intent operation failed.
@@ -65,11 +90,23 @@ pub(crate) enum IntentError {
     Store(#[from] StoreError),
 }
 
-/// The intents of one scheduler, mirrored in memory.
+/// A start about to be recorded (the intent's record without its stamp).
+#[derive(Debug, Clone)]
+pub(crate) struct NewIntent {
+    pub(crate) cluster: Arn,
+    pub(crate) instance: Arn,
+    pub(crate) task_definition: String,
+    pub(crate) started_by: String,
+    pub(crate) before: Vec<Arn>,
+}
+
+/// The intents of one scheduler, mirrored in memory, by key.
 #[derive(Debug, Default)]
 pub(crate) struct IntentBook {
     prefix: String,
     intents: BTreeMap<String, Intent>,
+    /// Intents written by this book (part of each new id).
+    written: u64,
 }
 
 impl IntentBook {
@@ -77,21 +114,22 @@ impl IntentBook {
         IntentBook {
             prefix: intent_prefix(scheduler),
             intents: BTreeMap::new(),
+            written: 0,
         }
     }
 
-    /// The key of the intent for `started_by` on `instance`.
-    pub(crate) fn key(&self, instance: &Arn, started_by: &str) -> String {
-        format!("{}{}/{}", self.prefix, started_by, instance)
+    /// A new, unique key: the term's revision and a counter, zero-padded
+    /// so keys sort in the order they were written.
+    fn next_key(&mut self, term: &LeaderTerm) -> String {
+        self.written += 1;
+        format!(
+            "{}{:x}-{:020}-{:010}",
+            self.prefix, term.revision.epoch, term.revision.seq, self.written
+        )
     }
 
     pub(crate) fn len(&self) -> usize {
         self.intents.len()
-    }
-
-    /// Whether a start of `started_by` on `instance` is outstanding.
-    pub(crate) fn is_pending(&self, instance: &Arn, started_by: &str) -> bool {
-        self.intents.contains_key(&self.key(instance, started_by))
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&String, &Intent)> {
@@ -102,7 +140,15 @@ impl IntentBook {
         self.intents.get_mut(key)
     }
 
-    /// The outstanding starts, for the snapshot.
+    /// The tasks already attributed to an intent.
+    pub(crate) fn known_tasks(&self) -> HashSet<Arn> {
+        self.intents
+            .values()
+            .filter_map(|i| i.record.task.clone())
+            .collect()
+    }
+
+    /// The outstanding starts, for the snapshot (one per intent).
     pub(crate) fn pending_starts(&self) -> Vec<PendingStart> {
         self.intents
             .values()
@@ -111,6 +157,7 @@ impl IntentBook {
                 task_definition: i.record.task_definition.clone(),
                 started_by: i.record.started_by.clone(),
                 since: i.record.since,
+                task: i.record.task.clone(),
             })
             .collect()
     }
@@ -139,7 +186,6 @@ impl IntentBook {
                         entry.key,
                         Intent {
                             record,
-                            task: None,
                             checked_at: None,
                         },
                     );
@@ -152,20 +198,35 @@ impl IntentBook {
         Ok(())
     }
 
-    /// Writes intents in one transaction fenced by `term`; returns the revision.
+    /// Writes one intent per start in one transaction fenced by `term`,
+    /// stamped `since` (read just before the write, never at cycle start:
+    /// a successor times the intent out from it, and this process's own
+    /// attempts end a bound after it); returns their keys, in the order of
+    /// `starts`, and the revision.
     pub(crate) async fn record(
         &mut self,
         store: &dyn StateStore,
         term: &LeaderTerm,
-        records: Vec<IntentRecord>,
-    ) -> Result<Revision, IntentError> {
-        let mut ops = Vec::with_capacity(records.len());
-        for r in &records {
-            let value = serde_json::to_vec(r).map_err(|e| StoreError::Invalid(e.to_string()))?;
-            ops.push(KvOp::Put {
-                key: self.key(&r.instance, &r.started_by),
-                value: Bytes::from(value),
-            });
+        starts: Vec<NewIntent>,
+        since: Timestamp,
+    ) -> Result<(Vec<String>, Revision), IntentError> {
+        let mut ops = Vec::with_capacity(starts.len());
+        let mut records = Vec::with_capacity(starts.len());
+        for s in starts {
+            let record = IntentRecord {
+                cluster: s.cluster,
+                instance: s.instance,
+                task_definition: s.task_definition,
+                started_by: s.started_by,
+                since,
+                leader: term.holder.clone(),
+                layout: blox_state::store::LAYOUT_VERSION,
+                task: None,
+                before: s.before,
+            };
+            let key = self.next_key(term);
+            ops.push(put(&key, &record)?);
+            records.push((key, record));
         }
         let outcome = store
             .kv_txn(KvTxn {
@@ -176,18 +237,49 @@ impl IntentBook {
         let KvTxnOutcome::Applied(revision) = outcome else {
             return Err(IntentError::Fenced);
         };
-        for record in records {
-            let key = self.key(&record.instance, &record.started_by);
+        let mut keys = Vec::with_capacity(records.len());
+        for (key, record) in records {
+            keys.push(key.clone());
             self.intents.insert(
                 key,
                 Intent {
                     record,
-                    task: None,
                     checked_at: None,
                 },
             );
         }
-        Ok(revision)
+        Ok((keys, revision))
+    }
+
+    /// Records the tasks ECS created for intents (`key` → task), in the
+    /// store too (fenced), so a successor knows them.
+    pub(crate) async fn attribute(
+        &mut self,
+        store: &dyn StateStore,
+        term: &LeaderTerm,
+        tasks: HashMap<String, Arn>,
+    ) -> Result<(), IntentError> {
+        let mut ops = Vec::with_capacity(tasks.len());
+        for (key, task) in tasks {
+            let Some(intent) = self.intents.get_mut(&key) else {
+                continue;
+            };
+            intent.record.task = Some(task);
+            ops.push(put(&key, &intent.record)?);
+        }
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let outcome = store
+            .kv_txn_chunked(KvTxn {
+                checks: vec![term.check()],
+                ops,
+            })
+            .await?;
+        if outcome == KvTxnOutcome::Conflict {
+            return Err(IntentError::Fenced);
+        }
+        Ok(())
     }
 
     /// Deletes intents (resolved or failed) in fenced transactions that fit
@@ -228,6 +320,14 @@ impl IntentBook {
     }
 }
 
+fn put(key: &str, record: &IntentRecord) -> Result<KvOp, StoreError> {
+    let value = serde_json::to_vec(record).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    Ok(KvOp::Put {
+        key: key.to_owned(),
+        value: Bytes::from(value),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -237,8 +337,8 @@ mod tests {
     use super::*;
     use crate::election::{LeaderElection, LocalElection};
 
-    fn record(n: usize) -> IntentRecord {
-        IntentRecord {
+    fn start(n: usize) -> NewIntent {
+        NewIntent {
             cluster: Arn::parse("arn:aws:ecs:us-east-1:000000000000:cluster/c").unwrap(),
             instance: Arn::parse(&format!(
                 "arn:aws:ecs:us-east-1:000000000000:container-instance/c/i{n}"
@@ -246,10 +346,12 @@ mod tests {
             .unwrap(),
             task_definition: "web:1".into(),
             started_by: "me".into(),
-            since: Timestamp::from_millis(0),
-            leader: "a".into(),
-            layout: blox_state::store::LAYOUT_VERSION,
+            before: Vec::new(),
         }
+    }
+
+    fn t0() -> Timestamp {
+        Timestamp::from_millis(0)
     }
 
     /// A memory store and the term of its leader "a".
@@ -263,21 +365,30 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn intents_are_written_and_removed_under_the_leader_key() {
+    async fn each_start_has_its_own_intent_written_and_removed_under_the_leader_key() {
         let (store, term) = leading().await;
         let mut book = IntentBook::new("sched");
-        book.record(store.as_ref(), &term, vec![record(1), record(2)])
+        // Two copies on one instance, one on another: three intents.
+        let (keys, _) = book
+            .record(
+                store.as_ref(),
+                &term,
+                vec![start(1), start(1), start(2)],
+                t0(),
+            )
             .await
             .unwrap();
-        assert!(book.is_pending(&record(1).instance, "me"));
-        assert!(!book.is_pending(&record(1).instance, "other"));
+        assert_eq!(keys.len(), 3);
+        assert_eq!(book.len(), 3);
 
         let mut reloaded = IntentBook::new("sched");
         reloaded.load(store.as_ref()).await.unwrap();
         assert_eq!(reloaded.pending_starts(), book.pending_starts());
+        assert_eq!(reloaded.foreign_layouts(), Vec::<u32>::new());
 
-        let key = book.key(&record(1).instance, "me");
-        book.remove(store.as_ref(), &term, vec![key]).await.unwrap();
+        book.remove(store.as_ref(), &term, vec![keys[0].clone()])
+            .await
+            .unwrap();
         assert_eq!(
             store
                 .kv_list(&intent_prefix("sched"))
@@ -285,8 +396,45 @@ mod tests {
                 .unwrap()
                 .items
                 .len(),
-            1
+            2
         );
+    }
+
+    #[tokio::test]
+    async fn a_known_task_is_stored_with_its_intent() {
+        let (store, term) = leading().await;
+        let mut book = IntentBook::new("sched");
+        let (keys, _) = book
+            .record(store.as_ref(), &term, vec![start(1)], t0())
+            .await
+            .unwrap();
+        let task = Arn::parse("arn:aws:ecs:us-east-1:000000000000:task/c/t1").unwrap();
+        book.attribute(
+            store.as_ref(),
+            &term,
+            HashMap::from([(keys[0].clone(), task.clone())]),
+        )
+        .await
+        .unwrap();
+        let mut reloaded = IntentBook::new("sched");
+        reloaded.load(store.as_ref()).await.unwrap();
+        let (_, intent) = reloaded.iter().next().unwrap();
+        assert_eq!(intent.record.task.as_ref(), Some(&task));
+        assert!(intent.may_be(&task));
+        assert!(
+            !intent.may_be(&Arn::parse("arn:aws:ecs:us-east-1:000000000000:task/c/t2").unwrap())
+        );
+    }
+
+    #[test]
+    fn a_layout_one_record_still_reads() {
+        let v1 = r#"{"cluster":"arn:aws:ecs:us-east-1:000000000000:cluster/c",
+            "instance":"arn:aws:ecs:us-east-1:000000000000:container-instance/c/i1",
+            "task_definition":"web:1","started_by":"me","since":0,"leader":"a"}"#;
+        let r: IntentRecord = serde_json::from_str(v1).unwrap();
+        assert_eq!(r.layout, 1);
+        assert_eq!(r.task, None);
+        assert!(r.before.is_empty());
     }
 
     #[tokio::test]
@@ -299,7 +447,8 @@ mod tests {
             book.record(
                 store.as_ref(),
                 &term,
-                chunk.iter().map(|n| record(*n)).collect(),
+                chunk.iter().map(|n| start(*n)).collect(),
+                t0(),
             )
             .await
             .unwrap();
@@ -323,7 +472,9 @@ mod tests {
             .await
             .unwrap();
         let mut book = IntentBook::new("sched");
-        let err = book.record(store.as_ref(), &stale, vec![record(1)]).await;
+        let err = book
+            .record(store.as_ref(), &stale, vec![start(1)], t0())
+            .await;
         assert!(matches!(err, Err(IntentError::Fenced)));
         assert_eq!(book.len(), 0);
         assert!(

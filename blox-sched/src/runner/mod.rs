@@ -9,20 +9,30 @@
 //! 1. builds a [`Snapshot`](crate::scheduler::Snapshot) from the cache (its clusters only), the pending
 //!    intents and the per-instance backoff, and calls
 //!    [`Scheduler::decide`];
-//! 2. filters the actions (no start where an intent is pending or the
-//!    instance is in backoff, nothing outside its clusters) and caps them
+//! 2. filters the actions (no start where the instance is in backoff,
+//!    nothing outside its clusters; starts are not deduplicated: a
+//!    scheduler counts the pending starts of its snapshot, and may want
+//!    several copies on one instance) and caps them
 //!    ([`RunnerOptions::max_actions_per_cycle`]); in dry-run it only logs and
 //!    records them ([`RunnerStatus::last_dry_run`]); paused, it does nothing;
 //! 3. executes them: stops through `StopTask` (not issued again while the
 //!    view still shows the task live, up to the intent timeout), starts through `StartTask` in
-//!    batches of at most ten instances, each batch preceded by intent records
+//!    batches of at most ten distinct instances, each batch preceded by intent records
 //!    written in a `kv_txn` fenced by the leader key
 //!    ([`LeaderTerm::check`](crate::election::LeaderTerm::check)), so a
 //!    deposed leader never reaches ECS and a task started but not yet
-//!    visible is never started twice. Throttled calls are retried with
-//!    backoff.
+//!    visible is never started twice. A throttled StartTask is retried
+//!    with backoff (the only retry layer of a start: the adapter does not
+//!    repeat it), each attempt after re-checking the leader term, and none
+//!    later than the term's lease TTL after its intents were written (half
+//!    the intent timeout at most), so a leader cut off from the store stops
+//!    calling ECS before a successor may act. Intents are stamped when
+//!    they are written, not at the start of the cycle.
 //!
-//! Intents are deleted when the view shows their task, or after
+//! Each start has its own intent, which names its task once StartTask's
+//! reply does. Intents are deleted when the view shows their task (while it
+//! is unknown: a task of their instance and `startedBy` that the view did
+//! not show when they were written, each task standing for one intent), or after
 //! [`RunnerOptions::intent_timeout`] when `ListTasks` shows none. Instances
 //! whose tasks stop soon after starting, or where ECS refuses a placement,
 //! are held off 1 s, 2 s, 4 s... (up to five minutes), with ECS's reason in
@@ -116,9 +126,13 @@ pub struct RunnerOptions {
     pub crash_window: Duration,
     /// An instance's failure record is cleared once a task of ours has run there this long.
     pub healthy_after: Duration,
-    /// How many times a throttled ECS call is retried.
+    /// How many times a throttled StartTask is retried (the runner's only
+    /// retry layer: each attempt re-checks the leader term, and none is made
+    /// later than the term's lease TTL, or half the intent timeout, after
+    /// the start's intent was written). Other calls are retried by the ECS
+    /// adapter alone.
     pub throttle_retries: u32,
-    /// The first wait before retrying a throttled call (doubles, jittered, up to 20 s).
+    /// The first wait before retrying a throttled StartTask (doubles, jittered, up to 20 s).
     pub throttle_backoff: Duration,
     /// The clock of intents, backoffs and crash detection (default: a
     /// [`blox_core::clock::TokioClock`] from the wall clock's time now, so
@@ -386,8 +400,10 @@ pub struct Runner<S: Scheduler> {
 /// inside the cycle: keep it quick.
 #[async_trait::async_trait]
 pub trait SnapshotObserver<D>: Send + Sync {
-    /// Called once per acting cycle with the snapshot given to `decide`.
-    async fn observe(&self, snapshot: &crate::scheduler::Snapshot<D>);
+    /// Called once per acting cycle with the snapshot given to `decide` and
+    /// the term the runner acts in (fence its writes with
+    /// [`LeaderTerm::check`]).
+    async fn observe(&self, snapshot: &crate::scheduler::Snapshot<D>, term: &LeaderTerm);
 }
 
 impl<S: Scheduler> std::fmt::Debug for Runner<S> {

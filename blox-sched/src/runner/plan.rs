@@ -1,6 +1,9 @@
 //! Turns a scheduler's actions into what the runner will do this cycle:
-//! drops starts that an intent or a backoff holds, starts repeated within the
-//! cycle and actions outside the runner's clusters, and caps the total.
+//! drops starts on instances in backoff, stops already issued or repeated,
+//! and actions outside the runner's clusters, and caps the total. Starts are
+//! not deduplicated: each is one copy with its own intent (a scheduler
+//! counts [`pending starts`](crate::scheduler::Snapshot::pending_starts)
+//! itself, and may want several copies on one instance).
 
 use std::collections::HashSet;
 
@@ -13,7 +16,8 @@ use crate::scheduler::{Action, StartAction, StopAction};
 pub(crate) struct Plan {
     /// Stops, in the scheduler's order.
     pub(crate) stops: Vec<StopAction>,
-    /// Starts, in the scheduler's order (each instance appears once).
+    /// Starts, in the scheduler's order (an instance may appear more than
+    /// once: one entry per copy).
     pub(crate) starts: Vec<StartAction>,
     /// Instance starts and stops dropped by a filter.
     pub(crate) held: usize,
@@ -42,8 +46,6 @@ impl Plan {
 pub(crate) trait Holds {
     /// Whether the cluster is one this runner manages.
     fn manages(&self, cluster: &Arn) -> bool;
-    /// Whether a start of `started_by` on `instance` is outstanding.
-    fn pending(&self, instance: &Arn, started_by: &str) -> bool;
     /// Whether the instance is in backoff.
     fn backing_off(&self, instance: &Arn) -> bool;
     /// Whether a stop of the task was already issued and the view still shows it live.
@@ -55,7 +57,6 @@ pub(crate) trait Holds {
 pub(crate) fn plan(actions: Vec<Action>, holds: &impl Holds, cap: usize) -> Plan {
     let mut out = Plan::default();
     let mut budget = cap;
-    let mut starting: HashSet<(Arn, String)> = HashSet::new();
     let mut stopping: HashSet<Arn> = HashSet::new();
     for action in actions {
         match action {
@@ -75,12 +76,7 @@ pub(crate) fn plan(actions: Vec<Action>, holds: &impl Holds, cap: usize) -> Plan
             Action::Start(mut start) => {
                 let manages = holds.manages(&start.cluster);
                 let before = start.instances.len();
-                start.instances.retain(|i| {
-                    manages
-                        && !holds.pending(i, &start.started_by)
-                        && !holds.backing_off(i)
-                        && starting.insert((i.clone(), start.started_by.clone()))
-                });
+                start.instances.retain(|i| manages && !holds.backing_off(i));
                 out.held += before - start.instances.len();
                 if start.instances.len() > budget {
                     out.capped += start.instances.len() - budget;
@@ -101,16 +97,12 @@ mod tests {
     use super::*;
 
     struct Fixture {
-        pending: Vec<Arn>,
         backoff: Vec<Arn>,
     }
 
     impl Holds for Fixture {
         fn manages(&self, cluster: &Arn) -> bool {
             cluster.cluster_name() == Some("mine")
-        }
-        fn pending(&self, instance: &Arn, started_by: &str) -> bool {
-            started_by == "me" && self.pending.contains(instance)
         }
         fn backing_off(&self, instance: &Arn) -> bool {
             self.backoff.contains(instance)
@@ -135,28 +127,24 @@ mod tests {
     }
 
     fn none() -> Fixture {
-        Fixture {
-            pending: vec![],
-            backoff: vec![],
-        }
+        Fixture { backoff: vec![] }
     }
 
     #[test]
-    fn starts_held_by_an_intent_or_a_backoff_are_dropped() {
+    fn starts_held_by_a_backoff_are_dropped_and_copies_kept() {
         let f = Fixture {
-            pending: vec![inst(1)],
             backoff: vec![inst(2)],
         };
         let a = Action::start(
             cluster("mine"),
             "d:1",
-            vec![inst(1), inst(2), inst(3)],
+            vec![inst(1), inst(2), inst(3), inst(1)],
             "me",
             "r",
         );
         let p = plan(vec![a], &f, 100);
-        assert_eq!(p.starts[0].instances, vec![inst(3)]);
-        assert_eq!(p.held, 2);
+        assert_eq!(p.starts[0].instances, vec![inst(1), inst(3), inst(1)]);
+        assert_eq!(p.held, 1);
     }
 
     #[test]
@@ -187,12 +175,14 @@ mod tests {
     }
 
     #[test]
-    fn actions_outside_the_runners_clusters_and_repeats_are_dropped() {
+    fn actions_outside_the_runners_clusters_and_repeated_stops_are_dropped() {
         let a = Action::start(cluster("other"), "d:1", vec![inst(1)], "me", "r");
         let b = Action::start(cluster("mine"), "d:1", vec![inst(1)], "me", "r");
-        let c = Action::start(cluster("mine"), "d:2", vec![inst(1)], "me", "r");
-        let p = plan(vec![a, b, c], &none(), 100);
-        assert_eq!(p.len(), 1);
+        let task = Arn::parse("arn:aws:ecs:us-east-1:000000000000:task/mine/t1").unwrap();
+        let c = Action::stop(cluster("mine"), task.clone(), "r");
+        let d = Action::stop(cluster("mine"), task, "r");
+        let p = plan(vec![a, b, c, d], &none(), 100);
+        assert_eq!(p.len(), 2);
         assert_eq!(p.starts[0].task_definition, "d:1");
         assert_eq!(p.held, 2);
     }

@@ -206,6 +206,7 @@ impl SnapshotBuilder {
             task_definition: task_definition.into(),
             started_by: started_by.into(),
             since: self.now,
+            task: None,
         });
         self
     }

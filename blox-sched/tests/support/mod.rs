@@ -3,6 +3,8 @@
 //! scheduler and an ECS wrapper that records when tasks were started.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod proxy;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -69,6 +71,46 @@ impl Scheduler for OnePerInstance {
     }
 }
 
+/// Keeps `copies` tasks of [`TAG`] on every ACTIVE instance, counting live
+/// tasks and pending starts (several copies per instance).
+#[derive(Clone)]
+pub struct Copies(pub usize);
+
+impl Scheduler for Copies {
+    type Desired = String;
+
+    fn name(&self) -> &str {
+        "copies"
+    }
+
+    fn decide(&self, snap: &Snapshot<String>) -> Vec<Action> {
+        let mut out = Vec::new();
+        for i in snap.active_instances() {
+            let arn = &i.container_instance_arn;
+            let live = snap
+                .live_tasks_on(arn)
+                .filter(|t| t.started_by.as_deref() == Some(TAG))
+                .count();
+            let pending = snap
+                .pending_starts
+                .iter()
+                .filter(|p| &p.instance == arn && p.started_by == TAG)
+                .count();
+            let missing = self.0.saturating_sub(live + pending);
+            if missing > 0 && !snap.in_backoff(arn) {
+                out.push(Action::start(
+                    i.cluster_arn.clone(),
+                    snap.desired.clone(),
+                    vec![arn.clone(); missing],
+                    TAG,
+                    "copies",
+                ));
+            }
+        }
+        out
+    }
+}
+
 /// Applies every queued fake event to the store.
 pub async fn pump(fake: &FakeEcs, store: &dyn StateStore) -> usize {
     apply_events(store, fake.take_events()).await
@@ -130,19 +172,34 @@ pub fn live_tagged(fake: &FakeEcs, instance: &Arn) -> usize {
 /// When each StartTask call was made, and on which instances.
 pub type StartLog = Arc<Mutex<Vec<(tokio::time::Instant, Vec<Arn>)>>>;
 
-/// An ECS that forwards to a fake and records when each StartTask call was made.
+/// An ECS that forwards to a fake and records when each StartTask call was
+/// made; it can lose StartTask's replies (the tasks start, the caller sees a
+/// transport error).
 #[derive(Clone)]
 pub struct Recording {
     pub fake: FakeEcs,
     pub starts: StartLog,
+    /// How many of the next StartTask replies are lost.
+    pub lose_replies: Arc<std::sync::atomic::AtomicU32>,
 }
+
+/// The transport error of a lost reply.
+#[derive(Debug, thiserror::Error)]
+#[error("reply lost")]
+pub struct LostReply;
 
 impl Recording {
     pub fn new(fake: FakeEcs) -> Self {
         Recording {
             fake,
             starts: Arc::default(),
+            lose_replies: Arc::default(),
         }
+    }
+
+    /// Loses the replies of the next `n` StartTask calls.
+    pub fn lose_next_replies(&self, n: u32) {
+        self.lose_replies.store(n, Ordering::SeqCst);
     }
 
     pub fn start_times(&self) -> Vec<tokio::time::Instant> {
@@ -187,7 +244,18 @@ impl EcsApi for Recording {
             .lock()
             .unwrap()
             .push((tokio::time::Instant::now(), r.container_instances.clone()));
-        self.fake.start_task(r).await
+        let out = self.fake.start_task(r).await;
+        let lose = self
+            .lose_replies
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if lose && out.is_ok() {
+            return Err(EcsError::Transport {
+                operation: "StartTask",
+                source: Box::new(LostReply),
+            });
+        }
+        out
     }
     async fn stop_task(&self, c: &str, t: &Arn, r: &str) -> Result<Task, EcsError> {
         self.fake.stop_task(c, t, r).await
@@ -225,8 +293,12 @@ impl World {
     }
 
     pub async fn with_spec(n: usize, spec: InstanceSpec) -> World {
+        Self::with_fake(FakeEcs::with_seed(7), n, spec).await
+    }
+
+    /// A world over a fake configured by the caller.
+    pub async fn with_fake(fake: FakeEcs, n: usize, spec: InstanceSpec) -> World {
         use blox_sched::election::{LeaderElection, LocalElection};
-        let fake = FakeEcs::with_seed(7);
         fake.create_cluster("c").unwrap();
         let instances = fake.add_instances("c", n, &spec).unwrap();
         let store: Arc<dyn StateStore> = Arc::new(blox_state::store::memory::MemoryStore::new());

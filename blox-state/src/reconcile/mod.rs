@@ -30,6 +30,7 @@
 
 mod compare;
 mod evidence;
+pub mod record;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};

@@ -331,6 +331,8 @@ impl EcsApi for FakeEcs {
                 task_definition: request.task_definition.clone(),
                 started_by: request.started_by.clone(),
                 group: request.group.clone(),
+                overrides: request.overrides.clone().map(Box::new),
+                tags: request.tags.clone(),
                 instances: request.container_instances.clone(),
                 started: out.tasks.iter().map(|t| t.task_arn.clone()).collect(),
                 failures: out.failures.clone(),

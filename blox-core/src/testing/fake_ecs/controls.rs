@@ -72,6 +72,7 @@ impl FakeEcs {
                 started_by: started_by.map(str::to_owned),
                 group: None,
                 overrides: None,
+                tags: Default::default(),
             };
             st.start_tasks(cluster, &td, &req)
         })

@@ -44,6 +44,10 @@ pub enum FakeAction {
         started_by: Option<String>,
         /// The task group.
         group: Option<String>,
+        /// The overrides given.
+        overrides: Option<Box<crate::model::TaskOverride>>,
+        /// The tags given.
+        tags: std::collections::BTreeMap<String, String>,
         /// The instances asked for.
         instances: Vec<Arn>,
         /// The tasks started.

@@ -51,11 +51,18 @@ impl std::fmt::Debug for MigrationStep {
 }
 
 /// The migrations of this build, oldest first.
-pub static MIGRATIONS: &[MigrationStep] = &[MigrationStep {
-    from: 1,
-    name: "soft-tombstones",
-    run: soft_tombstones,
-}];
+pub static MIGRATIONS: &[MigrationStep] = &[
+    MigrationStep {
+        from: 1,
+        name: "soft-tombstones",
+        run: soft_tombstones,
+    },
+    MigrationStep {
+        from: 1,
+        name: "intent-per-start",
+        run: super::intent_layout::run,
+    },
+];
 
 /// Layout 2 adds `soft` to tombstones (a deletion on listing evidence
 /// alone, which never blocks ECS's report of the deleted version). Every

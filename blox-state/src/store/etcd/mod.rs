@@ -57,6 +57,7 @@
 //! their last revision after a member fails.
 
 mod apply;
+mod intent_layout;
 mod keys;
 mod kv;
 pub mod layout;
