@@ -19,7 +19,7 @@ use blox_state::http::{ApiState, router};
 use blox_state::store::memory::{MemoryOptions, MemoryStore};
 use blox_state::store::{
     ApplyOutcome, Change, Filter, KvEntry, KvTxn, KvTxnOutcome, KvWatchStream, Listing, Revision,
-    StateStore, Versioned, WatchStream,
+    RevisionStream, StateStore, Versioned,
 };
 use blox_state::{Cache, StoreError};
 use futures::StreamExt;
@@ -261,11 +261,14 @@ impl StateStore for TestStore {
     ) -> Result<Listing<Versioned>, StoreError> {
         self.inner.list(kind, filter).await
     }
-    async fn watch(&self, after: Revision) -> Result<WatchStream, StoreError> {
+    async fn list_all(&self) -> Result<Listing<Versioned>, StoreError> {
+        self.inner.list_all().await
+    }
+    async fn watch_revisions(&self, after: Revision) -> Result<RevisionStream, StoreError> {
         if self.faults.down.load(Ordering::SeqCst) {
             return Err(outage());
         }
-        let mut stream = self.inner.watch(after).await?;
+        let mut stream = self.inner.watch_revisions(after).await?;
         if self.faults.breakable.load(Ordering::SeqCst) {
             let faults = Arc::clone(&self.faults);
             let failure = futures::stream::once(async move {
