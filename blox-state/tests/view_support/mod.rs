@@ -229,8 +229,7 @@ pub async fn list_then_stream(addr: SocketAddr) -> BTreeMap<String, u64> {
         {
             Ok(Some(line)) => line,
             Ok(None) => panic!("the stream ended"),
-            Err(e) => {
-                eprintln!("client resumes from {at} after: {e}");
+            Err(_) => {
                 stream = None;
                 continue;
             }
@@ -249,17 +248,87 @@ pub async fn list_then_stream(addr: SocketAddr) -> BTreeMap<String, u64> {
     }
 }
 
+/// One list-then-stream cycle: lists tasks at `R`, streams from `R` and
+/// applies lines until the first line of a second revision `X` arrives (or
+/// the writer's last task is seen); returns the last revision read whole and
+/// the view at it, which must be the store's at that revision.
+pub async fn list_then_stream_once(addr: SocketAddr) -> (Revision, BTreeMap<String, u64>) {
+    let marker = task_arn(TASKS).to_string();
+    let list = client::get(addr, "/v1/tasks").await.json();
+    let mut view: BTreeMap<String, u64> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["entity"]["taskARN"].as_str().unwrap().to_owned(),
+                i["entity"]["version"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    let listed: Revision = list["metadata"]["entityVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    if view.contains_key(&marker) {
+        return (listed, view);
+    }
+    let mut stream =
+        client::Stream::open(addr, &format!("/v1/stream/tasks?entityVersion={listed}")).await;
+    let mut first: Option<Revision> = None;
+    loop {
+        let Ok(Some(line)) = stream.try_next_line().await else {
+            // Ended (too slow): what was read so far is whole revisions.
+            return (first.unwrap_or(listed), view);
+        };
+        let arn = line["entity"]["taskARN"].as_str().unwrap().to_owned();
+        let at: Revision = line["metadata"]["entityVersion"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        match first {
+            Some(f) if f != at => return (f, view),
+            _ => first = Some(at),
+        }
+        if line["metadata"]["deleted"] == true {
+            view.remove(&arn);
+        } else {
+            view.insert(arn, line["entity"]["version"].as_u64().unwrap_or(0));
+        }
+        if view.contains_key(&marker) {
+            return (at, view);
+        }
+    }
+}
+
 /// Runs the writer while `clients` list-then-stream clients start one after
-/// another during the churn, over the HTTP API at `addr` (serving `cache`);
-/// returns how many clients ended with a view other than the store's.
+/// another during the churn, over the HTTP API at `addr` (serving `cache`),
+/// and two more clients list-then-stream again and again, checking their
+/// view one revision into each stream; returns what did not match the
+/// store (clients' final views, cycles' views).
 pub async fn streams_under_churn(
     store: Arc<dyn StateStore>,
     cache: Cache,
     addr: SocketAddr,
     rounds: u64,
     clients: u64,
-) -> usize {
+) -> Vec<String> {
     let (progress_tx, progress) = watch::channel(0u64);
+    let (done_tx, done) = watch::channel(false);
+    let cycling: Vec<_> = (0..2)
+        .map(|_| {
+            let done = done.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while !*done.borrow() {
+                    seen.push(list_then_stream_once(addr).await);
+                }
+                seen
+            })
+        })
+        .collect();
     let mut handles = Vec::new();
     for c in 0..clients {
         let mut progress = progress.clone();
@@ -270,23 +339,25 @@ pub async fn streams_under_churn(
         }));
     }
     let log = write(store.as_ref(), rounds, &progress_tx).await;
-    let expected = log.state_at(log.last());
-    let mut wrong = 0;
-    for h in handles {
+    done_tx.send_replace(true);
+    let mut wrong = Vec::new();
+    let mut check = |what: String, at: Revision, view: &BTreeMap<String, u64>| {
+        let expected = log.state_at(at);
+        if &expected != view {
+            let missing = expected.iter().filter(|(a, v)| view.get(*a) != Some(v)).count();
+            let extra = view.iter().filter(|(a, v)| expected.get(*a) != Some(v)).count();
+            wrong.push(format!(
+                "{what} at {at}: {missing} expected items missing or older, {extra} unexpected"
+            ));
+        }
+    };
+    for (n, h) in handles.into_iter().enumerate() {
         let view = h.await.unwrap();
-        if view != expected {
-            let missing: Vec<_> = expected
-                .iter()
-                .filter(|(a, v)| view.get(*a) != Some(v))
-                .collect();
-            let extra: Vec<_> = view
-                .iter()
-                .filter(|(a, v)| expected.get(*a) != Some(v))
-                .collect();
-            eprintln!(
-                "client view differs: expected but not seen {missing:?}; seen but not expected {extra:?}"
-            );
-            wrong += 1;
+        check(format!("client {n}"), log.last(), &view);
+    }
+    for h in cycling {
+        for (at, view) in h.await.unwrap() {
+            check("a list-then-stream cycle".into(), at, &view);
         }
     }
     wait_for(&cache, log.last()).await;
