@@ -58,7 +58,10 @@ async fn list_then_stream_clients_end_exactly_equal_to_the_store() {
     let addr = http_support::serve(router(ApiState::new(cache.clone(), Arc::clone(&store)))).await;
     let wrong = view_support::streams_under_churn(store, cache, addr, 200, 20).await;
     follower.abort();
-    assert!(wrong.is_empty(), "views that are not the store's: {wrong:#?}");
+    assert!(
+        wrong.is_empty(),
+        "views that are not the store's: {wrong:#?}"
+    );
 }
 
 const CLUSTER: &str = "arn:aws:ecs:us-east-1:123456789012:cluster/c1";

@@ -34,5 +34,8 @@ async fn list_then_stream_clients_end_exactly_equal_to_the_store() {
     let addr = http_support::serve(router(ApiState::new(cache.clone(), Arc::clone(&store)))).await;
     let wrong = view_support::streams_under_churn(store, cache, addr, 100, 10).await;
     follower.abort();
-    assert!(wrong.is_empty(), "views that are not the store's: {wrong:#?}");
+    assert!(
+        wrong.is_empty(),
+        "views that are not the store's: {wrong:#?}"
+    );
 }

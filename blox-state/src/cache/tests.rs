@@ -550,7 +550,12 @@ mod listing_at_one_revision {
     async fn a_loaded_cache_holds_nothing_newer_than_its_revision() {
         let inner = MemoryStore::new();
         inner
-            .apply(Change::put(instance("1", "prod", "i1", InstanceStatus::Active)))
+            .apply(Change::put(instance(
+                "1",
+                "prod",
+                "i1",
+                InstanceStatus::Active,
+            )))
             .await
             .unwrap();
         let store = Arc::new(WriteBetweenLists {

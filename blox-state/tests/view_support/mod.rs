@@ -344,8 +344,14 @@ pub async fn streams_under_churn(
     let mut check = |what: String, at: Revision, view: &BTreeMap<String, u64>| {
         let expected = log.state_at(at);
         if &expected != view {
-            let missing = expected.iter().filter(|(a, v)| view.get(*a) != Some(v)).count();
-            let extra = view.iter().filter(|(a, v)| expected.get(*a) != Some(v)).count();
+            let missing = expected
+                .iter()
+                .filter(|(a, v)| view.get(*a) != Some(v))
+                .count();
+            let extra = view
+                .iter()
+                .filter(|(a, v)| expected.get(*a) != Some(v))
+                .count();
             wrong.push(format!(
                 "{what} at {at}: {missing} expected items missing or older, {extra} unexpected"
             ));
