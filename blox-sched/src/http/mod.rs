@@ -143,6 +143,7 @@ use axum::http::Uri;
 use axum::routing::{get, post};
 use blox_core::ports::EcsApi;
 use blox_state::Cache;
+use blox_state::cache::{FeedOptions, KvFeed};
 use blox_state::store::StateStore;
 
 pub use error::ApiError;
@@ -160,6 +161,9 @@ pub struct SchedApiState {
     cache: Cache,
     default_rollout_bound: u32,
     ecs: Option<Arc<dyn EcsApi>>,
+    /// The feed of environment changes streams read (one per state, made
+    /// on first use unless given).
+    feed: Arc<std::sync::OnceLock<KvFeed>>,
 }
 
 impl std::fmt::Debug for SchedApiState {
@@ -178,7 +182,30 @@ impl SchedApiState {
             cache,
             default_rollout_bound: 1,
             ecs: None,
+            feed: Arc::default(),
         }
+    }
+
+    /// Streams read environment changes from `feed` (a [`KvFeed`] of
+    /// [`EnvironmentStore::KEY_PREFIX`] the process shares, so it keeps one
+    /// key-value watch whatever the number of streams). Without it the
+    /// state follows the prefix itself from the first stream on.
+    pub fn with_environment_feed(self, feed: KvFeed) -> Self {
+        // A fresh state's cell is empty: the feed is the one given.
+        let _ = self.feed.set(feed);
+        self
+    }
+
+    /// The feed of environment changes streams read.
+    pub fn environment_feed(&self) -> &KvFeed {
+        self.feed.get_or_init(|| {
+            KvFeed::spawn(
+                Arc::clone(&self.store),
+                EnvironmentStore::KEY_PREFIX,
+                FeedOptions::default(),
+            )
+            .0
+        })
     }
 
     /// Checks a new environment's cluster and task definition with ECS
