@@ -276,6 +276,17 @@ impl<E: Send + Sync + 'static> Fanout<E> {
 }
 
 impl<E: Send + Sync + 'static> Start<E> {
+    /// The subscription alone, for a reader that needs no catch-up (one
+    /// that subscribes from the feed's newest revision: its changes start
+    /// at the feed's history, or at `after` if that is newer).
+    pub fn subscription(self) -> Subscription<E> {
+        match self {
+            Start::Ready(subscription)
+            | Start::Behind { subscription, .. }
+            | Start::Ahead { subscription, .. } => subscription,
+        }
+    }
+
     /// The reader's stream of every revision after `after` (the revision it
     /// subscribed from): from the feed alone when it can; otherwise from
     /// the store's history first (`history`, a store watch from `after`, is
