@@ -87,12 +87,18 @@
 //! stream carries only future changes; with one (a list's
 //! `metadata.entityVersion` or a line's) it resumes right after it, possibly
 //! repeating changes a list already showed (lines carry whole entities, so
-//! applying one twice is harmless). A revision the store no longer has, from
-//! another store epoch or from the future is a 410 whose message starts with
-//! `Entity version is out of range` and says to list again. `environment=NAME` keeps one environment's lines;
-//! `cluster=` (name or ARN) keeps those of environments on that cluster. If
-//! the store's watch fails the response is aborted (no clean end), so the
-//! client resumes from the last line it read.
+//! applying one twice is harmless). Streams read the process's one feed of
+//! the environment store's keys ([`SchedApiState::environment_feed`]), and
+//! resume from its history of recent revisions or, for an older revision,
+//! from the store's. A revision neither has, from another store epoch or
+//! from the future is a 410 whose message starts with `Entity version is
+//! out of range` and says to list again. `environment=NAME` keeps one
+//! environment's lines; `cluster=` (name or ARN) keeps those of
+//! environments on that cluster. If the stream falls too far behind the
+//! feed, the feed relists, or the store fails while the stream catches up,
+//! the response is aborted (no clean end), so the client resumes from the
+//! last line it read. A stream ends cleanly when the feed is closed at
+//! shutdown ([`KvFeed::end_streams`]).
 //!
 //! # Errors
 //! Every error is what v0.3 wrote: `text/plain; charset=utf-8`, the message
