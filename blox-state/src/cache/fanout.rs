@@ -339,10 +339,13 @@ impl<E: Send + Sync + 'static> Subscription<E> {
                             Ok(b) => Ok(b),
                             Err(broadcast::error::RecvError::Lagged(n)) => Err(FeedEnd::Lagged(n)),
                             Err(broadcast::error::RecvError::Closed) => {
-                                if lock(&sub.shared).tx.is_none() {
-                                    return None;
+                                // Closed by `close` (shutdown): a clean end;
+                                // replaced by `reset`: the view relisted.
+                                let shut_down = lock(&sub.shared).tx.is_none();
+                                match shut_down {
+                                    true => return None,
+                                    false => Err(FeedEnd::Relisted),
                                 }
-                                Err(FeedEnd::Relisted)
                             }
                         },
                     },
