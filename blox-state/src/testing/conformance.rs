@@ -953,7 +953,10 @@ pub async fn revisions_are_watched_whole_and_listed_at_one_revision<S: StateStor
 
     let all = store.list_all().await.unwrap();
     assert_eq!(all.revision, current(store).await);
-    let tasks = store.list(EntityKind::Task, &Filter::default()).await.unwrap();
+    let tasks = store
+        .list(EntityKind::Task, &Filter::default())
+        .await
+        .unwrap();
     let instances = store
         .list(EntityKind::Instance, &Filter::default())
         .await
