@@ -17,7 +17,7 @@ use blox_core::model::{Arn, EntityKind, Timestamp};
 use blox_state::store::etcd::{EtcdOptions, EtcdStore};
 use blox_state::store::{
     ApplyOutcome, Change, Filter, KvEntry, KvTxn, KvTxnOutcome, KvWatchStream, Listing, Result,
-    Revision, StateStore, Versioned, WatchStream,
+    Revision, RevisionStream, StateStore, Versioned,
 };
 use blox_state::testing::conformance::{self, RandomSize};
 use blox_state::testing::etcd_server::EtcdServer;
@@ -61,8 +61,11 @@ impl StateStore for Serial {
     async fn list(&self, kind: EntityKind, filter: &Filter) -> Result<Listing<Versioned>> {
         self.store.list(kind, filter).await
     }
-    async fn watch(&self, after: Revision) -> Result<WatchStream> {
-        self.store.watch(after).await
+    async fn list_all(&self) -> Result<Listing<Versioned>> {
+        self.store.list_all().await
+    }
+    async fn watch_revisions(&self, after: Revision) -> Result<RevisionStream> {
+        self.store.watch_revisions(after).await
     }
     async fn current_revision(&self) -> Result<Revision> {
         self.store.current_revision().await

@@ -1,5 +1,7 @@
 //! The stream routes through real HTTP: puts and deletes as lines, resuming
-//! from an `entityVersion`, cluster filters, relist errors, disconnects.
+//! from an `entityVersion` (from the cache's history or the store's),
+//! cluster filters, relist errors, disconnects, shutdown, and one store
+//! watch whatever the number of streams.
 #![cfg(feature = "http")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -7,6 +9,9 @@ mod http_support;
 
 use blox_core::model::{Entity, TaskStatus};
 use blox_state::Change;
+use std::sync::atomic::Ordering;
+
+use blox_state::cache::{CacheOptions, FeedOptions};
 use blox_state::store::memory::MemoryOptions;
 use http_support::{PREFIX, Server, instance, task};
 
@@ -19,7 +24,7 @@ async fn a_task_stream_carries_puts_and_deletes_with_the_last_entity() {
         stream.header("content-type"),
         Some("application/octet-stream")
     );
-    s.wait_for_watches(|n| n >= 2).await; // the cache's and the stream's
+    s.wait_for_readers(|n| n == 1).await;
 
     let put_rev = s.put_task("prod", "t-1", TaskStatus::Running).await;
     // An instance change is not on the task stream.
@@ -136,7 +141,7 @@ async fn a_stream_without_entity_version_starts_from_now() {
     let s = Server::start().await;
     s.put_task("prod", "old", TaskStatus::Running).await;
     let mut stream = s.stream("/v1/stream/tasks").await;
-    s.wait_for_watches(|n| n >= 2).await;
+    s.wait_for_readers(|n| n == 1).await;
     s.put_task("prod", "new", TaskStatus::Running).await;
     let line = stream.next_line().await.unwrap();
     assert!(
@@ -163,12 +168,15 @@ async fn a_revision_from_another_epoch_or_the_future_is_410_telling_to_relist() 
 }
 
 #[tokio::test]
-async fn a_compacted_revision_is_410() {
-    let s = Server::start_with(MemoryOptions {
-        log_capacity: 4,
-        epoch: Some(5),
-        ..MemoryOptions::default()
-    })
+async fn a_revision_older_than_both_histories_is_410() {
+    let s = Server::start_with_cache(
+        MemoryOptions {
+            log_capacity: 4,
+            epoch: Some(5),
+            ..MemoryOptions::default()
+        },
+        small_history(),
+    )
     .await;
     for n in 0..10 {
         s.put_task("prod", &format!("t-{n}"), TaskStatus::Running)
@@ -178,6 +186,66 @@ async fn a_compacted_revision_is_410() {
     let m = r.error_message(410);
     assert!(m.starts_with("Entity version is out of range"), "{m}");
     assert!(m.contains("relist"), "{m}");
+}
+
+/// A cache keeping at most two events of history.
+fn small_history() -> CacheOptions {
+    CacheOptions {
+        feed: FeedOptions {
+            history_events: 2,
+            ..FeedOptions::default()
+        },
+    }
+}
+
+#[tokio::test]
+async fn a_revision_in_the_caches_history_resumes_without_a_store_watch() {
+    let s = Server::start_with(MemoryOptions {
+        log_capacity: 4,
+        ..MemoryOptions::default()
+    })
+    .await;
+    let from = s.put_task("prod", "t-0", TaskStatus::Running).await;
+    for n in 1..10 {
+        s.put_task("prod", &format!("t-{n}"), TaskStatus::Running)
+            .await;
+    }
+    // The store's log no longer has `from`; the cache's history does.
+    let mut stream = s
+        .stream(&format!("/v1/stream/tasks?entityVersion={from}"))
+        .await;
+    assert_eq!(stream.status, 200);
+    for n in 1..10 {
+        let line = stream.next_line().await.unwrap();
+        let arn = line["entity"]["taskARN"].as_str().unwrap().to_owned();
+        assert!(arn.ends_with(&format!("/t-{n}")), "{arn}");
+    }
+    assert_eq!(s.live_watches.load(Ordering::SeqCst), 1, "the cache's only");
+}
+
+#[tokio::test]
+async fn a_revision_older_than_the_caches_history_catches_up_from_the_store() {
+    let s = Server::start_with_cache(MemoryOptions::default(), small_history()).await;
+    let from = s.put_task("prod", "t-0", TaskStatus::Running).await;
+    for n in 1..6 {
+        s.put_task("prod", &format!("t-{n}"), TaskStatus::Running)
+            .await;
+    }
+    let mut stream = s
+        .stream(&format!("/v1/stream/tasks?entityVersion={from}"))
+        .await;
+    assert_eq!(stream.status, 200);
+    for n in 1..6 {
+        let line = stream.next_line().await.unwrap();
+        let arn = line["entity"]["taskARN"].as_str().unwrap().to_owned();
+        assert!(arn.ends_with(&format!("/t-{n}")), "{arn}");
+    }
+    // Caught up: live changes come from the feed, and the store watch the
+    // catch-up used is released.
+    let later = s.put_task("prod", "t-6", TaskStatus::Running).await;
+    let line = stream.next_line().await.unwrap();
+    assert_eq!(line["metadata"]["entityVersion"], later.to_string());
+    s.wait_for_watches(|n| n == 1).await;
 }
 
 #[tokio::test]
@@ -209,22 +277,20 @@ async fn bad_stream_parameters_are_400_with_v03_text() {
 #[tokio::test]
 async fn a_stream_ends_when_the_client_disconnects() {
     let s = Server::start().await;
-    s.wait_for_watches(|n| n == 1).await; // the cache's own watch
     let stream = s.stream("/v1/stream/tasks").await;
-    s.wait_for_watches(|n| n == 2).await;
+    s.wait_for_readers(|n| n == 1).await;
     drop(stream);
     // The server notices at the latest when it writes the next change.
     s.put_task("prod", "t-1", TaskStatus::Running).await;
     s.put_task("prod", "t-2", TaskStatus::Running).await;
-    s.wait_for_watches(|n| n == 1).await;
+    s.wait_for_readers(|n| n == 0).await;
 }
 
 #[tokio::test]
-async fn a_store_failure_mid_stream_aborts_the_response_instead_of_ending_it() {
-    let s = Server::start().await;
-    s.faults
-        .breakable
-        .store(true, std::sync::atomic::Ordering::SeqCst);
+async fn a_relist_of_the_view_mid_stream_aborts_the_response_instead_of_ending_it() {
+    // The cache's own watch (the only one) breaks as compacted: it relists.
+    let s = Server::start_breakable(true).await;
+    s.put_task("prod", "t-0", TaskStatus::Running).await;
     let mut stream = s.stream("/v1/stream/tasks").await;
     assert_eq!(stream.status, 200);
     s.put_task("prod", "t-1", TaskStatus::Running).await;
@@ -233,19 +299,69 @@ async fn a_store_failure_mid_stream_aborts_the_response_instead_of_ending_it() {
     let end = stream.try_next_line().await;
     assert!(
         end.is_err(),
-        "a failed watch must not look like a clean end: {end:?}"
+        "a relist must not look like a clean end: {end:?}"
     );
 }
 
 #[tokio::test]
-async fn a_store_outage_when_opening_a_stream_is_503() {
+async fn a_store_failure_mid_stream_does_not_end_streams_the_view_resumes() {
+    let s = Server::start_breakable(false).await;
+    s.put_task("prod", "t-0", TaskStatus::Running).await;
+    let mut stream = s.stream("/v1/stream/tasks").await;
+    s.wait_for_readers(|n| n == 1).await;
+    s.faults.breakable.store(false, Ordering::SeqCst);
+    s.faults.break_watches();
+    let later = s.put_task("prod", "t-1", TaskStatus::Running).await;
+    let line = stream.next_line().await.unwrap();
+    assert_eq!(line["metadata"]["entityVersion"], later.to_string());
+}
+
+#[tokio::test]
+async fn a_store_outage_when_a_stream_needs_the_store_is_503() {
     let s = Server::start().await;
-    s.faults
-        .down
-        .store(true, std::sync::atomic::Ordering::SeqCst);
-    for path in ["/v1/stream/tasks", "/v1/stream/instances?entityVersion=1:1"] {
-        let r = s.get(path).await;
-        assert_eq!(r.header("retry-after"), Some("1"));
-        assert!(r.error_message(503).contains("unavailable"), "{path}");
+    s.faults.down.store(true, Ordering::SeqCst);
+    // Another epoch: only the store can say (here: it cannot).
+    let r = s.get("/v1/stream/instances?entityVersion=1:1").await;
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert!(r.error_message(503).contains("unavailable"));
+    // From now: the cache serves it without the store.
+    let stream = s.stream("/v1/stream/tasks").await;
+    assert_eq!(stream.status, 200);
+}
+
+#[tokio::test]
+async fn ending_streams_ends_open_and_later_streams_cleanly() {
+    let s = Server::start().await;
+    let mut stream = s.stream("/v1/stream/tasks").await;
+    s.wait_for_readers(|n| n == 1).await;
+    s.cache.end_streams();
+    assert_eq!(stream.try_next_line().await, Ok(None), "a clean end");
+    // A stream opened after ends at once, cleanly.
+    let mut late = s.stream("/v1/stream/tasks").await;
+    assert_eq!(late.try_next_line().await, Ok(None));
+}
+
+#[tokio::test]
+async fn a_hundred_streams_share_the_caches_one_store_watch() {
+    let s = Server::start().await;
+    let mut streams = Vec::new();
+    for n in 0..100 {
+        let path = if n % 2 == 0 {
+            "/v1/stream/tasks"
+        } else {
+            "/v1/stream/instances"
+        };
+        streams.push(s.stream(path).await);
     }
+    s.wait_for_readers(|n| n == 100).await;
+    let rev = s.put_task("prod", "t-1", TaskStatus::Running).await;
+    for stream in streams.iter_mut().step_by(2) {
+        let line = stream.next_line().await.unwrap();
+        assert_eq!(line["metadata"]["entityVersion"], rev.to_string());
+    }
+    assert_eq!(
+        s.live_watches.load(Ordering::SeqCst),
+        1,
+        "one store watch for the whole process"
+    );
 }

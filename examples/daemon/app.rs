@@ -14,7 +14,7 @@ use blox_sched::election::{EtcdElection, EtcdElectionOptions};
 use blox_sched::election::{LeaderElection, default_holder_id};
 use blox_sched::runner::{Runner, RunnerGates, RunnerOptions};
 use blox_state::StateStore;
-use blox_state::cache::spawn_follower;
+use blox_state::cache::{CacheOptions, KvFeed, spawn_follower_with};
 use blox_state::ingest::{IngestOptions, Ingester};
 use blox_state::reconcile::{ReconcileOptions, Reconciler};
 use blox_state::store::StoreError;
@@ -149,33 +149,27 @@ pub async fn migrate_layout(config: &Config) -> Result<String, DaemonError> {
 }
 
 /// Triggers a scheduling cycle on every change under the environment
-/// store's keys, re-watching (from now) whenever the watch ends.
-async fn wake_on_environment_changes(
-    store: Arc<dyn StateStore>,
-    runner: blox_sched::runner::RunnerHandle,
-) {
+/// store's keys (read from the process's environment feed), subscribing
+/// again (from the feed's newest revision) whenever a subscription ends.
+async fn wake_on_environment_changes(feed: KvFeed, runner: blox_sched::runner::RunnerHandle) {
     use futures::StreamExt;
-    let mut backoff = Backoff::default();
     loop {
-        let from = match store.current_revision().await {
-            Ok(r) => r,
-            Err(_) => {
-                tokio::time::sleep(backoff.next_delay()).await;
-                continue;
-            }
-        };
-        // Changes between `from` and the watch's start are caught by the
-        // runner's own timer; this only makes the common case prompt.
-        match store.kv_watch(EnvironmentStore::KEY_PREFIX, from).await {
-            Ok(mut changes) => {
-                backoff.reset();
-                while let Some(Ok(_)) = changes.next().await {
-                    runner.trigger();
+        feed.wait_until_ready().await;
+        let after = feed.feed().head();
+        // Changes between two subscriptions are caught by the runner's own
+        // timer; this only makes the common case prompt.
+        let mut stream = feed.subscribe(after).start.subscription().into_stream();
+        loop {
+            match stream.next().await {
+                Some(Ok(_)) => runner.trigger(),
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "environment wake-ups resubscribe");
+                    break;
                 }
+                // The feed was closed: the process is stopping.
+                None => return,
             }
-            Err(e) => tracing::debug!(error = %e, "cannot watch environment changes; retrying"),
         }
-        tokio::time::sleep(backoff.next_delay()).await;
     }
 }
 
@@ -373,7 +367,19 @@ pub async fn start(
         }
     };
 
-    let (cache, follower) = spawn_follower(store.clone());
+    let (cache, follower) = spawn_follower_with(
+        store.clone(),
+        CacheOptions {
+            feed: config.feed_options(),
+        },
+    );
+    // The process's one watch of the environment store's keys: streams and
+    // the runner's wake-ups read it.
+    let (environments_feed, environments_follower) = KvFeed::spawn(
+        store.clone(),
+        EnvironmentStore::KEY_PREFIX,
+        config.feed_options(),
+    );
 
     // Ingestion (every replica ingests).
     let ingester = source.map(|source| {
@@ -447,7 +453,7 @@ pub async fn start(
     // Environment and deployment changes live in the key-value API, not the
     // view: wake the runner on them so a new deployment starts at once.
     tokio::spawn(wake_on_environment_changes(
-        store.clone(),
+        environments_feed.clone(),
         runner_handle.clone(),
     ));
 
@@ -467,6 +473,7 @@ pub async fn start(
         sched: super::sched_routes(
             cache.clone(),
             store.clone(),
+            environments_feed.clone(),
             ecs.clone(),
             config.rollout_bound,
         ),
@@ -477,6 +484,8 @@ pub async fn start(
             cache: cache.clone(),
             leader: election.is_leader(),
             http: http_metrics.clone(),
+            store: store.clone(),
+            environments: environments_feed.clone(),
         },
         simulator: simulator.as_ref().map(Simulation::router),
         http: http_metrics.clone(),
@@ -492,6 +501,9 @@ pub async fn start(
     let stop = stopped(&stop_rx);
     let done = tokio::spawn(async move {
         stop.await;
+        // Open streams end cleanly (their feeds close), not only cut off.
+        cache.end_streams();
+        environments_feed.end_streams();
         let progress = Progress::default();
         // HTTP drains (streams end at once) while the rest stops: receiving
         // ends and in-flight batches finish, acting stops, then resign.
@@ -519,6 +531,7 @@ pub async fn start(
         })
         .await;
         follower.abort();
+        environments_follower.abort();
         match finished {
             Ok(()) => {
                 tracing::info!("blox daemon stopped");

@@ -95,6 +95,17 @@ pub struct Config {
     #[arg(long, env = "BLOX_DRY_RUN")]
     pub dry_run: bool,
 
+    /// Events of recent revisions each stream feed keeps, so a stream
+    /// resumes without asking the store (see docs/operating.md for the
+    /// memory cost).
+    #[arg(long, env = "BLOX_STREAM_HISTORY", default_value_t = blox_state::cache::DEFAULT_HISTORY_EVENTS)]
+    pub stream_history: usize,
+
+    /// Revisions a stream may fall behind before it is ended (the client
+    /// resumes or relists).
+    #[arg(long, env = "BLOX_STREAM_LAG_LIMIT", default_value_t = blox_state::cache::DEFAULT_BROADCAST_REVISIONS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    pub stream_lag_limit: usize,
+
     /// Log filter (`info`, `debug`, `blox_state=debug,info`, ...).
     #[arg(long, env = "BLOX_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -191,6 +202,14 @@ impl Config {
     /// Reconcile interval.
     pub fn reconcile_every(&self) -> Duration {
         Duration::from_secs(self.reconcile_interval)
+    }
+
+    /// The bounds of the stream feeds.
+    pub fn feed_options(&self) -> blox_state::cache::FeedOptions {
+        blox_state::cache::FeedOptions {
+            history_events: self.stream_history,
+            broadcast_revisions: self.stream_lag_limit,
+        }
     }
 
     /// Retention of stopped tasks and INACTIVE instances.

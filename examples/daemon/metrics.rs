@@ -17,9 +17,10 @@ use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use blox_sched::runner::RunnerHandle;
-use blox_state::Cache;
+use blox_state::cache::KvFeed;
 use blox_state::ingest::IngestCounters;
 use blox_state::reconcile::Reconciler;
+use blox_state::{Cache, StateStore};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::prometheus_text;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -136,6 +137,10 @@ pub struct Sources {
     pub leader: watch::Receiver<bool>,
     /// HTTP latency.
     pub http: Arc<HttpMetrics>,
+    /// The store (records it could not decode).
+    pub store: Arc<dyn StateStore>,
+    /// The feed of environment changes (its stream readers).
+    pub environments: KvFeed,
 }
 
 impl fmt::Debug for Sources {
@@ -255,6 +260,22 @@ impl Collector for Sources {
         );
         let kinds = [("instance", gauge(instances)), ("task", gauge(tasks))];
         labelled(e, entities, "kind", &kinds)?;
+        single(
+            e,
+            "blox_store_undecodable_records",
+            "Stored entity records skipped because they could not be decoded (each read counts).",
+            ConstCounter::new(self.store.undecodable_records()),
+        )?;
+        let readers = (
+            "blox_stream_readers",
+            "Open streams per feed (each feed is one store watch).",
+            MetricType::Gauge,
+        );
+        let feeds = [
+            ("entities", gauge(self.cache.feed().readers())),
+            ("environments", gauge(self.environments.feed().readers())),
+        ];
+        labelled(e, readers, "feed", &feeds)?;
         single(
             e,
             "blox_leader",

@@ -37,11 +37,13 @@ pub use config::{Config, LogFormat};
 fn sched_routes(
     cache: Cache,
     store: Arc<dyn StateStore>,
+    environments: blox_state::cache::KvFeed,
     ecs: Arc<dyn EcsApi>,
     rollout_bound: u32,
 ) -> axum::Router {
     blox_sched::http::router(
         blox_sched::http::SchedApiState::new(cache, store)
+            .with_environment_feed(environments)
             .with_default_rollout_bound(rollout_bound)
             .with_ecs(ecs),
     )

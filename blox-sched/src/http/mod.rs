@@ -87,12 +87,18 @@
 //! stream carries only future changes; with one (a list's
 //! `metadata.entityVersion` or a line's) it resumes right after it, possibly
 //! repeating changes a list already showed (lines carry whole entities, so
-//! applying one twice is harmless). A revision the store no longer has, from
-//! another store epoch or from the future is a 410 whose message starts with
-//! `Entity version is out of range` and says to list again. `environment=NAME` keeps one environment's lines;
-//! `cluster=` (name or ARN) keeps those of environments on that cluster. If
-//! the store's watch fails the response is aborted (no clean end), so the
-//! client resumes from the last line it read.
+//! applying one twice is harmless). Streams read the process's one feed of
+//! the environment store's keys ([`SchedApiState::environment_feed`]), and
+//! resume from its history of recent revisions or, for an older revision,
+//! from the store's. A revision neither has, from another store epoch or
+//! from the future is a 410 whose message starts with `Entity version is
+//! out of range` and says to list again. `environment=NAME` keeps one
+//! environment's lines; `cluster=` (name or ARN) keeps those of
+//! environments on that cluster. If the stream falls too far behind the
+//! feed, the feed relists, or the store fails while the stream catches up,
+//! the response is aborted (no clean end), so the client resumes from the
+//! last line it read. A stream ends cleanly when the feed is closed at
+//! shutdown ([`KvFeed::end_streams`]).
 //!
 //! # Errors
 //! Every error is what v0.3 wrote: `text/plain; charset=utf-8`, the message
@@ -143,6 +149,7 @@ use axum::http::Uri;
 use axum::routing::{get, post};
 use blox_core::ports::EcsApi;
 use blox_state::Cache;
+use blox_state::cache::{FeedOptions, KvFeed};
 use blox_state::store::StateStore;
 
 pub use error::ApiError;
@@ -160,6 +167,9 @@ pub struct SchedApiState {
     cache: Cache,
     default_rollout_bound: u32,
     ecs: Option<Arc<dyn EcsApi>>,
+    /// The feed of environment changes streams read (one per state, made
+    /// on first use unless given).
+    feed: Arc<std::sync::OnceLock<KvFeed>>,
 }
 
 impl std::fmt::Debug for SchedApiState {
@@ -178,7 +188,30 @@ impl SchedApiState {
             cache,
             default_rollout_bound: 1,
             ecs: None,
+            feed: Arc::default(),
         }
+    }
+
+    /// Streams read environment changes from `feed` (a [`KvFeed`] of
+    /// [`EnvironmentStore::KEY_PREFIX`] the process shares, so it keeps one
+    /// key-value watch whatever the number of streams). Without it the
+    /// state follows the prefix itself from the first stream on.
+    pub fn with_environment_feed(self, feed: KvFeed) -> Self {
+        // A fresh state's cell is empty: the feed is the one given.
+        let _ = self.feed.set(feed);
+        self
+    }
+
+    /// The feed of environment changes streams read.
+    pub fn environment_feed(&self) -> &KvFeed {
+        self.feed.get_or_init(|| {
+            KvFeed::spawn(
+                Arc::clone(&self.store),
+                EnvironmentStore::KEY_PREFIX,
+                FeedOptions::default(),
+            )
+            .0
+        })
     }
 
     /// Checks a new environment's cluster and task definition with ECS

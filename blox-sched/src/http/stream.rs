@@ -1,14 +1,20 @@
 //! `GET /v1/stream/environments`: environment and deployment changes, one
 //! JSON object per line, chunked, as `application/octet-stream` (the form of
 //! v0.3's streams).
+//!
+//! Streams read the process's one feed of the environment store's keys
+//! ([`SchedApiState::environment_feed`]), not a store watch of their own
+//! (except to catch up from the store's history when a client resumes from
+//! a revision older than the feed's).
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::Response;
 use blox_state::http::stream_response;
-use blox_state::store::{KvEvent, StoreError};
+use blox_state::store::{KvEvent, WatchBatch};
 use futures::StreamExt;
 use std::collections::HashMap;
+use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
@@ -29,30 +35,52 @@ pub(crate) async fn environments(
         cluster: p.cluster()?,
         ..Lines::default()
     };
-    let after = match p.entity_version()? {
-        Some(rev) => rev,
-        None => s.store.current_revision().await.map_err(store_error)?,
-    };
-    let watch = s
-        .store
-        .kv_watch(EnvironmentStore::KEY_PREFIX, after)
+    let feed = s.environment_feed();
+    if tokio::time::timeout(Duration::from_secs(5), feed.wait_until_ready())
         .await
-        .map_err(store_error)?;
+        .is_err()
+    {
+        return Err(ApiError::Unavailable(
+            "the environment feed is still loading; retry shortly".into(),
+        ));
+    }
+    let after = p.entity_version()?.unwrap_or_else(|| feed.feed().head());
+    let subscription = feed.subscribe(after);
     // What exists now: the last known state of what the stream deletes.
-    let listing = s
-        .store
-        .kv_list(EnvironmentStore::KEY_PREFIX)
-        .await
-        .map_err(store_error)?;
-    for entry in &listing.items {
+    for entry in &subscription.current {
         lines.remember(&entry.key, &entry.value);
     }
-    let body = watch.filter_map(move |event| {
-        let out = match event {
-            Ok(event) => lines.line(&event).map(Ok),
+    let store = &s.store;
+    let history = async {
+        let events = store.kv_watch(EnvironmentStore::KEY_PREFIX, after).await?;
+        Ok(events
+            .map(|e| {
+                e.map(|e| WatchBatch {
+                    revision: e.revision,
+                    events: vec![e],
+                })
+            })
+            .boxed())
+    };
+    let revisions = subscription
+        .start
+        .open(after, store.current_revision(), history)
+        .await
+        .map_err(store_error)?;
+    let body = revisions.filter_map(move |item| {
+        let out = match item {
+            Ok(batch) => {
+                let chunk: Vec<u8> = batch
+                    .events
+                    .iter()
+                    .filter_map(|e| lines.line(e))
+                    .flat_map(|b| b.to_vec())
+                    .collect();
+                (!chunk.is_empty()).then(|| Ok(Bytes::from(chunk)))
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "environment stream aborted: the store's watch failed");
-                Some(Err::<Bytes, StoreError>(e))
+                tracing::info!(error = %e, "environment stream aborted");
+                Some(Err(e))
             }
         };
         std::future::ready(out)

@@ -3,41 +3,25 @@
 use std::sync::Arc;
 
 use blox_core::backoff::Backoff;
-use blox_core::model::EntityKind;
 use futures::StreamExt;
 use tokio::task::JoinHandle;
 
-use super::{Cache, CacheWriter, cache};
-use crate::store::{Filter, Revision, StateStore, StoreError, Versioned};
+use super::{Cache, CacheOptions, CacheWriter, cache_with};
+use crate::store::StateStore;
 
-/// Lists both kinds of entity; returns the items and the revision to watch
-/// from (the older of the two lists' revisions: changes between the two are
-/// replayed and ignored where the cache already has them).
-async fn relist(store: &dyn StateStore) -> Result<(Vec<Versioned>, Revision), StoreError> {
-    let instances = store.list(EntityKind::Instance, &Filter::default()).await?;
-    let tasks = store.list(EntityKind::Task, &Filter::default()).await?;
-    let from = if instances.revision.seq <= tasks.revision.seq {
-        instances.revision
-    } else {
-        tasks.revision
-    };
-    let mut items = instances.items;
-    items.extend(tasks.items);
-    Ok((items, from))
-}
-
-/// Follows the store forever: list, watch from the list's revision, resume
-/// the watch after transient errors, relist when the revision is compacted.
-/// Runs until the future is dropped.
+/// Follows the store forever: list both kinds at one revision, watch whole
+/// revisions from the list's revision, resume the watch after transient
+/// errors from the last revision applied (always applied whole), relist
+/// when the revision is compacted. Runs until the future is dropped.
 pub async fn follow(store: Arc<dyn StateStore>, mut writer: CacheWriter) {
     let mut backoff = Backoff::default();
     loop {
-        let from = match relist(store.as_ref()).await {
-            Ok((items, revision)) => {
-                tracing::debug!(count = items.len(), %revision, "cache loaded");
-                writer.replace(items, revision);
+        let mut from = match store.list_all().await {
+            Ok(listing) => {
+                tracing::debug!(count = listing.items.len(), revision = %listing.revision, "cache loaded");
+                writer.replace(listing.items, listing.revision);
                 backoff.reset();
-                revision
+                listing.revision
             }
             Err(e) => {
                 let delay = backoff.next_delay();
@@ -46,10 +30,9 @@ pub async fn follow(store: Arc<dyn StateStore>, mut writer: CacheWriter) {
                 continue;
             }
         };
-        let mut from = from;
         // Watch until the store tells us to relist.
         loop {
-            let mut stream = match store.watch(from).await {
+            let mut stream = match store.watch_revisions(from).await {
                 Ok(s) => s,
                 Err(e) if e.needs_relist() => {
                     tracing::info!(error = %e, "cache relisting");
@@ -65,9 +48,9 @@ pub async fn follow(store: Arc<dyn StateStore>, mut writer: CacheWriter) {
             let mut relist_needed = false;
             while let Some(item) = stream.next().await {
                 match item {
-                    Ok(event) => {
-                        from = event.revision();
-                        writer.apply(&event);
+                    Ok(batch) => {
+                        from = batch.revision;
+                        writer.apply_revision(batch);
                         backoff.reset();
                     }
                     Err(e) if e.needs_relist() => {
@@ -89,9 +72,19 @@ pub async fn follow(store: Arc<dyn StateStore>, mut writer: CacheWriter) {
     }
 }
 
-/// Creates a cache following `store` on a spawned task. Abort the handle to stop it.
+/// Creates a cache following `store` on a spawned task (default options).
+/// Abort the handle to stop it.
 pub fn spawn_follower(store: Arc<dyn StateStore>) -> (Cache, JoinHandle<()>) {
-    let (reader, writer) = cache();
+    spawn_follower_with(store, CacheOptions::default())
+}
+
+/// Creates a cache with these options following `store` on a spawned task.
+/// Abort the handle to stop it.
+pub fn spawn_follower_with(
+    store: Arc<dyn StateStore>,
+    options: CacheOptions,
+) -> (Cache, JoinHandle<()>) {
+    let (reader, writer) = cache_with(options);
     let handle = tokio::spawn(follow(store, writer));
     (reader, handle)
 }

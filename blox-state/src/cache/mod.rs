@@ -5,23 +5,51 @@
 //! filtered `list` synchronously from secondary indexes (by cluster, by
 //! cluster and status, by container instance, by `startedBy`), returning
 //! shared [`Entry`] handles rather than copies. [`follow`] keeps a writer in
-//! step with a [`StateStore`]: it lists, then watches from the list's
-//! revision, resumes the watch after transient errors, and relists (replacing
-//! the view atomically) when the store says its revision was compacted.
+//! step with a [`StateStore`]: it lists both kinds of entity at one
+//! revision, then watches from it, resumes the watch after transient errors
+//! (from the last revision it applied whole), and relists (replacing the
+//! view atomically) when the store says its revision was compacted.
+//!
+//! A store revision is atomic in the view: the writer applies all of its
+//! changes under one write lock ([`CacheWriter::apply_revision`]), so a
+//! read never sees a revision in part, and a page's revision is one the
+//! page wholly contains.
+//!
+//! The cache is also the process's one entity watch for everyone else: it
+//! publishes every revision it applies to a bounded [`Fanout`] (with a
+//! bounded history of recent revisions), which HTTP streams subscribe to
+//! ([`Cache::subscribe`]) instead of watching the store themselves.
+//! [`KvFeed`] does the same for a prefix of the key-value API.
+//!
+//! [`StateStore`]: crate::store::StateStore
 
+mod fanout;
 mod follow;
 mod index;
+mod kv;
 
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use blox_core::model::{Arn, ContainerInstance, Task};
 use tokio::sync::watch;
 
-pub use follow::{follow, spawn_follower};
+pub use fanout::{
+    DEFAULT_BROADCAST_REVISIONS, DEFAULT_HISTORY_EVENTS, Fanout, FeedEnd, FeedOptions, FeedStream,
+    SharedBatch, Start, Subscription, catch_up,
+};
+pub use follow::{follow, spawn_follower, spawn_follower_with};
 pub use index::Entry;
+pub use kv::{KvFeed, KvSubscription};
 
-use crate::store::{Filter, Revision, Versioned, WatchEvent};
+use crate::store::{Filter, Revision, Versioned, WatchBatch, WatchEvent};
 use index::Indexed;
+
+/// Settings of a cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheOptions {
+    /// The bounds of the feed of revisions streams read (see [`Fanout`]).
+    pub feed: FeedOptions,
+}
 
 /// One page of a cached list.
 #[derive(Debug, Clone)]
@@ -40,6 +68,7 @@ pub struct Cache {
     state: Arc<RwLock<Indexed>>,
     ready: watch::Receiver<bool>,
     changes: watch::Receiver<Revision>,
+    feed: Fanout<WatchEvent>,
 }
 
 /// The write side of the cache (one per cache; see [`follow`]).
@@ -47,6 +76,7 @@ pub struct CacheWriter {
     state: Arc<RwLock<Indexed>>,
     ready: watch::Sender<bool>,
     changes: watch::Sender<Revision>,
+    feed: Fanout<WatchEvent>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -60,21 +90,29 @@ impl std::fmt::Debug for Cache {
     }
 }
 
-/// Creates an empty, not-ready cache and its writer.
+/// Creates an empty, not-ready cache and its writer (default options).
 pub fn cache() -> (Cache, CacheWriter) {
+    cache_with(CacheOptions::default())
+}
+
+/// Creates an empty, not-ready cache and its writer.
+pub fn cache_with(options: CacheOptions) -> (Cache, CacheWriter) {
     let state = Arc::new(RwLock::new(Indexed::default()));
     let (ready_tx, ready_rx) = watch::channel(false);
     let (changes_tx, changes_rx) = watch::channel(Revision::default());
+    let feed = Fanout::new(options.feed);
     (
         Cache {
             state: Arc::clone(&state),
             ready: ready_rx,
             changes: changes_rx,
+            feed: feed.clone(),
         },
         CacheWriter {
             state,
             ready: ready_tx,
             changes: changes_tx,
+            feed,
         },
     )
 }
@@ -193,6 +231,24 @@ impl Cache {
     pub fn changes(&self) -> watch::Receiver<Revision> {
         self.changes.clone()
     }
+
+    /// Subscribes to every revision the cache applies after `after` (see
+    /// [`Fanout::subscribe`]): the process's one store watch, shared.
+    pub fn subscribe(&self, after: Revision) -> Start<WatchEvent> {
+        self.feed.subscribe(after)
+    }
+
+    /// The feed of revisions streams read (to count or end its readers).
+    #[must_use]
+    pub fn feed(&self) -> &Fanout<WatchEvent> {
+        &self.feed
+    }
+
+    /// Ends every stream reading this cache cleanly and refuses new ones:
+    /// call it at shutdown, so open HTTP streams do not hold the server.
+    pub fn end_streams(&self) {
+        self.feed.close();
+    }
 }
 
 fn paged<T>(
@@ -247,17 +303,34 @@ impl CacheView<'_> {
 }
 
 impl CacheWriter {
-    /// Applies one change from the store's watch. Returns whether the view changed.
+    /// Applies one change as a revision of its own (see
+    /// [`CacheWriter::apply_revision`]; a store revision with several
+    /// changes must be applied whole). Returns whether the view changed.
     pub fn apply(&mut self, event: &WatchEvent) -> bool {
+        self.apply_revision(WatchBatch {
+            revision: event.revision(),
+            events: vec![event.clone()],
+        })
+    }
+
+    /// Applies every change of one store revision under one write lock, so
+    /// no read sees the revision in part, moves the view's revision to it,
+    /// and publishes it to the feed. Returns whether the view changed.
+    pub fn apply_revision(&mut self, batch: WatchBatch<WatchEvent>) -> bool {
         let changed = {
             let mut s = write(&self.state);
-            let changed = match event {
-                WatchEvent::Put(v) => s.put(v.entity.clone(), v.revision),
-                WatchEvent::Delete { arn, revision, .. } => s.delete(arn, *revision).is_some(),
-            };
-            if event.revision().seq > s.revision.seq || event.revision().epoch != s.revision.epoch {
-                s.revision = event.revision();
+            let mut changed = false;
+            for event in &batch.events {
+                changed |= match event {
+                    WatchEvent::Put(v) => s.put(v.entity.clone(), v.revision),
+                    WatchEvent::Delete { arn, revision, .. } => s.delete(arn, *revision).is_some(),
+                };
             }
+            if batch.revision.seq > s.revision.seq || batch.revision.epoch != s.revision.epoch {
+                s.revision = batch.revision;
+            }
+            // Published under the lock: the feed's head is the view's revision.
+            self.feed.publish(batch);
             changed
         };
         if changed {
@@ -267,14 +340,19 @@ impl CacheWriter {
     }
 
     /// Replaces the whole view atomically with a complete list read at
-    /// `revision`, and marks the cache ready.
+    /// `revision`, and marks the cache ready. Readers of the feed are ended
+    /// ([`FeedEnd::Relisted`]): what happened between is not known.
     pub fn replace(&mut self, items: Vec<Versioned>, revision: Revision) {
         let mut fresh = Indexed::default();
         for v in items {
             fresh.put(v.entity, v.revision);
         }
         fresh.revision = revision;
-        *write(&self.state) = fresh;
+        {
+            let mut s = write(&self.state);
+            *s = fresh;
+            self.feed.reset(revision);
+        }
         self.changes.send_replace(revision);
         self.ready.send_replace(true);
     }
@@ -290,6 +368,7 @@ impl CacheWriter {
             state: Arc::clone(&self.state),
             ready: self.ready.subscribe(),
             changes: self.changes.subscribe(),
+            feed: self.feed.clone(),
         }
     }
 }

@@ -15,7 +15,9 @@
 //! An `Item` is `{"metadata": {"entityVersion": "EPOCH:SEQ"}, "entity": {..}}`
 //! (see [Response shapes](#response-shapes)), where `entityVersion` is the
 //! store revision of the entity's last write. Lists and gets read the
-//! in-process [`Cache`]; streams follow [`StateStore::watch`].
+//! in-process [`Cache`]; streams read the cache's feed of revisions
+//! ([`Cache::subscribe`]): the process keeps one store watch, the cache's,
+//! whatever the number of streams.
 //!
 //! # Lists
 //! Filters combine (all must match). `status` is validated per kind, in any
@@ -29,7 +31,9 @@
 //! at most that many items in ARN order, plus a `nextToken` when more remain;
 //! pass it back unchanged (with the same filters) for the next page. Tokens
 //! are opaque; an invalid one is a 400. The list's `metadata.entityVersion`
-//! is the revision the page was read at: streaming from it misses nothing.
+//! is the revision the page was read at, and the page holds every write of
+//! that revision (the cache applies a revision whole): streaming from it
+//! misses nothing.
 //!
 //! # Gets
 //! The ARN is the rest of the path (ARNs contain `/`), raw or URL-encoded.
@@ -41,20 +45,26 @@
 //!
 //! # Streams
 //! As v0.3 sent them: `application/octet-stream`, chunked, one `Item` per
-//! line per change, in revision order. A delete carries the last known entity with
+//! line per change, in revision order (the lines of one revision in one
+//! chunk). A delete carries the last known entity with
 //! `"metadata": {"entityVersion": .., "deleted": true}`. Without
 //! `entityVersion` (or with an empty one, which v0.3 accepted) a stream
-//! starts from the store's current revision (only future changes); with `entityVersion=REV` it resumes right after `REV`
-//! (a list's or a line's `entityVersion`). A revision the store no longer
+//! starts from the cache's current revision (only future changes); with
+//! `entityVersion=REV` it resumes right after `REV` (a list's or a line's
+//! `entityVersion`): from the cache's history of recent revisions, or, for
+//! an older revision, from the store's history first. A revision neither
 //! has (compacted), from another store epoch (the memory store restarted),
 //! or from the future is a **410 Gone** (blox's extension) whose message
 //! starts with v0.3's `Entity version is out of range` and says to relist:
-//! list, then stream from the list's `metadata.entityVersion`. `cluster` filters
-//! the stream (name or ARN). If the store's watch fails mid-stream the
-//! response is aborted (no clean end of the chunked body), so the client
-//! sees an error and resumes from the last line it read. A stream ends when
-//! the client disconnects (noticed at the latest when the next change is
-//! written).
+//! list, then stream from the list's `metadata.entityVersion`. `cluster`
+//! filters the stream (name or ARN). The response is aborted (no clean end
+//! of the chunked body), so the client sees an error and resumes from the
+//! last line it read, when the stream falls too far behind the cache (it
+//! is never buffered without bound), when the cache relists the store, or
+//! when the store fails while the stream catches up from its history. A
+//! stream ends cleanly when the process shuts down ([`Cache::end_streams`]),
+//! and is released when the client disconnects (noticed at the latest when
+//! the next change is written).
 //!
 //! # Errors
 //! As v0.3 wrote them: `text/plain; charset=utf-8`, the message and a
@@ -119,7 +129,8 @@ pub use stream::{STREAM_TYPE, stream_response};
 use crate::cache::Cache;
 use crate::store::StateStore;
 
-/// What the routes read: the cache (lists and gets) and the store (streams).
+/// What the routes read: the cache (lists, gets and streams) and the store
+/// (streams resuming from before the cache's history).
 #[derive(Clone)]
 pub struct ApiState {
     cache: Cache,
@@ -137,7 +148,7 @@ impl ApiState {
         &self.cache
     }
 
-    /// The store streams watch.
+    /// The store streams catch up from.
     pub fn store(&self) -> &Arc<dyn StateStore> {
         &self.store
     }

@@ -51,9 +51,10 @@ use self::log::{ChangeLog, LogEntry, follow};
 use super::tombstone::TombstoneRule;
 use super::{
     ApplyOutcome, Change, Filter, KvEntry, KvEvent, KvExpect, KvOp, KvTxn, KvTxnOutcome,
-    KvWatchStream, Listing, Op, Result, Revision, StaleReason, StateStore, StoreError, Versioned,
-    WatchEvent, WatchStream, kind_of,
+    KvWatchStream, Listing, Op, Result, Revision, RevisionStream, StaleReason, StateStore,
+    StoreError, Versioned, WatchEvent, kind_of,
 };
+use futures::StreamExt;
 
 /// The default number of changes the log keeps for watches to resume from.
 pub const DEFAULT_LOG_CAPACITY: usize = 100_000;
@@ -441,6 +442,31 @@ impl MemoryStore {
         Ok(())
     }
 
+    /// Live entities of some kinds matching a filter, in ARN order, read
+    /// under one lock (so at one revision).
+    fn listing(&self, kinds: &[EntityKind], filter: &Filter) -> Listing<Versioned> {
+        let (mut items, seq) = {
+            let state = self.shared.lock();
+            let items: Vec<_> = kinds
+                .iter()
+                .flat_map(|kind| state.entities(*kind).values())
+                .filter_map(|slot| match slot {
+                    Slot::Live { entity, seq } if filter.matches(entity) => Some(Versioned {
+                        entity: entity.clone(),
+                        revision: self.shared.revision(*seq),
+                    }),
+                    _ => None,
+                })
+                .collect();
+            (items, state.seq)
+        };
+        items.sort_unstable_by(|a, b| a.entity.arn().cmp(b.entity.arn()));
+        Listing {
+            items,
+            revision: self.shared.revision(seq),
+        }
+    }
+
     /// Tells followers about writes up to `seq`.
     fn wake_followers(&self, seq: u64) {
         self.shared.wake.send_replace(seq);
@@ -507,29 +533,17 @@ impl StateStore for MemoryStore {
     }
 
     async fn list(&self, kind: EntityKind, filter: &Filter) -> Result<Listing<Versioned>> {
-        let (mut items, seq) = {
-            let state = self.shared.lock();
-            let items: Vec<_> = state
-                .entities(kind)
-                .values()
-                .filter_map(|slot| match slot {
-                    Slot::Live { entity, seq } if filter.matches(entity) => Some(Versioned {
-                        entity: entity.clone(),
-                        revision: self.shared.revision(*seq),
-                    }),
-                    _ => None,
-                })
-                .collect();
-            (items, state.seq)
-        };
-        items.sort_unstable_by(|a, b| a.entity.arn().cmp(b.entity.arn()));
-        Ok(Listing {
-            items,
-            revision: self.shared.revision(seq),
-        })
+        Ok(self.listing(&[kind], filter))
     }
 
-    async fn watch(&self, after: Revision) -> Result<WatchStream> {
+    async fn list_all(&self) -> Result<Listing<Versioned>> {
+        Ok(self.listing(
+            &[EntityKind::Instance, EntityKind::Task],
+            &Filter::default(),
+        ))
+    }
+
+    async fn watch_revisions(&self, after: Revision) -> Result<RevisionStream> {
         self.check_start(&self.shared.lock(), after)?;
         Ok(follow(
             self.shared.clone(),
@@ -609,14 +623,19 @@ impl StateStore for MemoryStore {
     async fn kv_watch(&self, prefix: &str, after: Revision) -> Result<KvWatchStream> {
         self.check_start(&self.shared.lock(), after)?;
         let prefix = prefix.to_owned();
-        Ok(follow(
-            self.shared.clone(),
-            after.seq,
-            move |entry| match entry {
-                LogEntry::Kv(event) if event.key.starts_with(&prefix) => Some(event.clone()),
-                _ => None,
-            },
-        ))
+        let batches = follow(self.shared.clone(), after.seq, move |entry| match entry {
+            LogEntry::Kv(event) if event.key.starts_with(&prefix) => Some(event.clone()),
+            _ => None,
+        });
+        Ok(batches
+            .flat_map(|item| {
+                let events: Vec<Result<KvEvent>> = match item {
+                    Ok(batch) => batch.events.into_iter().map(Ok).collect(),
+                    Err(e) => vec![Err(e)],
+                };
+                futures::stream::iter(events)
+            })
+            .boxed())
     }
 }
 

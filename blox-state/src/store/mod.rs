@@ -29,8 +29,11 @@
 //!   every later change (puts and deletes) with no gap and no duplicate.
 //!   A backend may write several changes at one revision (etcd writes a
 //!   batch, and the changes of concurrent callers that its writer merges, in
-//!   one transaction), so several events can share a revision: a watcher that
-//!   resumes from a revision must have handled every event of it.
+//!   one transaction), so several events can share a revision: a watch
+//!   yields each revision whole, as one [`WatchBatch`]
+//!   ([`StateStore::watch_revisions`]), and a watcher that resumes from a
+//!   revision must have handled every event of it.
+//!   [`StateStore::list_all`] reads both kinds of entity at one revision.
 //!   History is bounded; asking for a revision older than the history, or
 //!   from another epoch (an earlier process of the memory store, another etcd
 //!   cluster), is [`StoreError::Compacted`] / [`StoreError::EpochMismatch`]:
@@ -343,6 +346,38 @@ impl WatchEvent {
     }
 }
 
+/// Every change a store wrote at one revision, as one watch item: a revision
+/// is atomic, so a watcher applies all of its events or none.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchBatch<E> {
+    /// The revision every event was written at.
+    pub revision: Revision,
+    /// The changes of that revision, in the order the store reports them
+    /// (never empty in a watch stream).
+    pub events: Vec<E>,
+}
+
+impl<E> WatchBatch<E> {
+    /// Groups events, in revision order, into one batch per revision.
+    pub fn group(
+        events: impl IntoIterator<Item = E>,
+        revision: impl Fn(&E) -> Revision,
+    ) -> Vec<Self> {
+        let mut out: Vec<WatchBatch<E>> = Vec::new();
+        for event in events {
+            let rev = revision(&event);
+            match out.last_mut() {
+                Some(last) if last.revision == rev => last.events.push(event),
+                _ => out.push(WatchBatch {
+                    revision: rev,
+                    events: vec![event],
+                }),
+            }
+        }
+        out
+    }
+}
+
 /// A stored key-value entry of the generic key-value API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KvEntry {
@@ -523,6 +558,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// A stream of watch events; an `Err` item ends the stream.
 pub type WatchStream = BoxStream<'static, Result<WatchEvent>>;
+/// A stream of whole revisions of entity changes; an `Err` item ends the stream.
+pub type RevisionStream = BoxStream<'static, Result<WatchBatch<WatchEvent>>>;
 /// A stream of key-value events; an `Err` item ends the stream.
 pub type KvWatchStream = BoxStream<'static, Result<KvEvent>>;
 
@@ -548,9 +585,37 @@ pub trait StateStore: Send + Sync + 'static {
     /// Live entities of a kind that match a filter, with the list's revision.
     async fn list(&self, kind: EntityKind, filter: &Filter) -> Result<Listing<Versioned>>;
 
+    /// Every live entity of both kinds, read at one revision (the listing's):
+    /// it holds every write up to that revision and none after it.
+    async fn list_all(&self) -> Result<Listing<Versioned>>;
+
     /// Every change to entities after revision `after` (exclusive), puts and
-    /// deletes, in revision order, then new changes as they happen.
-    async fn watch(&self, after: Revision) -> Result<WatchStream>;
+    /// deletes, then new changes as they happen: one item per revision, in
+    /// revision order, each holding every entity change of its revision.
+    async fn watch_revisions(&self, after: Revision) -> Result<RevisionStream>;
+
+    /// [`StateStore::watch_revisions`], one event at a time (events of one
+    /// revision follow each other).
+    async fn watch(&self, after: Revision) -> Result<WatchStream> {
+        use futures::StreamExt;
+        let batches = self.watch_revisions(after).await?;
+        Ok(batches
+            .flat_map(|item| {
+                let events: Vec<Result<WatchEvent>> = match item {
+                    Ok(batch) => batch.events.into_iter().map(Ok).collect(),
+                    Err(e) => vec![Err(e)],
+                };
+                futures::stream::iter(events)
+            })
+            .boxed())
+    }
+
+    /// How many stored records this store skipped, since it was created,
+    /// because they could not be decoded (each read of one counts; see
+    /// `docs/operating.md`). A backend that cannot hold such records says 0.
+    fn undecodable_records(&self) -> u64 {
+        0
+    }
 
     /// The store's current revision.
     async fn current_revision(&self) -> Result<Revision>;
@@ -642,8 +707,17 @@ impl<T: StateStore + ?Sized> StateStore for std::sync::Arc<T> {
     async fn list(&self, kind: EntityKind, filter: &Filter) -> Result<Listing<Versioned>> {
         (**self).list(kind, filter).await
     }
+    async fn list_all(&self) -> Result<Listing<Versioned>> {
+        (**self).list_all().await
+    }
+    async fn watch_revisions(&self, after: Revision) -> Result<RevisionStream> {
+        (**self).watch_revisions(after).await
+    }
     async fn watch(&self, after: Revision) -> Result<WatchStream> {
         (**self).watch(after).await
+    }
+    fn undecodable_records(&self) -> u64 {
+        (**self).undecodable_records()
     }
     async fn current_revision(&self) -> Result<Revision> {
         (**self).current_revision().await

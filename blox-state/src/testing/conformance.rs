@@ -977,6 +977,52 @@ pub async fn list_then_watch_sees_exactly_the_later_changes<S: StateStore>(store
     assert_eq!(next.revision(), r_m, "unexpected event {next:?}");
 }
 
+/// A revision is atomic: `watch_revisions` yields each revision once, whole
+/// (every change a batch wrote at that revision, however the store groups
+/// a batch's changes into revisions), in revision order; and `list_all`
+/// reads both kinds of entity at one revision, the current one.
+pub async fn revisions_are_watched_whole_and_listed_at_one_revision<S: StateStore>(store: &S) {
+    let from = current(store).await;
+    let changes: Vec<Change> = (0..5)
+        .map(|n| Change::put(task("web", &format!("t{n}"), Some(1))))
+        .chain([Change::put(instance("web", "i", Some(1)))])
+        .collect();
+    let outcomes = store.apply_batch(changes).await.expect("apply_batch");
+    let mut expected: BTreeMap<u64, usize> = BTreeMap::new();
+    for o in outcomes {
+        *expected.entry(applied(o).seq).or_default() += 1;
+    }
+    let mut stream = store.watch_revisions(from).await.unwrap();
+    let mut seen: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut last = from.seq;
+    while seen.values().sum::<usize>() < 6 {
+        let batch = next_item(&mut stream).await.unwrap();
+        assert!(batch.revision.seq > last, "revisions in order, each once");
+        last = batch.revision.seq;
+        assert!(
+            batch.events.iter().all(|e| e.revision() == batch.revision),
+            "a batch holds one revision: {batch:?}"
+        );
+        seen.insert(batch.revision.seq, batch.events.len());
+    }
+    assert_eq!(seen, expected, "one whole batch per revision written");
+
+    let all = store.list_all().await.unwrap();
+    assert_eq!(all.revision, current(store).await);
+    let tasks = store
+        .list(EntityKind::Task, &Filter::default())
+        .await
+        .unwrap();
+    let instances = store
+        .list(EntityKind::Instance, &Filter::default())
+        .await
+        .unwrap();
+    let mut both = instances.items;
+    both.extend(tasks.items);
+    both.sort_by(|a, b| a.entity.arn().cmp(b.entity.arn()));
+    assert_eq!(all.items, both);
+}
+
 /// A watch follows live changes in revision order, with no gap and no
 /// duplicate, for every watcher.
 pub async fn watch_follows_live_changes_in_revision_order<S: StateStore>(store: &S) {
@@ -1622,6 +1668,7 @@ where
     current_revision_advances_only_on_writes(&make().await).await;
     purge_tombstones_removes_only_older_tombstones(&make().await).await;
     list_then_watch_sees_exactly_the_later_changes(&make().await).await;
+    revisions_are_watched_whole_and_listed_at_one_revision(&make().await).await;
     watch_follows_live_changes_in_revision_order(&make().await).await;
     concurrent_writes_are_watched_without_gaps(&make().await).await;
     tombstone_of_a_never_live_entity_is_not_watched(&make().await).await;
@@ -1681,6 +1728,7 @@ macro_rules! conformance_tests {
             current_revision_advances_only_on_writes,
             purge_tombstones_removes_only_older_tombstones,
             list_then_watch_sees_exactly_the_later_changes,
+            revisions_are_watched_whole_and_listed_at_one_revision,
             watch_follows_live_changes_in_revision_order,
             concurrent_writes_are_watched_without_gaps,
             tombstone_of_a_never_live_entity_is_not_watched,

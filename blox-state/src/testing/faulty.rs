@@ -8,7 +8,7 @@ use blox_core::model::{Arn, EntityKind, Timestamp};
 
 use crate::store::{
     ApplyOutcome, Change, Filter, KvEntry, KvTxn, KvTxnOutcome, KvWatchStream, Listing, Result,
-    Revision, StateStore, StoreError, Versioned, WatchStream,
+    Revision, RevisionStream, StateStore, StoreError, Versioned,
 };
 
 /// Wraps a store; while [`FaultyStore::set_down`] is on, every call fails
@@ -87,7 +87,12 @@ impl<S: StateStore> StateStore for FaultyStore<S> {
         self.check()?;
         self.inner.list(kind, filter).await
     }
-    async fn watch(&self, after: Revision) -> Result<WatchStream> {
+    async fn list_all(&self) -> Result<Listing<Versioned>> {
+        self.list_calls.fetch_add(1, Ordering::SeqCst);
+        self.check()?;
+        self.inner.list_all().await
+    }
+    async fn watch_revisions(&self, after: Revision) -> Result<RevisionStream> {
         self.check()?;
         if self.compact_next_watch.swap(false, Ordering::SeqCst) {
             return Err(StoreError::Compacted {
@@ -95,7 +100,10 @@ impl<S: StateStore> StateStore for FaultyStore<S> {
                 oldest: self.inner.current_revision().await?,
             });
         }
-        self.inner.watch(after).await
+        self.inner.watch_revisions(after).await
+    }
+    fn undecodable_records(&self) -> u64 {
+        self.inner.undecodable_records()
     }
     async fn current_revision(&self) -> Result<Revision> {
         self.check()?;

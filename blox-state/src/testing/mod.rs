@@ -5,12 +5,15 @@
 //!   store, with [`conformance_tests!`](crate::conformance_tests) to generate
 //!   one `#[tokio::test]` per check for a backend factory.
 //! * [`FaultyStore`]: a wrapper that injects outages and compactions.
+//! * [`CountingStore`]: a wrapper that counts the watch streams open.
 //! * [`etcd_server`]: throwaway etcd servers and clusters on loopback ports.
 
 pub mod conformance;
+mod counting;
 #[cfg(feature = "etcd")]
 pub mod etcd_server;
 mod faulty;
 
 pub use crate::conformance_tests;
+pub use counting::CountingStore;
 pub use faulty::FaultyStore;

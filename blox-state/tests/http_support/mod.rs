@@ -14,12 +14,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use blox_core::model::{Arn, ContainerInstance, EntityKind, Task, TaskStatus, Timestamp};
-use blox_state::cache::spawn_follower;
+use blox_state::cache::{CacheOptions, spawn_follower_with};
 use blox_state::http::{ApiState, router};
 use blox_state::store::memory::{MemoryOptions, MemoryStore};
 use blox_state::store::{
     ApplyOutcome, Change, Filter, KvEntry, KvTxn, KvTxnOutcome, KvWatchStream, Listing, Revision,
-    StateStore, Versioned, WatchStream,
+    RevisionStream, StateStore, Versioned,
 };
 use blox_state::{Cache, StoreError};
 use futures::StreamExt;
@@ -34,7 +34,8 @@ pub struct Server {
     pub addr: SocketAddr,
     /// The store behind it (write here; the cache follows).
     pub store: MemoryStore,
-    /// Watch streams currently open on the store.
+    /// Watch streams currently open on the store (the cache's own, and a
+    /// stream's while it catches up from the store's history).
     pub live_watches: Arc<AtomicUsize>,
     /// Fault switches of the store the routes see.
     pub faults: Arc<Faults>,
@@ -59,15 +60,36 @@ impl Server {
 
     /// A server over an empty memory store with these options.
     pub async fn start_with(options: MemoryOptions) -> Server {
+        Self::start_with_cache(options, CacheOptions::default()).await
+    }
+
+    /// A server over an empty memory store and a cache with these options.
+    pub async fn start_with_cache(options: MemoryOptions, cache: CacheOptions) -> Server {
+        Self::start_full(options, cache, Faults::default()).await
+    }
+
+    /// A server whose store's watches, the cache's included, break on
+    /// [`Faults::break_watches`]: as compacted (the cache relists) or as an
+    /// outage (the cache resumes).
+    pub async fn start_breakable(as_compacted: bool) -> Server {
+        let faults = Faults {
+            breakable: AtomicBool::new(true),
+            break_as_compacted: AtomicBool::new(as_compacted),
+            ..Faults::default()
+        };
+        Self::start_full(MemoryOptions::default(), CacheOptions::default(), faults).await
+    }
+
+    async fn start_full(options: MemoryOptions, cache: CacheOptions, faults: Faults) -> Server {
         let store = MemoryStore::with_options(options);
         let live_watches = Arc::new(AtomicUsize::new(0));
-        let faults = Arc::new(Faults::default());
+        let faults = Arc::new(faults);
         let counted: Arc<dyn StateStore> = Arc::new(TestStore {
             inner: store.clone(),
             live: Arc::clone(&live_watches),
             faults: Arc::clone(&faults),
         });
-        let (cache, follower) = spawn_follower(Arc::clone(&counted));
+        let (cache, follower) = spawn_follower_with(Arc::clone(&counted), cache);
         tokio::time::timeout(Duration::from_secs(10), cache.wait_until_ready())
             .await
             .expect("cache ready");
@@ -133,6 +155,18 @@ impl Server {
     /// Opens a streaming `GET path`.
     pub async fn stream(&self, path: &str) -> client::Stream {
         client::Stream::open(self.addr, path).await
+    }
+
+    /// Waits (generously) until the number of streams reading the cache's
+    /// feed satisfies `f`.
+    pub async fn wait_for_readers(&self, f: impl Fn(usize) -> bool) {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !f(self.cache.feed().readers()) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("reader count reached");
     }
 
     /// Waits (generously) until the number of open watches satisfies `f`.
@@ -212,6 +246,9 @@ pub struct Faults {
     /// Watches opened while this is set fail (an `Err` item) once
     /// [`Faults::break_watches`] is called.
     pub breakable: AtomicBool,
+    /// Whether a broken watch says its revision was compacted (the watcher
+    /// must relist) rather than that the store is unavailable.
+    pub break_as_compacted: AtomicBool,
     broken: tokio::sync::Notify,
 }
 
@@ -261,16 +298,26 @@ impl StateStore for TestStore {
     ) -> Result<Listing<Versioned>, StoreError> {
         self.inner.list(kind, filter).await
     }
-    async fn watch(&self, after: Revision) -> Result<WatchStream, StoreError> {
+    async fn list_all(&self) -> Result<Listing<Versioned>, StoreError> {
+        self.inner.list_all().await
+    }
+    async fn watch_revisions(&self, after: Revision) -> Result<RevisionStream, StoreError> {
         if self.faults.down.load(Ordering::SeqCst) {
             return Err(outage());
         }
-        let mut stream = self.inner.watch(after).await?;
+        let mut stream = self.inner.watch_revisions(after).await?;
         if self.faults.breakable.load(Ordering::SeqCst) {
             let faults = Arc::clone(&self.faults);
             let failure = futures::stream::once(async move {
                 faults.broken.notified().await;
-                Err(outage())
+                if faults.break_as_compacted.load(Ordering::SeqCst) {
+                    Err(StoreError::Compacted {
+                        requested: after,
+                        oldest: after,
+                    })
+                } else {
+                    Err(outage())
+                }
             });
             stream = futures::stream::select(stream, failure).boxed();
         }

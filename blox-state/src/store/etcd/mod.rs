@@ -81,7 +81,7 @@ use self::record::{Record, Stored};
 use self::retry::{AttemptError, Failure, RetryPolicy, classify, to_store_error};
 use crate::store::{
     ApplyOutcome, Change, Filter, KvEntry, KvTxn, KvTxnOutcome, KvWatchStream, Listing, Result,
-    Revision, StateStore, StoreError, Versioned, WatchStream,
+    Revision, RevisionStream, StateStore, StoreError, Versioned,
 };
 
 pub use self::maintenance::MaintenanceReport;
@@ -210,6 +210,8 @@ struct Inner {
     cache: Mutex<HashMap<Vec<u8>, Stored>>,
     /// The revision maintenance last compacted to.
     compacted: std::sync::atomic::AtomicI64,
+    /// Entity records skipped because they could not be decoded.
+    undecodable: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Page size of range reads (keeps responses well under gRPC's 4 MiB limit
@@ -277,6 +279,7 @@ impl EtcdStore {
             options,
             cache: Mutex::new(HashMap::new()),
             compacted: std::sync::atomic::AtomicI64::new(0),
+            undecodable: Arc::default(),
         });
         // Before anything else is written: refuse a layout this build does
         // not read (the writer has not started yet).
@@ -492,12 +495,15 @@ impl Inner {
         })
     }
 
-    async fn list(&self, kind: EntityKind, filter: &Filter) -> Result<Listing<Versioned>> {
-        let (kvs, at) = self.range(&self.keys.kind(kind)).await?;
+    /// Live entities under `prefix` (one kind's, or every entity's)
+    /// matching a filter, read at one revision. A record that cannot be
+    /// decoded is skipped and counted (see [`record::decode_or_skip`]).
+    async fn list(&self, prefix: &str, filter: &Filter) -> Result<Listing<Versioned>> {
+        let (kvs, at) = self.range(prefix).await?;
         let mut items = Vec::new();
         for kv in kvs {
-            let record = Record::decode(kv.key(), kv.value())?;
-            if let Record::Live(entity) = record
+            let record = record::decode_or_skip(&self.undecodable, kv.key(), kv.value());
+            if let Some(Record::Live(entity)) = record
                 && filter.matches(&entity)
             {
                 items.push(Versioned {
@@ -556,11 +562,29 @@ impl StateStore for EtcdStore {
     }
 
     async fn list(&self, kind: EntityKind, filter: &Filter) -> Result<Listing<Versioned>> {
-        self.inner.list(kind, filter).await
+        self.inner.list(&self.inner.keys.kind(kind), filter).await
     }
 
-    async fn watch(&self, after: Revision) -> Result<WatchStream> {
+    async fn list_all(&self) -> Result<Listing<Versioned>> {
+        let mut listing = self
+            .inner
+            .list(&self.inner.keys.entities(), &Filter::default())
+            .await?;
+        // Key order is kind, then ARN: sort by ARN as `list` does.
+        listing
+            .items
+            .sort_unstable_by(|a, b| a.entity.arn().cmp(b.entity.arn()));
+        Ok(listing)
+    }
+
+    async fn watch_revisions(&self, after: Revision) -> Result<RevisionStream> {
         watch::watch_entities(&self.inner, after).await
+    }
+
+    fn undecodable_records(&self) -> u64 {
+        self.inner
+            .undecodable
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn current_revision(&self) -> Result<Revision> {

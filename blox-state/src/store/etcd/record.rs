@@ -57,6 +57,25 @@ const SNAPPY_TAG: [u8; 2] = [0xFF, b's'];
 /// requests over 1.5 MiB by default; this leaves room for larger limits).
 const MAX_RECORD_BYTES: usize = 16 << 20;
 
+/// Decodes a stored entity record for a read that must go on without it:
+/// a record that cannot be decoded is logged, counted in `skipped` and
+/// left out (`None`), so one bad value neither fails a list (which would
+/// make a following cache relist forever) nor ends a watch.
+pub(crate) fn decode_or_skip(
+    skipped: &std::sync::atomic::AtomicU64,
+    key: &[u8],
+    value: &[u8],
+) -> Option<Record> {
+    match Record::decode(key, value) {
+        Ok(record) => Some(record),
+        Err(e) => {
+            skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::error!(error = %e, "skipping an entity record that cannot be decoded");
+            None
+        }
+    }
+}
+
 impl Record {
     /// Decodes a stored value: JSON, or JSON compressed with Snappy behind
     /// [`SNAPPY_TAG`].

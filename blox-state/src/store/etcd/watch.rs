@@ -6,7 +6,17 @@
 //! carrying that entity; a tombstone written where nothing live was (a
 //! delete of an unknown entity, a raised tombstone) yields nothing, and so
 //! do etcd deletes (tombstone purges).
+//!
+//! An entity watch yields whole revisions ([`WatchBatch`]): the events of
+//! one etcd response grouped by `mod_revision`. etcd never splits one
+//! revision across watch responses unless asked to fragment (blox does
+//! not), so a batch holds every change of its revision (up to the 127 keys
+//! the writer commits at once). A record that cannot be decoded is skipped
+//! and counted (see [`super::record::decode_or_skip`]): the rest of its
+//! revision is still reported.
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use etcd_client::{Event, EventType, WatchOptions, WatchStream as EtcdWatchStream};
@@ -15,24 +25,31 @@ use futures::stream::BoxStream;
 
 use super::Inner;
 use super::keys::Keys;
-use super::record::Record;
+use super::record::{Record, decode_or_skip};
 use super::retry::{AttemptError, EtcdClientError, Failure, RetryPolicy, classify, to_store_error};
 use crate::store::{
-    KvEvent, KvWatchStream, Result, Revision, StoreError, Versioned, WatchEvent, WatchStream,
+    KvEvent, KvWatchStream, Result, Revision, RevisionStream, StoreError, Versioned, WatchBatch,
+    WatchEvent,
 };
 
-/// Opens a watch of every entity change after `after`.
-pub(crate) async fn watch_entities(inner: &Inner, after: Revision) -> Result<WatchStream> {
+/// Opens a watch of every entity change after `after`, one item per revision.
+pub(crate) async fn watch_entities(inner: &Inner, after: Revision) -> Result<RevisionStream> {
     let raw = open(inner, inner.keys.entities(), after).await?;
     let epoch = inner.epoch;
+    let skipped = Arc::clone(&inner.undecodable);
     Ok(raw
         .flat_map(move |batch| {
-            let items: Vec<Result<WatchEvent>> = match batch {
+            let items: Vec<Result<WatchBatch<WatchEvent>>> = match batch {
                 Err(e) => vec![Err(e)],
-                Ok(events) => events
-                    .iter()
-                    .filter_map(|e| entity_event(epoch, e).transpose())
-                    .collect(),
+                Ok(events) => WatchBatch::group(
+                    events
+                        .iter()
+                        .filter_map(|e| entity_event(epoch, &skipped, e)),
+                    WatchEvent::revision,
+                )
+                .into_iter()
+                .map(Ok)
+                .collect(),
             };
             futures::stream::iter(items)
         })
@@ -63,39 +80,34 @@ pub(crate) async fn watch_kv(
         .boxed())
 }
 
-/// Translates an etcd event on an entity key (`None`: nothing to report).
-fn entity_event(epoch: u64, event: &Event) -> Result<Option<WatchEvent>> {
+/// Translates an etcd event on an entity key (`None`: nothing to report,
+/// or a record that cannot be decoded, skipped and counted in `skipped`).
+fn entity_event(epoch: u64, skipped: &AtomicU64, event: &Event) -> Option<WatchEvent> {
     if event.event_type() != EventType::Put {
-        return Ok(None);
+        return None;
     }
-    let Some(kv) = event.kv() else {
-        return Ok(None);
-    };
+    let kv = event.kv()?;
     let revision = Revision::new(epoch, u64::try_from(kv.mod_revision()).unwrap_or(0));
-    match Record::decode(kv.key(), kv.value())? {
-        Record::Live(entity) => Ok(Some(WatchEvent::Put(Versioned { entity, revision }))),
+    match decode_or_skip(skipped, kv.key(), kv.value())? {
+        Record::Live(entity) => Some(WatchEvent::Put(Versioned { entity, revision })),
         Record::Tombstone(t) => {
             // version 1: this put created the key, so nothing was live.
             if kv.version() <= 1 {
-                return Ok(None);
+                return None;
             }
-            match event.prev_kv() {
-                Some(prev) => match Record::decode(prev.key(), prev.value())? {
-                    Record::Live(last) => Ok(Some(WatchEvent::Delete {
-                        arn: t.arn,
-                        last: Some(last),
-                        revision,
-                    })),
-                    Record::Tombstone(_) => Ok(None),
-                },
-                // The previous value was compacted away: report the delete
-                // without it rather than lose it.
-                None => Ok(Some(WatchEvent::Delete {
-                    arn: t.arn,
-                    last: None,
-                    revision,
-                })),
-            }
+            // What was live before, if the previous value is known and can
+            // be decoded (else report the delete without it rather than
+            // lose it: compacted away, or an undecodable value).
+            let last = match event.prev_kv().map(|p| Record::decode(p.key(), p.value())) {
+                Some(Ok(Record::Tombstone(_))) => return None,
+                Some(Ok(Record::Live(last))) => Some(last),
+                Some(Err(_)) | None => None,
+            };
+            Some(WatchEvent::Delete {
+                arn: t.arn,
+                last,
+                revision,
+            })
         }
     }
 }

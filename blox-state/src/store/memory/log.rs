@@ -7,8 +7,9 @@
 //! start at or after it. Followers never hold the store's lock while they
 //! wait and never slow writers down: they copy a chunk of entries under the
 //! lock, release it, and wait on a `tokio::sync::watch` channel that writers
-//! bump once per batch. A follower that falls behind the log gets
-//! [`StoreError::Compacted`] as its last item.
+//! bump once per batch. Followers yield one [`WatchBatch`] per write (the
+//! selected entries of one sequence number). A follower that falls behind
+//! the log gets [`StoreError::Compacted`] as its last item.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 
 use super::Shared;
-use crate::store::{KvEvent, Result, Revision, StoreError, WatchEvent};
+use crate::store::{KvEvent, Result, Revision, StoreError, WatchBatch, WatchEvent};
 
 /// How many log entries a follower copies per visit to the lock.
 const READ_CHUNK: usize = 1024;
@@ -72,14 +73,14 @@ impl ChangeLog {
     /// Calls `visit` on the entries after `after`, at most about
     /// [`READ_CHUNK`] of them (never splitting the entries of one write), and
     /// returns the sequence number of the last entry visited (or `after`).
-    fn read_after(&self, after: u64, mut visit: impl FnMut(&LogEntry)) -> u64 {
+    fn read_after(&self, after: u64, mut visit: impl FnMut(u64, &LogEntry)) -> u64 {
         let start = self.entries.partition_point(|(seq, _)| *seq <= after);
         let mut cursor = after;
         for (count, (seq, entry)) in self.entries.range(start..).enumerate() {
             if count >= READ_CHUNK && *seq != cursor {
                 break;
             }
-            visit(entry);
+            visit(*seq, entry);
             cursor = *seq;
         }
         cursor
@@ -92,7 +93,7 @@ struct Follower<T, F> {
     /// The sequence number of the last log entry looked at.
     cursor: u64,
     wake: tokio::sync::watch::Receiver<u64>,
-    ready: VecDeque<T>,
+    ready: VecDeque<WatchBatch<T>>,
     select: F,
     finished: bool,
 }
@@ -110,16 +111,23 @@ impl<T, F: Fn(&LogEntry) -> Option<T>> Follower<T, F> {
         }
         let ready = &mut self.ready;
         let select = &self.select;
-        self.cursor = state.log.read_after(self.cursor, |entry| {
-            if let Some(item) = select(entry) {
-                ready.push_back(item);
+        let epoch = self.shared.epoch;
+        self.cursor = state.log.read_after(self.cursor, |seq, entry| {
+            let Some(item) = select(entry) else { return };
+            let revision = Revision::new(epoch, seq);
+            match ready.back_mut() {
+                Some(last) if last.revision == revision => last.events.push(item),
+                _ => ready.push_back(WatchBatch {
+                    revision,
+                    events: vec![item],
+                }),
             }
         });
         Ok(())
     }
 
-    /// The next item: buffered, else read from the log, else waited for.
-    async fn next(mut self) -> Option<(Result<T>, Self)> {
+    /// The next write: buffered, else read from the log, else waited for.
+    async fn next(mut self) -> Option<(Result<WatchBatch<T>>, Self)> {
         if self.finished {
             return None;
         }
@@ -142,12 +150,13 @@ impl<T, F: Fn(&LogEntry) -> Option<T>> Follower<T, F> {
 }
 
 /// A stream of the selected log entries after sequence number `after`, then
-/// of new ones as they are written. The caller has checked `after`.
+/// of new ones as they are written, one batch per write (writes with no
+/// selected entry are left out). The caller has checked `after`.
 pub(super) fn follow<T, F>(
     shared: Arc<Shared>,
     after: u64,
     select: F,
-) -> BoxStream<'static, Result<T>>
+) -> BoxStream<'static, Result<WatchBatch<T>>>
 where
     T: Send + 'static,
     F: Fn(&LogEntry) -> Option<T> + Send + 'static,
@@ -178,7 +187,7 @@ mod tests {
 
     fn keys_after(log: &ChangeLog, after: u64) -> (Vec<String>, u64) {
         let mut keys = Vec::new();
-        let cursor = log.read_after(after, |e| {
+        let cursor = log.read_after(after, |_, e| {
             if let LogEntry::Kv(k) = e {
                 keys.push(k.key.clone());
             }
