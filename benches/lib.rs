@@ -133,7 +133,7 @@ pub fn task_event(t: &Task) -> String {
     serde_json::json!({
         "version": "0", "id": format!("{}-{}", t.task_arn.id(), t.version.unwrap_or(0)),
         "detail-type": "ECS Task State Change", "source": "aws.ecs", "account": "123456789012",
-        "time": "2024-05-01T10:00:00Z", "region": "us-east-1", "resources": [t.task_arn],
+        "time": blox_core::model::Timestamp::now().to_string(), "region": "us-east-1", "resources": [t.task_arn],
         "detail": detail
     })
     .to_string()

@@ -6,11 +6,16 @@
 //!   one `#[tokio::test]` per check for a backend factory.
 //! * [`FaultyStore`]: a wrapper that injects outages and compactions.
 //! * [`etcd_server`]: throwaway etcd servers and clusters on loopback ports.
+//! * [`queue`]: an event source with SQS's semantics, driven by the test.
+//! * [`ManualClock`]: a clock the test moves.
 
+mod clock;
 pub mod conformance;
 #[cfg(feature = "etcd")]
 pub mod etcd_server;
 mod faulty;
+pub mod queue;
 
 pub use crate::conformance_tests;
+pub use clock::ManualClock;
 pub use faulty::FaultyStore;

@@ -19,7 +19,12 @@
 //! records each finished step under `migrating.done` before the next one
 //! starts, so a migration that stops half-way (a crash, an etcd outage) is
 //! resumed by running it again, and no daemon acts on the half-migrated
-//! prefix meanwhile. Version 1 is the first layout: [`MIGRATIONS`] is empty.
+//! prefix meanwhile. Version 1 is the first layout.
+//!
+//! Version 2 adds the retention indexes (`{prefix}/i/`, see
+//! [`super::keys`]); records are unchanged. Its step `retention-index`
+//! writes the index entry of every stopped task, INACTIVE instance and
+//! tombstone a version-1 prefix holds.
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -49,9 +54,12 @@ impl std::fmt::Debug for MigrationStep {
     }
 }
 
-/// The migrations of this build, oldest first (none yet: version 1 is the
-/// first layout).
-pub static MIGRATIONS: &[MigrationStep] = &[];
+/// The migrations of this build, oldest first.
+pub static MIGRATIONS: &[MigrationStep] = &[MigrationStep {
+    from: 1,
+    name: "retention-index",
+    run: |store| Box::pin(super::maintenance::build_indexes(store)),
+}];
 
 /// A migration under way.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
