@@ -360,19 +360,16 @@ impl State {
             seq: self.seq,
         };
         self.set_slot(kind, &arn, Some(tombstone));
-        match last {
-            Some(last) => {
-                self.log.push(
-                    self.seq,
-                    LogEntry::Entity(WatchEvent::Delete {
-                        arn,
-                        last: Some(last),
-                        revision,
-                    }),
-                );
-            }
-            // Never live (or already deleted): nothing for watchers to see.
-            None => {}
+        // Never live (or already deleted): nothing for watchers to see.
+        if let Some(last) = last {
+            self.log.push(
+                self.seq,
+                LogEntry::Entity(WatchEvent::Delete {
+                    arn,
+                    last: Some(last),
+                    revision,
+                }),
+            );
         }
         ApplyOutcome::Applied { revision }
     }
