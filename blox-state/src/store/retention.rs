@@ -206,6 +206,42 @@ mod tests {
         );
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn the_task_applies_retention_only_while_leading() {
+        use crate::store::memory::MemoryStore;
+        use crate::store::{Change, StateStore};
+
+        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+        let mut t = task(TaskStatus::Stopped);
+        t.version = Some(1);
+        t.stopped_at = Some(Timestamp::from_millis(1));
+        let arn = t.task_arn.clone();
+        store.apply(Change::put(t)).await.unwrap();
+        let (leader, leading) = watch::channel(false);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(Retention::new(RetentionOptions::default()).run(
+            store.clone(),
+            leading,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        assert!(
+            store.get(&arn).await.unwrap().is_some(),
+            "a follower keeps it"
+        );
+        leader.send_replace(true);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(
+            store.get(&arn).await.unwrap(),
+            None,
+            "the leader removes it"
+        );
+        stop.send(()).unwrap();
+        task.await.unwrap();
+    }
+
     #[test]
     fn the_cut_offs_are_the_horizons_before_now() {
         let r = Retention::new(RetentionOptions {
