@@ -185,6 +185,40 @@ async fn migrating_a_version_1_prefix_builds_the_retention_indexes() {
 }
 
 #[tokio::test]
+async fn a_prefix_written_before_the_layout_record_gets_its_indexes() {
+    let opts = options().await;
+    let prefix = opts.prefix.clone();
+    let store = EtcdStore::connect(opts.clone()).await.unwrap();
+    store
+        .apply(Change::put(stopped("old", 3, 1_000)))
+        .await
+        .unwrap();
+    store
+        .apply(Change::delete(task_arn("gone"), Some(2)))
+        .await
+        .unwrap();
+    let mut kv = store.client().kv_client();
+    kv.delete(
+        format!("{prefix}/i/"),
+        Some(DeleteOptions::new().with_prefix()),
+    )
+    .await
+    .unwrap();
+    kv.delete(format!("{prefix}/layout"), None).await.unwrap();
+    drop(store);
+    let store = EtcdStore::connect(opts).await.unwrap();
+    assert_eq!(count(&store, &format!("{prefix}/i/")).await, 2);
+    let report = store
+        .expire(Expiry {
+            retired_before: Some(Timestamp::from_millis(5_000)),
+            deleted_before: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(report.retired, 1);
+}
+
+#[tokio::test]
 async fn an_unreadable_record_fails_only_its_own_change() {
     let store = EtcdStore::connect(options().await).await.unwrap();
     let prefix = store.options().prefix.clone();

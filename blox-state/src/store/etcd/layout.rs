@@ -8,8 +8,10 @@
 //! on (the default), the store reads it before it writes anything:
 //!
 //! * absent: the prefix is new, or was written by a release older than the
-//!   record (whose layout is version 1): the record is written with
-//!   [`LAYOUT_VERSION`], in one transaction guarded on its absence;
+//!   record (whose layout is version 1): the retention indexes of version 2
+//!   are built (idempotent; nothing to do on a new prefix), then the record
+//!   is written with [`LAYOUT_VERSION`], in one transaction guarded on its
+//!   absence;
 //! * equal to [`LAYOUT_VERSION`]: nothing to do;
 //! * newer: refused ([`StoreError::Layout`]), naming both versions;
 //! * older, or a migration under way: refused too, until
@@ -58,7 +60,7 @@ impl std::fmt::Debug for MigrationStep {
 pub static MIGRATIONS: &[MigrationStep] = &[MigrationStep {
     from: 1,
     name: "retention-index",
-    run: |store| Box::pin(super::maintenance::build_indexes(store)),
+    run: |store| Box::pin(super::maintenance::build_indexes(&store.inner)),
 }];
 
 /// A migration under way.
@@ -145,6 +147,9 @@ pub(super) async fn check(inner: &Inner) -> Result<LayoutStatus> {
         let (record, _) = read(inner).await?;
         match record {
             None => {
+                // A prefix written before the record holds version-1 data
+                // (or nothing): bring it to this layout first.
+                super::maintenance::build_indexes(inner).await?;
                 let fresh = LayoutRecord {
                     version: LAYOUT_VERSION,
                     migrating: None,

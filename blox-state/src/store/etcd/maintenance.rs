@@ -349,9 +349,9 @@ async fn delete_guarded(inner: &Inner, deletes: Vec<GuardedDelete>) -> Result<Ve
 }
 
 /// Writes the retention index entries of every record under the prefix
-/// (the layout 1 to 2 migration step; idempotent).
-pub(super) async fn build_indexes(store: &EtcdStore) -> Result<()> {
-    let inner = &store.inner;
+/// (the layout 1 to 2 migration step, also run when a prefix written before
+/// the layout record is initialised; idempotent).
+pub(super) async fn build_indexes(inner: &Inner) -> Result<()> {
     let prefix = inner.keys.entities();
     let end = prefix_end(prefix.as_bytes());
     let mut from = prefix.into_bytes();
