@@ -80,8 +80,9 @@ pub struct IngestOptions {
     /// The clock the event lag and age are measured against (default: the
     /// wall clock).
     pub clock: blox_core::clock::SharedClock,
-    /// Events older than this (by their envelope's `time`) are not applied
-    /// but counted as expired and deleted (`None`: every event applies).
+    /// Entity events older than this (by their envelope's `time`; an event
+    /// without one is applied) are not applied but counted as expired and
+    /// deleted (`None`: every event applies).
     /// Set it to the store's tombstone retention (the default,
     /// [`crate::store::retention::DEFAULT_TOMBSTONE_RETENTION`]), so no
     /// event outlives the tombstone that blocks it.
@@ -202,15 +203,7 @@ impl Ingester {
             Ok(p) => p,
             Err(e) => return reject(&e),
         };
-        if let Some(t) = parsed.time {
-            let lag = self.options.clock.now().since(t);
-            if self.options.event_horizon.is_some_and(|h| lag > h) {
-                tracing::info!(message_id = %msg.id, time = %t, "event older than the tombstone horizon: deleted, not applied");
-                return Plan::Expired;
-            }
-            self.counters
-                .set_lag_ms(u64::try_from(lag.as_millis()).unwrap_or(u64::MAX));
-        }
+        let age = parsed.time.map(|t| (t, self.options.clock.now().since(t)));
         let entity: Entity = match parsed.event {
             EcsEvent::Task(t) => Entity::Task(Arc::new(*t)),
             EcsEvent::Instance(i) => Entity::Instance(Arc::new(*i)),
@@ -219,6 +212,14 @@ impl Ingester {
                 return Plan::Ignore;
             }
         };
+        if let Some((t, age)) = age {
+            if self.options.event_horizon.is_some_and(|h| age > h) {
+                tracing::info!(message_id = %msg.id, time = %t, "event older than the tombstone horizon: deleted, not applied");
+                return Plan::Expired;
+            }
+            self.counters
+                .set_lag_ms(u64::try_from(age.as_millis()).unwrap_or(u64::MAX));
+        }
         if EntityKind::of_arn(entity.arn()) != Some(entity.kind()) {
             return reject(&format!(
                 "{} event carries the ARN {}",
