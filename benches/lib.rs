@@ -124,9 +124,10 @@ pub fn task(c: usize, n: usize, on: usize, status: TaskStatus, version: u64) -> 
     t
 }
 
-/// An ECS task state change event carrying `t`, as EventBridge delivers it.
+/// An ECS task state change event carrying `t`, as EventBridge delivers it
+/// now (within any tombstone horizon).
 pub fn task_event(t: &Task) -> String {
-    task_event_at(t, "2024-05-01T10:00:00Z")
+    task_event_at(t, &Timestamp::now().to_string())
 }
 
 /// [`task_event`] with the envelope's `time` (RFC 3339) given.

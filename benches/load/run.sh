@@ -99,7 +99,7 @@ for store in $STORES; do
     base="http://127.0.0.1:$dport"
     if [ "$size" = 5000 ]; then
       curl -sf "$base/v1/tasks" -o "$OUT/body-$size.json"
-      arn=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['items'][0]['taskARN'])" "$OUT/body-$size.json" 2>/dev/null || true)
+      arn=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['items'][0]['entity']['taskARN'])" "$OUT/body-$size.json" 2>/dev/null || true)
       cluster="bench-03"
       record "$store, $size tasks" "GET /v1/tasks, all (wrk)" "$(wrk_rate "$base/v1/tasks")"
       [ -n "$arn" ] && record "$store, $size tasks" "one task by ARN (wrk)" "$(wrk_rate "$base/v1/tasks/$cluster/$arn")"

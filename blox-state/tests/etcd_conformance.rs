@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use async_trait::async_trait;
-use blox_core::model::{Arn, EntityKind, Timestamp};
+use blox_core::model::{Arn, EntityKind};
 use blox_state::store::etcd::{EtcdOptions, EtcdStore};
 use blox_state::store::{
-    ApplyOutcome, Change, Filter, KvEntry, KvTxn, KvTxnOutcome, KvWatchStream, Listing, Result,
-    Revision, RevisionStream, StateStore, Versioned,
+    ApplyOutcome, Change, Expiry, ExpiryReport, Filter, KvEntry, KvTxn, KvTxnOutcome,
+    KvWatchStream, Listing, Result, Revision, RevisionStream, StateStore, Versioned,
 };
 use blox_state::testing::conformance::{self, RandomSize};
 use blox_state::testing::etcd_server::EtcdServer;
@@ -52,8 +52,8 @@ async fn make_store() -> Serial {
 
 #[async_trait]
 impl StateStore for Serial {
-    async fn apply_batch(&self, changes: Vec<Change>) -> Result<Vec<ApplyOutcome>> {
-        self.store.apply_batch(changes).await
+    async fn apply_each(&self, changes: Vec<Change>) -> Result<Vec<Result<ApplyOutcome>>> {
+        self.store.apply_each(changes).await
     }
     async fn get(&self, arn: &Arn) -> Result<Option<Versioned>> {
         self.store.get(arn).await
@@ -70,8 +70,8 @@ impl StateStore for Serial {
     async fn current_revision(&self) -> Result<Revision> {
         self.store.current_revision().await
     }
-    async fn purge_tombstones(&self, deleted_before: Timestamp) -> Result<usize> {
-        self.store.purge_tombstones(deleted_before).await
+    async fn expire(&self, expiry: Expiry) -> Result<ExpiryReport> {
+        self.store.expire(expiry).await
     }
     async fn kv_get(&self, key: &str) -> Result<Option<KvEntry>> {
         self.store.kv_get(key).await

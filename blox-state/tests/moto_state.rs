@@ -22,7 +22,7 @@ const CLUSTER: &str = "moto-state";
 fn task_event(task: &Arn, cluster: &Arn, version: u64, status: &str) -> String {
     serde_json::json!({
         "version": "0", "id": format!("ev-{version}"), "detail-type": "ECS Task State Change",
-        "source": "aws.ecs", "account": "123456789012", "time": "2024-05-01T10:00:00.5Z",
+        "source": "aws.ecs", "account": "123456789012", "time": blox_core::model::Timestamp::now().to_string(),
         "region": "us-east-1", "resources": [task],
         "detail": {
             "taskArn": task, "clusterArn": cluster, "lastStatus": status, "desiredStatus": "RUNNING",

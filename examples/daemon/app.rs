@@ -20,6 +20,7 @@ use blox_state::reconcile::{ReconcileOptions, Reconciler};
 use blox_state::store::StoreError;
 use blox_state::store::etcd::{EtcdOptions, EtcdStore, layout};
 use blox_state::store::memory::MemoryStore;
+use blox_state::store::retention::{Retention, RetentionOptions};
 use tokio::sync::watch;
 
 use super::config::Config;
@@ -77,9 +78,19 @@ pub enum DaemonError {
 fn etcd_options(config: &Config) -> EtcdOptions {
     EtcdOptions {
         prefix: config.etcd_prefix.clone(),
-        tombstone_retention: Some(config.retention()),
         ..EtcdOptions::new(config.etcd_endpoints.clone())
     }
+}
+
+/// Retention as configured: stopped tasks and tombstones each on its own
+/// horizon (issue 14: one setting for both let redelivered events
+/// resurrect removed tasks).
+fn retention(config: &Config) -> Retention {
+    Retention::new(RetentionOptions {
+        stopped: config.retention(),
+        tombstones: config.tombstone_horizon(),
+        ..RetentionOptions::default()
+    })
 }
 
 /// Connects to etcd, retrying with backoff (and saying what it waits for)
@@ -389,6 +400,7 @@ pub async fn start(
             IngestOptions {
                 receivers: usize::from(config.ingest_receivers),
                 malformed: config.malformed_messages,
+                event_horizon: Some(config.tombstone_horizon()),
                 ..IngestOptions::default()
             },
         )
@@ -423,6 +435,12 @@ pub async fn start(
             .clone()
             .run(election.is_leader(), stopped(&stop_rx)),
     );
+    // Retention of every cluster in the store (the leader only).
+    let retention_task = tokio::spawn(retention(&config).run(
+        store.clone(),
+        election.is_leader(),
+        stopped(&stop_rx),
+    ));
 
     // The daemon scheduler.
     let environments = EnvironmentStore::new(store.clone());
@@ -520,6 +538,8 @@ pub async fn start(
             progress.done("stopping the scheduler");
             let _ = reconcile_task.await;
             progress.done("stopping the reconciler");
+            let _ = retention_task.await;
+            progress.done("stopping retention");
             if let Some(t) = churn_task {
                 t.abort();
             }
@@ -587,6 +607,26 @@ mod tests {
     fn config(args: &[&str]) -> Config {
         Config::try_parse_from(std::iter::once("blox-daemon").chain(args.iter().copied()))
             .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    /// Issue 14: the daemon purged tombstones on the stopped-task retention.
+    #[test]
+    fn tombstones_are_kept_for_their_own_horizon_not_the_stopped_task_retention() {
+        let r = retention(&config(&["--stopped-task-retention", "5"]));
+        let now = blox_core::model::Timestamp::from_millis(2_000_000_000_000);
+        let e = r.expiry_at(now);
+        assert_eq!(
+            e.retired_before,
+            Some(blox_core::model::Timestamp::from_millis(
+                2_000_000_000_000 - 5_000
+            ))
+        );
+        assert_eq!(
+            e.deleted_before,
+            Some(blox_core::model::Timestamp::from_millis(
+                2_000_000_000_000 - 15 * 24 * 3_600_000
+            ))
+        );
     }
 
     #[test]

@@ -54,7 +54,8 @@ pub struct Config {
     #[arg(long, env = "BLOX_RECONCILE_INTERVAL", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     pub reconcile_interval: u64,
 
-    /// Seconds stopped tasks and INACTIVE instances are kept.
+    /// Seconds stopped tasks and INACTIVE instances are kept (in every
+    /// cluster of the store).
     #[arg(long, env = "BLOX_STOPPED_TASK_RETENTION", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
     pub stopped_task_retention: u64,
 
@@ -63,6 +64,11 @@ pub struct Config {
     /// complete listings this far apart lacked it.
     #[arg(long, env = "BLOX_LISTING_LAG", default_value_t = blox_state::reconcile::DEFAULT_LISTING_LAG.as_secs())]
     pub listing_lag: u64,
+    /// Seconds what is deleted is remembered (its tombstone kept); events
+    /// older than this are not applied. Keep it longer than the queue's and
+    /// its dead-letter queue's message retention (SQS: 14 days at most).
+    #[arg(long, env = "BLOX_TOMBSTONE_RETENTION", default_value_t = 1_296_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub tombstone_retention: u64,
 
     /// What to do with a message that is not a usable ECS event: `delete`
     /// it, or leave it for the queue's `dead-letter` queue.
@@ -226,6 +232,12 @@ impl Config {
     pub fn listing_lag(&self) -> Duration {
         Duration::from_secs(self.listing_lag)
     }
+
+    /// The horizon of "gone": how long tombstones are kept, and the age
+    /// past which events are not applied.
+    pub fn tombstone_horizon(&self) -> Duration {
+        Duration::from_secs(self.tombstone_retention)
+    }
 }
 
 #[cfg(test)]
@@ -252,11 +264,27 @@ mod tests {
         assert_eq!(c.http_send_timeout, 30);
         assert_eq!((c.max_concurrent_lists, c.max_queued_lists), (4, 64));
         assert_eq!(
+            c.tombstone_horizon(),
+            blox_state::store::retention::DEFAULT_TOMBSTONE_RETENTION
+        );
+        assert_eq!(
             parse(&["--deployment-history", "0"])
                 .unwrap()
                 .deployment_history,
             0
         );
+    }
+
+    /// Issue 14: `--stopped-task-retention 5` also purged tombstones after
+    /// 5 s; the horizon of "gone" is its own setting.
+    #[test]
+    fn the_tombstone_horizon_is_independent_of_stopped_task_retention() {
+        let c = parse(&["--stopped-task-retention", "5"]).unwrap();
+        assert_eq!(c.retention(), Duration::from_secs(5));
+        assert_eq!(c.tombstone_horizon(), Duration::from_secs(15 * 24 * 3600));
+        let c = parse(&["--tombstone-retention", "86400"]).unwrap();
+        assert_eq!(c.tombstone_horizon(), Duration::from_secs(86_400));
+        assert!(parse(&["--tombstone-retention", "0"]).is_err());
     }
 
     #[test]

@@ -192,6 +192,7 @@ impl Collector for Sources {
                 ("stale", s.stale),
                 ("ignored", s.ignored),
                 ("malformed", s.malformed),
+                ("expired", s.expired),
                 ("store_errors", s.store_errors),
                 ("source_errors", s.source_errors),
                 ("deleted", s.deleted),

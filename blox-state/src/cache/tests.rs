@@ -486,7 +486,7 @@ mod listing_at_one_revision {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use async_trait::async_trait;
-    use blox_core::model::{EntityKind, Timestamp};
+    use blox_core::model::EntityKind;
     use futures::StreamExt;
 
     use super::*;
@@ -506,8 +506,8 @@ mod listing_at_one_revision {
 
     #[async_trait]
     impl StateStore for WriteBetweenLists {
-        async fn apply_batch(&self, changes: Vec<Change>) -> Result<Vec<ApplyOutcome>> {
-            self.inner.apply_batch(changes).await
+        async fn apply_each(&self, changes: Vec<Change>) -> Result<Vec<Result<ApplyOutcome>>> {
+            self.inner.apply_each(changes).await
         }
         async fn get(&self, arn: &Arn) -> Result<Option<Versioned>> {
             self.inner.get(arn).await
@@ -529,8 +529,8 @@ mod listing_at_one_revision {
         async fn current_revision(&self) -> Result<Revision> {
             self.inner.current_revision().await
         }
-        async fn purge_tombstones(&self, before: Timestamp) -> Result<usize> {
-            self.inner.purge_tombstones(before).await
+        async fn expire(&self, expiry: crate::store::Expiry) -> Result<crate::store::ExpiryReport> {
+            self.inner.expire(expiry).await
         }
         async fn kv_get(&self, key: &str) -> Result<Option<KvEntry>> {
             self.inner.kv_get(key).await

@@ -10,6 +10,7 @@ pub struct IngestCounters {
     stale: AtomicU64,
     ignored: AtomicU64,
     malformed: AtomicU64,
+    expired: AtomicU64,
     store_errors: AtomicU64,
     source_errors: AtomicU64,
     deleted: AtomicU64,
@@ -30,7 +31,10 @@ pub struct IngestStats {
     pub ignored: u64,
     /// Messages that are not ECS events blox can use.
     pub malformed: u64,
-    /// Failed store writes (the messages were kept for redelivery).
+    /// Events older than the tombstone horizon: deleted, not applied.
+    pub expired: u64,
+    /// Failed store writes, of a batch or of one change (the messages were
+    /// kept for redelivery).
     pub store_errors: u64,
     /// Failed receive or delete calls to the source.
     pub source_errors: u64,
@@ -61,6 +65,7 @@ bump!(
     add_stale => stale,
     add_ignored => ignored,
     add_malformed => malformed,
+    add_expired => expired,
     add_store_errors => store_errors,
     add_source_errors => source_errors,
     add_deleted => deleted,
@@ -82,6 +87,7 @@ impl IngestCounters {
             stale: get(&self.stale),
             ignored: get(&self.ignored),
             malformed: get(&self.malformed),
+            expired: get(&self.expired),
             store_errors: get(&self.store_errors),
             source_errors: get(&self.source_errors),
             deleted: get(&self.deleted),

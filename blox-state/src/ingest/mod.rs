@@ -9,11 +9,21 @@
 //!   queue's dead-letter queue ([`MalformedPolicy`]); it never stalls the queue;
 //! * ignorable detail-types (service actions, deployment changes) are counted
 //!   and deleted;
-//! * when the store is unavailable nothing is deleted and every receiver
+//! * an event older than the horizon of "gone" ([`IngestOptions::event_horizon`],
+//!   by its envelope's `time`) is counted as expired and deleted, never
+//!   applied: its entity's tombstone may have been purged, so applying it
+//!   could resurrect what is gone; the reconciler owns older truth;
+//! * each change's outcome is its own: a change the store refuses on its own
+//!   account fails only its message (an invalid one counts as malformed; one
+//!   the store cannot write now, such as over an unreadable record, is left
+//!   for redelivery);
+//! * when the store is unavailable or exhausted (etcd's `NOSPACE` alarm,
+//!   too many requests: back-pressure) nothing is deleted and every receiver
 //!   pauses (so messages do not burn their receive count toward a
-//!   dead-letter queue); the held batch is retried with backoff until the
-//!   store returns, then ingestion resumes by itself and
-//!   [`Ingester::recoveries`] ticks so a reconcile can repair what was missed.
+//!   dead-letter queue, and no more are taken in flight); the held batch is
+//!   retried with backoff until the store returns, then ingestion resumes by
+//!   itself and [`Ingester::recoveries`] ticks so a reconcile can repair
+//!   what was missed.
 
 mod counters;
 
@@ -67,8 +77,16 @@ pub struct IngestOptions {
     pub malformed: MalformedPolicy,
     /// Backoff while the store or the source is down.
     pub backoff: Backoff,
-    /// The clock the event lag is measured against (default: the wall clock).
+    /// The clock the event lag and age are measured against (default: the
+    /// wall clock).
     pub clock: blox_core::clock::SharedClock,
+    /// Entity events older than this (by their envelope's `time`; an event
+    /// without one is applied) are not applied but counted as expired and
+    /// deleted (`None`: every event applies).
+    /// Set it to the store's tombstone retention (the default,
+    /// [`crate::store::retention::DEFAULT_TOMBSTONE_RETENTION`]), so no
+    /// event outlives the tombstone that blocks it.
+    pub event_horizon: Option<Duration>,
 }
 
 impl Default for IngestOptions {
@@ -80,6 +98,7 @@ impl Default for IngestOptions {
             malformed: MalformedPolicy::Delete,
             backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(15)),
             clock: blox_core::clock::system(),
+            event_horizon: Some(crate::store::retention::DEFAULT_TOMBSTONE_RETENTION),
         }
     }
 }
@@ -97,6 +116,11 @@ pub struct BatchReport {
     pub ignored: usize,
     /// Malformed messages.
     pub malformed: usize,
+    /// Events older than the horizon (deleted, not applied).
+    pub expired: usize,
+    /// Changes the store refused on their own account (their messages
+    /// were kept for redelivery, or handled as malformed when invalid).
+    pub failed: usize,
     /// Messages deleted.
     pub deleted: usize,
 }
@@ -134,6 +158,8 @@ enum Plan {
     Ignore,
     /// Can never apply: delete or keep, per [`MalformedPolicy`].
     Malformed,
+    /// Older than the horizon of "gone": delete without applying.
+    Expired,
 }
 
 impl Ingester {
@@ -177,11 +203,7 @@ impl Ingester {
             Ok(p) => p,
             Err(e) => return reject(&e),
         };
-        if let Some(t) = parsed.time {
-            let lag = self.options.clock.now().since(t);
-            self.counters
-                .set_lag_ms(u64::try_from(lag.as_millis()).unwrap_or(u64::MAX));
-        }
+        let age = parsed.time.map(|t| (t, self.options.clock.now().since(t)));
         let entity: Entity = match parsed.event {
             EcsEvent::Task(t) => Entity::Task(Arc::new(*t)),
             EcsEvent::Instance(i) => Entity::Instance(Arc::new(*i)),
@@ -190,6 +212,14 @@ impl Ingester {
                 return Plan::Ignore;
             }
         };
+        if let Some((t, age)) = age {
+            if self.options.event_horizon.is_some_and(|h| age > h) {
+                tracing::info!(message_id = %msg.id, time = %t, "event older than the tombstone horizon: deleted, not applied");
+                return Plan::Expired;
+            }
+            self.counters
+                .set_lag_ms(u64::try_from(age.as_millis()).unwrap_or(u64::MAX));
+        }
         if EntityKind::of_arn(entity.arn()) != Some(entity.kind()) {
             return reject(&format!(
                 "{} event carries the ARN {}",
@@ -206,12 +236,16 @@ impl Ingester {
         let _ = rx.wait_for(|up| *up).await;
     }
 
-    /// Applies a batch, retrying with backoff while the store is unavailable.
-    async fn apply_durably(&self, changes: Vec<Change>) -> Result<Vec<ApplyOutcome>, StoreError> {
+    /// Applies a batch, retrying with backoff while the store is unavailable
+    /// or exhausted; one result per change.
+    async fn apply_durably(
+        &self,
+        changes: Vec<Change>,
+    ) -> Result<Vec<Result<ApplyOutcome, StoreError>>, StoreError> {
         let mut backoff = self.options.backoff.clone();
         let mut was_down = false;
         loop {
-            match self.store.apply_batch(changes.clone()).await {
+            match self.store.apply_each(changes.clone()).await {
                 Ok(outcomes) => {
                     if was_down {
                         self.store_up.send_replace(true);
@@ -223,7 +257,8 @@ impl Ingester {
                 Err(e) if e.is_unavailable() => {
                     self.counters.add_store_errors(1);
                     if !was_down {
-                        tracing::warn!(error = %e, "state store unavailable: pausing ingestion, nothing deleted");
+                        tracing::warn!(error = %e, back_pressure = e.is_exhausted(),
+                            "state store unavailable: pausing ingestion, nothing deleted");
                     }
                     was_down = true;
                     self.store_up.send_replace(false);
@@ -283,24 +318,46 @@ impl Ingester {
                         to_delete.push(msg.receipt_handle.clone());
                     }
                 }
+                Plan::Expired => {
+                    report.expired += 1;
+                    to_delete.push(msg.receipt_handle.clone());
+                }
             }
         }
-        self.counters.add_ignored(report.ignored as u64);
-        self.counters.add_malformed(report.malformed as u64);
 
         let mut store_error = None;
         if !changes.is_empty() {
             match self.apply_durably(changes).await {
                 Ok(outcomes) => {
-                    report.applied = outcomes.iter().filter(|o| o.is_applied()).count();
-                    report.stale = outcomes.len() - report.applied;
+                    for (outcome, receipt) in outcomes.into_iter().zip(change_receipts) {
+                        match outcome {
+                            Ok(o) if o.is_applied() => report.applied += 1,
+                            Ok(_) => report.stale += 1,
+                            Err(StoreError::Invalid(reason)) => {
+                                tracing::warn!(%reason, "the store refuses an event as invalid");
+                                report.malformed += 1;
+                                if self.options.malformed != MalformedPolicy::Delete {
+                                    continue;
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "the store could not apply an event; its message is kept for redelivery");
+                                report.failed += 1;
+                                continue;
+                            }
+                        }
+                        to_delete.push(receipt);
+                    }
                     self.counters.add_applied(report.applied as u64);
                     self.counters.add_stale(report.stale as u64);
-                    to_delete.extend(change_receipts);
+                    self.counters.add_store_errors(report.failed as u64);
                 }
                 Err(e) => store_error = Some(e),
             }
         }
+        self.counters.add_ignored(report.ignored as u64);
+        self.counters.add_malformed(report.malformed as u64);
+        self.counters.add_expired(report.expired as u64);
 
         if !to_delete.is_empty() {
             match self.source.delete(&to_delete).await {

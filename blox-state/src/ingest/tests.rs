@@ -1,109 +1,13 @@
-use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
-use async_trait::async_trait;
-use blox_core::model::Arn;
-use blox_core::ports::{DeleteFailure, SourceError};
+use blox_core::model::{Arn, Timestamp};
 
 use super::*;
 use crate::store::memory::MemoryStore;
 use crate::testing::FaultyStore;
-
-/// A queue with SQS's at-least-once semantics, driven by the test.
-#[derive(Default)]
-struct Queue {
-    visible: Mutex<VecDeque<Message>>,
-    in_flight: Mutex<HashMap<String, Message>>,
-    deleted: Mutex<Vec<String>>,
-    receives: AtomicUsize,
-    fail_deletes: AtomicBool,
-}
-
-impl Queue {
-    fn push(&self, id: &str, body: String) {
-        self.visible.lock().unwrap().push_back(Message {
-            id: id.into(),
-            receipt_handle: format!("rh-{id}"),
-            body,
-            receive_count: Some(1),
-        });
-    }
-    /// The visibility timeout passes: undeleted messages come back.
-    fn expire_in_flight(&self) {
-        let back: Vec<Message> = self
-            .in_flight
-            .lock()
-            .unwrap()
-            .drain()
-            .map(|(_, m)| m)
-            .collect();
-        self.visible.lock().unwrap().extend(back);
-    }
-    fn deleted_ids(&self) -> Vec<String> {
-        let mut d: Vec<String> = self
-            .deleted
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|r| r.trim_start_matches("rh-").to_owned())
-            .collect();
-        d.sort();
-        d
-    }
-    fn visible_len(&self) -> usize {
-        self.visible.lock().unwrap().len()
-    }
-}
-
-#[async_trait]
-impl EventSource for Queue {
-    async fn receive(&self, max: usize, _wait: Duration) -> Result<Vec<Message>, SourceError> {
-        self.receives.fetch_add(1, Ordering::SeqCst);
-        let mut v = self.visible.lock().unwrap();
-        let n = max.min(v.len());
-        let batch: Vec<Message> = v.drain(..n).collect();
-        let mut f = self.in_flight.lock().unwrap();
-        for m in &batch {
-            f.insert(m.receipt_handle.clone(), m.clone());
-        }
-        Ok(batch)
-    }
-    async fn delete(&self, receipts: &[String]) -> Result<Vec<DeleteFailure>, SourceError> {
-        if self.fail_deletes.load(Ordering::SeqCst) {
-            return Ok(receipts
-                .iter()
-                .map(|r| DeleteFailure {
-                    receipt_handle: r.clone(),
-                    code: "ReceiptHandleIsInvalid".into(),
-                    message: "expired".into(),
-                })
-                .collect());
-        }
-        let mut f = self.in_flight.lock().unwrap();
-        for r in receipts {
-            f.remove(r);
-            self.deleted.lock().unwrap().push(r.clone());
-        }
-        Ok(Vec::new())
-    }
-}
+use crate::testing::queue::{TestQueue as Queue, task_event};
 
 type FlakyStore = FaultyStore<MemoryStore>;
-
-fn task_event(id: &str, task: &str, version: u64, status: &str) -> String {
-    serde_json::json!({
-        "version": "0", "id": id, "detail-type": "ECS Task State Change", "source": "aws.ecs",
-        "account": "1", "time": "2024-01-01T00:00:00Z", "region": "us-east-1", "resources": [],
-        "detail": {
-            "taskArn": format!("arn:aws:ecs:us-east-1:1:task/prod/{task}"),
-            "clusterArn": "arn:aws:ecs:us-east-1:1:cluster/prod",
-            "lastStatus": status, "desiredStatus": "RUNNING", "version": version,
-            "taskDefinitionArn": "arn:aws:ecs:us-east-1:1:task-definition/web:1"
-        }
-    })
-    .to_string()
-}
 
 fn service_action(id: &str) -> String {
     serde_json::json!({"id": id, "detail-type": "ECS Service Action", "source": "aws.ecs", "detail": {"eventName": "SERVICE_STEADY_STATE"}})
@@ -306,4 +210,169 @@ fn malformed_policy_parses_from_flags() {
         MalformedPolicy::LeaveForDeadLetterQueue
     );
     assert!("maybe".parse::<MalformedPolicy>().is_err());
+}
+
+/// Issue 14, "what is gone stays gone" as seen: with a stopped-task
+/// retention of 5 s, a task went RUNNING (version 2), then STOPPED (version
+/// 3), was removed, its tombstone purged with the same retention, and a
+/// redelivered version-2 RUNNING event listed it as RUNNING again.
+#[tokio::test]
+async fn seen_a_redelivered_running_event_does_not_resurrect_a_removed_task() {
+    let clock = crate::testing::ManualClock::starting_at(Timestamp::from_millis(1_704_067_200_000));
+    let store = MemoryStore::with_options(crate::store::memory::MemoryOptions {
+        clock: clock.shared(),
+        ..Default::default()
+    });
+    crate::testing::conformance::what_is_gone_stays_gone(Arc::new(store), &clock).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn back_pressure_pauses_ingestion_without_taking_more_messages() {
+    let (q, store, ing) = setup(MalformedPolicy::Delete);
+    store.set_exhausted(true);
+    for n in 0..25 {
+        q.push(
+            &format!("m{n:02}"),
+            task_event(&format!("e{n}"), &format!("t{n}"), 1, "RUNNING"),
+        );
+    }
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = tokio::spawn(ing.clone().run(async {
+        let _ = stop_rx.await;
+    }));
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(q.deleted_ids().is_empty());
+    assert!(!ing.store_is_up());
+    let receives = q.receives.load(Ordering::SeqCst);
+    assert!(
+        receives <= 2,
+        "one receive per receiver at most: {receives}"
+    );
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(
+        q.receives.load(Ordering::SeqCst),
+        receives,
+        "no more messages are taken in flight under back-pressure"
+    );
+    assert_eq!(
+        q.visible_len(),
+        25 - 10 * receives,
+        "the rest stay in the queue"
+    );
+    store.set_exhausted(false);
+    for _ in 0..100 {
+        if q.deleted_ids().len() == 25 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(q.deleted_ids().len(), 25);
+    stop_tx.send(()).unwrap();
+    runner.await.unwrap();
+    assert_eq!(ing.counters().snapshot().applied, 25);
+}
+
+/// A store that refuses one ARN as if its stored record were unreadable.
+struct OneBadKey {
+    inner: MemoryStore,
+    bad: Arn,
+}
+
+#[async_trait::async_trait]
+impl StateStore for OneBadKey {
+    async fn apply_each(
+        &self,
+        changes: Vec<Change>,
+    ) -> Result<Vec<Result<ApplyOutcome, StoreError>>, StoreError> {
+        let (bad, good): (Vec<_>, Vec<_>) = changes
+            .into_iter()
+            .enumerate()
+            .partition(|(_, c)| *c.arn() == self.bad);
+        let mut out: Vec<Option<Result<ApplyOutcome, StoreError>>> =
+            std::iter::repeat_with(|| None)
+                .take(bad.len() + good.len())
+                .collect();
+        let (idx, good): (Vec<usize>, Vec<Change>) = good.into_iter().unzip();
+        for (i, r) in idx.into_iter().zip(self.inner.apply_each(good).await?) {
+            out[i] = Some(r);
+        }
+        for (i, _) in bad {
+            out[i] = Some(Err(StoreError::Corrupt {
+                key: self.bad.to_string(),
+                message: "injected".into(),
+            }));
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+    async fn get(&self, arn: &Arn) -> crate::store::Result<Option<crate::store::Versioned>> {
+        self.inner.get(arn).await
+    }
+    async fn list(
+        &self,
+        kind: blox_core::model::EntityKind,
+        filter: &crate::store::Filter,
+    ) -> crate::store::Result<crate::store::Listing<crate::store::Versioned>> {
+        self.inner.list(kind, filter).await
+    }
+    async fn list_all(
+        &self,
+    ) -> crate::store::Result<crate::store::Listing<crate::store::Versioned>> {
+        self.inner.list_all().await
+    }
+    async fn watch_revisions(
+        &self,
+        after: crate::store::Revision,
+    ) -> crate::store::Result<crate::store::RevisionStream> {
+        self.inner.watch_revisions(after).await
+    }
+    async fn current_revision(&self) -> crate::store::Result<crate::store::Revision> {
+        self.inner.current_revision().await
+    }
+    async fn expire(
+        &self,
+        e: crate::store::Expiry,
+    ) -> crate::store::Result<crate::store::ExpiryReport> {
+        self.inner.expire(e).await
+    }
+    async fn kv_get(&self, key: &str) -> crate::store::Result<Option<crate::store::KvEntry>> {
+        self.inner.kv_get(key).await
+    }
+    async fn kv_list(
+        &self,
+        prefix: &str,
+    ) -> crate::store::Result<crate::store::Listing<crate::store::KvEntry>> {
+        self.inner.kv_list(prefix).await
+    }
+    async fn kv_txn(
+        &self,
+        txn: crate::store::KvTxn,
+    ) -> crate::store::Result<crate::store::KvTxnOutcome> {
+        self.inner.kv_txn(txn).await
+    }
+    async fn kv_watch(
+        &self,
+        prefix: &str,
+        after: crate::store::Revision,
+    ) -> crate::store::Result<crate::store::KvWatchStream> {
+        self.inner.kv_watch(prefix, after).await
+    }
+}
+
+#[tokio::test]
+async fn one_bad_key_fails_only_its_own_message() {
+    let queue = Arc::new(Queue::default());
+    let bad = Arn::parse("arn:aws:ecs:us-east-1:1:task/prod/bad").unwrap();
+    let store = Arc::new(OneBadKey {
+        inner: MemoryStore::new(),
+        bad,
+    });
+    let ing = Ingester::new(queue.clone(), store.clone(), IngestOptions::default());
+    queue.push("m1", task_event("e1", "t1", 1, "RUNNING"));
+    queue.push("m2", task_event("e2", "bad", 1, "RUNNING"));
+    queue.push("m3", task_event("e3", "t3", 1, "RUNNING"));
+    let report = ing.run_once().await.unwrap();
+    assert_eq!((report.applied, report.failed, report.deleted), (2, 1, 2));
+    assert_eq!(queue.deleted_ids(), ["m1", "m3"]);
+    queue.expire_in_flight();
+    assert_eq!(queue.visible_len(), 1, "the bad key's message comes back");
 }

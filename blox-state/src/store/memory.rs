@@ -20,8 +20,11 @@
 //!   that was never written (or whose tombstone was purged) passes any guard;
 //! * a key-value transaction whose ops change nothing (deletes of absent
 //!   keys) takes no revision and reports the current one;
-//! * [`StateStore::purge_tombstones`] scans every key under the lock: call it
-//!   on a schedule (minutes to hours), not per event.
+//! * [`StateStore::expire`] reads two indexes kept with every write
+//!   (retired entities by retirement time, tombstones by deletion time), so
+//!   a run touches only what is due, however large the store;
+//! * a change that cannot apply on its own account (an invalid ARN) fails
+//!   alone in [`StateStore::apply_each`]; the others of its batch apply.
 //!
 //! ```
 //! use blox_state::store::memory::{MemoryOptions, MemoryStore};
@@ -38,7 +41,7 @@
 
 mod log;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -48,11 +51,12 @@ use blox_core::model::{Arn, Entity, EntityKind, Timestamp, supersedes};
 use bytes::Bytes;
 
 use self::log::{ChangeLog, LogEntry, follow};
+use super::retention::retired_since;
 use super::tombstone::TombstoneRule;
 use super::{
-    ApplyOutcome, Change, Filter, KvEntry, KvEvent, KvExpect, KvOp, KvTxn, KvTxnOutcome,
-    KvWatchStream, Listing, Op, Result, Revision, RevisionStream, StaleReason, StateStore,
-    StoreError, Versioned, WatchEvent, kind_of,
+    ApplyOutcome, Change, Expiry, ExpiryReport, Filter, KvEntry, KvEvent, KvExpect, KvOp, KvTxn,
+    KvTxnOutcome, KvWatchStream, Listing, Op, Result, Revision, RevisionStream, StaleReason,
+    StateStore, StoreError, Versioned, WatchEvent, check_change, kind_of,
 };
 use futures::StreamExt;
 
@@ -138,6 +142,67 @@ impl Slot {
             Slot::Tombstone { rule, .. } => rule.version,
         }
     }
+
+    /// Where the slot is indexed for retention, if anywhere.
+    fn index_entry(&self) -> Option<(IndexKind, Timestamp)> {
+        match self {
+            Slot::Live { entity, .. } => retired_since(entity).map(|t| (IndexKind::Retired, t)),
+            Slot::Tombstone { deleted_at, .. } => Some((IndexKind::Tombstone, *deleted_at)),
+        }
+    }
+}
+
+/// The two retention indexes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IndexKind {
+    /// Retired live entities, by retirement time.
+    Retired,
+    /// Tombstones, by deletion time.
+    Tombstone,
+}
+
+/// The retention indexes: `(time, ARN)` of every retired entity and every
+/// tombstone, kept in step with the slots by [`State::set_slot`].
+#[derive(Debug, Default)]
+struct Indexes {
+    retired: BTreeSet<(Timestamp, Arn)>,
+    tombstones: BTreeSet<(Timestamp, Arn)>,
+}
+
+impl Indexes {
+    fn set(&mut self, kind: IndexKind) -> &mut BTreeSet<(Timestamp, Arn)> {
+        match kind {
+            IndexKind::Retired => &mut self.retired,
+            IndexKind::Tombstone => &mut self.tombstones,
+        }
+    }
+
+    /// Moves `arn` from the entry of its old slot to that of its new one.
+    fn update(&mut self, arn: &Arn, old: Option<&Slot>, new: Option<&Slot>) {
+        let old = old.and_then(Slot::index_entry);
+        let new = new.and_then(Slot::index_entry);
+        if old == new {
+            return;
+        }
+        if let Some((kind, t)) = old {
+            self.set(kind).remove(&(t, arn.clone()));
+        }
+        if let Some((kind, t)) = new {
+            self.set(kind).insert((t, arn.clone()));
+        }
+    }
+
+    /// The ARNs indexed strictly before `before`, oldest first.
+    fn due(&self, kind: IndexKind, before: Timestamp) -> Vec<Arn> {
+        let set = match kind {
+            IndexKind::Retired => &self.retired,
+            IndexKind::Tombstone => &self.tombstones,
+        };
+        set.iter()
+            .take_while(|(t, _)| *t < before)
+            .map(|(_, arn)| arn.clone())
+            .collect()
+    }
 }
 
 #[derive(Debug)]
@@ -153,6 +218,7 @@ struct State {
     seq: u64,
     instances: HashMap<Arn, Slot>,
     tasks: HashMap<Arn, Slot>,
+    indexes: Indexes,
     kv: BTreeMap<String, KvSlot>,
     log: ChangeLog,
 }
@@ -163,6 +229,52 @@ impl State {
             EntityKind::Instance => &self.instances,
             EntityKind::Task => &self.tasks,
         }
+    }
+
+    /// Stores (or, with `None`, removes) the slot of `arn`, keeping the
+    /// retention indexes in step: the one place slots change.
+    fn set_slot(&mut self, kind: EntityKind, arn: &Arn, slot: Option<Slot>) {
+        let map = match kind {
+            EntityKind::Instance => &mut self.instances,
+            EntityKind::Task => &mut self.tasks,
+        };
+        let old = match slot {
+            Some(new) => {
+                let old = map.insert(arn.clone(), new);
+                self.indexes.update(arn, old.as_ref(), map.get(arn));
+                return;
+            }
+            None => map.remove(arn),
+        };
+        self.indexes.update(arn, old.as_ref(), None);
+    }
+
+    /// Applies retention (see [`StateStore::expire`]).
+    fn expire(&mut self, epoch: u64, expiry: Expiry, now: Timestamp) -> ExpiryReport {
+        let mut report = ExpiryReport::default();
+        if let Some(before) = expiry.retired_before {
+            for arn in self.indexes.due(IndexKind::Retired, before) {
+                let Some(kind) = EntityKind::of_arn(&arn) else {
+                    continue;
+                };
+                let version = self.entities(kind).get(&arn).and_then(Slot::version);
+                if self
+                    .delete(epoch, arn, version, false, None, now)
+                    .is_applied()
+                {
+                    report.retired += 1;
+                }
+            }
+        }
+        if let Some(before) = expiry.deleted_before {
+            for arn in self.indexes.due(IndexKind::Tombstone, before) {
+                if let Some(kind) = EntityKind::of_arn(&arn) {
+                    self.set_slot(kind, &arn, None);
+                    report.purged += 1;
+                }
+            }
+        }
+        report
     }
 
     /// Applies one validated change.
@@ -178,12 +290,9 @@ impl State {
     }
 
     fn put(&mut self, epoch: u64, entity: Entity, guard: Option<u64>) -> ApplyOutcome {
-        let map = match entity.kind() {
-            EntityKind::Instance => &mut self.instances,
-            EntityKind::Task => &mut self.tasks,
-        };
+        let kind = entity.kind();
         let incoming = entity.version();
-        if let Some(slot) = map.get_mut(entity.arn()) {
+        if let Some(slot) = self.entities(kind).get(entity.arn()) {
             let stale = match slot {
                 Slot::Live { entity: old, .. } => {
                     (!supersedes(incoming, old.version())).then_some(StaleReason::Version)
@@ -199,21 +308,13 @@ impl State {
                     stored_version: slot.version(),
                 };
             }
-            self.seq += 1;
-            *slot = Slot::Live {
-                entity: entity.clone(),
-                seq: self.seq,
-            };
-        } else {
-            self.seq += 1;
-            map.insert(
-                entity.arn().clone(),
-                Slot::Live {
-                    entity: entity.clone(),
-                    seq: self.seq,
-                },
-            );
         }
+        self.seq += 1;
+        let slot = Slot::Live {
+            entity: entity.clone(),
+            seq: self.seq,
+        };
+        self.set_slot(kind, entity.arn(), Some(slot));
         let revision = Revision::new(epoch, self.seq);
         self.log.push(
             self.seq,
@@ -231,14 +332,11 @@ impl State {
         guard: Option<u64>,
         deleted_at: Timestamp,
     ) -> ApplyOutcome {
-        let map = match EntityKind::of_arn(&arn) {
-            Some(EntityKind::Instance) => &mut self.instances,
-            // Validated before: anything else is a task ARN.
-            _ => &mut self.tasks,
-        };
+        // Validated before: anything else is a task ARN.
+        let kind = EntityKind::of_arn(&arn).unwrap_or(EntityKind::Task);
         let mut last = None;
         let mut rule = TombstoneRule { version, soft };
-        if let Some(slot) = map.get(&arn) {
+        if let Some(slot) = self.entities(kind).get(&arn) {
             let stale = match slot {
                 Slot::Live { entity, .. } => match (version, entity.version()) {
                     (Some(v), Some(stored)) if stored > v => Some(StaleReason::Version),
@@ -271,22 +369,17 @@ impl State {
             deleted_at,
             seq: self.seq,
         };
-        match last {
-            Some(last) => {
-                map.insert(arn.clone(), tombstone);
-                self.log.push(
-                    self.seq,
-                    LogEntry::Entity(WatchEvent::Delete {
-                        arn,
-                        last: Some(last),
-                        revision,
-                    }),
-                );
-            }
-            // Never live (or already deleted): nothing for watchers to see.
-            None => {
-                map.insert(arn, tombstone);
-            }
+        self.set_slot(kind, &arn, Some(tombstone));
+        // Never live (or already deleted): nothing for watchers to see.
+        if let Some(last) = last {
+            self.log.push(
+                self.seq,
+                LogEntry::Entity(WatchEvent::Delete {
+                    arn,
+                    last: Some(last),
+                    revision,
+                }),
+            );
         }
         ApplyOutcome::Applied { revision }
     }
@@ -371,6 +464,7 @@ impl MemoryStore {
                     seq: 0,
                     instances: HashMap::new(),
                     tasks: HashMap::new(),
+                    indexes: Indexes::default(),
                     kv: BTreeMap::new(),
                     log: ChangeLog::new(options.log_capacity),
                 }),
@@ -386,12 +480,7 @@ impl MemoryStore {
 
     /// How many tombstones the store holds.
     pub fn tombstone_count(&self) -> usize {
-        let state = self.shared.lock();
-        [&state.instances, &state.tasks]
-            .iter()
-            .flat_map(|m| m.values())
-            .filter(|s| matches!(s, Slot::Tombstone { .. }))
-            .count()
+        self.shared.lock().indexes.tombstones.len()
     }
 
     /// Checks that a watch may start after `after`.
@@ -419,27 +508,15 @@ impl MemoryStore {
         Ok(())
     }
 
-    /// Rejects a change the store cannot hold before anything is written.
-    fn validate(&self, change: &Change) -> Result<()> {
-        let kind = kind_of(change.arn())?;
-        if let Op::Put(entity) = &change.op
-            && entity.kind() != kind
-        {
-            return Err(StoreError::Invalid(format!(
-                "a {} cannot be stored under the {kind} ARN {}",
-                entity.kind(),
-                entity.arn()
-            )));
-        }
-        if let Some(r) = change.unchanged_since
-            && r.epoch != self.shared.epoch
-        {
-            return Err(StoreError::EpochMismatch {
+    /// Rejects a guard from another epoch (it fails the whole batch).
+    fn check_guard(&self, change: &Change) -> Result<()> {
+        match change.unchanged_since {
+            Some(r) if r.epoch != self.shared.epoch => Err(StoreError::EpochMismatch {
                 requested: r,
                 current: self.shared.epoch,
-            });
+            }),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Live entities of some kinds matching a filter, in ARN order, read
@@ -499,9 +576,9 @@ fn random_epoch() -> u64 {
 
 #[async_trait]
 impl StateStore for MemoryStore {
-    async fn apply_batch(&self, changes: Vec<Change>) -> Result<Vec<ApplyOutcome>> {
+    async fn apply_each(&self, changes: Vec<Change>) -> Result<Vec<Result<ApplyOutcome>>> {
         for change in &changes {
-            self.validate(change)?;
+            self.check_guard(change)?;
         }
         let epoch = self.shared.epoch;
         let now = self.shared.clock.now();
@@ -510,7 +587,10 @@ impl StateStore for MemoryStore {
             let before = state.seq;
             let outcomes: Vec<_> = changes
                 .into_iter()
-                .map(|c| state.apply(epoch, c, &now))
+                .map(|c| {
+                    check_change(&c)?;
+                    Ok(state.apply(epoch, c, &now))
+                })
                 .collect();
             (outcomes, before, state.seq)
         };
@@ -560,20 +640,18 @@ impl StateStore for MemoryStore {
         Ok(self.shared.revision(seq))
     }
 
-    async fn purge_tombstones(&self, deleted_before: Timestamp) -> Result<usize> {
-        let mut state = self.shared.lock();
-        let state = &mut *state;
-        let mut purged = 0;
-        for map in [&mut state.instances, &mut state.tasks] {
-            map.retain(|_, slot| match slot {
-                Slot::Tombstone { deleted_at, .. } if *deleted_at < deleted_before => {
-                    purged += 1;
-                    false
-                }
-                _ => true,
-            });
+    async fn expire(&self, expiry: Expiry) -> Result<ExpiryReport> {
+        let now = self.shared.clock.now();
+        let (report, before, after) = {
+            let mut state = self.shared.lock();
+            let before = state.seq;
+            let report = state.expire(self.shared.epoch, expiry, now);
+            (report, before, state.seq)
+        };
+        if after != before {
+            self.wake_followers(after);
         }
-        Ok(purged)
+        Ok(report)
     }
 
     async fn kv_get(&self, key: &str) -> Result<Option<KvEntry>> {
@@ -708,12 +786,16 @@ mod tests {
             "a resurrected entity is live again"
         );
         let later = Timestamp::now().plus(std::time::Duration::from_secs(1));
-        assert_eq!(store.purge_tombstones(later).await.unwrap(), 1);
+        let expiry = Expiry {
+            retired_before: None,
+            deleted_before: Some(later),
+        };
+        assert_eq!(store.expire(expiry).await.unwrap().purged, 1);
         assert_eq!(store.tombstone_count(), 0);
     }
 
     #[tokio::test]
-    async fn a_put_under_an_arn_of_the_other_kind_is_invalid_and_writes_nothing() {
+    async fn a_put_under_an_arn_of_the_other_kind_is_invalid_alone() {
         let store = MemoryStore::new();
         let mut t = task("t", 1);
         t.task_arn = Arn::build(
@@ -724,12 +806,14 @@ mod tests {
             "c/t",
         )
         .unwrap();
-        let batch = vec![Change::put(task("ok", 1)), Change::put(t)];
-        assert!(matches!(
-            store.apply_batch(batch).await,
-            Err(StoreError::Invalid(_))
-        ));
-        assert_eq!(store.current_revision().await.unwrap().seq, 0);
+        let batch = vec![Change::put(t), Change::put(task("ok", 1))];
+        let out = store.apply_each(batch).await.unwrap();
+        assert!(matches!(out[0], Err(StoreError::Invalid(_))), "{out:?}");
+        assert!(
+            matches!(out[1], Ok(ApplyOutcome::Applied { .. })),
+            "{out:?}"
+        );
+        assert_eq!(store.current_revision().await.unwrap().seq, 1);
     }
 
     #[tokio::test]

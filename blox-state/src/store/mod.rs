@@ -12,7 +12,7 @@
 //! * **Tombstones.** A delete leaves a tombstone (ARN, last version, time), so
 //!   a late or duplicated state of that version or lower cannot resurrect the
 //!   entity ([`blox_core::model::blocked_by_tombstone`]). Tombstones are
-//!   purged after a retention period ([`StateStore::purge_tombstones`]).
+//!   purged after their own horizon ([`StateStore::expire`]).
 //! * **Soft deletes.** A delete made on indirect evidence alone
 //!   ([`Change::soft_delete`]: the reconciler saw the entity missing from
 //!   ECS's eventually consistent listings) leaves a *soft* tombstone, which
@@ -20,6 +20,12 @@
 //!   ([`blox_core::model::blocked_by_soft_tombstone`]): ECS's own later
 //!   report of the deleted version applies. A hard delete of the same
 //!   version hardens it.
+//! * **Retention.** The store owns it, for every cluster: stopped tasks and
+//!   INACTIVE instances ("retired" entities, [`retention::retired_since`])
+//!   are deleted once retired for longer than the stopped-task retention,
+//!   and tombstones purged once older than the tombstone horizon
+//!   ([`StateStore::expire`], run on the leader by [`retention::Retention`]).
+//!   Backends index both by time, so a run reads only what is due.
 //! * **Guards.** A change may carry `unchanged_since`: it applies only if the
 //!   stored key (entity or tombstone) was last modified at or before that
 //!   revision. The reconciler uses it so it never overwrites or deletes what
@@ -43,15 +49,17 @@ use std::fmt;
 use std::str::FromStr;
 
 use async_trait::async_trait;
-use blox_core::model::{Arn, ContainerInstance, Entity, EntityKind, Task, Timestamp};
+use blox_core::model::{Arn, ContainerInstance, Entity, EntityKind, Task};
 use bytes::Bytes;
 use futures::stream::BoxStream;
 
 pub mod limits;
 pub mod memory;
+pub mod retention;
 pub(crate) mod tombstone;
 
 pub use limits::TxnLimits;
+pub use retention::{Expiry, ExpiryReport};
 
 /// The version of the stored layout this build reads and writes (keys and
 /// record formats; see `etcd::layout`). Records that outlive a process
@@ -477,6 +485,17 @@ pub enum StoreError {
         /// The store's current revision.
         current: Revision,
     },
+    /// The backend refuses work for lack of capacity (etcd's `NOSPACE`
+    /// alarm, "too many requests"): back-pressure. Retry later, without
+    /// taking on more work meanwhile.
+    #[error("state store exhausted (back-pressure): {message}")]
+    Exhausted {
+        /// What failed.
+        message: String,
+        /// The underlying error.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
     /// The backend cannot be reached now; retry later.
     #[error("state store unavailable: {message}")]
     Unavailable {
@@ -547,9 +566,18 @@ impl StoreError {
         )
     }
 
-    /// Whether the backend is (temporarily) unreachable.
+    /// Whether the backend cannot do the work now (unreachable, or
+    /// exhausted: [`StoreError::Exhausted`]); retry later.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, StoreError::Unavailable { .. })
+        matches!(
+            self,
+            StoreError::Unavailable { .. } | StoreError::Exhausted { .. }
+        )
+    }
+
+    /// Whether this is back-pressure ([`StoreError::Exhausted`]).
+    pub fn is_exhausted(&self) -> bool {
+        matches!(self, StoreError::Exhausted { .. })
     }
 }
 
@@ -573,11 +601,23 @@ pub trait StateStore: Send + Sync + 'static {
             .ok_or_else(|| StoreError::Invalid("apply_batch returned no outcome".into()))
     }
 
-    /// Applies changes, returning one outcome per change in order. Changes to
-    /// the same ARN within a batch are applied in order (as if one by one).
-    /// On `Err`, some changes may have been applied; applying the batch again
-    /// is safe (every change is idempotent under the version rule).
-    async fn apply_batch(&self, changes: Vec<Change>) -> Result<Vec<ApplyOutcome>>;
+    /// Applies changes, reporting per change: one result per change, in
+    /// order. A change that cannot apply on its own account (an invalid
+    /// ARN, an unreadable stored value at its key) fails alone; the others
+    /// are applied. Changes to the same ARN within a batch are applied in
+    /// order (as if one by one). The outer `Err` is for what fails the
+    /// whole batch (the store unreachable or exhausted, a guard from
+    /// another epoch); then some changes may have been applied, and
+    /// applying the batch again is safe (every change is idempotent under
+    /// the version rule).
+    async fn apply_each(&self, changes: Vec<Change>) -> Result<Vec<Result<ApplyOutcome>>>;
+
+    /// Applies changes, returning one outcome per change in order, like
+    /// [`StateStore::apply_each`], except that the first change that fails
+    /// fails the whole call (the other changes may have been applied).
+    async fn apply_batch(&self, changes: Vec<Change>) -> Result<Vec<ApplyOutcome>> {
+        self.apply_each(changes).await?.into_iter().collect()
+    }
 
     /// The live entity with this ARN (tombstones are not returned).
     async fn get(&self, arn: &Arn) -> Result<Option<Versioned>>;
@@ -620,8 +660,13 @@ pub trait StateStore: Send + Sync + 'static {
     /// The store's current revision.
     async fn current_revision(&self) -> Result<Revision>;
 
-    /// Removes tombstones recorded before `deleted_before`; returns how many.
-    async fn purge_tombstones(&self, deleted_before: Timestamp) -> Result<usize>;
+    /// Applies retention once, in every cluster: deletes (leaving
+    /// tombstones) the entities retired before `expiry.retired_before`, and
+    /// purges the tombstones recorded before `expiry.deleted_before`.
+    /// Backends index both by time, so a run reads only what is due. Safe
+    /// to run concurrently with writes (a retired entity written since it
+    /// was found is left alone); run it on one process (the leader).
+    async fn expire(&self, expiry: Expiry) -> Result<ExpiryReport>;
 
     /// A key of the key-value API.
     async fn kv_get(&self, key: &str) -> Result<Option<KvEntry>>;
@@ -687,6 +732,20 @@ pub trait StateStore: Send + Sync + 'static {
     }
 }
 
+/// Checks that a store can hold what a change writes: an ARN of a kind it
+/// keeps, and a put's entity of the ARN's kind; else [`StoreError::Invalid`].
+pub(crate) fn check_change(change: &Change) -> Result<()> {
+    let kind = kind_of(change.arn())?;
+    match &change.op {
+        Op::Put(entity) if entity.kind() != kind => Err(StoreError::Invalid(format!(
+            "a {} cannot be stored under the {kind} ARN {}",
+            entity.kind(),
+            entity.arn()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// The kind of entity an ARN names, or [`StoreError::Invalid`].
 pub fn kind_of(arn: &Arn) -> Result<EntityKind> {
     EntityKind::of_arn(arn).ok_or_else(|| {
@@ -698,6 +757,9 @@ pub fn kind_of(arn: &Arn) -> Result<EntityKind> {
 /// `testing::faulty::FaultyStore` can wrap an `Arc<dyn StateStore>`).
 #[async_trait]
 impl<T: StateStore + ?Sized> StateStore for std::sync::Arc<T> {
+    async fn apply_each(&self, changes: Vec<Change>) -> Result<Vec<Result<ApplyOutcome>>> {
+        (**self).apply_each(changes).await
+    }
     async fn apply_batch(&self, changes: Vec<Change>) -> Result<Vec<ApplyOutcome>> {
         (**self).apply_batch(changes).await
     }
@@ -722,8 +784,8 @@ impl<T: StateStore + ?Sized> StateStore for std::sync::Arc<T> {
     async fn current_revision(&self) -> Result<Revision> {
         (**self).current_revision().await
     }
-    async fn purge_tombstones(&self, deleted_before: Timestamp) -> Result<usize> {
-        (**self).purge_tombstones(deleted_before).await
+    async fn expire(&self, expiry: Expiry) -> Result<ExpiryReport> {
+        (**self).expire(expiry).await
     }
     async fn kv_get(&self, key: &str) -> Result<Option<KvEntry>> {
         (**self).kv_get(key).await

@@ -36,9 +36,11 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
 use crate::store::{
-    ApplyOutcome, Change, Filter, KvEvent, KvExpect, KvOp, KvTxn, KvTxnOutcome, Result, Revision,
-    StaleReason, StateStore, StoreError, WatchEvent,
+    ApplyOutcome, Change, Expiry, ExpiryReport, Filter, KvEvent, KvExpect, KvOp, KvTxn,
+    KvTxnOutcome, Result, Revision, StaleReason, StateStore, StoreError, WatchEvent,
 };
+use crate::testing::ManualClock;
+use blox_core::clock::Clock;
 
 /// The account of the fixtures.
 pub const ACCOUNT: &str = "111122223333";
@@ -885,23 +887,33 @@ pub async fn current_revision_advances_only_on_writes<S: StateStore>(store: &S) 
     );
 }
 
-/// `purge_tombstones` removes tombstones recorded before the cutoff only;
+/// Retention purges only the tombstones recorded before its cut-off;
 /// afterwards a lower version is no longer blocked.
-pub async fn purge_tombstones_removes_only_older_tombstones<S: StateStore>(store: &S) {
+pub async fn expire_purges_only_older_tombstones<S: StateStore>(store: &S) {
     let arn = task("web", "t", None).task_arn;
     applied(put(store, task("web", "t", Some(3))).await);
     applied(put(store, task("web", "live", Some(3))).await);
     applied(delete(store, &arn, Some(3)).await);
+    let purge = |before| Expiry {
+        retired_before: None,
+        deleted_before: Some(before),
+    };
     let long_ago = Timestamp::from_millis(0);
-    assert_eq!(store.purge_tombstones(long_ago).await.unwrap(), 0);
+    assert_eq!(store.expire(purge(long_ago)).await.unwrap().purged, 0);
     assert_stale(
         put(store, task("web", "t", Some(2))).await,
         StaleReason::Tombstone,
         Some(3),
     );
     let later = Timestamp::now().plus(Duration::from_secs(3600));
-    assert_eq!(store.purge_tombstones(later).await.unwrap(), 1);
-    assert_eq!(store.purge_tombstones(later).await.unwrap(), 0);
+    assert_eq!(
+        store.expire(purge(later)).await.unwrap(),
+        ExpiryReport {
+            retired: 0,
+            purged: 1
+        }
+    );
+    assert_eq!(store.expire(purge(later)).await.unwrap().purged, 0);
     assert!(
         store
             .get(&task("web", "live", None).task_arn)
@@ -912,6 +924,196 @@ pub async fn purge_tombstones_removes_only_older_tombstones<S: StateStore>(store
     );
     applied(put(store, task("web", "t", Some(2))).await);
     assert_eq!(live_version(store, &arn).await, Some(Some(2)));
+}
+
+/// A stopped task retired at `stopped_at` (ms).
+fn stopped_task(cluster: &str, id: &str, version: u64, stopped_at: i64) -> Task {
+    let mut t = task(cluster, id, Some(version));
+    t.last_status = TaskStatus::Stopped;
+    t.stopped_at = Some(Timestamp::from_millis(stopped_at));
+    t
+}
+
+/// Retention deletes stopped tasks and INACTIVE instances retired before
+/// its cut-off, in every cluster, leaving tombstones; it leaves running
+/// tasks, active instances and what retired later alone.
+pub async fn expire_removes_retired_entities_of_every_cluster<S: StateStore>(store: &S) {
+    let old = 1_000_000;
+    let mut gone_instance = instance("staging", "i-old", Some(4));
+    gone_instance.status = InstanceStatus::Inactive;
+    gone_instance.updated_at = Some(Timestamp::from_millis(old));
+    let mut active = instance("staging", "i-up", Some(1));
+    active.updated_at = Some(Timestamp::from_millis(old));
+    let mut running = task("prod", "running", Some(2));
+    running.updated_at = Some(Timestamp::from_millis(old));
+    let batch = vec![
+        Change::put(stopped_task("prod", "old", 3, old)),
+        Change::put(stopped_task("staging", "old", 3, old)),
+        Change::put(stopped_task("staging", "recent", 3, old + 10_000)),
+        Change::put(running),
+        Change::put(gone_instance.clone()),
+        Change::put(active),
+    ];
+    for outcome in store.apply_batch(batch).await.unwrap() {
+        applied(outcome);
+    }
+    let from = current(store).await;
+    let expiry = Expiry {
+        retired_before: Some(Timestamp::from_millis(old + 1)),
+        deleted_before: Some(Timestamp::from_millis(old + 1)),
+    };
+    let report = store.expire(expiry).await.unwrap();
+    assert_eq!(
+        report,
+        ExpiryReport {
+            retired: 3,
+            purged: 0
+        },
+        "two old stopped tasks and the INACTIVE instance, and none of the fresh tombstones"
+    );
+    let tasks = listed(store, EntityKind::Task, Filter::default()).await;
+    assert_eq!(
+        tasks,
+        sorted(vec![
+            task("prod", "running", None).task_arn,
+            task("staging", "recent", None).task_arn
+        ])
+    );
+    let instances = listed(store, EntityKind::Instance, Filter::default()).await;
+    assert_eq!(
+        instances,
+        vec![instance("staging", "i-up", None).container_instance_arn]
+    );
+    // Watchers see the deletes; what was removed stays gone.
+    let mut watch = store.watch(from).await.unwrap();
+    let events = next_events(&mut watch, 3).await;
+    assert!(
+        events
+            .iter()
+            .all(|e| matches!(e, WatchEvent::Delete { .. })),
+        "{events:?}"
+    );
+    assert_stale(
+        put(store, stopped_task("prod", "old", 3, old)).await,
+        StaleReason::Tombstone,
+        Some(3),
+    );
+    assert_stale(
+        put(store, gone_instance).await,
+        StaleReason::Tombstone,
+        Some(4),
+    );
+    assert_eq!(store.expire(expiry).await.unwrap(), ExpiryReport::default());
+}
+
+/// Retention judges an entity by what is stored now: a stopped task
+/// stamped again later, and a tombstone whose entity came back at a higher
+/// version, are not removed on their old times.
+pub async fn expire_judges_entities_by_their_current_state<S: StateStore>(store: &S) {
+    let t0 = 1_000_000;
+    applied(put(store, stopped_task("prod", "t", 3, t0)).await);
+    applied(put(store, stopped_task("prod", "t", 4, t0 + 5_000)).await);
+    let retire = |before| Expiry {
+        retired_before: Some(Timestamp::from_millis(before)),
+        deleted_before: None,
+    };
+    assert_eq!(store.expire(retire(t0 + 1)).await.unwrap().retired, 0);
+    assert_eq!(
+        live_version(store, &task("prod", "t", None).task_arn).await,
+        Some(Some(4))
+    );
+    assert_eq!(store.expire(retire(t0 + 5_001)).await.unwrap().retired, 1);
+    assert_eq!(
+        live_version(store, &task("prod", "t", None).task_arn).await,
+        None
+    );
+
+    let back = task("prod", "back", None).task_arn;
+    applied(delete(store, &back, Some(3)).await);
+    applied(put(store, task("prod", "back", Some(4))).await);
+    let later = Timestamp::now().plus(Duration::from_secs(3600));
+    let purge = Expiry {
+        retired_before: None,
+        deleted_before: Some(later),
+    };
+    assert_eq!(
+        store.expire(purge).await.unwrap().purged,
+        1,
+        "the tombstone of t only: back is live again"
+    );
+    assert_eq!(live_version(store, &back).await, Some(Some(4)));
+}
+
+/// Issue 14's "what is gone stays gone", end to end through the ingester,
+/// on a store whose tombstones take their times from `clock`: with a
+/// stopped-task retention of 5 s, a task goes RUNNING (version 2), then
+/// STOPPED (version 3), and is removed by retention; a redelivered
+/// version-2 RUNNING event is then stale against the tombstone, which is
+/// kept for the tombstone horizon (its own setting); once that has passed
+/// and the tombstone is purged, the same event is expired by its age and
+/// deleted, never applied. Not part of the generated set (it needs a store
+/// made with `clock`).
+pub async fn what_is_gone_stays_gone(store: std::sync::Arc<dyn StateStore>, clock: &ManualClock) {
+    use crate::ingest::{IngestOptions, Ingester};
+    use crate::store::retention::{Retention, RetentionOptions};
+    use crate::testing::queue::{TestQueue, task_event_at};
+
+    let queue = std::sync::Arc::new(TestQueue::default());
+    let horizon = Duration::from_secs(15 * 24 * 3600);
+    let ingester = Ingester::new(
+        queue.clone(),
+        store.clone(),
+        IngestOptions {
+            clock: clock.shared(),
+            event_horizon: Some(horizon),
+            ..IngestOptions::default()
+        },
+    );
+    let retention = Retention::new(RetentionOptions {
+        stopped: Duration::from_secs(5),
+        tombstones: horizon,
+        clock: clock.shared(),
+        ..RetentionOptions::default()
+    });
+    let arn = task_arn_in("1", "us-east-1", "prod", "t1");
+    let t0 = clock.now();
+    let running = task_event_at("e2", "t1", 2, "RUNNING", t0);
+    queue.push("m1", running.clone());
+    queue.push(
+        "m2",
+        task_event_at("e3", "t1", 3, "STOPPED", t0.plus(Duration::from_secs(1))),
+    );
+    let report = ingester.run_once().await.unwrap();
+    assert_eq!(report.applied, 2);
+
+    clock.advance(Duration::from_secs(10));
+    assert_eq!(retention.run_once(store.as_ref()).await.unwrap().retired, 1);
+    assert_eq!(store.get(&arn).await.unwrap(), None, "removed by retention");
+
+    queue.push("m3", running.clone());
+    let report = ingester.run_once().await.unwrap();
+    assert_eq!(
+        (report.stale, report.deleted),
+        (1, 1),
+        "blocked by the tombstone"
+    );
+    assert_eq!(store.get(&arn).await.unwrap(), None);
+
+    clock.advance(horizon + Duration::from_secs(1));
+    assert_eq!(retention.run_once(store.as_ref()).await.unwrap().purged, 1);
+    queue.push("m4", running);
+    let report = ingester.run_once().await.unwrap();
+    assert_eq!(
+        (report.expired, report.applied, report.deleted),
+        (1, 0, 1),
+        "older than the horizon: deleted, not applied"
+    );
+    assert_eq!(
+        store.get(&arn).await.unwrap(),
+        None,
+        "what is gone stays gone"
+    );
+    assert_eq!(ingester.counters().snapshot().expired, 1);
 }
 
 // ----------------------------------------------------------------------------
@@ -1666,7 +1868,9 @@ where
     keys_are_unique_across_accounts_and_regions(&make().await).await;
     batch_applies_duplicate_arns_in_order(&make().await).await;
     current_revision_advances_only_on_writes(&make().await).await;
-    purge_tombstones_removes_only_older_tombstones(&make().await).await;
+    expire_purges_only_older_tombstones(&make().await).await;
+    expire_removes_retired_entities_of_every_cluster(&make().await).await;
+    expire_judges_entities_by_their_current_state(&make().await).await;
     list_then_watch_sees_exactly_the_later_changes(&make().await).await;
     revisions_are_watched_whole_and_listed_at_one_revision(&make().await).await;
     watch_follows_live_changes_in_revision_order(&make().await).await;
@@ -1726,7 +1930,9 @@ macro_rules! conformance_tests {
             keys_are_unique_across_accounts_and_regions,
             batch_applies_duplicate_arns_in_order,
             current_revision_advances_only_on_writes,
-            purge_tombstones_removes_only_older_tombstones,
+            expire_purges_only_older_tombstones,
+            expire_removes_retired_entities_of_every_cluster,
+            expire_judges_entities_by_their_current_state,
             list_then_watch_sees_exactly_the_later_changes,
             revisions_are_watched_whole_and_listed_at_one_revision,
             watch_follows_live_changes_in_revision_order,

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
-use blox_core::model::{Arn, EntityKind, Timestamp};
+use blox_core::model::{Arn, EntityKind};
 use futures::StreamExt;
 
 use crate::store::{
-    ApplyOutcome, Change, Filter, KvEntry, KvTxn, KvTxnOutcome, KvWatchStream, Listing, Result,
-    Revision, RevisionStream, StateStore, Versioned,
+    ApplyOutcome, Change, Expiry, ExpiryReport, Filter, KvEntry, KvTxn, KvTxnOutcome,
+    KvWatchStream, Listing, Result, Revision, RevisionStream, StateStore, Versioned,
 };
 
 /// Wraps a store and counts the entity and key-value watch streams open on
@@ -62,8 +62,8 @@ impl<S: StateStore> CountingStore<S> {
 
 #[async_trait]
 impl<S: StateStore> StateStore for CountingStore<S> {
-    async fn apply_batch(&self, changes: Vec<Change>) -> Result<Vec<ApplyOutcome>> {
-        self.inner.apply_batch(changes).await
+    async fn apply_each(&self, changes: Vec<Change>) -> Result<Vec<Result<ApplyOutcome>>> {
+        self.inner.apply_each(changes).await
     }
     async fn get(&self, arn: &Arn) -> Result<Option<Versioned>> {
         self.inner.get(arn).await
@@ -87,8 +87,8 @@ impl<S: StateStore> StateStore for CountingStore<S> {
     async fn current_revision(&self) -> Result<Revision> {
         self.inner.current_revision().await
     }
-    async fn purge_tombstones(&self, deleted_before: Timestamp) -> Result<usize> {
-        self.inner.purge_tombstones(deleted_before).await
+    async fn expire(&self, expiry: Expiry) -> Result<ExpiryReport> {
+        self.inner.expire(expiry).await
     }
     async fn kv_get(&self, key: &str) -> Result<Option<KvEntry>> {
         self.inner.kv_get(key).await

@@ -4,20 +4,23 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
-use blox_core::model::{Arn, EntityKind, Timestamp};
+use blox_core::model::{Arn, EntityKind};
 
 use crate::store::{
-    ApplyOutcome, Change, Filter, KvEntry, KvTxn, KvTxnOutcome, KvWatchStream, Listing, Result,
-    Revision, RevisionStream, StateStore, StoreError, Versioned,
+    ApplyOutcome, Change, Expiry, ExpiryReport, Filter, KvEntry, KvTxn, KvTxnOutcome,
+    KvWatchStream, Listing, Result, Revision, RevisionStream, StateStore, StoreError, Versioned,
 };
 
 /// Wraps a store; while [`FaultyStore::set_down`] is on, every call fails
-/// with [`StoreError::Unavailable`], and [`FaultyStore::compact_next_watch`]
-/// makes the next `watch` fail with [`StoreError::Compacted`].
+/// with [`StoreError::Unavailable`], while [`FaultyStore::set_exhausted`] is
+/// on every write fails with [`StoreError::Exhausted`] (etcd's `NOSPACE`
+/// alarm: reads still work), and [`FaultyStore::compact_next_watch`] makes
+/// the next `watch` fail with [`StoreError::Compacted`].
 #[derive(Debug, Default)]
 pub struct FaultyStore<S> {
     inner: S,
     down: AtomicBool,
+    exhausted: AtomicBool,
     compact_next_watch: AtomicBool,
     apply_calls: AtomicUsize,
     list_calls: AtomicUsize,
@@ -29,6 +32,7 @@ impl<S: StateStore> FaultyStore<S> {
         FaultyStore {
             inner,
             down: AtomicBool::new(false),
+            exhausted: AtomicBool::new(false),
             compact_next_watch: AtomicBool::new(false),
             apply_calls: AtomicUsize::new(0),
             list_calls: AtomicUsize::new(0),
@@ -43,6 +47,12 @@ impl<S: StateStore> FaultyStore<S> {
     /// Makes every call fail (`true`) or pass through (`false`).
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Makes every write fail with `Exhausted` (`true`) or pass through
+    /// (`false`).
+    pub fn set_exhausted(&self, exhausted: bool) {
+        self.exhausted.store(exhausted, Ordering::SeqCst);
     }
 
     /// Makes the next `watch` call fail with `Compacted`.
@@ -69,14 +79,26 @@ impl<S: StateStore> FaultyStore<S> {
         }
         Ok(())
     }
+
+    /// [`FaultyStore::check`], and the injected exhaustion of writes.
+    fn check_write(&self) -> Result<()> {
+        self.check()?;
+        if self.exhausted.load(Ordering::SeqCst) {
+            return Err(StoreError::Exhausted {
+                message: "injected NOSPACE alarm".into(),
+                source: None,
+            });
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
 impl<S: StateStore> StateStore for FaultyStore<S> {
-    async fn apply_batch(&self, changes: Vec<Change>) -> Result<Vec<ApplyOutcome>> {
+    async fn apply_each(&self, changes: Vec<Change>) -> Result<Vec<Result<ApplyOutcome>>> {
         self.apply_calls.fetch_add(1, Ordering::SeqCst);
-        self.check()?;
-        self.inner.apply_batch(changes).await
+        self.check_write()?;
+        self.inner.apply_each(changes).await
     }
     async fn get(&self, arn: &Arn) -> Result<Option<Versioned>> {
         self.check()?;
@@ -109,9 +131,9 @@ impl<S: StateStore> StateStore for FaultyStore<S> {
         self.check()?;
         self.inner.current_revision().await
     }
-    async fn purge_tombstones(&self, before: Timestamp) -> Result<usize> {
-        self.check()?;
-        self.inner.purge_tombstones(before).await
+    async fn expire(&self, expiry: Expiry) -> Result<ExpiryReport> {
+        self.check_write()?;
+        self.inner.expire(expiry).await
     }
     async fn kv_get(&self, key: &str) -> Result<Option<KvEntry>> {
         self.check()?;
@@ -122,7 +144,7 @@ impl<S: StateStore> StateStore for FaultyStore<S> {
         self.inner.kv_list(prefix).await
     }
     async fn kv_txn(&self, txn: KvTxn) -> Result<KvTxnOutcome> {
-        self.check()?;
+        self.check_write()?;
         self.inner.kv_txn(txn).await
     }
     fn txn_limits(&self) -> crate::store::TxnLimits {

@@ -7,13 +7,18 @@
 //! * [`FaultyStore`]: a wrapper that injects outages and compactions.
 //! * [`CountingStore`]: a wrapper that counts the watch streams open.
 //! * [`etcd_server`]: throwaway etcd servers and clusters on loopback ports.
+//! * [`queue`]: an event source with SQS's semantics, driven by the test.
+//! * [`ManualClock`]: a clock the test moves.
 
+mod clock;
 pub mod conformance;
 mod counting;
 #[cfg(feature = "etcd")]
 pub mod etcd_server;
 mod faulty;
+pub mod queue;
 
 pub use crate::conformance_tests;
+pub use clock::ManualClock;
 pub use counting::CountingStore;
 pub use faulty::FaultyStore;

@@ -18,8 +18,8 @@ use blox_state::cache::{CacheOptions, spawn_follower_with};
 use blox_state::http::{ApiState, router};
 use blox_state::store::memory::{MemoryOptions, MemoryStore};
 use blox_state::store::{
-    ApplyOutcome, Change, Filter, KvEntry, KvTxn, KvTxnOutcome, KvWatchStream, Listing, Revision,
-    RevisionStream, StateStore, Versioned,
+    ApplyOutcome, Change, Expiry, ExpiryReport, Filter, KvEntry, KvTxn, KvTxnOutcome,
+    KvWatchStream, Listing, Revision, RevisionStream, StateStore, Versioned,
 };
 use blox_state::{Cache, StoreError};
 use futures::StreamExt;
@@ -285,8 +285,11 @@ impl Drop for Guard {
 
 #[async_trait]
 impl StateStore for TestStore {
-    async fn apply_batch(&self, changes: Vec<Change>) -> Result<Vec<ApplyOutcome>, StoreError> {
-        self.inner.apply_batch(changes).await
+    async fn apply_each(
+        &self,
+        changes: Vec<Change>,
+    ) -> Result<Vec<Result<ApplyOutcome, StoreError>>, StoreError> {
+        self.inner.apply_each(changes).await
     }
     async fn get(&self, arn: &Arn) -> Result<Option<Versioned>, StoreError> {
         self.inner.get(arn).await
@@ -336,8 +339,8 @@ impl StateStore for TestStore {
         }
         self.inner.current_revision().await
     }
-    async fn purge_tombstones(&self, before: Timestamp) -> Result<usize, StoreError> {
-        self.inner.purge_tombstones(before).await
+    async fn expire(&self, expiry: Expiry) -> Result<ExpiryReport, StoreError> {
+        self.inner.expire(expiry).await
     }
     async fn kv_get(&self, key: &str) -> Result<Option<KvEntry>, StoreError> {
         self.inner.kv_get(key).await

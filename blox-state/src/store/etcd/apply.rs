@@ -1,8 +1,8 @@
 //! Versioned compare-and-swap writes of a chunk of keys (the
-//! [`super::writer`] chooses the chunks: at most `max_txn_ops - 1` keys,
-//! [`super::EtcdOptions::max_txn_ops`], etcd's `--max-txn-ops`, 128 by
+//! [`super::writer`] chooses the chunks: at most `max_txn_ops - NESTED_OPS`
+//! keys, [`super::EtcdOptions::max_txn_ops`], etcd's `--max-txn-ops`, 128 by
 //! default: etcd counts a transaction's nested transactions against what the
-//! outer one leaves, so the outer one holds at most one less).
+//! outer one leaves, so the outer one holds at most [`NESTED_OPS`] less).
 //!
 //! 1. Each key's state comes from the cache of `key -> (mod_revision,
 //!    version)`; a key the cache does not know is assumed absent.
@@ -19,6 +19,9 @@
 //!    cold cache costs one round. Keys that would take a round past
 //!    [`super::EtcdOptions::max_txn_bytes`] wait for the next round.
 //! 4. A key whose stored value cannot be read fails its own changes only.
+//! 5. A write that retires an entity or leaves a tombstone also puts the
+//!    record's retention index entry ([`super::keys`]), in the same nested
+//!    transaction: [`NESTED_OPS`] operations at most.
 
 use std::sync::Arc;
 
@@ -33,6 +36,13 @@ use crate::store::{ApplyOutcome, Change, Result, StoreError};
 /// (three times: compare, put, get) and value: headers and framing, rounded
 /// up.
 const TXN_OP_OVERHEAD: usize = 64;
+
+/// The most operations a key's nested transaction holds in one branch (a
+/// put of the record and of its index entry). etcd lets a nested
+/// transaction hold at most `--max-txn-ops` minus the outer transaction's
+/// operations, so a transaction holds at most `max_txn_ops - NESTED_OPS`
+/// keys.
+pub(super) const NESTED_OPS: usize = 2;
 
 /// Rounds with a conflict before giving up (each conflict means another
 /// writer succeeded, so this is only reached under extreme contention).
@@ -90,23 +100,26 @@ pub(super) async fn write_chunk(
                 continue;
             }
             let key = chunk[g].key.clone();
-            let (value, written) = match write {
+            let (value, written, index) = match write {
                 Some(record) => match record.encode(inner.options.compress_records) {
                     Ok(value) => {
                         let stored = Stored {
                             state: record.state(),
                             mod_revision: 0,
                         };
-                        (Some(value), Some(stored))
+                        (Some(value), Some(stored), record.index_entry(&inner.keys))
                     }
                     Err(e) => {
                         fail_group(&mut out, g, e);
                         continue;
                     }
                 },
-                None => (None, None),
+                None => (None, None, None),
             };
-            let size = 3 * key.len() + TXN_OP_OVERHEAD + value.as_ref().map_or(0, Vec::len);
+            let size = 3 * key.len()
+                + TXN_OP_OVERHEAD
+                + value.as_ref().map_or(0, Vec::len)
+                + index.as_ref().map_or(0, |k| k.len() + TXN_OP_OVERHEAD);
             if !ops.is_empty() && bytes + size > inner.options.max_txn_bytes {
                 // Decided again next round (deciding is pure).
                 deferred.push(g);
@@ -118,6 +131,7 @@ pub(super) async fn write_chunk(
             let then: Vec<TxnOp> = value
                 .map(|v| TxnOp::put(key.clone(), v, None))
                 .into_iter()
+                .chain(index.map(|k| TxnOp::put(k, Vec::new(), None)))
                 .collect();
             ops.push(TxnOp::txn(
                 Txn::new()

@@ -8,8 +8,10 @@
 //! on (the default), the store reads it before it writes anything:
 //!
 //! * absent: the prefix is new, or was written by a release older than the
-//!   record (whose layout is version 1): the record is written with
-//!   [`LAYOUT_VERSION`], in one transaction guarded on its absence;
+//!   record (whose layout is version 1): the retention indexes of version 2
+//!   are built (idempotent; nothing to do on a new prefix), then the record
+//!   is written with [`LAYOUT_VERSION`], in one transaction guarded on its
+//!   absence;
 //! * equal to [`LAYOUT_VERSION`]: nothing to do;
 //! * newer: refused ([`StoreError::Layout`]), naming both versions;
 //! * older, or a migration under way: refused too, until
@@ -21,6 +23,12 @@
 //! resumed by running it again, and no daemon acts on the half-migrated
 //! prefix meanwhile. Version 1 is the first layout; [`MIGRATIONS`] lists the
 //! steps from each version to the next.
+//!
+//! Version 2 adds the retention indexes (`{prefix}/i/`, see
+//! [`super::keys`]; its step `retention-index` writes the index entry of
+//! every stopped task, INACTIVE instance and tombstone a version-1 prefix
+//! holds), soft tombstones (`soft-tombstones`, nothing to rewrite) and one
+//! intent per start (`intent-per-start`).
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
@@ -61,6 +69,11 @@ pub static MIGRATIONS: &[MigrationStep] = &[
         from: 1,
         name: "intent-per-start",
         run: super::intent_layout::run,
+    },
+    MigrationStep {
+        from: 1,
+        name: "retention-index",
+        run: |store| Box::pin(super::maintenance::build_indexes(&store.inner)),
     },
 ];
 
@@ -156,6 +169,9 @@ pub(super) async fn check(inner: &Inner) -> Result<LayoutStatus> {
         let (record, _) = read(inner).await?;
         match record {
             None => {
+                // A prefix written before the record holds version-1 data
+                // (or nothing): bring it to this layout first.
+                super::maintenance::build_indexes(inner).await?;
                 let fresh = LayoutRecord {
                     version: LAYOUT_VERSION,
                     migrating: None,

@@ -21,7 +21,7 @@
 //! arrival order), takes each key's state from a local cache of
 //! `key -> (mod_revision, version)` (a key it does not know is assumed
 //! absent), decides with the version rules, and writes in transactions of up
-//! to `max_txn_ops - 1` keys (127 by default) and at most
+//! to `max_txn_ops - 2` keys (126 by default) and at most
 //! [`EtcdOptions::max_txn_bytes`], each key in a nested transaction whose compare checks the
 //! key's `mod_revision` is still what was decided on. It keeps up to
 //! [`EtcdOptions::write_concurrency`] transactions in flight and never puts
@@ -36,8 +36,11 @@
 //! # History and maintenance
 //! etcd keeps every revision until it is compacted.
 //! [`EtcdStore::spawn_maintenance`] (or [`EtcdStore::maintain`] on your own
-//! schedule) compacts history older than [`EtcdOptions::keep_revisions`]
-//! and purges tombstones older than [`EtcdOptions::tombstone_retention`].
+//! schedule) compacts history older than [`EtcdOptions::keep_revisions`].
+//! Retention (stopped tasks, INACTIVE instances, tombstones) is
+//! [`StateStore::expire`], driven by `store::retention::Retention` on the
+//! leader; it reads only the due entries of two indexes kept by the writer
+//! (see `keys`).
 //!
 //! Compaction frees revisions logically, but etcd's database file does not
 //! shrink: the freed pages are reused by later writes. To return the space to
@@ -72,16 +75,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use blox_core::model::{Arn, EntityKind, Timestamp};
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, Txn, TxnOp};
-use futures::StreamExt;
+use blox_core::model::{Arn, EntityKind};
+use etcd_client::{Client, ConnectOptions, GetOptions, KeyValue, Txn};
 
 use self::keys::{Keys, prefix_end};
 use self::record::{Record, Stored};
 use self::retry::{AttemptError, Failure, RetryPolicy, classify, to_store_error};
 use crate::store::{
-    ApplyOutcome, Change, Filter, KvEntry, KvTxn, KvTxnOutcome, KvWatchStream, Listing, Result,
-    Revision, RevisionStream, StateStore, StoreError, Versioned,
+    ApplyOutcome, Change, Expiry, ExpiryReport, Filter, KvEntry, KvTxn, KvTxnOutcome,
+    KvWatchStream, Listing, Result, Revision, RevisionStream, StateStore, StoreError, Versioned,
 };
 
 pub use self::maintenance::MaintenanceReport;
@@ -95,10 +97,6 @@ pub struct EtcdOptions {
     /// The prefix of every key this store writes (default `/blox`). Several
     /// stores can share one etcd cluster under different prefixes.
     pub prefix: String,
-    /// How long a tombstone is kept before [`EtcdStore::maintain`] purges it
-    /// (`None`: never purged by maintenance; call
-    /// [`StateStore::purge_tombstones`] yourself). Default one hour.
-    pub tombstone_retention: Option<Duration>,
     /// How often [`EtcdStore::spawn_maintenance`] runs (default 5 minutes).
     pub compaction_interval: Duration,
     /// How many revisions of history maintenance keeps (default 100,000): a
@@ -112,7 +110,9 @@ pub struct EtcdOptions {
     /// (default 50 ms).
     pub retry_backoff: Duration,
     /// The etcd cluster's `--max-txn-ops` (default 128, etcd's default): a
-    /// batch is written in transactions of at most one less key.
+    /// batch is written in transactions of at most two less keys (each
+    /// key's nested transaction holds up to two operations: its record and
+    /// its retention index entry).
     pub max_txn_ops: usize,
     /// How many keys' `(mod_revision, version)` the write path caches to skip
     /// reads (default 1,000,000; 0 disables the cache).
@@ -147,7 +147,6 @@ impl Default for EtcdOptions {
         EtcdOptions {
             endpoints: vec!["127.0.0.1:2379".to_owned()],
             prefix: "/blox".to_owned(),
-            tombstone_retention: Some(Duration::from_secs(3600)),
             compaction_interval: Duration::from_secs(300),
             keep_revisions: 100_000,
             request_timeout: Duration::from_secs(5),
@@ -404,11 +403,17 @@ impl Inner {
 
     /// Every key under `prefix` at one revision, in key order, read in pages.
     async fn range(&self, prefix: &str) -> Result<(Vec<KeyValue>, i64)> {
-        let end = prefix_end(prefix.as_bytes());
+        self.range_between(prefix.as_bytes(), prefix_end(prefix.as_bytes()))
+            .await
+    }
+
+    /// Every key from `start` (inclusive) to `end` (exclusive) at one
+    /// revision, in key order, read in pages.
+    async fn range_between(&self, start: &[u8], end: Vec<u8>) -> Result<(Vec<KeyValue>, i64)> {
         let mut restarts = 0;
         'list: loop {
             let mut out = Vec::new();
-            let mut from = prefix.as_bytes().to_vec();
+            let mut from = start.to_vec();
             let mut at = 0i64;
             loop {
                 let mut attempt = || {
@@ -517,43 +522,11 @@ impl Inner {
             revision: self.revision(at),
         })
     }
-
-    async fn purge_tombstones(&self, deleted_before: Timestamp) -> Result<usize> {
-        let (kvs, _) = self.range(&self.keys.entities()).await?;
-        let mut old = Vec::new();
-        for kv in kvs {
-            // Skip values we cannot decode rather than fail the whole purge.
-            if let Ok(Record::Tombstone(t)) = Record::decode(kv.key(), kv.value())
-                && t.deleted_at < deleted_before
-            {
-                old.push((kv.key().to_vec(), kv.mod_revision()));
-            }
-        }
-        let results: Vec<Result<bool>> = futures::stream::iter(old)
-            .map(|(key, rev)| async move {
-                let txn = Txn::new()
-                    .when([Compare::mod_revision(key.clone(), CompareOp::Equal, rev)])
-                    .and_then([TxnOp::delete(key.clone(), None)]);
-                let resp = self.txn("purging a tombstone", txn).await?;
-                self.cache_remove(&key);
-                Ok(resp.succeeded())
-            })
-            .buffer_unordered(16)
-            .collect()
-            .await;
-        let mut purged = 0;
-        for r in results {
-            if r? {
-                purged += 1;
-            }
-        }
-        Ok(purged)
-    }
 }
 
 #[async_trait]
 impl StateStore for EtcdStore {
-    async fn apply_batch(&self, changes: Vec<Change>) -> Result<Vec<ApplyOutcome>> {
+    async fn apply_each(&self, changes: Vec<Change>) -> Result<Vec<Result<ApplyOutcome>>> {
         self.writer.apply(&self.inner, changes).await
     }
 
@@ -592,8 +565,8 @@ impl StateStore for EtcdStore {
         Ok(self.inner.revision(seq))
     }
 
-    async fn purge_tombstones(&self, deleted_before: Timestamp) -> Result<usize> {
-        self.inner.purge_tombstones(deleted_before).await
+    async fn expire(&self, expiry: Expiry) -> Result<ExpiryReport> {
+        maintenance::expire(self, expiry).await
     }
 
     async fn kv_get(&self, key: &str) -> Result<Option<KvEntry>> {

@@ -9,6 +9,8 @@
 use blox_core::model::{Arn, Entity, Timestamp, supersedes};
 use serde::{Deserialize, Serialize};
 
+use super::keys::{Index, Keys};
+use crate::store::retention::retired_since;
 use crate::store::tombstone::TombstoneRule;
 use crate::store::{Op, StaleReason, StoreError};
 
@@ -118,6 +120,17 @@ impl Record {
             .map_err(|e| StoreError::Invalid(format!("cannot compress: {e}")))?;
         out.truncate(SNAPPY_TAG.len() + n);
         Ok(out)
+    }
+
+    /// The key of this value's entry in a retention index, if it has one
+    /// (a retired entity, a tombstone: see [`super::keys`]).
+    pub(crate) fn index_entry(&self, keys: &Keys) -> Option<Vec<u8>> {
+        match self {
+            Record::Live(e) => {
+                retired_since(e).map(|at| keys.index_entry(Index::Retired, at, e.arn()))
+            }
+            Record::Tombstone(t) => Some(keys.index_entry(Index::Tombstone, t.deleted_at, &t.arn)),
+        }
     }
 
     /// The summary of this value.

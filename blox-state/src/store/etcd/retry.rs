@@ -46,6 +46,7 @@ mod code {
     pub const CANCELLED: i32 = 1;
     pub const UNKNOWN: i32 = 2;
     pub const DEADLINE_EXCEEDED: i32 = 4;
+    pub const RESOURCE_EXHAUSTED: i32 = 8;
     pub const UNAVAILABLE: i32 = 14;
 }
 
@@ -58,6 +59,10 @@ pub(crate) enum Failure {
     Compacted,
     /// The requested revision is in the future.
     Future,
+    /// etcd refuses work for lack of capacity (`NOSPACE` alarm, too many
+    /// requests): back-pressure, for the caller to wait out, not to retry
+    /// at once.
+    Exhausted,
     /// Anything else: give up.
     Permanent,
 }
@@ -75,6 +80,11 @@ pub(crate) fn classify(e: &etcd_client::Error) -> Failure {
                 Failure::Compacted
             } else if msg.contains("future revision") {
                 Failure::Future
+            } else if c == code::RESOURCE_EXHAUSTED && !msg.contains("larger than max") {
+                // "mvcc: database space exceeded" (the NOSPACE alarm), "too
+                // many requests"; a response over gRPC's size limit is the
+                // same code but permanent.
+                Failure::Exhausted
             } else if c == code::UNAVAILABLE
                 || c == code::DEADLINE_EXCEEDED
                 || c == code::CANCELLED
@@ -99,6 +109,10 @@ pub(crate) fn classify(e: &etcd_client::Error) -> Failure {
 pub(crate) fn to_store_error(what: &str, e: etcd_client::Error) -> StoreError {
     match classify(&e) {
         Failure::Transient => StoreError::Unavailable {
+            message: format!("{what}: {e}"),
+            source: Some(Box::new(EtcdClientError(e))),
+        },
+        Failure::Exhausted => StoreError::Exhausted {
             message: format!("{what}: {e}"),
             source: Some(Box::new(EtcdClientError(e))),
         },
@@ -221,6 +235,23 @@ mod tests {
             .unwrap_err();
         assert!(err.is_unavailable(), "{err}");
         assert!(std::error::Error::source(&err).is_some());
+    }
+
+    #[test]
+    fn resource_exhausted_is_back_pressure_except_for_oversized_messages() {
+        let status = |msg: &str| {
+            etcd_client::Error::GRpcStatus(tonic::Status::new(tonic::Code::ResourceExhausted, msg))
+        };
+        for msg in [
+            "etcdserver: mvcc: database space exceeded",
+            "etcdserver: too many requests",
+        ] {
+            assert_eq!(classify(&status(msg)), Failure::Exhausted, "{msg}");
+            let err = to_store_error("writing", status(msg));
+            assert!(err.is_exhausted() && err.is_unavailable(), "{err}");
+        }
+        let big = status("grpc: received message larger than max (5000000 vs. 4194304)");
+        assert_eq!(classify(&big), Failure::Permanent);
     }
 
     #[tokio::test]

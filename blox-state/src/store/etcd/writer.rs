@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::Inner;
 use super::apply::{Group, KeyOutcome, write_chunk};
-use crate::store::{ApplyOutcome, Change, Result, StoreError};
+use crate::store::{ApplyOutcome, Change, Result, StoreError, check_change};
 
 /// Requests waiting in the channel before callers wait to send theirs.
 const QUEUED_REQUESTS: usize = 256;
@@ -41,10 +41,13 @@ pub(super) struct Writer {
     tx: mpsc::Sender<Request>,
 }
 
+/// Per-change results of a batch (see [`crate::StateStore::apply_each`]).
+type Outcomes = Vec<Result<ApplyOutcome>>;
+
 /// One caller's batch: each change with its key.
 struct Request {
     items: Vec<(Vec<u8>, Change)>,
-    reply: oneshot::Sender<Result<Vec<ApplyOutcome>>>,
+    reply: oneshot::Sender<Result<Outcomes>>,
 }
 
 impl Writer {
@@ -55,29 +58,49 @@ impl Writer {
         Writer { tx }
     }
 
-    /// Applies a batch: validates it (so one caller's invalid change fails
-    /// that caller only), then waits for the writer's outcomes.
-    pub(super) async fn apply(
-        &self,
-        inner: &Inner,
-        changes: Vec<Change>,
-    ) -> Result<Vec<ApplyOutcome>> {
+    /// Applies a batch: validates it (an invalid change fails alone; a
+    /// guard from another epoch fails the batch before anything is sent),
+    /// then waits for the writer's outcomes, one per change.
+    pub(super) async fn apply(&self, inner: &Inner, changes: Vec<Change>) -> Result<Outcomes> {
+        for guard in changes.iter().filter_map(|c| c.unchanged_since) {
+            inner.check_epoch(guard)?;
+        }
+        let mut results: Vec<Option<Result<ApplyOutcome>>> = Vec::with_capacity(changes.len());
         let mut items = Vec::with_capacity(changes.len());
         for change in changes {
-            if let Some(guard) = change.unchanged_since {
-                inner.check_epoch(guard)?;
+            match check_change(&change).and_then(|()| inner.keys.entity(change.arn())) {
+                Ok(key) => {
+                    results.push(None);
+                    items.push((key, change));
+                }
+                Err(e) => results.push(Some(Err(e))),
             }
-            items.push((inner.keys.entity(change.arn())?, change));
         }
-        if items.is_empty() {
-            return Ok(Vec::new());
+        let mut written = if items.is_empty() {
+            Vec::new()
+        } else {
+            let (reply, outcome) = oneshot::channel();
+            self.tx
+                .send(Request { items, reply })
+                .await
+                .map_err(|_| stopped())?;
+            outcome.await.map_err(|_| stopped())??
         }
-        let (reply, outcome) = oneshot::channel();
-        self.tx
-            .send(Request { items, reply })
-            .await
-            .map_err(|_| stopped())?;
-        outcome.await.map_err(|_| stopped())?
+        .into_iter();
+        Ok(results
+            .into_iter()
+            .map(|r| {
+                r.or_else(|| written.next())
+                    .unwrap_or_else(|| Err(no_outcome()))
+            })
+            .collect())
+    }
+}
+
+fn no_outcome() -> StoreError {
+    StoreError::Backend {
+        message: "an etcd write returned no outcome for a change".into(),
+        source: None,
     }
 }
 
@@ -95,9 +118,9 @@ type Route = (u64, usize);
 
 /// A request waiting for outcomes.
 struct Waiting {
-    outcomes: Vec<Option<ApplyOutcome>>,
+    outcomes: Vec<Option<Result<ApplyOutcome>>>,
     remaining: usize,
-    reply: Option<oneshot::Sender<Result<Vec<ApplyOutcome>>>>,
+    reply: Option<oneshot::Sender<Result<Outcomes>>>,
 }
 
 /// What a finished transaction reports: its keys, where each of its
@@ -166,7 +189,9 @@ impl State {
         self.waiting.insert(
             id,
             Waiting {
-                outcomes: vec![None; request.items.len()],
+                outcomes: std::iter::repeat_with(|| None)
+                    .take(request.items.len())
+                    .collect(),
                 remaining: request.items.len(),
                 reply: Some(request.reply),
             },
@@ -186,7 +211,12 @@ impl State {
     /// Starts transactions while slots are free and keys are ready.
     fn dispatch(&mut self) {
         let slots = self.inner.options.write_concurrency.max(1);
-        let max_keys = self.inner.options.max_txn_ops.saturating_sub(1).max(1);
+        let max_keys = self
+            .inner
+            .options
+            .max_txn_ops
+            .saturating_sub(super::apply::NESTED_OPS)
+            .max(1);
         while self.in_flight.len() < slots && !self.queue.is_empty() {
             let mut keys = Vec::new();
             let mut busy = Vec::new();
@@ -257,21 +287,14 @@ impl State {
                 for (i, outcome) in outcomes {
                     if let Some(&(id, pos)) = routes.get(i) {
                         answered[i] = true;
-                        match outcome {
-                            Ok(outcome) => self.deliver(id, pos, outcome),
-                            Err(e) => self.fail(id, &e),
-                        }
+                        self.deliver(id, pos, outcome.map_err(|e| copy_error(&e)));
                     }
                 }
                 // Never leave a caller waiting for an outcome that is not
                 // coming.
-                let e = Arc::new(StoreError::Backend {
-                    message: "an etcd write returned no outcome for a change".into(),
-                    source: None,
-                });
-                for (&(id, _), done) in routes.iter().zip(answered) {
+                for (&(id, pos), done) in routes.iter().zip(answered) {
                     if !done {
-                        self.fail(id, &e);
+                        self.deliver(id, pos, Err(no_outcome()));
                     }
                 }
             }
@@ -284,7 +307,7 @@ impl State {
         }
     }
 
-    fn deliver(&mut self, id: u64, pos: usize, outcome: ApplyOutcome) {
+    fn deliver(&mut self, id: u64, pos: usize, outcome: Result<ApplyOutcome>) {
         if let Some(w) = self.waiting.get_mut(&id)
             && let Some(slot) = w.outcomes.get_mut(pos)
             && slot.is_none()
@@ -294,8 +317,9 @@ impl State {
         }
     }
 
-    /// Answers a request with the error of one of its transactions (its
-    /// other changes are still written; their outcomes are dropped).
+    /// Answers a request with the error of one of its transactions (one
+    /// that failed as a whole: etcd unreachable; its other changes are still
+    /// written, their outcomes dropped).
     fn fail(&mut self, id: u64, e: &Arc<StoreError>) {
         if let Some(w) = self.waiting.get_mut(&id) {
             if let Some(reply) = w.reply.take() {
@@ -357,6 +381,10 @@ fn copy_error(e: &Arc<StoreError>) -> StoreError {
             limits: *limits,
         },
         StoreError::Unavailable { message, .. } => StoreError::Unavailable {
+            message: message.clone(),
+            source: source(),
+        },
+        StoreError::Exhausted { message, .. } => StoreError::Exhausted {
             message: message.clone(),
             source: source(),
         },
