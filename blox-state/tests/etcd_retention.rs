@@ -159,10 +159,18 @@ async fn migrating_a_version_1_prefix_builds_the_retention_indexes() {
     .unwrap();
     let report = migrate(&tool, MIGRATIONS, LAYOUT_VERSION).await.unwrap();
     assert_eq!((report.from, report.to), (1, 2));
-    assert_eq!(report.steps_run, ["1:retention-index"]);
+    assert!(
+        report.steps_run.iter().any(|s| s == "1:retention-index"),
+        "{:?}",
+        report.steps_run
+    );
     assert_eq!(count(&tool, &format!("{prefix}/i/")).await, 3);
     // Running the step again (a migration resumed after a crash) changes nothing.
-    (MIGRATIONS[0].run)(&tool).await.unwrap();
+    let step = MIGRATIONS
+        .iter()
+        .find(|s| s.name == "retention-index")
+        .unwrap();
+    (step.run)(&tool).await.unwrap();
     assert_eq!(count(&tool, &format!("{prefix}/i/")).await, 3);
 
     let store = EtcdStore::connect(opts).await.unwrap();
