@@ -102,6 +102,9 @@
 
 mod entities;
 mod error;
+#[cfg(test)]
+mod fixtures;
+mod listing;
 mod params;
 mod shape;
 mod stream;
@@ -124,12 +127,17 @@ use crate::store::StateStore;
 pub struct ApiState {
     cache: Cache,
     store: Arc<dyn StateStore>,
+    lists: Arc<listing::ListStats>,
 }
 
 impl ApiState {
     /// State over a cache and the store it follows.
     pub fn new(cache: Cache, store: Arc<dyn StateStore>) -> Self {
-        ApiState { cache, store }
+        ApiState {
+            cache,
+            store,
+            lists: Arc::default(),
+        }
     }
 
     /// The cache lists and gets read from.
