@@ -10,6 +10,9 @@
 //! - `cluster+status`: `?cluster=bench-03&status=RUNNING`, 400 tasks.
 //! - `all instances`: `GET /v1/instances`, 500 instances.
 //! - `one task`: a get by ARN.
+//! - `resident memory per task kept by the first list`: what the process
+//!   grew by over the first list of the loaded view, per task (the encoded
+//!   JSON that the cache keeps).
 //!
 //! Run: `cargo bench -p blox-benches --bench http_list`.
 
@@ -19,7 +22,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use axum::http::Request;
-use blox_benches::{instance, percentile, report, task};
+use blox_benches::{instance, percentile, report, resident_bytes, task};
 use blox_core::model::{Entity, TaskStatus};
 use blox_state::cache::cache;
 use blox_state::http::{ApiState, router};
@@ -73,7 +76,11 @@ async fn answer(app: &Router, uri: &str) -> (Duration, usize) {
         Ok(r) => r,
         Err(e) => panic!("router: {e}"),
     };
-    assert!(response.status().is_success(), "{uri}: {}", response.status());
+    assert!(
+        response.status().is_success(),
+        "{uri}: {}",
+        response.status()
+    );
     let body = match axum::body::to_bytes(response.into_body(), usize::MAX).await {
         Ok(b) => b,
         Err(e) => panic!("body: {e}"),
@@ -130,6 +137,15 @@ fn main() {
         let (i, t) = reader.len();
         report("view", format!("{i} instances, {t} tasks"), "");
         let one = task(3, 7, 7, TaskStatus::Running, 1).task_arn;
+        let before = resident_bytes();
+        answer(&app, "/v1/tasks").await;
+        if let (Some(b), Some(a)) = (before, resident_bytes()) {
+            report(
+                "resident memory per task kept by the first list",
+                a.saturating_sub(b) / t as u64,
+                "bytes",
+            );
+        }
         measure("all tasks, first list", &app, "/v1/tasks", 15, || {
             load(&mut writer, &items)
         })

@@ -31,6 +31,16 @@
 //! are opaque; an invalid one is a 400. The list's `metadata.entityVersion`
 //! is the revision the page was read at: streaming from it misses nothing.
 //!
+//! A list is exactly the view at that revision: the matching entries are
+//! taken under one read of the cache, then the body is written from them
+//! outside the lock, streamed a chunk (about 64 KiB) at a time as the
+//! connection takes it, yielding to other requests between chunks. Its
+//! memory is the entry handles plus one chunk, whatever the size of the
+//! list; when the client goes away the rest is never produced. A list that
+//! fits in one chunk is sent with a `Content-Length`, a longer one chunked.
+//! Each entity's JSON is encoded once per revision, by the first request
+//! that serves it, and copied by every later list and get.
+//!
 //! # Gets
 //! The ARN is the rest of the path (ARNs contain `/`), raw or URL-encoded.
 //! An unknown ARN, an ARN of the other kind, an entity that is not in the
