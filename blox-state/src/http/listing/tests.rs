@@ -140,7 +140,7 @@ async fn a_list_is_the_view_at_its_revision_while_writes_land_between_chunks() {
             let revision = Revision::new(1, seq);
             let k = (seq as usize * 7) % TASKS;
             let mut t = full_task(k);
-            if seq % 5 == 0 {
+            if seq.is_multiple_of(5) {
                 view.remove(&t.task_arn);
                 writer.apply(&WatchEvent::Delete {
                     arn: t.task_arn,
