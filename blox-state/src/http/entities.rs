@@ -3,8 +3,7 @@
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use blox_core::model::{Arn, EntityKind};
 
 use super::error::{ApiError, detailed, text};
@@ -59,12 +58,7 @@ fn item_response<T: Shape>(e: &Entry<T>) -> Response {
     let entity = shape::entity_json(e);
     let mut out = Vec::with_capacity(entity.len() + 64);
     shape::write_item(&mut out, e.revision, false, entity);
-    let mut response = Body::from(out).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+    listing::json_response(Body::from(out))
 }
 
 /// The cluster (when the path names one) and the entity ARN of a get's

@@ -154,6 +154,11 @@ where
         });
         Body::from_stream(futures::stream::once(async { Ok(first) }).chain(rest))
     };
+    json_response(body)
+}
+
+/// A 200 with a JSON body (`application/json`, as lists and gets answer).
+pub(crate) fn json_response(body: Body) -> Response {
     let mut response = body.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
