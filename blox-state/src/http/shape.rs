@@ -70,8 +70,12 @@ impl<T: Shape + ?Sized> Serialize for Shaped<'_, T> {
 /// An entity's v0.3 JSON (the `entity` of an item).
 pub(crate) fn encode<T: Shape>(value: &T) -> Bytes {
     // The model always serializes (string keys, no fallible types); were it
-    // not to, the entity would be `{}` rather than a broken body.
-    serde_json::to_vec(&Shaped(value)).map_or_else(|_| Bytes::from_static(b"{}"), Bytes::from)
+    // not to, the entity would be `{}` rather than a broken body. The bytes
+    // are kept as long as the entry: without the spare capacity.
+    serde_json::to_vec(&Shaped(value)).map_or_else(
+        |_| Bytes::from_static(b"{}"),
+        |v| Bytes::from(v.into_boxed_slice()),
+    )
 }
 
 /// A cached entity's v0.3 JSON: encoded by the first request that serves
