@@ -110,7 +110,7 @@ async fn measure(
     report(
         name,
         format!(
-            "median {:.3} ms, p90 {:.3} ms, {} bytes, {:.2} GB/s",
+            "median {:.4} ms, p90 {:.4} ms, {} bytes, {:.2} GB/s",
             median.as_secs_f64() * 1e3,
             p90.as_secs_f64() * 1e3,
             size,

@@ -55,9 +55,8 @@ pub(crate) async fn list_tasks(
 
 /// The response to a get: the entry as an item, its entity's bytes copied.
 fn item_response<T: Shape>(e: &Entry<T>) -> Response {
-    let entity = shape::entity_json(e);
-    let mut out = Vec::with_capacity(entity.len() + 64);
-    shape::write_item(&mut out, e.revision, false, entity);
+    let mut out = Vec::new();
+    shape::write_entry(&mut out, e);
     listing::json_response(Body::from(out))
 }
 

@@ -125,7 +125,7 @@ impl<T: Shape> ListBody<T> {
                 out.push(b',');
             }
             self.any = true;
-            shape::write_item(&mut out, e.revision, false, shape::entity_json(&e));
+            shape::write_entry(&mut out, &e);
             written += 1;
         }
         self.stats

@@ -17,7 +17,7 @@
 //! Both kinds are written in one pass, straight to bytes, in the model's
 //! field order under v0.3's names: tasks through [`V03`], instances through
 //! [`InstanceV03`]. A cached entity is encoded once per revision
-//! ([`entity_json`]); lists and gets copy its bytes into [`write_item`]'s
+//! ([`write_entry`]): lists and gets copy its bytes into the item's
 //! wrapping.
 
 use blox_core::model::{
@@ -67,30 +67,61 @@ impl<T: Shape + ?Sized> Serialize for Shaped<'_, T> {
     }
 }
 
-/// An entity's v0.3 JSON (the `entity` of an item).
-pub(crate) fn encode<T: Shape>(value: &T) -> Bytes {
+/// Appends an entity's v0.3 JSON (the `entity` of an item) to `out`.
+fn write_entity<T: Shape>(out: &mut Vec<u8>, value: &T) {
+    let start = out.len();
     // The model always serializes (string keys, no fallible types); were it
-    // not to, the entity would be `{}` rather than a broken body. The bytes
-    // are kept as long as the entry: without the spare capacity.
-    serde_json::to_vec(&Shaped(value)).map_or_else(
-        |_| Bytes::from_static(b"{}"),
-        |v| Bytes::from(v.into_boxed_slice()),
-    )
+    // not to, the entity would be `{}` rather than a broken body.
+    if serde_json::to_writer(&mut *out, &Shaped(value)).is_err() {
+        out.truncate(start);
+        out.extend_from_slice(b"{}");
+    }
 }
 
-/// A cached entity's v0.3 JSON: encoded by the first request that serves
-/// this revision of it, then copied.
-pub(crate) fn entity_json<T: Shape>(entry: &Entry<T>) -> &Bytes {
-    entry.encoded(encode)
+/// An entity's v0.3 JSON (what [`write_entry`] keeps).
+#[cfg(test)]
+pub(crate) fn encode<T: Shape>(value: &T) -> Bytes {
+    let mut out = Vec::new();
+    write_entity(&mut out, value);
+    Bytes::from(out.into_boxed_slice())
+}
+
+/// Appends a cached entity's item to `out`: its encoded JSON copied, or,
+/// for the first request that serves this revision of it, encoded in place
+/// and kept (one copy of what was written).
+pub(crate) fn write_entry<T: Shape>(out: &mut Vec<u8>, entry: &Entry<T>) {
+    write_item_with(out, entry.revision, false, |out| {
+        let start = out.len();
+        let mut here = false;
+        let kept = entry.encoded(|value| {
+            write_entity(out, value);
+            here = true;
+            Bytes::copy_from_slice(&out[start..])
+        });
+        if !here {
+            out.extend_from_slice(kept);
+        }
+    });
 }
 
 /// Appends an item, `{"metadata": {...}, "entity": ENTITY}`, to `out`:
 /// the bytes [`Wrapped`] serializes to, with the entity's already encoded.
+#[cfg(test)]
 pub(crate) fn write_item(out: &mut Vec<u8>, revision: Revision, deleted: bool, entity: &[u8]) {
+    write_item_with(out, revision, deleted, |out| out.extend_from_slice(entity));
+}
+
+/// Appends an item whose entity `entity` writes.
+fn write_item_with(
+    out: &mut Vec<u8>,
+    revision: Revision,
+    deleted: bool,
+    entity: impl FnOnce(&mut Vec<u8>),
+) {
     out.extend_from_slice(b"{\"metadata\":");
     write_metadata(out, revision, deleted);
     out.extend_from_slice(b",\"entity\":");
-    out.extend_from_slice(entity);
+    entity(out);
     out.push(b'}');
 }
 
@@ -387,14 +418,26 @@ mod tests {
     fn an_entry_is_encoded_once_per_revision() {
         let entry = Entry::new(std::sync::Arc::new(full_task(4)), Revision::new(1, 1));
         let copy = entry.clone();
-        let first = entity_json(&entry).clone();
+        let mut first = Vec::new();
+        write_entry(&mut first, &entry);
+        let mut expected = Vec::new();
+        write_item(
+            &mut expected,
+            Revision::new(1, 1),
+            false,
+            &encode(&full_task(4)),
+        );
+        assert_eq!(first, expected);
         let mut calls = 0;
-        let again = copy.encoded(|_| {
+        let kept = copy.encoded(|_| {
             calls += 1;
             Bytes::new()
         });
-        assert_eq!((calls, again), (0, &first), "the clone shares the encoding");
-        assert_eq!(first, encode(&full_task(4)));
+        assert_eq!(calls, 0, "the clone shares the encoding");
+        assert_eq!(kept, &encode(&full_task(4)));
+        let mut again = Vec::new();
+        write_entry(&mut again, &copy);
+        assert_eq!(again, expected, "copied");
     }
 
     fn arn(s: &str) -> Arn {
