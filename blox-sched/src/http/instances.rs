@@ -9,13 +9,14 @@ use axum::Json;
 use axum::extract::State;
 use blox_core::model::{Arn, Timestamp};
 use blox_state::store::Filter;
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use super::SchedApiState;
 use super::error::ApiError;
 use super::params::{self, Params, RawPath, RawQuery};
 use crate::daemon::{
-    DaemonDesired, DaemonInstanceState, Deployment, EnvironmentState, instance_statuses,
+    DaemonDesired, DaemonInstanceState, Deployment, EnvironmentState, InstanceDaemonStatus,
+    instance_statuses,
 };
 use crate::scheduler::{InstanceBackoff, Snapshot};
 
@@ -40,12 +41,33 @@ fn recorded_failures(active: Option<&Deployment>, now: Timestamp) -> HashMap<Arn
         .collect()
 }
 
+/// The answer of `GET /v1/environments/{name}/instances`, serialized in one
+/// pass as it is written (no `Value` tree per instance).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Statuses {
+    environment_name: String,
+    task_definition: String,
+    items: Vec<InstanceDaemonStatus>,
+    summary: Summary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    active_deployment: Option<String>,
+}
+
+/// How many eligible instances are in each state.
+#[derive(Serialize)]
+struct Summary {
+    running: usize,
+    pending: usize,
+    failed: usize,
+}
+
 /// `GET /v1/environments/{name}/instances`.
 pub(crate) async fn statuses(
     State(s): State<SchedApiState>,
     name: RawPath<String>,
     q: RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Statuses>, ApiError> {
     let name = params::path(name)?;
     Params::parse(q, &[])?;
     let environment = s.envs.get(&name).await?;
@@ -87,25 +109,26 @@ pub(crate) async fn statuses(
         desired: DaemonDesired::new(vec![state]),
         now,
     };
-    let list = instance_statuses(&snap, &name).unwrap_or_default();
-    let (mut running, mut pending, mut failed) = (0, 0, 0);
-    for st in &list {
+    let items = instance_statuses(&snap, &name).unwrap_or_default();
+    let mut summary = Summary {
+        running: 0,
+        pending: 0,
+        failed: 0,
+    };
+    for st in &items {
         match st.state {
-            DaemonInstanceState::Running => running += 1,
-            DaemonInstanceState::Pending => pending += 1,
-            DaemonInstanceState::Failed { .. } => failed += 1,
+            DaemonInstanceState::Running => summary.running += 1,
+            DaemonInstanceState::Pending => summary.pending += 1,
+            DaemonInstanceState::Failed { .. } => summary.failed += 1,
         }
     }
-    let mut out = json!({
-        "environmentName": name,
-        "taskDefinition": task_definition,
-        "items": serde_json::to_value(&list).unwrap_or_else(|_| json!([])),
-        "summary": { "running": running, "pending": pending, "failed": failed },
-    });
-    if let (Some(id), Some(o)) = (active, out.as_object_mut()) {
-        o.insert("activeDeployment".into(), json!(id));
-    }
-    Ok(Json(out))
+    Ok(Json(Statuses {
+        environment_name: name,
+        task_definition,
+        items,
+        summary,
+        active_deployment: active,
+    }))
 }
 
 #[cfg(test)]

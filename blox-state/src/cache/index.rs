@@ -8,7 +8,9 @@
 //! flooding buys nothing here.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
 
 use rustc_hash::FxHashMap as HashMap;
 
@@ -16,13 +18,43 @@ use blox_core::model::{Arn, ContainerInstance, Entity, Task};
 
 use crate::store::{Filter, Revision};
 
-/// A cached entity with the store revision of its last write.
+/// A cached entity with the store revision of its last write, and its
+/// v0.3 JSON for that revision, encoded once.
+///
+/// Entries are recreated on every write, so the encoding belongs to one
+/// revision of the entity. It is encoded lazily, by the first request that
+/// serves the entity, outside the cache's lock, and then shared by every
+/// clone of the entry (the cell is behind an `Arc`): later lists and gets
+/// copy the bytes. Encoding at apply time instead would lengthen the write
+/// lock of every change and of every relist by the encoding time and keep
+/// bytes of entities nobody reads (`benches/RESULTS.md`, issue 17).
 #[derive(Debug)]
 pub struct Entry<T> {
     /// The entity (shared; cloning the entry does not copy it).
     pub value: Arc<T>,
     /// The store revision of its last write (`metadata.entityVersion`).
     pub revision: Revision,
+    /// The entity's v0.3 JSON (the `entity` of an item), once encoded.
+    encoded: Arc<OnceLock<Bytes>>,
+}
+
+impl<T> Entry<T> {
+    /// An entry for `value` written at `revision`, not yet encoded.
+    pub fn new(value: Arc<T>, revision: Revision) -> Self {
+        Entry {
+            value,
+            revision,
+            encoded: Arc::default(),
+        }
+    }
+
+    /// The entity's encoding: `encode`'s result, computed by the first
+    /// caller of this entry's revision and kept. Every caller must pass the
+    /// same encoder (the HTTP API's v0.3 shape).
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn encoded(&self, encode: impl FnOnce(&T) -> Bytes) -> &Bytes {
+        self.encoded.get_or_init(|| encode(&self.value))
+    }
 }
 
 impl<T> Clone for Entry<T> {
@@ -30,6 +62,7 @@ impl<T> Clone for Entry<T> {
         Entry {
             value: Arc::clone(&self.value),
             revision: self.revision,
+            encoded: Arc::clone(&self.encoded),
         }
     }
 }
@@ -161,7 +194,7 @@ impl Indexed {
                     self.unindex_instance(&old);
                 }
                 self.index_instance(&i);
-                self.instances.insert(arn, Entry { value: i, revision });
+                self.instances.insert(arn, Entry::new(i, revision));
             }
             Entity::Task(t) => {
                 let arn = t.task_arn.clone();
@@ -173,7 +206,7 @@ impl Indexed {
                     self.unindex_task(&old);
                 }
                 self.index_task(&t);
-                self.tasks.insert(arn, Entry { value: t, revision });
+                self.tasks.insert(arn, Entry::new(t, revision));
             }
         }
         true

@@ -1,18 +1,16 @@
 //! `GET /v1/instances`, `/v1/tasks` and the single-entity gets.
 
-use axum::Json;
+use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use blox_core::model::{Arn, ContainerInstance, EntityKind, Task};
-use serde::ser::{Serialize, SerializeMap, Serializer};
-use serde_json::Value;
+use axum::response::Response;
+use blox_core::model::{Arn, EntityKind};
 
 use super::error::{ApiError, detailed, text};
 use super::params::{self, Params, RawQuery, query_pairs};
-use super::shape::{Metadata, Wrapped};
-use super::v03::V03;
-use super::{ApiState, shape};
-use crate::cache::{CachePage, Entry};
+use super::shape::{self, Shape};
+use super::{ApiState, listing};
+use crate::cache::Entry;
 use crate::store::Filter;
 
 const LIST_INSTANCES_KEYS: &[&str] = &["status", "cluster", "maxResults", "nextToken"];
@@ -22,7 +20,7 @@ const LIST_TASKS_KEYS: &[&str] = &["status", "cluster", "startedBy", "maxResults
 pub(crate) async fn list_instances(
     State(s): State<ApiState>,
     q: RawQuery,
-) -> Result<Json<impl Serialize>, ApiError> {
+) -> Result<Response, ApiError> {
     let p = Params::parse(query_pairs(q)?, LIST_INSTANCES_KEYS)?;
     let filter = Filter {
         cluster: p.cluster()?,
@@ -32,18 +30,15 @@ pub(crate) async fn list_instances(
     let after = p.next_token(EntityKind::Instance)?;
     let limit = p.max_results()?.unwrap_or(usize::MAX);
     s.ready()?;
-    Ok(Json(Listing(s.cache.list_instances_page(
-        &filter,
-        after.as_ref(),
-        limit,
-    ))))
+    let page = s.cache.list_instances_page(&filter, after.as_ref(), limit);
+    Ok(listing::response(page, &s.lists))
 }
 
 /// `GET /v1/tasks`.
 pub(crate) async fn list_tasks(
     State(s): State<ApiState>,
     q: RawQuery,
-) -> Result<Json<impl Serialize>, ApiError> {
+) -> Result<Response, ApiError> {
     let p = Params::parse(query_pairs(q)?, LIST_TASKS_KEYS)?;
     let filter = Filter {
         cluster: p.cluster()?,
@@ -54,73 +49,15 @@ pub(crate) async fn list_tasks(
     let after = p.next_token(EntityKind::Task)?;
     let limit = p.max_results()?.unwrap_or(usize::MAX);
     s.ready()?;
-    Ok(Json(Listing(s.cache.list_tasks_page(
-        &filter,
-        after.as_ref(),
-        limit,
-    ))))
+    let page = s.cache.list_tasks_page(&filter, after.as_ref(), limit);
+    Ok(listing::response(page, &s.lists))
 }
 
-/// An entity kind's v0.3 shape, written straight to the response.
-trait Shaped {
-    fn shaped<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error>;
-}
-
-impl Shaped for Task {
-    fn shaped<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        V03(self).serialize(s)
-    }
-}
-
-impl Shaped for ContainerInstance {
-    fn shaped<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        shape::instance(self).serialize(s)
-    }
-}
-
-/// `{"items": [{"metadata": {"entityVersion"}, "entity"}], "metadata":
-/// {"entityVersion"}, "nextToken"?}` of a page, serialized as it is written.
-struct Listing<T>(CachePage<T>);
-
-/// An entity, written in its v0.3 shape.
-struct ShapedRef<'a, T>(&'a T);
-
-impl<T: Shaped> Serialize for ShapedRef<'_, T> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.0.shaped(s)
-    }
-}
-
-impl<T: Shaped> Serialize for Listing<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let page = &self.0;
-        let next = page.next_after.as_ref().map(params::encode_token);
-        let mut m = s.serialize_map(Some(2 + usize::from(next.is_some())))?;
-        m.serialize_entry("items", &ItemList(&page.items))?;
-        let metadata = Metadata {
-            revision: page.revision,
-            deleted: false,
-        };
-        m.serialize_entry("metadata", &metadata)?;
-        if let Some(t) = next {
-            m.serialize_entry("nextToken", &t)?;
-        }
-        m.end()
-    }
-}
-
-struct ItemList<'a, T>(&'a [Entry<T>]);
-
-impl<T: Shaped> Serialize for ItemList<'_, T> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(|e| Wrapped {
-            metadata: Metadata {
-                revision: e.revision,
-                deleted: false,
-            },
-            entity: ShapedRef(&*e.value),
-        }))
-    }
+/// The response to a get: the entry as an item, its entity's bytes copied.
+fn item_response<T: Shape>(e: &Entry<T>) -> Response {
+    let mut out = Vec::new();
+    shape::write_entry(&mut out, e);
+    listing::json_response(Body::from(out))
 }
 
 /// The cluster (when the path names one) and the entity ARN of a get's
@@ -189,7 +126,7 @@ fn absent(kind: EntityKind, arn: &Arn, cluster: Option<&str>) -> ApiError {
 pub(crate) async fn get_instance(
     State(s): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let (cluster, arn) = target(path, EntityKind::Instance)?;
     s.ready()?;
     let e = s
@@ -199,18 +136,14 @@ pub(crate) async fn get_instance(
     if !Filter::cluster_matches(&cluster, &e.value.cluster_arn) {
         return Err(absent(EntityKind::Instance, &arn, Some(&cluster)));
     }
-    Ok(Json(shape::wrap(
-        shape::instance(&e.value),
-        e.revision,
-        false,
-    )))
+    Ok(item_response(&e))
 }
 
 /// `GET /v1/tasks/{cluster}/{arn}`.
 pub(crate) async fn get_task(
     State(s): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let (cluster, arn) = target(path, EntityKind::Task)?;
     s.ready()?;
     let e = s
@@ -220,7 +153,7 @@ pub(crate) async fn get_task(
     if !Filter::cluster_matches(&cluster, &e.value.cluster_arn) {
         return Err(absent(EntityKind::Task, &arn, Some(&cluster)));
     }
-    Ok(Json(shape::wrap(shape::task(&e.value), e.revision, false)))
+    Ok(item_response(&e))
 }
 
 #[cfg(test)]

@@ -35,6 +35,16 @@
 //! that revision (the cache applies a revision whole): streaming from it
 //! misses nothing.
 //!
+//! A list is exactly the view at that revision: the matching entries are
+//! taken under one read of the cache, then the body is written from them
+//! outside the lock, streamed a chunk (about 64 KiB) at a time as the
+//! connection takes it, yielding to other requests between chunks. Its
+//! memory is the entry handles plus one chunk, whatever the size of the
+//! list; when the client goes away the rest is never produced. A list that
+//! fits in one chunk is sent with a `Content-Length`, a longer one chunked.
+//! Each entity's JSON is encoded once per revision, by the first request
+//! that serves it, and copied by every later list and get.
+//!
 //! # Gets
 //! The ARN is the rest of the path (ARNs contain `/`), raw or URL-encoded.
 //! An unknown ARN, an ARN of the other kind, an entity that is not in the
@@ -112,6 +122,9 @@
 
 mod entities;
 mod error;
+#[cfg(test)]
+mod fixtures;
+mod listing;
 mod params;
 mod shape;
 mod stream;
@@ -135,12 +148,17 @@ use crate::store::StateStore;
 pub struct ApiState {
     cache: Cache,
     store: Arc<dyn StateStore>,
+    lists: Arc<listing::ListStats>,
 }
 
 impl ApiState {
     /// State over a cache and the store it follows.
     pub fn new(cache: Cache, store: Arc<dyn StateStore>) -> Self {
-        ApiState { cache, store }
+        ApiState {
+            cache,
+            store,
+            lists: Arc::default(),
+        }
     }
 
     /// The cache lists and gets read from.

@@ -13,20 +13,129 @@
 //! the spec requires but blox does not know (a Fargate task's
 //! `containerInstanceARN`, an unknown `createdAt`) are sent as empty
 //! strings, and `overrides` is always present.
+//!
+//! Both kinds are written in one pass, straight to bytes, in the model's
+//! field order under v0.3's names: tasks through [`V03`], instances through
+//! [`InstanceV03`]. A cached entity is encoded once per revision
+//! ([`write_entry`]): lists and gets copy its bytes into the item's
+//! wrapping.
 
-use blox_core::model::{Arn, ContainerInstance, Entity, EntityKind, Resource, Task};
+use blox_core::model::{
+    Arn, Attribute, ContainerInstance, Entity, EntityKind, Resource, Task, VersionInfo,
+};
+use bytes::Bytes;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value, json};
 
+use super::v03::V03;
+use crate::cache::Entry;
 use crate::store::Revision;
+
+/// An entity served by the API, written in its v0.3 shape.
+pub(crate) trait Shape {
+    /// Serializes the entity in its v0.3 shape.
+    fn shape<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error>;
+}
+
+impl Shape for Task {
+    fn shape<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        V03(self).serialize(s)
+    }
+}
+
+impl Shape for ContainerInstance {
+    fn shape<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        InstanceV03(self).serialize(s)
+    }
+}
+
+impl Shape for Entity {
+    fn shape<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Entity::Instance(i) => i.shape(s),
+            Entity::Task(t) => t.shape(s),
+        }
+    }
+}
+
+/// An entity as a `Serialize`, in its v0.3 shape.
+pub(crate) struct Shaped<'a, T: ?Sized>(pub(crate) &'a T);
+
+impl<T: Shape + ?Sized> Serialize for Shaped<'_, T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.shape(s)
+    }
+}
+
+/// Appends an entity's v0.3 JSON (the `entity` of an item) to `out`.
+fn write_entity<T: Shape>(out: &mut Vec<u8>, value: &T) {
+    let start = out.len();
+    // The model always serializes (string keys, no fallible types); were it
+    // not to, the entity would be `{}` rather than a broken body.
+    if serde_json::to_writer(&mut *out, &Shaped(value)).is_err() {
+        out.truncate(start);
+        out.extend_from_slice(b"{}");
+    }
+}
+
+/// An entity's v0.3 JSON (what [`write_entry`] keeps).
+#[cfg(test)]
+pub(crate) fn encode<T: Shape>(value: &T) -> Bytes {
+    let mut out = Vec::new();
+    write_entity(&mut out, value);
+    Bytes::from(out.into_boxed_slice())
+}
+
+/// Appends a cached entity's item to `out`: its encoded JSON copied, or,
+/// for the first request that serves this revision of it, encoded in place
+/// and kept (one copy of what was written).
+pub(crate) fn write_entry<T: Shape>(out: &mut Vec<u8>, entry: &Entry<T>) {
+    write_item_with(out, entry.revision, false, |out| {
+        let start = out.len();
+        let mut here = false;
+        let kept = entry.encoded(|value| {
+            write_entity(out, value);
+            here = true;
+            Bytes::copy_from_slice(&out[start..])
+        });
+        if !here {
+            out.extend_from_slice(kept);
+        }
+    });
+}
+
+/// Appends an item, `{"metadata": {...}, "entity": ENTITY}`, to `out`:
+/// the bytes [`Wrapped`] serializes to, with the entity's already encoded.
+#[cfg(test)]
+pub(crate) fn write_item(out: &mut Vec<u8>, revision: Revision, deleted: bool, entity: &[u8]) {
+    write_item_with(out, revision, deleted, |out| out.extend_from_slice(entity));
+}
+
+/// Appends an item whose entity `entity` writes.
+fn write_item_with(
+    out: &mut Vec<u8>,
+    revision: Revision,
+    deleted: bool,
+    entity: impl FnOnce(&mut Vec<u8>),
+) {
+    out.extend_from_slice(b"{\"metadata\":");
+    write_metadata(out, revision, deleted);
+    out.extend_from_slice(b",\"entity\":");
+    entity(out);
+    out.push(b'}');
+}
+
+/// Appends `{"entityVersion", "deleted"?}` to `out`.
+pub(crate) fn write_metadata(out: &mut Vec<u8>, revision: Revision, deleted: bool) {
+    // Writing to a Vec cannot fail, nor can serializing a revision.
+    let _ = serde_json::to_writer(out, &Metadata { revision, deleted });
+}
 
 /// `{"metadata": {...}, "entity": {...}}` for an entity.
 pub(crate) fn item(entity: &Entity, revision: Revision, deleted: bool) -> Value {
-    let body = match entity {
-        Entity::Instance(i) => instance(i),
-        Entity::Task(t) => task(t),
-    };
-    wrap(body, revision, deleted)
+    let metadata = Metadata { revision, deleted };
+    let entity = Shaped(entity);
+    serde_json::to_value(Wrapped { metadata, entity }).unwrap_or(Value::Null)
 }
 
 /// The item for a deleted entity of which the store kept no last state:
@@ -41,7 +150,12 @@ pub(crate) fn deleted_without_state(kind: EntityKind, arn: &Arn, revision: Revis
     if let Some(cluster) = arn.cluster_arn() {
         body.insert("clusterARN".into(), json!(cluster));
     }
-    wrap(Value::Object(body), revision, true)
+    let metadata = Metadata {
+        revision,
+        deleted: true,
+    };
+    let entity = Value::Object(body);
+    serde_json::to_value(Wrapped { metadata, entity }).unwrap_or(Value::Null)
 }
 
 /// `{"entityVersion", "deleted"?}`: an item's metadata, or a list's (never
@@ -81,74 +195,125 @@ impl<E: Serialize> Serialize for Wrapped<E> {
     }
 }
 
-/// Wraps an entity's JSON with its metadata.
-pub(crate) fn wrap(entity: Value, revision: Revision, deleted: bool) -> Value {
-    let metadata = Metadata { revision, deleted };
-    serde_json::to_value(Wrapped { metadata, entity }).unwrap_or(Value::Null)
-}
+/// A container instance in the shape described by the module docs, in the
+/// model's field order under v0.3's names: `containerInstanceARN`,
+/// `clusterARN`, `EC2InstanceID`; `versionInfo` (`{}` when unknown), each
+/// attribute's `value` (`""` for a capability) and resources as
+/// `{"name", "type", "value"}` always present.
+pub(crate) struct InstanceV03<'a>(pub(crate) &'a ContainerInstance);
 
-/// Moves `from` to `to` in an object when `from` is present.
-fn rename(obj: &mut Map<String, Value>, from: &str, to: &str) {
-    if let Some(v) = obj.remove(from) {
-        obj.insert(to.into(), v);
+/// Writes `key` when the value is known (the model leaves out what is not).
+fn entry_if<M: SerializeMap, T: Serialize>(
+    m: &mut M,
+    key: &'static str,
+    value: Option<&T>,
+) -> Result<(), M::Error> {
+    match value {
+        Some(v) => m.serialize_entry(key, v),
+        None => Ok(()),
     }
 }
 
-/// Sets `key` to `default` when it is absent or null.
-fn require(obj: &mut Map<String, Value>, key: &str, default: Value) {
-    if obj.get(key).is_none_or(Value::is_null) {
-        obj.insert(key.into(), default);
+impl Serialize for InstanceV03<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // Destructured whole, so that a field added to the model does not
+        // compile until it has its place here.
+        let ContainerInstance {
+            container_instance_arn,
+            cluster_arn,
+            ec2_instance_id,
+            status,
+            status_reason,
+            agent_connected,
+            agent_update_status,
+            attributes,
+            registered_resources,
+            remaining_resources,
+            version_info,
+            running_tasks_count,
+            pending_tasks_count,
+            capacity_provider_name,
+            version,
+            registered_at,
+            updated_at,
+        } = self.0;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("containerInstanceARN", container_instance_arn)?;
+        m.serialize_entry("clusterARN", cluster_arn)?;
+        entry_if(&mut m, "EC2InstanceID", ec2_instance_id.as_ref())?;
+        m.serialize_entry("status", status)?;
+        entry_if(&mut m, "statusReason", status_reason.as_ref())?;
+        m.serialize_entry("agentConnected", agent_connected)?;
+        entry_if(&mut m, "agentUpdateStatus", agent_update_status.as_ref())?;
+        m.serialize_entry("attributes", &Each(attributes, AttributeV03))?;
+        m.serialize_entry(
+            "registeredResources",
+            &Each(registered_resources, ResourceV03),
+        )?;
+        m.serialize_entry(
+            "remainingResources",
+            &Each(remaining_resources, ResourceV03),
+        )?;
+        let no_version = VersionInfo::default();
+        m.serialize_entry("versionInfo", version_info.as_ref().unwrap_or(&no_version))?;
+        entry_if(&mut m, "runningTasksCount", running_tasks_count.as_ref())?;
+        entry_if(&mut m, "pendingTasksCount", pending_tasks_count.as_ref())?;
+        entry_if(
+            &mut m,
+            "capacityProviderName",
+            capacity_provider_name.as_ref(),
+        )?;
+        entry_if(&mut m, "version", version.as_ref())?;
+        entry_if(&mut m, "registeredAt", registered_at.as_ref())?;
+        entry_if(&mut m, "updatedAt", updated_at.as_ref())?;
+        m.end()
     }
 }
 
-fn to_object<T: serde::Serialize>(value: &T) -> Map<String, Value> {
-    // The model serializes to a JSON object with string keys; anything else
-    // would be a model bug, answered with an empty object rather than a panic.
-    match serde_json::to_value(value) {
-        Ok(Value::Object(m)) => m,
-        _ => Map::new(),
+/// A list whose elements are written by a wrapper (`W`).
+struct Each<'a, T, W>(&'a [T], fn(&'a T) -> W);
+
+impl<'a, T, W: Serialize> Serialize for Each<'a, T, W> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(self.1))
     }
 }
 
-/// A container instance in the shape described by the module docs.
-pub(crate) fn instance(i: &ContainerInstance) -> Value {
-    let mut o = to_object(i);
-    rename(&mut o, "clusterArn", "clusterARN");
-    rename(&mut o, "containerInstanceArn", "containerInstanceARN");
-    rename(&mut o, "ec2InstanceId", "EC2InstanceID");
-    require(&mut o, "versionInfo", json!({}));
-    o.insert(
-        "registeredResources".into(),
-        resources(&i.registered_resources),
-    );
-    o.insert(
-        "remainingResources".into(),
-        resources(&i.remaining_resources),
-    );
-    if let Some(Value::Array(attrs)) = o.get_mut("attributes") {
-        for a in attrs.iter_mut().filter_map(Value::as_object_mut) {
-            // v0.3 requires a value; capability attributes have none.
-            require(a, "value", json!(""));
-        }
+/// An attribute as v0.3 requires it: with a value (`""` for capability
+/// attributes, which have none).
+struct AttributeV03<'a>(&'a Attribute);
+
+impl Serialize for AttributeV03<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let Attribute {
+            name,
+            value,
+            target_type,
+            target_id,
+        } = self.0;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("name", name)?;
+        m.serialize_entry("value", value.as_deref().unwrap_or(""))?;
+        entry_if(&mut m, "targetType", target_type.as_ref())?;
+        entry_if(&mut m, "targetId", target_id.as_ref())?;
+        m.end()
     }
-    Value::Object(o)
 }
 
-/// Resources as v0.3 wrote them: `{"name", "type", "value"}`, the value as
+/// A resource as v0.3 wrote it: `{"name", "type", "value"}`, the value as
 /// text (the typed value fields of ECS would repeat it).
-fn resources(list: &[Resource]) -> Value {
-    Value::Array(
-        list.iter()
-            .map(|r| {
-                let (kind, value) = resource_value(r);
-                json!({
-                    "name": r.name,
-                    "type": r.kind.as_deref().unwrap_or(kind),
-                    "value": value,
-                })
-            })
-            .collect(),
-    )
+struct ResourceV03<'a>(&'a Resource);
+
+impl Serialize for ResourceV03<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = self.0;
+        let (kind, value) = resource_value(r);
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("name", &r.name)?;
+        m.serialize_entry("type", r.kind.as_deref().unwrap_or(kind))?;
+        m.serialize_entry("value", &value)?;
+        m.end()
+    }
 }
 
 /// The v0.3 `type` and string `value` of a resource: the number as text, or
@@ -165,20 +330,115 @@ fn resource_value(r: &Resource) -> (&'static str, String) {
     }
 }
 
-/// A task in the shape described by the module docs.
-pub(crate) fn task(t: &Task) -> Value {
-    match serde_json::to_value(super::v03::V03(t)) {
-        Ok(v @ Value::Object(_)) => v,
-        _ => Value::Object(Map::new()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::fixtures::{
+        bare_instance, bare_task, full_instance, full_task, old_instance, old_task,
+    };
     use blox_core::model::{
         Container, ContainerOverride, KeyValuePair, NetworkBinding, TaskOverride,
     };
+
+    /// A task's encoding, parsed.
+    fn task(t: &Task) -> Value {
+        serde_json::from_slice(&encode(t)).unwrap()
+    }
+
+    /// An instance's encoding, parsed.
+    fn instance(i: &ContainerInstance) -> Value {
+        serde_json::from_slice(&encode(i)).unwrap()
+    }
+
+    #[test]
+    fn entities_encode_to_what_the_api_served_before() {
+        for t in [full_task(1), bare_task(2)] {
+            assert_eq!(task(&t), old_task(&t));
+            assert_eq!(
+                encode(&t),
+                serde_json::to_vec(&V03(&t)).unwrap(),
+                "the bytes lists wrote"
+            );
+        }
+        for i in [full_instance(1), bare_instance(2)] {
+            assert_eq!(instance(&i), old_instance(&i));
+        }
+    }
+
+    #[test]
+    fn an_instance_is_written_in_model_order_under_v03_names() {
+        let bytes = encode(&full_instance(1));
+        let text = std::str::from_utf8(&bytes).unwrap();
+        let keys = [
+            "containerInstanceARN",
+            "clusterARN",
+            "EC2InstanceID",
+            "status",
+            "statusReason",
+            "agentConnected",
+            "agentUpdateStatus",
+            "attributes",
+            "registeredResources",
+            "remainingResources",
+            "versionInfo",
+            "runningTasksCount",
+            "pendingTasksCount",
+            "capacityProviderName",
+            "version",
+            "registeredAt",
+            "updatedAt",
+        ];
+        let at: Vec<usize> = keys
+            .iter()
+            .map(|k| text.find(&format!("\"{k}\":")).unwrap())
+            .collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{text}");
+        assert!(text.starts_with("{\"containerInstanceARN\":"), "{text}");
+    }
+
+    #[test]
+    fn an_item_is_written_as_its_value_serializes() {
+        let t = full_task(3);
+        let mut out = Vec::new();
+        write_item(&mut out, Revision::new(2, 5), true, &encode(&t));
+        let metadata = Metadata {
+            revision: Revision::new(2, 5),
+            deleted: true,
+        };
+        let whole = Wrapped {
+            metadata,
+            entity: V03(&t),
+        };
+        assert_eq!(out, serde_json::to_vec(&whole).unwrap());
+        let value: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(value, item(&Entity::from(t), Revision::new(2, 5), true));
+    }
+
+    #[test]
+    fn an_entry_is_encoded_once_per_revision() {
+        let entry = Entry::new(std::sync::Arc::new(full_task(4)), Revision::new(1, 1));
+        let copy = entry.clone();
+        let mut first = Vec::new();
+        write_entry(&mut first, &entry);
+        let mut expected = Vec::new();
+        write_item(
+            &mut expected,
+            Revision::new(1, 1),
+            false,
+            &encode(&full_task(4)),
+        );
+        assert_eq!(first, expected);
+        let mut calls = 0;
+        let kept = copy.encoded(|_| {
+            calls += 1;
+            Bytes::new()
+        });
+        assert_eq!(calls, 0, "the clone shares the encoding");
+        assert_eq!(kept, &encode(&full_task(4)));
+        let mut again = Vec::new();
+        write_entry(&mut again, &copy);
+        assert_eq!(again, expected, "copied");
+    }
 
     fn arn(s: &str) -> Arn {
         Arn::parse(s).unwrap()
