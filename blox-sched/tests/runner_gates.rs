@@ -17,7 +17,7 @@ use tokio::sync::watch;
 #[tokio::test(start_paused = true)]
 async fn the_runner_waits_for_bootstrap_and_leadership_before_acting() {
     let w = World::new(3).await;
-    w.bootstrapped.send_replace(false);
+    w.bootstrapped.send_replace(None);
     w.leadership.send_replace(None);
     let r = w.spawn("web:1", options());
 
@@ -25,7 +25,8 @@ async fn the_runner_waits_for_bootstrap_and_leadership_before_acting() {
     assert_eq!(r.handle.status().waiting_for, Some(WaitingFor::Bootstrap));
     assert_eq!(w.start_calls(), 0);
 
-    w.bootstrapped.send_replace(true);
+    w.bootstrapped
+        .send_replace(Some(blox_sched::runner::BootstrapDone::UNGATED));
     let mut status = r.handle.watch_status();
     status
         .wait_for(|s| s.waiting_for == Some(WaitingFor::Leadership))
@@ -44,6 +45,38 @@ async fn the_runner_waits_for_bootstrap_and_leadership_before_acting() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_runner_waits_for_its_own_terms_bootstrap_and_the_view_of_its_writes() {
+    use blox_sched::runner::BootstrapDone;
+    use blox_state::store::Revision;
+    let w = World::new(2).await;
+    let term = w.term.revision;
+    // A bootstrap completed before this term began is an earlier term's.
+    w.bootstrapped.send_replace(Some(BootstrapDone {
+        view: Revision::default(),
+        done_at: Revision::new(term.epoch, term.seq - 1),
+    }));
+    let r = w.spawn("web:1", options());
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(r.handle.status().waiting_for, Some(WaitingFor::Bootstrap));
+    // This term's, but its writes are past what the cache holds.
+    let ahead = Revision::new(term.epoch, w.cache.revision().seq.max(term.seq) + 1000);
+    w.bootstrapped.send_replace(Some(BootstrapDone {
+        view: ahead,
+        done_at: ahead,
+    }));
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(r.handle.status().waiting_for, Some(WaitingFor::View));
+    assert_eq!(w.start_calls(), 0);
+    // Once the view holds them, it acts.
+    w.bootstrapped.send_replace(Some(BootstrapDone {
+        view: w.cache.revision(),
+        done_at: ahead,
+    }));
+    wait_until(60, "starts", || w.started_instances().len() == 2).await;
+    r.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_runner_waits_for_the_cache_to_load() {
     let w = World::new(2).await;
     let (cache, writer) = blox_state::cache::cache();
@@ -54,7 +87,7 @@ async fn the_runner_waits_for_the_cache_to_load() {
         Arc::new(w.ecs.clone()),
         Arc::clone(&w.store),
         RunnerGates {
-            bootstrapped: watch::channel(true).1,
+            bootstrapped: watch::channel(Some(blox_sched::runner::BootstrapDone::UNGATED)).1,
             leadership: w.leadership.subscribe(),
         },
         options(),

@@ -135,13 +135,20 @@ impl<S: Scheduler> Runner<S> {
         if !self.cache.is_ready() {
             return Err(Stop::Waiting(WaitingFor::Cache));
         }
-        if !*self.gates.bootstrapped.borrow() {
+        let Some(boot) = *self.gates.bootstrapped.borrow() else {
             return Err(Stop::Waiting(WaitingFor::Bootstrap));
-        }
+        };
         let Some(term) = self.gates.leadership.borrow().clone() else {
             self.end_term();
             return Err(Stop::Waiting(WaitingFor::Leadership));
         };
+        if boot.precedes(term.revision) {
+            // The bootstrap of an earlier term: this one's is yet to come.
+            return Err(Stop::Waiting(WaitingFor::Bootstrap));
+        }
+        if !boot.reached_by(self.cache.revision()) {
+            return Err(Stop::Waiting(WaitingFor::View));
+        }
         if self.term.fenced == Some(term.revision) {
             return Err(Stop::Waiting(WaitingFor::Leadership));
         }

@@ -282,7 +282,7 @@ pub struct World {
     pub cache: Cache,
     pub instances: Vec<Arn>,
     pub scheduler: OnePerInstance,
-    pub bootstrapped: watch::Sender<bool>,
+    pub bootstrapped: watch::Sender<Option<blox_sched::runner::BootstrapDone>>,
     pub leadership: watch::Sender<Option<blox_sched::election::LeaderTerm>>,
     pub term: blox_sched::election::LeaderTerm,
 }
@@ -316,7 +316,7 @@ impl World {
             cache,
             instances,
             scheduler: OnePerInstance::default(),
-            bootstrapped: watch::channel(true).0,
+            bootstrapped: watch::channel(Some(blox_sched::runner::BootstrapDone::UNGATED)).0,
             leadership: watch::channel(Some(term.clone())).0,
             term,
         }

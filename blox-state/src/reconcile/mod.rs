@@ -100,6 +100,10 @@ pub struct ReconcileReport {
     pub removed: usize,
     /// Writes skipped because an event changed the entity after the listing began.
     pub skipped_concurrent: usize,
+    /// The highest revision of an entity of the reconciled clusters that
+    /// this reconcile read from the store or wrote to it: a view (cache)
+    /// that has reached it holds every entity the reconcile knew.
+    pub view: Revision,
 }
 
 impl ReconcileReport {
@@ -125,6 +129,50 @@ impl ReconcileReport {
         self.marked_inactive += o.marked_inactive;
         self.removed += o.removed;
         self.skipped_concurrent += o.skipped_concurrent;
+        self.view = later(self.view, o.view);
+    }
+}
+
+/// The later of two revisions of one store.
+fn later(a: Revision, b: Revision) -> Revision {
+    if b.seq > a.seq { b } else { a }
+}
+
+/// What a complete bootstrap reconcile leaves for an actor (the runner) to
+/// wait for before it acts on the view: see
+/// [`Reconciler::bootstrap_done`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BootstrapDone {
+    /// The highest entity revision the bootstrap read or wrote
+    /// ([`ReconcileReport::view`]): a cache at this revision or later holds
+    /// every entity it wrote and every one the store held when it listed.
+    pub view: Revision,
+    /// The store's revision read once the bootstrap was complete: later
+    /// than the revision at which the leader term it ran in began.
+    pub done_at: Revision,
+}
+
+impl BootstrapDone {
+    /// A bootstrap that gates nothing (`seq` 0): for processes and tests
+    /// without a reconciler.
+    pub const UNGATED: BootstrapDone = BootstrapDone {
+        view: Revision::new(0, 0),
+        done_at: Revision::new(0, 0),
+    };
+
+    /// Whether a view at revision `view` holds everything this bootstrap
+    /// read or wrote (a view of another store epoch never does).
+    pub fn reached_by(&self, view: Revision) -> bool {
+        self.view.seq == 0 || (view.epoch == self.view.epoch && view.seq >= self.view.seq)
+    }
+
+    /// Whether this bootstrap completed before a term that began at
+    /// `term_began` (so it belongs to an earlier term, and says nothing of
+    /// what was written before this one began).
+    pub fn precedes(&self, term_began: Revision) -> bool {
+        self.done_at.seq != 0
+            && self.done_at.epoch == term_began.epoch
+            && self.done_at.seq < term_began.seq
     }
 }
 
@@ -186,6 +234,7 @@ pub struct Reconciler {
     trigger: ReconcileTrigger,
     last: Arc<Mutex<Option<ReconcileReport>>>,
     bootstrapped: watch::Sender<bool>,
+    done: watch::Sender<Option<BootstrapDone>>,
     unlisted: Arc<Mutex<Unlisted>>,
 }
 
@@ -194,6 +243,8 @@ struct Snapshot {
     instances: HashMap<Arn, Versioned>,
     tasks: HashMap<Arn, Versioned>,
     revision: Revision,
+    /// The highest revision of the entities listed.
+    view: Revision,
 }
 
 /// What ECS said of a cluster's entities of one kind: the ones it
@@ -234,6 +285,7 @@ impl Reconciler {
             trigger: ReconcileTrigger::default(),
             last: Arc::new(Mutex::new(None)),
             bootstrapped: watch::channel(false).0,
+            done: watch::channel(None).0,
             unlisted: Arc::default(),
         }
     }
@@ -251,6 +303,15 @@ impl Reconciler {
     /// `true` once a complete reconcile has succeeded (the bootstrap).
     pub fn bootstrapped(&self) -> watch::Receiver<bool> {
         self.bootstrapped.subscribe()
+    }
+
+    /// The revisions an actor waits for once the bootstrap of the current
+    /// leadership is complete (`None` until then, and again once leadership
+    /// is lost): act only on a view that has reached
+    /// [`BootstrapDone::view`], in a term the bootstrap does not
+    /// [precede](BootstrapDone::precedes).
+    pub fn bootstrap_done(&self) -> watch::Receiver<Option<BootstrapDone>> {
+        self.done.subscribe()
     }
 
     fn ecs_err(cluster: &str) -> impl FnOnce(EcsError) -> ReconcileError + '_ {
@@ -375,11 +436,15 @@ impl Reconciler {
         } else {
             tasks.revision
         };
+        let view = (instances.items.iter())
+            .chain(&tasks.items)
+            .fold(Revision::default(), |r, v| later(r, v.revision));
         let key = |v: Versioned| (v.entity.arn().clone(), v);
         Ok(Snapshot {
             instances: instances.items.into_iter().map(key).collect(),
             tasks: tasks.items.into_iter().map(key).collect(),
             revision,
+            view,
         })
     }
 
@@ -541,6 +606,7 @@ impl Reconciler {
 
         let mut report = ReconcileReport {
             clusters: 1,
+            view: snapshot.view,
             ..ReconcileReport::default()
         };
         let mut changes: Vec<(Change, Effect)> = Vec::new();
@@ -655,7 +721,8 @@ impl Reconciler {
                 .await
                 .map_err(ReconcileError::Store)?;
             for (outcome, effect) in outcomes.iter().zip(effects) {
-                if outcome.is_applied() {
+                if let crate::store::ApplyOutcome::Applied { revision } = outcome {
+                    report.view = later(report.view, *revision);
                     report.count(*effect);
                 } else {
                     report.skipped_concurrent += 1;
@@ -670,9 +737,20 @@ impl Reconciler {
     pub async fn bootstrap(&self) -> ReconcileReport {
         let mut backoff = self.options.backoff.clone();
         loop {
-            match self.reconcile_once().await {
-                Ok(report) => {
-                    tracing::info!(?report, "bootstrap reconcile complete");
+            let done = match self.reconcile_once().await {
+                Ok(report) => match self.store.current_revision().await {
+                    Ok(done_at) => Ok((report, done_at)),
+                    Err(e) => Err(ReconcileError::Store(e)),
+                },
+                Err(e) => Err(e),
+            };
+            match done {
+                Ok((report, done_at)) => {
+                    tracing::info!(?report, %done_at, "bootstrap reconcile complete");
+                    self.done.send_replace(Some(BootstrapDone {
+                        view: report.view,
+                        done_at,
+                    }));
                     self.bootstrapped.send_replace(true);
                     return report;
                 }
@@ -738,6 +816,7 @@ impl Reconciler {
                 _ = &mut shutdown => return,
                 _ = leader.wait_for(|l| !*l) => {
                     self.bootstrapped.send_replace(false);
+                    self.done.send_replace(None);
                     self.unlisted.lock().unwrap_or_else(|e| e.into_inner()).clear();
                     tracing::info!("lost leadership: reconciler paused");
                 }
