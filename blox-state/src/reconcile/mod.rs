@@ -747,11 +747,11 @@ impl Reconciler {
             match done {
                 Ok((report, done_at)) => {
                     tracing::info!(?report, %done_at, "bootstrap reconcile complete");
-                    self.done.send_replace(Some(BootstrapDone {
+                    self.record().await;
+                    self.publish(BootstrapDone {
                         view: report.view,
                         done_at,
-                    }));
-                    self.bootstrapped.send_replace(true);
+                    });
                     return report;
                 }
                 Err(e) => {
@@ -767,9 +767,84 @@ impl Reconciler {
         }
     }
 
+    /// Marks the bootstrap of this leadership done.
+    fn publish(&self, done: BootstrapDone) {
+        self.done.send_replace(Some(done));
+        self.bootstrapped.send_replace(true);
+    }
+
+    /// Records a complete reconcile in the store (see [`record`]), so a
+    /// successor that takes over within the interval may skip its
+    /// bootstrap. Not fenced: the record says what the store holds, which
+    /// is true whoever leads (the reconcile's writes are not fenced either).
+    async fn record(&self) {
+        let at = self.options.clock.now();
+        let clusters = self.options.clusters.clone();
+        if let Err(e) = record::record_complete(self.store.as_ref(), Vec::new(), at, clusters).await
+        {
+            tracing::warn!(error = %e, "could not record the complete reconcile");
+        }
+    }
+
+    /// At the start of a term: when the store records a complete reconcile
+    /// recent enough, of this very store ([`record::full_reconcile_needed`]),
+    /// the bootstrap is not needed; returns what to wait for instead (the
+    /// highest revision of the stored entities of the managed clusters).
+    /// `None`: reconcile in full (also when the store cannot tell).
+    async fn skip_bootstrap(&self) -> Option<BootstrapDone> {
+        let now = self.options.clock.now();
+        let clusters = &self.options.clusters;
+        let why = record::full_reconcile_needed(
+            self.store.as_ref(),
+            now,
+            self.options.interval,
+            clusters,
+        )
+        .await;
+        match why {
+            Ok(None) => {}
+            Ok(Some(why)) => {
+                tracing::info!(%why, "full bootstrap reconcile");
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "full bootstrap reconcile: the record is unreadable");
+                return None;
+            }
+        }
+        let mut view = Revision::default();
+        let filters: Vec<Filter> = if clusters.is_empty() {
+            vec![Filter::default()]
+        } else {
+            (clusters.iter())
+                .map(|c| Filter {
+                    cluster: Some(c.clone()),
+                    ..Filter::default()
+                })
+                .collect()
+        };
+        for filter in &filters {
+            for kind in [EntityKind::Instance, EntityKind::Task] {
+                match self.store.list(kind, filter).await {
+                    Ok(listing) => {
+                        view = (listing.items.iter()).fold(view, |r, v| later(r, v.revision));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "full bootstrap reconcile: the store's view is unreadable");
+                        return None;
+                    }
+                }
+            }
+        }
+        let done_at = self.store.current_revision().await.ok()?;
+        tracing::info!(%view, %done_at, "a recent complete reconcile is recorded: no bootstrap reconcile");
+        Some(BootstrapDone { view, done_at })
+    }
+
     /// Runs while `leader` is `true`: a bootstrap reconcile when leadership
-    /// starts, then one every interval and on each trigger. Stops when
-    /// `shutdown` resolves.
+    /// starts (skipped when a recent complete reconcile of this store is
+    /// recorded, see [`record`]), then one every interval and on each
+    /// trigger, each complete one recorded. Stops when `shutdown` resolves.
     pub async fn run(
         self,
         mut leader: watch::Receiver<bool>,
@@ -785,7 +860,12 @@ impl Reconciler {
                 r = leader.wait_for(|l| *l) => if r.is_err() { return },
             }
             let lead = async {
-                self.bootstrap().await;
+                match self.skip_bootstrap().await {
+                    Some(done) => self.publish(done),
+                    None => {
+                        self.bootstrap().await;
+                    }
+                }
                 let mut backoff = self.options.backoff.clone();
                 loop {
                     tokio::select! {
@@ -797,6 +877,7 @@ impl Reconciler {
                     match self.reconcile_once().await {
                         Ok(report) => {
                             backoff.reset();
+                            self.record().await;
                             if report.writes() > 0 {
                                 tracing::info!(?report, "reconcile repaired drift");
                             }

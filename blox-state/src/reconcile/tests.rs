@@ -649,3 +649,62 @@ async fn a_cluster_name_ecs_does_not_know_fails_alone_and_removes_nothing() {
         other => panic!("{other}"),
     }
 }
+
+/// Leads (until `lead_tx` says otherwise) and waits for the bootstrap of the
+/// term to be done.
+async fn lead_until_bootstrapped(rec: &Reconciler, lead_tx: &watch::Sender<bool>) -> BootstrapDone {
+    let mut done = rec.bootstrap_done();
+    lead_tx.send_replace(true);
+    tokio::time::timeout(Duration::from_secs(600), done.wait_for(Option::is_some))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_term_skips_the_bootstrap_only_after_a_recent_complete_reconcile_of_this_store() {
+    let w = world(2, 1);
+    let (lead_tx, lead_rx) = watch::channel(false);
+    let h = tokio::spawn(w.rec.clone().run(lead_rx, std::future::pending()));
+    // Nothing recorded: a full bootstrap, recorded.
+    let first = lead_until_bootstrapped(&w.rec, &lead_tx).await;
+    assert!(w.ecs.calls("ListTasks") > 0);
+    let recorded = w
+        .store
+        .kv_get(record::COMPLETE_RECONCILE_KEY)
+        .await
+        .unwrap();
+    assert!(recorded.is_some(), "the bootstrap is recorded");
+
+    // A new term within the interval: no ECS call, and the view to reach
+    // still covers what the bootstrap wrote.
+    lead_tx.send_replace(false);
+    tokio::task::yield_now().await;
+    let mut done = w.rec.bootstrap_done();
+    done.wait_for(Option::is_none).await.unwrap();
+    let calls = w.ecs.total_calls();
+    let second = lead_until_bootstrapped(&w.rec, &lead_tx).await;
+    assert_eq!(w.ecs.total_calls(), calls, "the bootstrap was skipped");
+    assert_eq!(second.view, first.view);
+
+    // A record of another store (a restored backup): a full bootstrap.
+    lead_tx.send_replace(false);
+    done.wait_for(Option::is_none).await.unwrap();
+    let foreign = record::CompleteReconcile {
+        at: Timestamp::now(),
+        epoch: first.done_at.epoch.wrapping_add(1),
+        clusters: vec!["prod".into()],
+    };
+    w.store
+        .kv_put(
+            record::COMPLETE_RECONCILE_KEY,
+            bytes::Bytes::from(serde_json::to_vec(&foreign).unwrap()),
+            None,
+        )
+        .await
+        .unwrap();
+    lead_until_bootstrapped(&w.rec, &lead_tx).await;
+    assert!(w.ecs.total_calls() > calls, "a full bootstrap");
+    h.abort();
+}
