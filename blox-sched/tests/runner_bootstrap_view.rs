@@ -104,6 +104,7 @@ async fn tasks_the_bootstrap_re_adds_are_not_started_again_while_the_cache_lags(
         .await
         .unwrap()
         .unwrap()
+        .clone()
         .unwrap();
     assert!(
         !boot.reached_by(cache.revision()),

@@ -141,15 +141,20 @@ fn later(a: Revision, b: Revision) -> Revision {
 /// What a complete bootstrap reconcile leaves for an actor (the runner) to
 /// wait for before it acts on the view: see
 /// [`Reconciler::bootstrap_done`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BootstrapDone {
     /// The highest entity revision the bootstrap read or wrote
     /// ([`ReconcileReport::view`]): a cache at this revision or later holds
     /// every entity it wrote and every one the store held when it listed.
     pub view: Revision,
-    /// The store's revision read once the bootstrap was complete: later
-    /// than the revision at which the leader term it ran in began.
+    /// The store's revision read once the bootstrap was complete (for the
+    /// clusters not [`pending`](Self::pending)): later than the revision at
+    /// which the leader term it ran in began.
     pub done_at: Revision,
+    /// The clusters (configured names, or ARNs) whose bootstrap has not
+    /// succeeded yet (deleted, access denied...): do not act on them.
+    /// Bootstrap runs per cluster, so these do not hold the others back.
+    pub pending: Vec<String>,
 }
 
 impl BootstrapDone {
@@ -158,7 +163,13 @@ impl BootstrapDone {
     pub const UNGATED: BootstrapDone = BootstrapDone {
         view: Revision::new(0, 0),
         done_at: Revision::new(0, 0),
+        pending: Vec::new(),
     };
+
+    /// Whether the bootstrap of this cluster is still to be done.
+    pub fn blocks(&self, cluster: &Arn) -> bool {
+        (self.pending.iter()).any(|c| Filter::cluster_matches(c, cluster))
+    }
 
     /// Whether a view at revision `view` holds everything this bootstrap
     /// read or wrote (a view of another store epoch never does).
@@ -732,45 +743,122 @@ impl Reconciler {
         Ok(report)
     }
 
-    /// Reconciles until one complete reconcile succeeds, retrying with
-    /// backoff and logging what it waits for.
+    /// Reconciles every cluster once, retrying the ones that failed with
+    /// backoff (logging what it waits for) until each has succeeded. After
+    /// each attempt it publishes ([`Reconciler::bootstrap_done`]) what is
+    /// done so far, the failed clusters as
+    /// [`pending`](BootstrapDone::pending), so a failing cluster does not
+    /// hold back acting on the others.
     pub async fn bootstrap(&self) -> ReconcileReport {
         let mut backoff = self.options.backoff.clone();
+        let mut report = ReconcileReport::default();
+        let mut done: HashSet<Arn> = HashSet::new();
+        let mut refreshed = tokio::time::Instant::now();
         loop {
-            let done = match self.reconcile_once().await {
-                Ok(report) => match self.store.current_revision().await {
-                    Ok(done_at) => Ok((report, done_at)),
+            // While some cluster keeps failing, the others are still
+            // reconciled every interval.
+            let refresh = refreshed.elapsed() >= self.options.interval;
+            if refresh {
+                refreshed = tokio::time::Instant::now();
+            }
+            let step = match self.bootstrap_step(&mut done, &mut report, refresh).await {
+                Ok(pending) => match self.store.current_revision().await {
+                    Ok(done_at) => Ok((pending, done_at)),
                     Err(e) => Err(ReconcileError::Store(e)),
                 },
                 Err(e) => Err(e),
             };
-            match done {
-                Ok((report, done_at)) => {
+            let waiting_for = match step {
+                Ok((pending, done_at)) if pending.is_empty() => {
                     tracing::info!(?report, %done_at, "bootstrap reconcile complete");
+                    *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(report);
                     self.record().await;
                     self.publish(BootstrapDone {
                         view: report.view,
                         done_at,
+                        pending,
                     });
+                    self.bootstrapped.send_replace(true);
                     return report;
                 }
-                Err(e) => {
-                    let delay = backoff.next_delay();
-                    let waiting_for = match &e {
-                        ReconcileError::Store(_) => "the state store",
-                        _ => "ECS",
-                    };
-                    tracing::warn!(error = %e, retry_in = ?delay, "bootstrap reconcile waiting for {waiting_for}");
-                    tokio::time::sleep(delay).await;
+                Ok((pending, done_at)) => {
+                    tracing::warn!(
+                        ?pending,
+                        "bootstrap reconcile done but for some clusters; acting on the others"
+                    );
+                    self.publish(BootstrapDone {
+                        view: report.view,
+                        done_at,
+                        pending,
+                    });
+                    "ECS"
                 }
-            }
+                Err(ReconcileError::Store(e)) => {
+                    tracing::warn!(error = %e, "bootstrap reconcile failed");
+                    "the state store"
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "bootstrap reconcile failed");
+                    "ECS"
+                }
+            };
+            let delay = backoff.next_delay();
+            tracing::warn!(retry_in = ?delay, "bootstrap reconcile waiting for {waiting_for}");
+            tokio::time::sleep(delay).await;
         }
     }
 
-    /// Marks the bootstrap of this leadership done.
+    /// One attempt of the bootstrap: reconciles each cluster not `done`
+    /// yet (and, to `refresh` them, the done ones too, whose failures are
+    /// only logged), adding what it did to `report`; returns the clusters
+    /// still to do (configured names, or ARNs).
+    async fn bootstrap_step(
+        &self,
+        done: &mut HashSet<Arn>,
+        report: &mut ReconcileReport,
+        refresh: bool,
+    ) -> Result<Vec<String>, ReconcileError> {
+        let now = self.options.clock.now();
+        let clusters = self.clusters().await?;
+        let mut pending = Vec::new();
+        for (i, cluster) in clusters.into_iter().enumerate() {
+            let label = |arn: Option<&Arn>| {
+                (self.options.clusters.get(i).cloned())
+                    .or_else(|| arn.map(|a| a.to_string()))
+                    .unwrap_or_default()
+            };
+            let arn = match cluster {
+                Ok(arn) if done.contains(&arn) => {
+                    if refresh && let Err(e) = self.reconcile_arn(&arn, now).await {
+                        tracing::warn!(error = %e, "reconcile of cluster failed; nothing removed from it");
+                    }
+                    continue;
+                }
+                Ok(arn) => arn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "bootstrap of cluster failed");
+                    pending.push(label(None));
+                    continue;
+                }
+            };
+            match self.reconcile_arn(&arn, now).await {
+                Ok(r) => {
+                    report.merge(&r);
+                    done.insert(arn);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "bootstrap of cluster failed; nothing removed from it");
+                    pending.push(label(Some(&arn)));
+                }
+            }
+        }
+        Ok(pending)
+    }
+
+    /// Publishes the bootstrap of this leadership (done, or done but for
+    /// its pending clusters).
     fn publish(&self, done: BootstrapDone) {
         self.done.send_replace(Some(done));
-        self.bootstrapped.send_replace(true);
     }
 
     /// Records a complete reconcile in the store (see [`record`]), so a
@@ -838,7 +926,11 @@ impl Reconciler {
         }
         let done_at = self.store.current_revision().await.ok()?;
         tracing::info!(%view, %done_at, "a recent complete reconcile is recorded: no bootstrap reconcile");
-        Some(BootstrapDone { view, done_at })
+        Some(BootstrapDone {
+            view,
+            done_at,
+            pending: Vec::new(),
+        })
     }
 
     /// Runs while `leader` is `true`: a bootstrap reconcile when leadership
@@ -861,7 +953,10 @@ impl Reconciler {
             }
             let lead = async {
                 match self.skip_bootstrap().await {
-                    Some(done) => self.publish(done),
+                    Some(done) => {
+                        self.publish(done);
+                        self.bootstrapped.send_replace(true);
+                    }
                     None => {
                         self.bootstrap().await;
                     }

@@ -659,6 +659,7 @@ async fn lead_until_bootstrapped(rec: &Reconciler, lead_tx: &watch::Sender<bool>
         .await
         .unwrap()
         .unwrap()
+        .clone()
         .unwrap()
 }
 
