@@ -6,7 +6,9 @@
 //! revision of everything that bootstrap read and wrote (so a task it
 //! re-added is in the view), this process leads, and (at the start of each
 //! term) the intents the previous leader left are resolved against
-//! `ListTasks(startedBy)`. Then, on every cache change
+//! `ListTasks(startedBy)`. The bootstrap is per cluster: a cluster whose
+//! bootstrap is still pending ([`BootstrapDone::pending`]) is not acted on,
+//! the others are. Then, on every cache change
 //! (debounced), on a timer and when a backoff ends, it
 //!
 //! 1. builds a [`Snapshot`](crate::scheduler::Snapshot) from the cache (its clusters only), the pending
