@@ -709,3 +709,36 @@ async fn a_new_term_skips_the_bootstrap_only_after_a_recent_complete_reconcile_o
     assert!(w.ecs.total_calls() > calls, "a full bootstrap");
     h.abort();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_cluster_leaves_the_others_bootstrapped_and_reconciled_every_interval() {
+    let ecs = FakeEcs::with_seed(3);
+    ecs.create_cluster("prod").unwrap();
+    let arns = ecs.add_instances("prod", 2, &InstanceSpec::new()).unwrap();
+    ecs.run_tasks("prod", "web:1", &arns, Some("seed")).unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let rec = Reconciler::new(
+        Arc::new(ecs.clone()),
+        store.clone(),
+        ReconcileOptions {
+            // "gone" was deleted.
+            clusters: vec!["prod".into(), "gone".into()],
+            ..ReconcileOptions::default()
+        },
+    );
+    let (lead_tx, lead_rx) = watch::channel(false);
+    let h = tokio::spawn(rec.clone().run(lead_rx, std::future::pending()));
+    let done = lead_until_bootstrapped(&rec, &lead_tx).await;
+    assert_eq!(done.pending, vec!["gone".to_owned()]);
+    let prod = ecs.cluster_arn("prod").unwrap();
+    assert!(!done.blocks(&prod));
+    assert!(done.view.seq > 0, "what it wrote of prod is waited for");
+    assert!(!*rec.bootstrapped().borrow(), "not every cluster is done");
+    let listed = ecs.calls("ListTasks");
+    tokio::time::sleep(Duration::from_secs(900)).await;
+    assert!(
+        ecs.calls("ListTasks") > listed,
+        "prod is still reconciled while gone keeps failing"
+    );
+    h.abort();
+}
