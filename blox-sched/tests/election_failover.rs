@@ -108,7 +108,7 @@ impl Process {
             ecs,
             store,
             RunnerGates {
-                bootstrapped: watch::channel(true).1,
+                bootstrapped: watch::channel(Some(blox_sched::runner::BootstrapDone::UNGATED)).1,
                 leadership: election.term(),
             },
             options,

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 #[tokio::test(start_paused = true)]
 async fn the_runner_waits_for_bootstrap_and_leadership_before_acting() {
     let w = World::new(3).await;
-    w.bootstrapped.send_replace(false);
+    w.bootstrapped.send_replace(None);
     w.leadership.send_replace(None);
     let r = w.spawn("web:1", options());
 
@@ -25,7 +25,8 @@ async fn the_runner_waits_for_bootstrap_and_leadership_before_acting() {
     assert_eq!(r.handle.status().waiting_for, Some(WaitingFor::Bootstrap));
     assert_eq!(w.start_calls(), 0);
 
-    w.bootstrapped.send_replace(true);
+    w.bootstrapped
+        .send_replace(Some(blox_sched::runner::BootstrapDone::UNGATED));
     let mut status = r.handle.watch_status();
     status
         .wait_for(|s| s.waiting_for == Some(WaitingFor::Leadership))
@@ -44,6 +45,41 @@ async fn the_runner_waits_for_bootstrap_and_leadership_before_acting() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_runner_waits_for_its_own_terms_bootstrap_and_the_view_of_its_writes() {
+    use blox_sched::runner::BootstrapDone;
+    use blox_state::store::Revision;
+    let w = World::new(2).await;
+    let term = w.term.revision;
+    // A bootstrap completed before this term began is an earlier term's.
+    w.bootstrapped.send_replace(Some(BootstrapDone {
+        view: Revision::default(),
+        done_at: Revision::new(term.epoch, term.seq - 1),
+        pending: Vec::new(),
+    }));
+    let r = w.spawn("web:1", options());
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(r.handle.status().waiting_for, Some(WaitingFor::Bootstrap));
+    // This term's, but its writes are past what the cache holds.
+    let ahead = Revision::new(term.epoch, w.cache.revision().seq.max(term.seq) + 1000);
+    w.bootstrapped.send_replace(Some(BootstrapDone {
+        view: ahead,
+        done_at: ahead,
+        pending: Vec::new(),
+    }));
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(r.handle.status().waiting_for, Some(WaitingFor::View));
+    assert_eq!(w.start_calls(), 0);
+    // Once the view holds them, it acts.
+    w.bootstrapped.send_replace(Some(BootstrapDone {
+        view: w.cache.revision(),
+        done_at: ahead,
+        pending: Vec::new(),
+    }));
+    wait_until(60, "starts", || w.started_instances().len() == 2).await;
+    r.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_runner_waits_for_the_cache_to_load() {
     let w = World::new(2).await;
     let (cache, writer) = blox_state::cache::cache();
@@ -54,7 +90,7 @@ async fn the_runner_waits_for_the_cache_to_load() {
         Arc::new(w.ecs.clone()),
         Arc::clone(&w.store),
         RunnerGates {
-            bootstrapped: watch::channel(true).1,
+            bootstrapped: watch::channel(Some(blox_sched::runner::BootstrapDone::UNGATED)).1,
             leadership: w.leadership.subscribe(),
         },
         options(),
@@ -196,4 +232,59 @@ async fn a_new_leader_keeps_a_young_inherited_intent_whose_task_ecs_does_not_lis
     assert_eq!(support::live_tagged(&w.fake, &w.instances[0]), 1);
     assert!(w.store.kv_get(&key).await.unwrap().is_some());
     r.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_cluster_does_not_hold_back_acting_on_the_others() {
+    use blox_core::testing::InstanceSpec;
+    use blox_state::reconcile::{ReconcileOptions, Reconciler};
+    let w = World::new(2).await;
+    w.fake.create_cluster("d").unwrap();
+    let on_d = w.fake.add_instances("d", 2, &InstanceSpec::new()).unwrap();
+    pump(&w.fake, w.store.as_ref()).await;
+    // "d" refuses its listing (AccessDenied), "gone" was deleted.
+    w.ecs.denied.lock().unwrap().push("d".to_owned());
+    let clusters: Vec<String> = ["c", "d", "gone"].map(str::to_owned).to_vec();
+    let reconciler = Reconciler::new(
+        Arc::new(w.ecs.clone()),
+        Arc::clone(&w.store),
+        ReconcileOptions {
+            clusters: clusters.clone(),
+            ..ReconcileOptions::default()
+        },
+    );
+    let done = reconciler.bootstrap_done();
+    let (_lead, leading) = watch::channel(true);
+    tokio::spawn(reconciler.run(leading, std::future::pending()));
+    let runner = blox_sched::runner::Runner::new(
+        w.scheduler.clone(),
+        Arc::new(Fixed("web:1".to_owned())),
+        w.cache.clone(),
+        Arc::new(w.ecs.clone()),
+        Arc::clone(&w.store),
+        RunnerGates {
+            bootstrapped: done.clone(),
+            leadership: w.leadership.subscribe(),
+        },
+        blox_sched::runner::RunnerOptions {
+            clusters,
+            ..options()
+        },
+    );
+    let handle = runner.handle();
+    let task = tokio::spawn(runner.run(std::future::pending()));
+
+    wait_until(600, "starts on c", || w.started_instances().len() == 2).await;
+    assert!(w.started_instances().iter().all(|i| !on_d.contains(i)));
+    let pending = done.borrow().clone().unwrap().pending;
+    assert_eq!(pending.len(), 2, "{pending:?}");
+    assert_eq!(handle.status().waiting_for, None);
+    // Once "d" can be listed, its bootstrap completes and it is acted on.
+    w.ecs.denied.lock().unwrap().clear();
+    wait_until(600, "starts on d", || w.started_instances().len() == 4).await;
+    let mut on: Vec<_> = w.started_instances();
+    on.sort();
+    on.dedup();
+    assert_eq!(on.len(), 4, "one start per instance");
+    task.abort();
 }

@@ -68,10 +68,11 @@ async fn dry_run_records_actions_and_makes_no_ecs_call() {
 #[tokio::test(start_paused = true)]
 async fn a_paused_runner_does_nothing_until_resumed() {
     let w = World::new(2).await;
-    w.bootstrapped.send_replace(false);
+    w.bootstrapped.send_replace(None);
     let r = w.spawn("web:1", options());
     r.handle.pause();
-    w.bootstrapped.send_replace(true);
+    w.bootstrapped
+        .send_replace(Some(blox_sched::runner::BootstrapDone::UNGATED));
     tokio::time::sleep(Duration::from_secs(120)).await;
     assert_eq!(w.fake.total_calls(), 0);
     let s = r.handle.status();

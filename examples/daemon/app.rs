@@ -451,7 +451,7 @@ pub async fn start(
         ecs.clone(),
         store.clone(),
         RunnerGates {
-            bootstrapped: reconciler.bootstrapped(),
+            bootstrapped: reconciler.bootstrap_done(),
             leadership: election.term(),
         },
         RunnerOptions {

@@ -113,7 +113,7 @@ impl Replica {
             ecs_dyn,
             store.clone(),
             RunnerGates {
-                bootstrapped: reconciler.bootstrapped(),
+                bootstrapped: reconciler.bootstrap_done(),
                 leadership: election.term(),
             },
             RunnerOptions {

@@ -12,7 +12,7 @@ use tokio::time::MissedTickBehavior;
 
 use super::intents::IntentError;
 use super::plan::{Holds, plan};
-use super::{Runner, WaitingFor, bump};
+use super::{BootstrapDone, Runner, WaitingFor, bump};
 use crate::election::LeaderTerm;
 use crate::scheduler::{Scheduler, Snapshot};
 
@@ -33,6 +33,7 @@ impl From<IntentError> for Stop {
 
 struct Filters<'a> {
     clusters: &'a [String],
+    boot: &'a BootstrapDone,
     tracker: &'a super::BackoffTracker,
     stopping: &'a std::collections::HashMap<Arn, Timestamp>,
     now: Timestamp,
@@ -40,7 +41,8 @@ struct Filters<'a> {
 
 impl Holds for Filters<'_> {
     fn manages(&self, cluster: &Arn) -> bool {
-        manages(self.clusters, cluster)
+        // A cluster whose bootstrap is pending is not acted on yet.
+        manages(self.clusters, cluster) && !self.boot.blocks(cluster)
     }
     fn backing_off(&self, instance: &Arn) -> bool {
         self.tracker.holds(instance, self.now)
@@ -135,24 +137,31 @@ impl<S: Scheduler> Runner<S> {
         if !self.cache.is_ready() {
             return Err(Stop::Waiting(WaitingFor::Cache));
         }
-        if !*self.gates.bootstrapped.borrow() {
+        let Some(boot) = self.gates.bootstrapped.borrow().clone() else {
             return Err(Stop::Waiting(WaitingFor::Bootstrap));
-        }
+        };
         let Some(term) = self.gates.leadership.borrow().clone() else {
             self.end_term();
             return Err(Stop::Waiting(WaitingFor::Leadership));
         };
+        if boot.precedes(term.revision) {
+            // The bootstrap of an earlier term: this one's is yet to come.
+            return Err(Stop::Waiting(WaitingFor::Bootstrap));
+        }
+        if !boot.reached_by(self.cache.revision()) {
+            return Err(Stop::Waiting(WaitingFor::View));
+        }
         if self.term.fenced == Some(term.revision) {
             return Err(Stop::Waiting(WaitingFor::Leadership));
         }
         let result = if self.term.ready == Some(term.revision) {
-            self.act(&term, now).await
+            self.act(&term, &boot, now).await
         } else {
             self.end_term();
             match self.take_over(&term, now).await {
                 Ok(()) => {
                     self.term.ready = Some(term.revision);
-                    self.act(&term, now).await
+                    self.act(&term, &boot, now).await
                 }
                 Err(e) => Err(e),
             }
@@ -376,8 +385,14 @@ impl<S: Scheduler> Runner<S> {
         })
     }
 
-    /// Decides and acts, as leader of `term`.
-    async fn act(&mut self, term: &LeaderTerm, now: Timestamp) -> Result<(), Stop> {
+    /// Decides and acts, as leader of `term`, on the clusters whose
+    /// bootstrap `boot` says is done.
+    async fn act(
+        &mut self,
+        term: &LeaderTerm,
+        boot: &BootstrapDone,
+        now: Timestamp,
+    ) -> Result<(), Stop> {
         if self.paused.load(Ordering::SeqCst) {
             return Ok(());
         }
@@ -422,6 +437,7 @@ impl<S: Scheduler> Runner<S> {
             actions,
             &Filters {
                 clusters: &self.options.clusters,
+                boot,
                 tracker: &self.term.tracker,
                 stopping: &self.term.stopping,
                 now,

@@ -1,9 +1,14 @@
 //! The runner: executes a [`Scheduler`]'s decisions against ECS.
 //!
 //! A [`Runner`] owns one scheduler. It acts only on a complete view: the
-//! cache has loaded, the bootstrap reconcile is done, this process leads,
-//! and (at the start of each term) the intents the previous leader left are
-//! resolved against `ListTasks(startedBy)`. Then, on every cache change
+//! cache has loaded, the bootstrap reconcile of this leader term is done
+//! (one completed after the term began) and the cache has reached the
+//! revision of everything that bootstrap read and wrote (so a task it
+//! re-added is in the view), this process leads, and (at the start of each
+//! term) the intents the previous leader left are resolved against
+//! `ListTasks(startedBy)`. The bootstrap is per cluster: a cluster whose
+//! bootstrap is still pending ([`BootstrapDone::pending`]) is not acted on,
+//! the others are. Then, on every cache change
 //! (debounced), on a timer and when a backoff ends, it
 //!
 //! 1. builds a [`Snapshot`](crate::scheduler::Snapshot) from the cache (its clusters only), the pending
@@ -62,7 +67,7 @@
 //! let election = LocalElection::start(Arc::clone(&store), "scheduler", "me").await?;
 //! let reconciler = Reconciler::new(Arc::clone(&ecs), Arc::clone(&store), ReconcileOptions::default());
 //! let gates = RunnerGates {
-//!     bootstrapped: reconciler.bootstrapped(),
+//!     bootstrapped: reconciler.bootstrap_done(),
 //!     leadership: election.term(),
 //! };
 //! tokio::spawn(reconciler.run(election.is_leader(), std::future::pending::<()>()));
@@ -91,6 +96,7 @@ use std::time::Duration;
 use blox_core::model::Timestamp;
 use blox_core::ports::EcsApi;
 use blox_state::cache::Cache;
+pub use blox_state::reconcile::BootstrapDone;
 use blox_state::store::StateStore;
 use tokio::sync::{Notify, watch};
 
@@ -164,9 +170,11 @@ impl Default for RunnerOptions {
 /// The signals that say the view is complete and this process may act.
 #[derive(Debug, Clone)]
 pub struct RunnerGates {
-    /// `true` once the bootstrap reconcile is done
-    /// ([`Reconciler::bootstrapped`](blox_state::reconcile::Reconciler::bootstrapped)).
-    pub bootstrapped: watch::Receiver<bool>,
+    /// Set once the bootstrap reconcile of this leadership is done, with
+    /// the revision the cache must reach before the runner acts
+    /// ([`Reconciler::bootstrap_done`](blox_state::reconcile::Reconciler::bootstrap_done));
+    /// [`BootstrapDone::UNGATED`] where nothing is reconciled.
+    pub bootstrapped: watch::Receiver<Option<BootstrapDone>>,
     /// The current leader term ([`LeaderElection::term`](crate::election::LeaderElection::term)).
     pub leadership: watch::Receiver<Option<LeaderTerm>>,
 }
@@ -177,8 +185,11 @@ pub struct RunnerGates {
 pub enum WaitingFor {
     /// The cache's first complete list.
     Cache,
-    /// The bootstrap reconcile.
+    /// The bootstrap reconcile (of this leader term).
     Bootstrap,
+    /// The cache, to reach the revision of everything the bootstrap read
+    /// and wrote.
+    View,
     /// Leadership.
     Leadership,
     /// The resolution of the previous leader's intents.
@@ -186,11 +197,12 @@ pub enum WaitingFor {
 }
 
 impl WaitingFor {
-    /// The lowercase name (`cache`, `bootstrap`, `leadership`, `intents`).
+    /// The lowercase name (`cache`, `bootstrap`, `view`, `leadership`, `intents`).
     pub fn as_str(self) -> &'static str {
         match self {
             WaitingFor::Cache => "cache",
             WaitingFor::Bootstrap => "bootstrap",
+            WaitingFor::View => "view",
             WaitingFor::Leadership => "leadership",
             WaitingFor::Intents => "intents",
         }

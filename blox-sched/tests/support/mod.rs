@@ -181,6 +181,9 @@ pub struct Recording {
     pub starts: StartLog,
     /// How many of the next StartTask replies are lost.
     pub lose_replies: Arc<std::sync::atomic::AtomicU32>,
+    /// Clusters (names or ARNs) whose container instances ECS refuses to
+    /// list (`AccessDeniedException`).
+    pub denied: Arc<Mutex<Vec<String>>>,
 }
 
 /// The transport error of a lost reply.
@@ -194,6 +197,7 @@ impl Recording {
             fake,
             starts: Arc::default(),
             lose_replies: Arc::default(),
+            denied: Arc::default(),
         }
     }
 
@@ -220,6 +224,18 @@ impl EcsApi for Recording {
         c: &str,
         t: Option<String>,
     ) -> Result<Page<Arn>, EcsError> {
+        let denied = self.denied.lock().unwrap().clone();
+        if let Some(arn) = self.fake.cluster_arn(c).or_else(|| Arn::parse(c).ok())
+            && denied
+                .iter()
+                .any(|d| blox_state::store::Filter::cluster_matches(d, &arn))
+        {
+            return Err(EcsError::Service {
+                operation: "ListContainerInstances",
+                code: "AccessDeniedException".into(),
+                message: format!("not authorized on {c}"),
+            });
+        }
         self.fake.list_container_instances(c, t).await
     }
     async fn describe_container_instances(
@@ -282,7 +298,7 @@ pub struct World {
     pub cache: Cache,
     pub instances: Vec<Arn>,
     pub scheduler: OnePerInstance,
-    pub bootstrapped: watch::Sender<bool>,
+    pub bootstrapped: watch::Sender<Option<blox_sched::runner::BootstrapDone>>,
     pub leadership: watch::Sender<Option<blox_sched::election::LeaderTerm>>,
     pub term: blox_sched::election::LeaderTerm,
 }
@@ -316,7 +332,7 @@ impl World {
             cache,
             instances,
             scheduler: OnePerInstance::default(),
-            bootstrapped: watch::channel(true).0,
+            bootstrapped: watch::channel(Some(blox_sched::runner::BootstrapDone::UNGATED)).0,
             leadership: watch::channel(Some(term.clone())).0,
             term,
         }

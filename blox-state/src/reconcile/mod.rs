@@ -100,6 +100,10 @@ pub struct ReconcileReport {
     pub removed: usize,
     /// Writes skipped because an event changed the entity after the listing began.
     pub skipped_concurrent: usize,
+    /// The highest revision of an entity of the reconciled clusters that
+    /// this reconcile read from the store or wrote to it: a view (cache)
+    /// that has reached it holds every entity the reconcile knew.
+    pub view: Revision,
 }
 
 impl ReconcileReport {
@@ -125,6 +129,61 @@ impl ReconcileReport {
         self.marked_inactive += o.marked_inactive;
         self.removed += o.removed;
         self.skipped_concurrent += o.skipped_concurrent;
+        self.view = later(self.view, o.view);
+    }
+}
+
+/// The later of two revisions of one store.
+fn later(a: Revision, b: Revision) -> Revision {
+    if b.seq > a.seq { b } else { a }
+}
+
+/// What a complete bootstrap reconcile leaves for an actor (the runner) to
+/// wait for before it acts on the view: see
+/// [`Reconciler::bootstrap_done`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BootstrapDone {
+    /// The highest entity revision the bootstrap read or wrote
+    /// ([`ReconcileReport::view`]): a cache at this revision or later holds
+    /// every entity it wrote and every one the store held when it listed.
+    pub view: Revision,
+    /// The store's revision read once the bootstrap was complete (for the
+    /// clusters not [`pending`](Self::pending)): later than the revision at
+    /// which the leader term it ran in began.
+    pub done_at: Revision,
+    /// The clusters (configured names, or ARNs) whose bootstrap has not
+    /// succeeded yet (deleted, access denied...): do not act on them.
+    /// Bootstrap runs per cluster, so these do not hold the others back.
+    pub pending: Vec<String>,
+}
+
+impl BootstrapDone {
+    /// A bootstrap that gates nothing (`seq` 0): for processes and tests
+    /// without a reconciler.
+    pub const UNGATED: BootstrapDone = BootstrapDone {
+        view: Revision::new(0, 0),
+        done_at: Revision::new(0, 0),
+        pending: Vec::new(),
+    };
+
+    /// Whether the bootstrap of this cluster is still to be done.
+    pub fn blocks(&self, cluster: &Arn) -> bool {
+        (self.pending.iter()).any(|c| Filter::cluster_matches(c, cluster))
+    }
+
+    /// Whether a view at revision `view` holds everything this bootstrap
+    /// read or wrote (a view of another store epoch never does).
+    pub fn reached_by(&self, view: Revision) -> bool {
+        self.view.seq == 0 || (view.epoch == self.view.epoch && view.seq >= self.view.seq)
+    }
+
+    /// Whether this bootstrap completed before a term that began at
+    /// `term_began` (so it belongs to an earlier term, and says nothing of
+    /// what was written before this one began).
+    pub fn precedes(&self, term_began: Revision) -> bool {
+        self.done_at.seq != 0
+            && self.done_at.epoch == term_began.epoch
+            && self.done_at.seq < term_began.seq
     }
 }
 
@@ -186,6 +245,7 @@ pub struct Reconciler {
     trigger: ReconcileTrigger,
     last: Arc<Mutex<Option<ReconcileReport>>>,
     bootstrapped: watch::Sender<bool>,
+    done: watch::Sender<Option<BootstrapDone>>,
     unlisted: Arc<Mutex<Unlisted>>,
 }
 
@@ -194,6 +254,8 @@ struct Snapshot {
     instances: HashMap<Arn, Versioned>,
     tasks: HashMap<Arn, Versioned>,
     revision: Revision,
+    /// The highest revision of the entities listed.
+    view: Revision,
 }
 
 /// What ECS said of a cluster's entities of one kind: the ones it
@@ -234,6 +296,7 @@ impl Reconciler {
             trigger: ReconcileTrigger::default(),
             last: Arc::new(Mutex::new(None)),
             bootstrapped: watch::channel(false).0,
+            done: watch::channel(None).0,
             unlisted: Arc::default(),
         }
     }
@@ -251,6 +314,15 @@ impl Reconciler {
     /// `true` once a complete reconcile has succeeded (the bootstrap).
     pub fn bootstrapped(&self) -> watch::Receiver<bool> {
         self.bootstrapped.subscribe()
+    }
+
+    /// The revisions an actor waits for once the bootstrap of the current
+    /// leadership is complete (`None` until then, and again once leadership
+    /// is lost): act only on a view that has reached
+    /// [`BootstrapDone::view`], in a term the bootstrap does not
+    /// [precede](BootstrapDone::precedes).
+    pub fn bootstrap_done(&self) -> watch::Receiver<Option<BootstrapDone>> {
+        self.done.subscribe()
     }
 
     fn ecs_err(cluster: &str) -> impl FnOnce(EcsError) -> ReconcileError + '_ {
@@ -375,11 +447,15 @@ impl Reconciler {
         } else {
             tasks.revision
         };
+        let view = (instances.items.iter())
+            .chain(&tasks.items)
+            .fold(Revision::default(), |r, v| later(r, v.revision));
         let key = |v: Versioned| (v.entity.arn().clone(), v);
         Ok(Snapshot {
             instances: instances.items.into_iter().map(key).collect(),
             tasks: tasks.items.into_iter().map(key).collect(),
             revision,
+            view,
         })
     }
 
@@ -541,6 +617,7 @@ impl Reconciler {
 
         let mut report = ReconcileReport {
             clusters: 1,
+            view: snapshot.view,
             ..ReconcileReport::default()
         };
         let mut changes: Vec<(Change, Effect)> = Vec::new();
@@ -655,7 +732,8 @@ impl Reconciler {
                 .await
                 .map_err(ReconcileError::Store)?;
             for (outcome, effect) in outcomes.iter().zip(effects) {
-                if outcome.is_applied() {
+                if let crate::store::ApplyOutcome::Applied { revision } = outcome {
+                    report.view = later(report.view, *revision);
                     report.count(*effect);
                 } else {
                     report.skipped_concurrent += 1;
@@ -665,33 +743,200 @@ impl Reconciler {
         Ok(report)
     }
 
-    /// Reconciles until one complete reconcile succeeds, retrying with
-    /// backoff and logging what it waits for.
+    /// Reconciles every cluster once, retrying the ones that failed with
+    /// backoff (logging what it waits for) until each has succeeded. After
+    /// each attempt it publishes ([`Reconciler::bootstrap_done`]) what is
+    /// done so far, the failed clusters as
+    /// [`pending`](BootstrapDone::pending), so a failing cluster does not
+    /// hold back acting on the others.
     pub async fn bootstrap(&self) -> ReconcileReport {
         let mut backoff = self.options.backoff.clone();
+        let mut report = ReconcileReport::default();
+        let mut done: HashSet<Arn> = HashSet::new();
+        let mut refreshed = tokio::time::Instant::now();
         loop {
-            match self.reconcile_once().await {
-                Ok(report) => {
-                    tracing::info!(?report, "bootstrap reconcile complete");
+            // While some cluster keeps failing, the others are still
+            // reconciled every interval.
+            let refresh = refreshed.elapsed() >= self.options.interval;
+            if refresh {
+                refreshed = tokio::time::Instant::now();
+            }
+            let step = match self.bootstrap_step(&mut done, &mut report, refresh).await {
+                Ok(pending) => match self.store.current_revision().await {
+                    Ok(done_at) => Ok((pending, done_at)),
+                    Err(e) => Err(ReconcileError::Store(e)),
+                },
+                Err(e) => Err(e),
+            };
+            let waiting_for = match step {
+                Ok((pending, done_at)) if pending.is_empty() => {
+                    tracing::info!(?report, %done_at, "bootstrap reconcile complete");
+                    *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(report);
+                    self.record().await;
+                    self.publish(BootstrapDone {
+                        view: report.view,
+                        done_at,
+                        pending,
+                    });
                     self.bootstrapped.send_replace(true);
                     return report;
                 }
-                Err(e) => {
-                    let delay = backoff.next_delay();
-                    let waiting_for = match &e {
-                        ReconcileError::Store(_) => "the state store",
-                        _ => "ECS",
-                    };
-                    tracing::warn!(error = %e, retry_in = ?delay, "bootstrap reconcile waiting for {waiting_for}");
-                    tokio::time::sleep(delay).await;
+                Ok((pending, done_at)) => {
+                    tracing::warn!(
+                        ?pending,
+                        "bootstrap reconcile done but for some clusters; acting on the others"
+                    );
+                    self.publish(BootstrapDone {
+                        view: report.view,
+                        done_at,
+                        pending,
+                    });
+                    "ECS"
                 }
-            }
+                Err(ReconcileError::Store(e)) => {
+                    tracing::warn!(error = %e, "bootstrap reconcile failed");
+                    "the state store"
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "bootstrap reconcile failed");
+                    "ECS"
+                }
+            };
+            let delay = backoff.next_delay();
+            tracing::warn!(retry_in = ?delay, "bootstrap reconcile waiting for {waiting_for}");
+            tokio::time::sleep(delay).await;
         }
     }
 
+    /// One attempt of the bootstrap: reconciles each cluster not `done`
+    /// yet (and, to `refresh` them, the done ones too, whose failures are
+    /// only logged), adding what it did to `report`; returns the clusters
+    /// still to do (configured names, or ARNs).
+    async fn bootstrap_step(
+        &self,
+        done: &mut HashSet<Arn>,
+        report: &mut ReconcileReport,
+        refresh: bool,
+    ) -> Result<Vec<String>, ReconcileError> {
+        let now = self.options.clock.now();
+        let clusters = self.clusters().await?;
+        let mut pending = Vec::new();
+        for (i, cluster) in clusters.into_iter().enumerate() {
+            let label = |arn: Option<&Arn>| {
+                (self.options.clusters.get(i).cloned())
+                    .or_else(|| arn.map(|a| a.to_string()))
+                    .unwrap_or_default()
+            };
+            let arn = match cluster {
+                Ok(arn) if done.contains(&arn) => {
+                    if refresh && let Err(e) = self.reconcile_arn(&arn, now).await {
+                        tracing::warn!(error = %e, "reconcile of cluster failed; nothing removed from it");
+                    }
+                    continue;
+                }
+                Ok(arn) => arn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "bootstrap of cluster failed");
+                    pending.push(label(None));
+                    continue;
+                }
+            };
+            match self.reconcile_arn(&arn, now).await {
+                Ok(r) => {
+                    report.merge(&r);
+                    done.insert(arn);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "bootstrap of cluster failed; nothing removed from it");
+                    pending.push(label(Some(&arn)));
+                }
+            }
+        }
+        Ok(pending)
+    }
+
+    /// Publishes the bootstrap of this leadership (done, or done but for
+    /// its pending clusters).
+    fn publish(&self, done: BootstrapDone) {
+        self.done.send_replace(Some(done));
+    }
+
+    /// Records a complete reconcile in the store (see [`record`]), so a
+    /// successor that takes over within the interval may skip its
+    /// bootstrap. Not fenced: the record says what the store holds, which
+    /// is true whoever leads (the reconcile's writes are not fenced either).
+    async fn record(&self) {
+        let at = self.options.clock.now();
+        let clusters = self.options.clusters.clone();
+        if let Err(e) = record::record_complete(self.store.as_ref(), Vec::new(), at, clusters).await
+        {
+            tracing::warn!(error = %e, "could not record the complete reconcile");
+        }
+    }
+
+    /// At the start of a term: when the store records a complete reconcile
+    /// recent enough, of this very store ([`record::full_reconcile_needed`]),
+    /// the bootstrap is not needed; returns what to wait for instead (the
+    /// highest revision of the stored entities of the managed clusters).
+    /// `None`: reconcile in full (also when the store cannot tell).
+    async fn skip_bootstrap(&self) -> Option<BootstrapDone> {
+        let now = self.options.clock.now();
+        let clusters = &self.options.clusters;
+        let why = record::full_reconcile_needed(
+            self.store.as_ref(),
+            now,
+            self.options.interval,
+            clusters,
+        )
+        .await;
+        match why {
+            Ok(None) => {}
+            Ok(Some(why)) => {
+                tracing::info!(%why, "full bootstrap reconcile");
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "full bootstrap reconcile: the record is unreadable");
+                return None;
+            }
+        }
+        let mut view = Revision::default();
+        let filters: Vec<Filter> = if clusters.is_empty() {
+            vec![Filter::default()]
+        } else {
+            (clusters.iter())
+                .map(|c| Filter {
+                    cluster: Some(c.clone()),
+                    ..Filter::default()
+                })
+                .collect()
+        };
+        for filter in &filters {
+            for kind in [EntityKind::Instance, EntityKind::Task] {
+                match self.store.list(kind, filter).await {
+                    Ok(listing) => {
+                        view = (listing.items.iter()).fold(view, |r, v| later(r, v.revision));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "full bootstrap reconcile: the store's view is unreadable");
+                        return None;
+                    }
+                }
+            }
+        }
+        let done_at = self.store.current_revision().await.ok()?;
+        tracing::info!(%view, %done_at, "a recent complete reconcile is recorded: no bootstrap reconcile");
+        Some(BootstrapDone {
+            view,
+            done_at,
+            pending: Vec::new(),
+        })
+    }
+
     /// Runs while `leader` is `true`: a bootstrap reconcile when leadership
-    /// starts, then one every interval and on each trigger. Stops when
-    /// `shutdown` resolves.
+    /// starts (skipped when a recent complete reconcile of this store is
+    /// recorded, see [`record`]), then one every interval and on each
+    /// trigger, each complete one recorded. Stops when `shutdown` resolves.
     pub async fn run(
         self,
         mut leader: watch::Receiver<bool>,
@@ -707,7 +952,15 @@ impl Reconciler {
                 r = leader.wait_for(|l| *l) => if r.is_err() { return },
             }
             let lead = async {
-                self.bootstrap().await;
+                match self.skip_bootstrap().await {
+                    Some(done) => {
+                        self.publish(done);
+                        self.bootstrapped.send_replace(true);
+                    }
+                    None => {
+                        self.bootstrap().await;
+                    }
+                }
                 let mut backoff = self.options.backoff.clone();
                 loop {
                     tokio::select! {
@@ -719,6 +972,7 @@ impl Reconciler {
                     match self.reconcile_once().await {
                         Ok(report) => {
                             backoff.reset();
+                            self.record().await;
                             if report.writes() > 0 {
                                 tracing::info!(?report, "reconcile repaired drift");
                             }
@@ -738,6 +992,7 @@ impl Reconciler {
                 _ = &mut shutdown => return,
                 _ = leader.wait_for(|l| !*l) => {
                     self.bootstrapped.send_replace(false);
+                    self.done.send_replace(None);
                     self.unlisted.lock().unwrap_or_else(|e| e.into_inner()).clear();
                     tracing::info!("lost leadership: reconciler paused");
                 }

@@ -649,3 +649,96 @@ async fn a_cluster_name_ecs_does_not_know_fails_alone_and_removes_nothing() {
         other => panic!("{other}"),
     }
 }
+
+/// Leads (until `lead_tx` says otherwise) and waits for the bootstrap of the
+/// term to be done.
+async fn lead_until_bootstrapped(rec: &Reconciler, lead_tx: &watch::Sender<bool>) -> BootstrapDone {
+    let mut done = rec.bootstrap_done();
+    lead_tx.send_replace(true);
+    tokio::time::timeout(Duration::from_secs(600), done.wait_for(Option::is_some))
+        .await
+        .unwrap()
+        .unwrap()
+        .clone()
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_term_skips_the_bootstrap_only_after_a_recent_complete_reconcile_of_this_store() {
+    let w = world(2, 1);
+    let (lead_tx, lead_rx) = watch::channel(false);
+    let h = tokio::spawn(w.rec.clone().run(lead_rx, std::future::pending()));
+    // Nothing recorded: a full bootstrap, recorded.
+    let first = lead_until_bootstrapped(&w.rec, &lead_tx).await;
+    assert!(w.ecs.calls("ListTasks") > 0);
+    let recorded = w
+        .store
+        .kv_get(record::COMPLETE_RECONCILE_KEY)
+        .await
+        .unwrap();
+    assert!(recorded.is_some(), "the bootstrap is recorded");
+
+    // A new term within the interval: no ECS call, and the view to reach
+    // still covers what the bootstrap wrote.
+    lead_tx.send_replace(false);
+    tokio::task::yield_now().await;
+    let mut done = w.rec.bootstrap_done();
+    done.wait_for(Option::is_none).await.unwrap();
+    let calls = w.ecs.total_calls();
+    let second = lead_until_bootstrapped(&w.rec, &lead_tx).await;
+    assert_eq!(w.ecs.total_calls(), calls, "the bootstrap was skipped");
+    assert_eq!(second.view, first.view);
+
+    // A record of another store (a restored backup): a full bootstrap.
+    lead_tx.send_replace(false);
+    done.wait_for(Option::is_none).await.unwrap();
+    let foreign = record::CompleteReconcile {
+        at: Timestamp::now(),
+        epoch: first.done_at.epoch.wrapping_add(1),
+        clusters: vec!["prod".into()],
+    };
+    w.store
+        .kv_put(
+            record::COMPLETE_RECONCILE_KEY,
+            bytes::Bytes::from(serde_json::to_vec(&foreign).unwrap()),
+            None,
+        )
+        .await
+        .unwrap();
+    lead_until_bootstrapped(&w.rec, &lead_tx).await;
+    assert!(w.ecs.total_calls() > calls, "a full bootstrap");
+    h.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_cluster_leaves_the_others_bootstrapped_and_reconciled_every_interval() {
+    let ecs = FakeEcs::with_seed(3);
+    ecs.create_cluster("prod").unwrap();
+    let arns = ecs.add_instances("prod", 2, &InstanceSpec::new()).unwrap();
+    ecs.run_tasks("prod", "web:1", &arns, Some("seed")).unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let rec = Reconciler::new(
+        Arc::new(ecs.clone()),
+        store.clone(),
+        ReconcileOptions {
+            // "gone" was deleted.
+            clusters: vec!["prod".into(), "gone".into()],
+            ..ReconcileOptions::default()
+        },
+    );
+    let (lead_tx, lead_rx) = watch::channel(false);
+    let h = tokio::spawn(rec.clone().run(lead_rx, std::future::pending()));
+    let done = lead_until_bootstrapped(&rec, &lead_tx).await;
+    assert_eq!(done.pending, vec!["gone".to_owned()]);
+    let prod = ecs.cluster_arn("prod").unwrap();
+    assert!(!done.blocks(&prod));
+    assert!(done.view.seq > 0, "what it wrote of prod is waited for");
+    assert!(!*rec.bootstrapped().borrow(), "not every cluster is done");
+    let listed = ecs.calls("ListTasks");
+    tokio::time::sleep(Duration::from_secs(900)).await;
+    assert!(
+        ecs.calls("ListTasks") > listed,
+        "prod is still reconciled while gone keeps failing"
+    );
+    h.abort();
+}

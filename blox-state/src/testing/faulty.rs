@@ -14,13 +14,16 @@ use crate::store::{
 /// Wraps a store; while [`FaultyStore::set_down`] is on, every call fails
 /// with [`StoreError::Unavailable`], while [`FaultyStore::set_exhausted`] is
 /// on every write fails with [`StoreError::Exhausted`] (etcd's `NOSPACE`
-/// alarm: reads still work), and [`FaultyStore::compact_next_watch`] makes
-/// the next `watch` fail with [`StoreError::Compacted`].
-#[derive(Debug, Default)]
+/// alarm: reads still work), [`FaultyStore::compact_next_watch`] makes
+/// the next `watch` fail with [`StoreError::Compacted`], and while
+/// [`FaultyStore::hold_watches`] is on, watches deliver nothing (a view
+/// that lags behind the store, deterministically).
+#[derive(Debug)]
 pub struct FaultyStore<S> {
     inner: S,
     down: AtomicBool,
     exhausted: AtomicBool,
+    held: tokio::sync::watch::Sender<bool>,
     compact_next_watch: AtomicBool,
     apply_calls: AtomicUsize,
     list_calls: AtomicUsize,
@@ -33,6 +36,7 @@ impl<S: StateStore> FaultyStore<S> {
             inner,
             down: AtomicBool::new(false),
             exhausted: AtomicBool::new(false),
+            held: tokio::sync::watch::channel(false).0,
             compact_next_watch: AtomicBool::new(false),
             apply_calls: AtomicUsize::new(0),
             list_calls: AtomicUsize::new(0),
@@ -53,6 +57,12 @@ impl<S: StateStore> FaultyStore<S> {
     /// (`false`).
     pub fn set_exhausted(&self, exhausted: bool) {
         self.exhausted.store(exhausted, Ordering::SeqCst);
+    }
+
+    /// Holds back every watch batch, of watches open and to come (`true`),
+    /// until released (`false`): they are then delivered in order.
+    pub fn hold_watches(&self, hold: bool) {
+        self.held.send_replace(hold);
     }
 
     /// Makes the next `watch` call fail with `Compacted`.
@@ -122,7 +132,19 @@ impl<S: StateStore> StateStore for FaultyStore<S> {
                 oldest: self.inner.current_revision().await?,
             });
         }
-        self.inner.watch_revisions(after).await
+        use futures::StreamExt;
+        let stream = self.inner.watch_revisions(after).await?;
+        let held = self.held.subscribe();
+        Ok(stream
+            .then(move |batch| {
+                let mut held = held.clone();
+                async move {
+                    // An error means the store is gone: deliver what is left.
+                    let _ = held.wait_for(|h| !*h).await;
+                    batch
+                }
+            })
+            .boxed())
     }
     fn undecodable_records(&self) -> u64 {
         self.inner.undecodable_records()
