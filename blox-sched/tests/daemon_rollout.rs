@@ -271,3 +271,28 @@ fn an_old_task_that_never_ran_is_replaced_without_using_the_budget() {
     assert_eq!(stops(&actions), vec![p.task_arn("old0")]);
     assert!(starts(&actions).is_empty());
 }
+
+#[test]
+fn a_start_of_a_replaced_deployment_still_in_flight_blocks_the_new_start() {
+    // dep-1 stopped i0's task and started its own (the intent is
+    // outstanding, its task not visible yet); then dep-2 replaced dep-1.
+    // Starting dep-2 now would leave two daemon tasks on i0 (seed 21 of
+    // the simulation): wait for dep-1's task, stop it, then start.
+    let b = SnapshotBuilder::new().cluster("prod");
+    let p = b.clone();
+    let snap = b
+        .instance("i0", |i| i)
+        .pending_start("i0", "logs:1", "dep-1")
+        .build(rolled(1));
+    assert_eq!(DaemonScheduler.decide(&snap), vec![]);
+
+    // Its task shows up: it is stopped (stop old, then start new).
+    let snap = SnapshotBuilder::new()
+        .cluster("prod")
+        .instance("i0", |i| i)
+        .task("late", "i0", |t| t.started_by("dep-1").pending())
+        .build(rolled(1));
+    let actions = DaemonScheduler.decide(&snap);
+    assert_eq!(stops(&actions), vec![p.task_arn("late")]);
+    assert!(starts(&actions).is_empty());
+}

@@ -8,7 +8,10 @@
 //!   at once unless the runner holds it in backoff. A start in flight
 //!   (`pending_starts`) counts as present, and so does a daemon task that is
 //!   still stopping (the replacement waits until it has stopped, so the two
-//!   never compete for ports or memory).
+//!   never compete for ports or memory). A start of an older deployment
+//!   still in flight (the deployment was replaced before its task showed)
+//!   holds the new start back too: once its task shows, the rollout stops
+//!   it, then starts the new one.
 //! * **Extra copies**: if an instance shows two or more live tasks of the
 //!   deployment, all but one are stopped (the RUNNING one that started first
 //!   is kept).
@@ -163,6 +166,7 @@ fn decide_env(
                 if s.old.is_empty() {
                     if !has_current
                         && s.stopping == 0
+                        && s.old_pending == 0
                         && !snap.in_backoff(&iv.instance.container_instance_arn)
                     {
                         starts.push(iv.instance);

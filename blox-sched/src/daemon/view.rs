@@ -34,6 +34,9 @@ pub(crate) struct Slot<'a> {
     pub pending: usize,
     /// Live tasks of older deployments.
     pub old: Vec<&'a Arc<Task>>,
+    /// Starts of older deployments issued but not yet visible (a deployment
+    /// replaced while its starts were in flight).
+    pub old_pending: usize,
     /// Tasks of the environment that are stopping (desired STOPPED, not yet stopped).
     pub stopping: usize,
 }
@@ -243,15 +246,18 @@ impl<'a> View<'a> {
             };
             let ev = &mut envs[ei];
             ev.in_flight += 1;
-            if !is_active {
-                continue;
+            if is_active {
+                ev.active_started = true;
             }
-            ev.active_started = true;
             let si = inst_pos
                 .get(&TailKey(p.instance.as_str()))
                 .map_or(NO_SLOT, |&pos| slot_of[ei][pos]);
             if let Some(iv) = ev.instances.get_mut(si) {
-                iv.slot.pending += 1;
+                if is_active {
+                    iv.slot.pending += 1;
+                } else {
+                    iv.slot.old_pending += 1;
+                }
             }
         }
 
