@@ -10,6 +10,7 @@ use blox_core::model::{Arn, InstanceStatus, TaskStatus, Timestamp};
 use blox_core::ports::{EcsApi, EcsApiExt, EventSource, TaskListFilter};
 use blox_core::testing::{FakeEcs, FakeEcsConfig, InstanceSpec};
 use blox_sched::daemon::{EnvironmentStore, NewEnvironment};
+use blox_sched::election::LeaderElection;
 use blox_state::store::StateStore;
 use blox_state::store::memory::{MemoryOptions, MemoryStore};
 use blox_state::testing::FaultyStore;
@@ -330,6 +331,18 @@ impl Sim {
     async fn elect(&mut self, id: usize) {
         if self.replicas[id].is_none() {
             return;
+        }
+        // A replica that lost its lease without noticing yet cannot be
+        // granted a new one first: a real election campaigns only once it
+        // has seen its lease end (its keep-alive fails), so the new lease
+        // is a new term after a deposition, never a silent switch.
+        if *self.elections[id].is_leader().borrow() {
+            self.elections[id].notice_loss();
+            self.world
+                .trace(format!("replica {id} notices it lost the lease"));
+            // Its campaign takes a round trip: what follows the leadership
+            // signal sees it end before the new term begins.
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         match self.elections[id].campaign().await {
             Ok(()) => {

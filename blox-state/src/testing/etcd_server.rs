@@ -267,7 +267,27 @@ impl EtcdCluster {
         EtcdCluster::start_with(size, Some(parent)).await
     }
 
+    /// Starts the members, on fresh ports again when a port picked as free
+    /// was taken by another process before etcd bound it (tests start
+    /// servers in parallel).
     async fn start_with(
+        size: usize,
+        parent: Option<&Path>,
+    ) -> Result<EtcdCluster, EtcdServerError> {
+        let mut attempt = 1;
+        loop {
+            match EtcdCluster::start_once(size, parent).await {
+                Err(EtcdServerError::NotReady(log))
+                    if attempt < 3 && log.contains("address already in use") =>
+                {
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn start_once(
         size: usize,
         parent: Option<&Path>,
     ) -> Result<EtcdCluster, EtcdServerError> {
