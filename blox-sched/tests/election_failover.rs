@@ -249,17 +249,8 @@ async fn the_follower_takes_over_after_the_lease_expires_without_double_starts()
         1,
         "the inherited intent held the start"
     );
-    // The earlier instances' intents resolve once the new leader acts (its
-    // cycles may first wait for its term's bootstrap); the held one stays.
-    let mut left = usize::MAX;
-    for _ in 0..300 {
-        left = ingest.kv_list(&prefix).await.unwrap().items.len();
-        if left == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(left, 1, "only the held start's intent is left");
+    // Intents of the earlier instances may stay until the view catches up
+    // (their tasks' events are held too); they are resolved below.
 
     // The view catches up: the intent is resolved.
     mode.store(ALL, Ordering::SeqCst);
