@@ -82,6 +82,12 @@ impl StateStore for Serial {
     async fn kv_txn(&self, txn: KvTxn) -> Result<KvTxnOutcome> {
         self.store.kv_txn(txn).await
     }
+    fn txn_limits(&self) -> blox_state::store::TxnLimits {
+        self.store.txn_limits()
+    }
+    fn layout_version(&self) -> u32 {
+        self.store.layout_version()
+    }
     async fn kv_watch(&self, prefix: &str, after: Revision) -> Result<KvWatchStream> {
         self.store.kv_watch(prefix, after).await
     }

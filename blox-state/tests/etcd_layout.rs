@@ -185,3 +185,69 @@ async fn an_older_layout_is_refused_until_migrated_and_a_stopped_migration_resum
         .unwrap();
     assert_eq!(store.layout_status(), LayoutStatus::Current);
 }
+
+/// A step from this layout to the next that changes nothing.
+fn noop(_: &EtcdStore) -> futures::future::BoxFuture<'_, blox_state::store::Result<()>> {
+    async { Ok(()) }.boxed()
+}
+
+/// Migrates `prefix` to the next layout version with a store of its own.
+async fn migrate_to_next(server: &EtcdServer, prefix: &str) {
+    let tool = unchecked(server, prefix).await;
+    let steps = [MigrationStep {
+        from: LAYOUT_VERSION,
+        name: "next",
+        run: noop,
+    }];
+    migrate(&tool, &steps, LAYOUT_VERSION + 1).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_store_whose_layout_is_migrated_under_it_writes_nothing_more_and_says_so() {
+    use blox_state::store::Change;
+    use blox_state::testing::conformance::task;
+    let server = EtcdServer::start().await.unwrap();
+    let store = EtcdStore::connect(options(&server, "/live")).await.unwrap();
+    store
+        .kv_put("env/a", Bytes::from_static(b"1"), None)
+        .await
+        .unwrap();
+    store
+        .apply(Change::put(task("c", "t1", Some(1))))
+        .await
+        .unwrap();
+    let watched = store.clone();
+    let changed = tokio::spawn(async move { watched.layout_changed().await });
+
+    migrate_to_next(&server, "/live").await;
+
+    let put = store
+        .kv_put("env/a", Bytes::from_static(b"2"), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(put, StoreError::Layout { stored, .. } if stored == LAYOUT_VERSION + 1),
+        "{put:?}"
+    );
+    assert!(put.to_string().contains("stored layout changed"), "{put}");
+    let apply = store
+        .apply(Change::put(task("c", "t2", Some(1))))
+        .await
+        .unwrap_err();
+    assert!(matches!(apply, StoreError::Layout { .. }), "{apply:?}");
+    // Nothing of either write landed.
+    let tool = unchecked(&server, "/live").await;
+    assert_eq!(
+        tool.kv_get("env/a").await.unwrap().unwrap().value,
+        Bytes::from_static(b"1")
+    );
+    assert_eq!(tool.list_all().await.unwrap().items.len(), 1);
+    // And the store says so by itself (a daemon stops on it).
+    let said = tokio::time::timeout(std::time::Duration::from_secs(30), changed)
+        .await
+        .expect("layout_changed did not resolve")
+        .unwrap();
+    // (It may have seen the migration start, or end.)
+    assert!(matches!(said, StoreError::Layout { .. }), "{said:?}");
+    assert!(said.to_string().contains("stored layout changed"), "{said}");
+}

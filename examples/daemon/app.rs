@@ -59,12 +59,17 @@ pub enum DaemonError {
     /// The leader election could not start.
     #[error("cannot start the leader election: {0}")]
     Election(String),
-    /// The stored layout cannot be used (or migrated) by this build.
+    /// The stored layout cannot be used (or migrated) by this build, or
+    /// changed while the daemon ran (a migration under it).
     #[error(transparent)]
     Layout(StoreError),
     /// The server failed while running.
     #[error("HTTP server failed")]
     Io(#[from] std::io::Error),
+    /// The daemon stopped by itself on a fatal condition (the stored
+    /// layout changed under it), after shutting down cleanly.
+    #[error("{0}")]
+    Stopped(String),
     /// Shutdown did not finish within `--shutdown-grace`.
     #[error("the shutdown grace of {grace:?} ran out while {}", pending.join(", "))]
     ShutdownGrace {
@@ -78,6 +83,7 @@ pub enum DaemonError {
 fn etcd_options(config: &Config) -> EtcdOptions {
     EtcdOptions {
         prefix: config.etcd_prefix.clone(),
+        layout: config.layout,
         ..EtcdOptions::new(config.etcd_endpoints.clone())
     }
 }
@@ -147,7 +153,7 @@ pub async fn migrate_layout(config: &Config) -> Result<String, DaemonError> {
     })
     .await
     .map_err(DaemonError::Layout)?;
-    let report = layout::migrate(&store, layout::MIGRATIONS, layout::LAYOUT_VERSION)
+    let report = layout::migrate(&store, config.layout.migrations, config.layout.version)
         .await
         .map_err(DaemonError::Layout)?;
     Ok(format!(
@@ -209,7 +215,12 @@ struct Connected {
     clusters: Vec<String>,
     store: Arc<dyn StateStore>,
     election: Arc<dyn LeaderElection>,
+    /// On etcd: resolves once the stored layout changes under the daemon.
+    layout_changed: Option<LayoutChanged>,
 }
+
+/// Resolves once the stored layout changes under the daemon.
+type LayoutChanged = futures::future::BoxFuture<'static, StoreError>;
 
 /// Connects to ECS (or builds the simulated cluster), the SQS queue and the
 /// store, reporting each step to `readiness`; `Ok(None)` if `stop` turns
@@ -251,29 +262,35 @@ async fn connect(
     };
 
     // The store and leader election.
-    let (store, election): (Arc<dyn StateStore>, Arc<dyn LeaderElection>) =
-        if config.etcd_endpoints.is_empty() {
-            let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
-            let election = LocalElection::start(store.clone(), "scheduler", &default_holder_id())
-                .await
-                .map_err(|e| DaemonError::Election(e.to_string()))?;
-            readiness.set(Step::Store, true, "the in-memory store");
-            (store, Arc::new(election))
-        } else {
-            let Some(etcd) = connect_etcd(config, readiness, stop).await? else {
-                return Ok(None);
-            };
-            let election = EtcdElection::start(
-                &etcd,
-                EtcdElectionOptions {
-                    ttl: Duration::from_secs(config.lease_ttl),
-                    ..EtcdElectionOptions::default()
-                },
-            );
-            let etcd = Arc::new(etcd);
-            etcd.spawn_maintenance();
-            (etcd, Arc::new(election))
+    let (store, election, layout_changed): (
+        Arc<dyn StateStore>,
+        Arc<dyn LeaderElection>,
+        Option<LayoutChanged>,
+    ) = if config.etcd_endpoints.is_empty() {
+        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+        let election = LocalElection::start(store.clone(), "scheduler", &default_holder_id())
+            .await
+            .map_err(|e| DaemonError::Election(e.to_string()))?;
+        readiness.set(Step::Store, true, "the in-memory store");
+        (store, Arc::new(election), None)
+    } else {
+        let Some(etcd) = connect_etcd(config, readiness, stop).await? else {
+            return Ok(None);
         };
+        let election = EtcdElection::start(
+            &etcd,
+            EtcdElectionOptions {
+                ttl: Duration::from_secs(config.lease_ttl),
+                ..EtcdElectionOptions::default()
+            },
+        );
+        let watched = etcd.clone();
+        let layout_changed: futures::future::BoxFuture<'static, StoreError> =
+            Box::pin(async move { watched.layout_changed().await });
+        let etcd = Arc::new(etcd);
+        etcd.spawn_maintenance();
+        (etcd, Arc::new(election), Some(layout_changed))
+    };
     Ok(Some(Connected {
         simulator,
         ecs,
@@ -281,6 +298,7 @@ async fn connect(
         clusters,
         store,
         election,
+        layout_changed,
     }))
 }
 
@@ -307,8 +325,21 @@ pub async fn start(
         _ => None,
     };
     let (stop_tx, stop_rx) = watch::channel(false);
+    // A fatal condition found while running (the stored layout changed
+    // under the daemon) stops it like a signal, and fails its exit.
+    let (fatal_tx, fatal_rx) = watch::channel::<Option<String>>(None);
+    let mut fatal = fatal_rx.clone();
     tokio::spawn(async move {
-        shutdown.await;
+        let fatal = async {
+            // No sender left (nothing can turn fatal): only the signal.
+            if fatal.wait_for(Option::is_some).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            () = shutdown => {}
+            () = fatal => {}
+        }
         stop_tx.send_replace(true);
     });
     let stopped = |rx: &watch::Receiver<bool>| {
@@ -358,6 +389,7 @@ pub async fn start(
         clusters,
         store,
         election,
+        layout_changed,
     } = match connected {
         Ok(Some(c)) => c,
         Ok(None) => {
@@ -377,6 +409,16 @@ pub async fn start(
             return Err(e);
         }
     };
+
+    if let Some(changed) = layout_changed {
+        let readiness = readiness.clone();
+        tokio::spawn(async move {
+            let e = changed.await;
+            tracing::error!(error = %e, "the stored layout changed under this daemon; stopping");
+            readiness.set(Step::Store, false, e.to_string());
+            fatal_tx.send_replace(Some(e.to_string()));
+        });
+    }
 
     let (cache, follower) = spawn_follower_with(
         store.clone(),
@@ -552,11 +594,15 @@ pub async fn start(
         .await;
         follower.abort();
         environments_follower.abort();
+        let fatal = fatal_rx.borrow().clone();
         match finished {
-            Ok(()) => {
-                tracing::info!("blox daemon stopped");
-                Ok(())
-            }
+            Ok(()) => match fatal {
+                Some(why) => Err(DaemonError::Stopped(why)),
+                None => {
+                    tracing::info!("blox daemon stopped");
+                    Ok(())
+                }
+            },
             Err(_) => {
                 let pending = progress.pending();
                 tracing::error!(

@@ -180,6 +180,11 @@ pub struct Config {
     /// answered 503 with `Retry-After`.
     #[arg(long, env = "BLOX_MAX_QUEUED_LISTS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(0..=100_000))]
     pub max_queued_lists: u32,
+    /// The stored layout this daemon reads on etcd (not a flag: this
+    /// release's, or another in a test build of another release; see
+    /// [`super::main_with_layout`]).
+    #[arg(skip = blox_state::store::etcd::layout::CURRENT)]
+    pub layout: blox_state::store::etcd::layout::Layout,
 }
 
 fn parse_endpoint(s: &str) -> Result<String, String> {

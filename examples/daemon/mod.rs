@@ -93,7 +93,17 @@ async fn signal() {
 
 /// Parses the flags, runs the daemon until SIGINT/SIGTERM, and returns the exit code.
 pub fn main() -> ExitCode {
-    let config = Config::parse();
+    main_with_layout(blox_state::store::etcd::layout::CURRENT)
+}
+
+/// [`main`] for a daemon that reads another stored layout: a test build
+/// standing for another release (the mixed-version upgrade tests run one
+/// next to this release's daemon).
+pub fn main_with_layout(layout: blox_state::store::etcd::layout::Layout) -> ExitCode {
+    let config = Config {
+        layout,
+        ..Config::parse()
+    };
     if let Err(e) = init_logging(&config) {
         eprintln!("blox-daemon: {e}");
         return ExitCode::from(2);

@@ -88,6 +88,19 @@ impl Drop for EtcdElection {
 enum Ended {
     Resigned,
     Lost(String),
+    /// This process may never lead again: the stored layout changed
+    /// under it.
+    Refused(String),
+}
+
+/// The leader key's value: who leads, and the stored layout it reads
+/// (issue 13: leadership carries the leader's layout version).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LeaderValue {
+    /// The leader's holder id.
+    pub holder: String,
+    /// The stored layout version the leader reads.
+    pub layout: u32,
 }
 
 struct Campaign {
@@ -99,6 +112,9 @@ struct Campaign {
     ttl: Duration,
     store: EtcdStore,
     signals: Arc<Signals>,
+    /// The layout record's key and the mod revision this process's store
+    /// checked: a campaign wins only while it is unchanged.
+    layout_guard: Option<(String, i64)>,
 }
 
 impl EtcdElection {
@@ -118,6 +134,7 @@ impl EtcdElection {
             ttl: options.ttl.max(Duration::from_secs(1)),
             store: store.clone(),
             signals: Arc::clone(&signals),
+            layout_guard: store.layout_guard(),
         };
         let retry = options.retry;
         let task = tokio::spawn(campaign.run(resign_rx, retry));
@@ -246,6 +263,10 @@ impl Campaign {
             self.signals.depose();
             match ended {
                 Ended::Resigned => return,
+                Ended::Refused(why) => {
+                    tracing::error!(key = %self.key, %why, "not campaigning any more");
+                    return;
+                }
                 Ended::Lost(why) => {
                     tracing::info!(key = %self.key, %why, "campaigning again");
                     tokio::select! {
@@ -294,20 +315,40 @@ impl Campaign {
             Ok(sent) => valid_until = valid_until.max(sent + self.ttl),
             Err(e) => return lost("starting keep-alives", e),
         }
+        let value = match serde_json::to_string(&LeaderValue {
+            holder: self.holder.clone(),
+            layout: self.store.layout().version,
+        }) {
+            Ok(v) => v,
+            Err(e) => return lost("encoding the leader key", e),
+        };
+        // The key is created only while the stored layout is the one this
+        // process checked: a daemon never takes over a prefix migrated
+        // under it.
+        let mut compares = vec![Compare::create_revision(
+            self.etcd_key.clone(),
+            CompareOp::Equal,
+            0,
+        )];
+        let mut reads = vec![TxnOp::get(self.etcd_key.clone(), None)];
+        if let Some((key, revision)) = &self.layout_guard {
+            compares.push(Compare::mod_revision(
+                key.clone(),
+                CompareOp::Equal,
+                *revision,
+            ));
+            reads.push(TxnOp::get(key.clone(), None));
+        }
         // Campaign until the key is ours.
         let revision = loop {
             let txn = Txn::new()
-                .when([Compare::create_revision(
-                    self.etcd_key.clone(),
-                    CompareOp::Equal,
-                    0,
-                )])
+                .when(compares.clone())
                 .and_then([TxnOp::put(
                     self.etcd_key.clone(),
-                    self.holder.clone(),
+                    value.clone(),
                     Some(PutOptions::new().with_lease(lease)),
                 )])
-                .or_else([TxnOp::get(self.etcd_key.clone(), None)]);
+                .or_else(reads.clone());
             let resp = match client.txn(txn).await {
                 Ok(r) => r,
                 Err(e) => return lost("creating the leader key", e),
@@ -315,6 +356,9 @@ impl Campaign {
             let seen_at = resp.header().map(|h| h.revision()).unwrap_or(0);
             if resp.succeeded() {
                 break seen_at;
+            }
+            if let Some(why) = self.layout_moved(&resp) {
+                return Ended::Refused(why);
             }
             // Wait for the key to go, keeping our lease alive meanwhile.
             // The watch starts after the transaction that saw the key (its
@@ -414,6 +458,25 @@ impl Campaign {
                 },
             }
         }
+    }
+
+    /// Why the layout record a failed campaign read (its second read) is
+    /// not the one this process checked, if it is not.
+    fn layout_moved(&self, resp: &etcd_client::TxnResponse) -> Option<String> {
+        let (_, guard) = self.layout_guard.as_ref()?;
+        let now = match resp.op_responses().get(1) {
+            Some(etcd_client::TxnOpResponse::Get(g)) => {
+                g.kvs().first().map_or(0, |kv| kv.mod_revision())
+            }
+            _ => return None,
+        };
+        (now != *guard).then(|| {
+            format!(
+                "the stored layout record changed while this process ran (revision {guard}, now {now}): \
+                 a daemon of layout {} never leads a migrated prefix",
+                self.store.layout().version
+            )
+        })
     }
 
     /// Watches the leader key again after its watch broke: the term goes

@@ -30,7 +30,7 @@ use blox_state::store::{KvExpect, Revision, StoreError};
 use tokio::sync::watch;
 
 #[cfg(feature = "etcd")]
-pub use etcd::{EtcdElection, EtcdElectionOptions};
+pub use etcd::{EtcdElection, EtcdElectionOptions, LeaderValue};
 pub use local::LocalElection;
 
 /// The key-value prefix under which leader keys live (`leader/{election name}`).

@@ -202,13 +202,14 @@ impl<S: Scheduler> Runner<S> {
         // Never take over starts that a daemon reading another stored
         // layout left outstanding: it may mean them differently. Wait
         // (acting on nothing) until they are gone.
-        let foreign = self.term.book.foreign_layouts();
+        let own = self.store.layout_version();
+        let foreign = self.term.book.foreign_layouts(own);
         if !foreign.is_empty() {
             self.term.book.clear();
             return Err(waiting(format!(
                 "intents written under stored layout(s) {foreign:?} are outstanding, and this daemon reads layout {}: \
                  let a daemon of that layout resolve them, or finish the upgrade (docs/operating.md, section 5)",
-                blox_state::store::LAYOUT_VERSION
+                own
             )));
         }
         let inherited = self.term.book.len();

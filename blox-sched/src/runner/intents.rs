@@ -162,13 +162,13 @@ impl IntentBook {
             .collect()
     }
 
-    /// The layout versions, other than this build's, of loaded intents.
-    pub(crate) fn foreign_layouts(&self) -> Vec<u32> {
+    /// The layout versions, other than `own`, of loaded intents.
+    pub(crate) fn foreign_layouts(&self, own: u32) -> Vec<u32> {
         let mut out: Vec<u32> = self
             .intents
             .values()
             .map(|i| i.record.layout)
-            .filter(|l| *l != blox_state::store::LAYOUT_VERSION)
+            .filter(|l| *l != own)
             .collect();
         out.sort_unstable();
         out.dedup();
@@ -220,7 +220,7 @@ impl IntentBook {
                 started_by: s.started_by,
                 since,
                 leader: term.holder.clone(),
-                layout: blox_state::store::LAYOUT_VERSION,
+                layout: store.layout_version(),
                 task: None,
                 before: s.before,
             };
@@ -384,7 +384,10 @@ mod tests {
         let mut reloaded = IntentBook::new("sched");
         reloaded.load(store.as_ref()).await.unwrap();
         assert_eq!(reloaded.pending_starts(), book.pending_starts());
-        assert_eq!(reloaded.foreign_layouts(), Vec::<u32>::new());
+        assert_eq!(
+            reloaded.foreign_layouts(blox_state::store::LAYOUT_VERSION),
+            Vec::<u32>::new()
+        );
 
         book.remove(store.as_ref(), &term, vec![keys[0].clone()])
             .await

@@ -684,6 +684,13 @@ pub trait StateStore: Send + Sync + 'static {
         TxnLimits::default()
     }
 
+    /// The stored layout version this store reads and writes: records
+    /// that outlive a process (a scheduler's start intents) carry it
+    /// ([`LAYOUT_VERSION`] unless the store was built for another).
+    fn layout_version(&self) -> u32 {
+        LAYOUT_VERSION
+    }
+
     /// Applies a transaction's ops in as many transactions as the store's
     /// limits need, each guarded by the same checks, in order. Not atomic:
     /// on `Conflict` or `Err` the earlier parts stay applied, so use it only
@@ -798,6 +805,9 @@ impl<T: StateStore + ?Sized> StateStore for std::sync::Arc<T> {
     }
     fn txn_limits(&self) -> TxnLimits {
         (**self).txn_limits()
+    }
+    fn layout_version(&self) -> u32 {
+        (**self).layout_version()
     }
     async fn kv_watch(&self, prefix: &str, after: Revision) -> Result<KvWatchStream> {
         (**self).kv_watch(prefix, after).await

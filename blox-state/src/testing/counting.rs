@@ -102,6 +102,9 @@ impl<S: StateStore> StateStore for CountingStore<S> {
     fn txn_limits(&self) -> crate::store::TxnLimits {
         self.inner.txn_limits()
     }
+    fn layout_version(&self) -> u32 {
+        self.inner.layout_version()
+    }
     async fn kv_watch(&self, prefix: &str, after: Revision) -> Result<KvWatchStream> {
         let stream = self.inner.kv_watch(prefix, after).await?;
         let open = Open::new(&self.kv_watches);

@@ -172,6 +172,9 @@ impl<S: StateStore> StateStore for FaultyStore<S> {
     fn txn_limits(&self) -> crate::store::TxnLimits {
         self.inner.txn_limits()
     }
+    fn layout_version(&self) -> u32 {
+        self.inner.layout_version()
+    }
     async fn kv_watch(&self, prefix: &str, after: Revision) -> Result<KvWatchStream> {
         self.check()?;
         self.inner.kv_watch(prefix, after).await

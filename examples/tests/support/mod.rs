@@ -58,12 +58,20 @@ pub async fn answers(addr: SocketAddr, path: &str) -> bool {
 
 /// `blox-daemon` on `addr` with extra flags, once it answers `/v1/ping`.
 pub async fn daemon(addr: SocketAddr, args: &[&str]) -> Proc {
-    let child = Command::new(env!("CARGO_BIN_EXE_blox-daemon"))
-        .args(["--bind", &addr.to_string(), "--log-level", "warn"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_blox-daemon"));
+    cmd.args(["--log-level", "warn"])
         .args(args)
+        .stderr(Stdio::inherit());
+    daemon_from(cmd, addr).await
+}
+
+/// A daemon built as `cmd` (its binary, flags, environment and stderr
+/// set by the caller) on `addr`, once it answers `/v1/ping`.
+pub async fn daemon_from(mut cmd: Command, addr: SocketAddr) -> Proc {
+    let child = cmd
+        .args(["--bind", &addr.to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
     let p = Proc(child);
@@ -138,9 +146,20 @@ pub async fn create_and_deploy(
     name: &str,
     task_definition: &str,
 ) -> serde_json::Value {
+    create_and_deploy_on(addr, "sim", name, task_definition).await
+}
+
+/// Creates environment `name` on `cluster` with `task_definition` and
+/// deploys it; returns the deployment.
+pub async fn create_and_deploy_on(
+    addr: SocketAddr,
+    cluster: &str,
+    name: &str,
+    task_definition: &str,
+) -> serde_json::Value {
     let body = serde_json::json!({
         "name": name,
-        "instanceGroup": {"cluster": "sim"},
+        "instanceGroup": {"cluster": cluster},
         "taskDefinition": task_definition,
     });
     let created = client::request(addr, "POST", "/v1/environments", Some(&body.to_string())).await;

@@ -146,11 +146,11 @@ pub(super) async fn write_chunk(
             break;
         }
         let resp = inner
-            .txn("writing entities", Txn::new().and_then(ops))
+            .txn("writing entities", Vec::new(), ops, Vec::new())
             .await?;
-        let seq = resp.header().map(|h| h.revision()).unwrap_or(0);
+        let seq = resp.revision;
         let revision = inner.revision(seq);
-        let responses = resp.op_responses();
+        let responses = resp.responses;
         if responses.len() != sent.len() {
             return Err(StoreError::Backend {
                 message: "etcd returned a transaction response of the wrong size".into(),

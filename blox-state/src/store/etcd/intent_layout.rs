@@ -19,15 +19,18 @@ use crate::store::{KvExpect, KvOp, KvTxn, Result, StateStore};
 /// The key-value prefix of every scheduler's intents.
 const INTENTS: &str = "intents/";
 
-/// The layout intents of this step's target carry.
-const TARGET: u32 = 2;
-
 /// The migration step (registered in [`super::layout::MIGRATIONS`]).
 pub(crate) fn run(store: &EtcdStore) -> BoxFuture<'_, Result<()>> {
-    async move { migrate(store).await }.boxed()
+    async move { restamp_intents(store, 1, 2).await }.boxed()
 }
 
-async fn migrate(store: &EtcdStore) -> Result<()> {
+/// Marks every outstanding start intent written under layout `from` as
+/// written under `to` (moving a layout-1 record to a key of its own), so
+/// a leader of layout `to` resolves it instead of waiting for a daemon of
+/// `from`. A migration step of a layout bump that leaves the intents'
+/// meaning unchanged runs this; one that changes it rewrites them itself.
+/// Idempotent; a record changed concurrently is left as it is.
+pub async fn restamp_intents(store: &EtcdStore, from: u32, to: u32) -> Result<()> {
     let listing = store.kv_list(INTENTS).await?;
     for entry in listing.items {
         let Ok(serde_json::Value::Object(mut record)) =
@@ -40,10 +43,10 @@ async fn migrate(store: &EtcdStore) -> Result<()> {
             .get("layout")
             .and_then(serde_json::Value::as_u64)
             .unwrap_or(1);
-        if layout != 1 {
+        if layout != u64::from(from) {
             continue;
         }
-        record.insert("layout".to_owned(), TARGET.into());
+        record.insert("layout".to_owned(), to.into());
         let value = serde_json::to_vec(&record)
             .map_err(|e| crate::store::StoreError::Invalid(e.to_string()))?;
         let new_key = new_key(&entry.key);

@@ -3,7 +3,7 @@
 //! `create_revision > 0`, `Revision(r)`: `mod_revision == r.seq`).
 
 use bytes::Bytes;
-use etcd_client::{Compare, CompareOp, KeyValue, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, KeyValue, TxnOp};
 
 use super::Inner;
 use crate::store::{KvEntry, KvExpect, KvOp, KvTxn, KvTxnOutcome, Listing, Result};
@@ -68,15 +68,10 @@ pub(crate) async fn txn(inner: &Inner, txn: KvTxn) -> Result<KvTxnOutcome> {
         })
         .collect();
     let resp = inner
-        .txn(
-            "key-value transaction",
-            Txn::new().when(compares).and_then(ops),
-        )
+        .txn("key-value transaction", compares, ops, Vec::new())
         .await?;
-    if resp.succeeded() {
-        Ok(KvTxnOutcome::Applied(inner.revision(
-            resp.header().map(|h| h.revision()).unwrap_or(0),
-        )))
+    if resp.succeeded {
+        Ok(KvTxnOutcome::Applied(inner.revision(resp.revision)))
     } else {
         Ok(KvTxnOutcome::Conflict)
     }

@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use super::{EtcdStore, Inner};
 use crate::store::{Result, StoreError};
 
+pub use super::intent_layout::restamp_intents;
 pub use crate::store::LAYOUT_VERSION;
 
 /// One step of a migration from layout `from` to `from + 1`.
@@ -59,7 +60,7 @@ impl std::fmt::Debug for MigrationStep {
 }
 
 /// The migrations of this build, oldest first.
-pub static MIGRATIONS: &[MigrationStep] = &[
+pub const MIGRATIONS: &[MigrationStep] = &[
     MigrationStep {
         from: 1,
         name: "soft-tombstones",
@@ -76,6 +77,24 @@ pub static MIGRATIONS: &[MigrationStep] = &[
         run: |store| Box::pin(super::maintenance::build_indexes(&store.inner)),
     },
 ];
+
+/// A stored layout a build reads: its version and the migrations that
+/// lead to it. A store checks the prefix against one
+/// ([`super::EtcdOptions::layout`], [`CURRENT`] by default); tests build
+/// daemons of another layout with their own.
+#[derive(Debug, Clone, Copy)]
+pub struct Layout {
+    /// The version it reads and writes.
+    pub version: u32,
+    /// The steps from older versions, oldest first.
+    pub migrations: &'static [MigrationStep],
+}
+
+/// This build's layout: [`LAYOUT_VERSION`] and [`MIGRATIONS`].
+pub const CURRENT: Layout = Layout {
+    version: LAYOUT_VERSION,
+    migrations: MIGRATIONS,
+};
 
 /// Layout 2 adds `soft` to tombstones (a deletion on listing evidence
 /// alone, which never blocks ECS's report of the deleted version). Every
@@ -115,16 +134,24 @@ pub enum LayoutStatus {
     Unchecked,
 }
 
-fn refuse(stored: u32, detail: String) -> StoreError {
+fn refuse(stored: u32, supported: u32, detail: String) -> StoreError {
     StoreError::Layout {
         stored,
-        supported: LAYOUT_VERSION,
+        supported,
         detail,
     }
 }
 
 /// Reads the record and its etcd mod revision (0 when absent).
 pub(super) async fn read(inner: &Inner) -> Result<(Option<LayoutRecord>, i64)> {
+    read_at(inner)
+        .await
+        .map(|(record, revision, _)| (record, revision))
+}
+
+/// Reads the record, its mod revision (0 when absent) and the revision of
+/// the read.
+async fn read_at(inner: &Inner) -> Result<(Option<LayoutRecord>, i64, i64)> {
     let key = inner.keys.layout();
     let resp = inner
         .policy
@@ -134,54 +161,143 @@ pub(super) async fn read(inner: &Inner) -> Result<(Option<LayoutRecord>, i64)> {
             async move { kv.get(key, None).await }
         })
         .await?;
+    let at = resp.header().map_or(0, |h| h.revision());
     let Some(kv) = resp.kvs().first() else {
-        return Ok((None, 0));
+        return Ok((None, 0, at));
     };
-    let record = serde_json::from_slice(kv.value()).map_err(|e| StoreError::Corrupt {
-        key: key.clone(),
+    Ok((Some(decode(&key, kv.value())?), kv.mod_revision(), at))
+}
+
+fn decode(key: &str, value: &[u8]) -> Result<LayoutRecord> {
+    serde_json::from_slice(value).map_err(|e| StoreError::Corrupt {
+        key: key.to_owned(),
         message: format!("the layout record is not readable: {e}"),
-    })?;
-    Ok((Some(record), kv.mod_revision()))
+    })
+}
+
+/// The error of a daemon whose stored layout changed while it ran: a
+/// migration started (or finished) under it. `now` is the record found
+/// (`None`: it was deleted, or is unreadable).
+pub(super) fn changed(supported: u32, now: Option<&LayoutRecord>) -> StoreError {
+    let (stored, what) = match now {
+        Some(LayoutRecord {
+            version,
+            migrating: Some(m),
+        }) => (
+            *version,
+            format!("a migration to version {} is under way", m.to),
+        ),
+        Some(r) => (r.version, format!("it is now version {}", r.version)),
+        None => (0, "the record is gone or unreadable".to_owned()),
+    };
+    refuse(
+        stored,
+        supported,
+        format!(
+            "the stored layout changed while this daemon ran ({what}): it writes nothing more and stops; \
+             run a release that reads the new layout (docs/operating.md, section 5)"
+        ),
+    )
+}
+
+/// The layout record as a guarded transaction's failure branch read it
+/// (see `Inner::txn`).
+pub(super) fn changed_from(inner: &Inner, responses: &[etcd_client::TxnOpResponse]) -> StoreError {
+    let key = inner.keys.layout();
+    let now = responses.iter().find_map(|r| match r {
+        etcd_client::TxnOpResponse::Get(g) => {
+            Some(g.kvs().first().and_then(|kv| decode(&key, kv.value()).ok()))
+        }
+        _ => None,
+    });
+    changed(inner.options.layout.version, now.flatten().as_ref())
+}
+
+/// Resolves once the record is no longer at `guard` (the mod revision this
+/// store checked at connect), with the error that says so. Reads and
+/// watches the one key; errors are retried every second (every write is
+/// guarded anyway: this only makes the daemon stop sooner).
+pub(super) async fn wait_for_change(inner: &Inner, guard: i64) -> StoreError {
+    let key = inner.keys.layout();
+    loop {
+        let at = match read_at(inner).await {
+            Ok((record, revision, _)) if revision != guard => {
+                return changed(inner.options.layout.version, record.as_ref());
+            }
+            Ok((_, _, at)) => at,
+            Err(e) => {
+                tracing::debug!(error = %e, "reading the layout record to watch it; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let opts = etcd_client::WatchOptions::new().with_start_revision(at + 1);
+        let mut stream = match inner.client.clone().watch(key.clone(), Some(opts)).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(error = %e, "watching the layout record; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        // Any event, a cancelled watch or an error: read the key again.
+        loop {
+            match stream.message().await {
+                Ok(Some(m)) if m.events().is_empty() && !m.canceled() => {}
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "the layout record's watch failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    break;
+                }
+            }
+        }
+    }
 }
 
 /// Writes the record if the key is still at `expected` (0: absent);
 /// returns the record's new revision if it was.
 async fn write(inner: &Inner, record: &LayoutRecord, expected: i64) -> Result<Option<i64>> {
-    use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+    use etcd_client::{Compare, CompareOp, TxnOp};
     let key = inner.keys.layout();
     let value = serde_json::to_vec(record).map_err(|e| StoreError::Invalid(e.to_string()))?;
-    let txn = Txn::new()
-        .when([Compare::mod_revision(
-            key.clone(),
-            CompareOp::Equal,
-            expected,
-        )])
-        .and_then([TxnOp::put(key, value, None)]);
-    let resp = inner.txn("writing the layout version", txn).await?;
-    Ok(resp
-        .succeeded()
-        .then(|| resp.header().map_or(0, |h| h.revision())))
+    let resp = inner
+        .txn(
+            "writing the layout version",
+            vec![Compare::mod_revision(
+                key.clone(),
+                CompareOp::Equal,
+                expected,
+            )],
+            vec![TxnOp::put(key, value, None)],
+            Vec::new(),
+        )
+        .await?;
+    Ok(resp.succeeded.then_some(resp.revision))
 }
 
-/// The connect-time check (see the module docs).
-pub(super) async fn check(inner: &Inner) -> Result<LayoutStatus> {
+/// The connect-time check (see the module docs); returns what it found
+/// and the record's mod revision, which then guards every write of the
+/// store ([`guard`]).
+pub(super) async fn check(inner: &Inner) -> Result<(LayoutStatus, i64)> {
+    let supported = inner.options.layout.version;
     for _ in 0..3 {
-        let (record, _) = read(inner).await?;
+        let (record, revision) = read(inner).await?;
         match record {
             None => {
                 // A prefix written before the record holds version-1 data
                 // (or nothing): bring it to this layout first.
                 super::maintenance::build_indexes(inner).await?;
                 let fresh = LayoutRecord {
-                    version: LAYOUT_VERSION,
+                    version: supported,
                     migrating: None,
                 };
-                if write(inner, &fresh, 0).await?.is_some() {
-                    return Ok(LayoutStatus::Initialised);
+                if let Some(written) = write(inner, &fresh, 0).await? {
+                    return Ok((LayoutStatus::Initialised, written));
                 }
                 // Another daemon initialised it first: read it again.
             }
-            Some(r) => return judge(&r).map(|()| LayoutStatus::Current),
+            Some(r) => return judge(&r, supported).map(|()| (LayoutStatus::Current, revision)),
         }
     }
     Err(StoreError::Backend {
@@ -190,10 +306,11 @@ pub(super) async fn check(inner: &Inner) -> Result<LayoutStatus> {
     })
 }
 
-fn judge(r: &LayoutRecord) -> Result<()> {
+fn judge(r: &LayoutRecord, supported: u32) -> Result<()> {
     if let Some(m) = &r.migrating {
         return Err(refuse(
             r.version,
+            supported,
             format!(
                 "a migration to version {} is under way ({} step(s) done); run the migration again to finish it (--migrate-layout)",
                 m.to,
@@ -201,15 +318,17 @@ fn judge(r: &LayoutRecord) -> Result<()> {
             ),
         ));
     }
-    if r.version > LAYOUT_VERSION {
+    if r.version > supported {
         return Err(refuse(
             r.version,
+            supported,
             "it is newer than this daemon reads: run a release that reads it, or restore the backup taken before the upgrade (docs/operating.md, section 5)".into(),
         ));
     }
-    if r.version < LAYOUT_VERSION {
+    if r.version < supported {
         return Err(refuse(
             r.version,
+            supported,
             "it is older: stop every daemon, run this release with --migrate-layout, then start the new daemons (docs/operating.md, section 5)".into(),
         ));
     }
@@ -260,6 +379,15 @@ pub async fn migrate(
     let mut steps_run = Vec::new();
     while record.version < target {
         let version = record.version;
+        if !steps.iter().any(|s| s.from == version) {
+            return Err(StoreError::Layout {
+                stored: version,
+                supported: target,
+                detail: format!(
+                    "this build has no migration from version {version}: migrate with the release that follows it first"
+                ),
+            });
+        }
         let mut migrating = record.migrating.clone().unwrap_or(Migrating {
             to: version + 1,
             done: Vec::new(),
@@ -315,8 +443,8 @@ mod tests {
 
     #[test]
     fn the_current_version_is_accepted_and_others_refused_naming_both() {
-        judge(&rec(LAYOUT_VERSION, None)).unwrap();
-        let newer = judge(&rec(LAYOUT_VERSION + 1, None)).unwrap_err();
+        judge(&rec(LAYOUT_VERSION, None), LAYOUT_VERSION).unwrap();
+        let newer = judge(&rec(LAYOUT_VERSION + 1, None), LAYOUT_VERSION).unwrap_err();
         let text = newer.to_string();
         assert!(
             text.contains(&format!("version {}", LAYOUT_VERSION + 1)),
@@ -327,15 +455,20 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("newer"), "{text}");
-        let older = judge(&rec(0, None)).unwrap_err().to_string();
+        let older = judge(&rec(0, None), LAYOUT_VERSION)
+            .unwrap_err()
+            .to_string();
         assert!(older.contains("--migrate-layout"), "{older}");
-        let half = judge(&rec(
+        let half = judge(
+            &rec(
+                LAYOUT_VERSION,
+                Some(Migrating {
+                    to: LAYOUT_VERSION + 1,
+                    done: vec!["a".into()],
+                }),
+            ),
             LAYOUT_VERSION,
-            Some(Migrating {
-                to: LAYOUT_VERSION + 1,
-                done: vec!["a".into()],
-            }),
-        ))
+        )
         .unwrap_err()
         .to_string();
         assert!(half.contains("under way"), "{half}");

@@ -338,9 +338,9 @@ async fn delete_guarded(inner: &Inner, deletes: Vec<GuardedDelete>) -> Result<Ve
             })
             .collect();
         let resp = inner
-            .txn("removing expired keys", Txn::new().and_then(ops))
+            .txn("removing expired keys", Vec::new(), ops, Vec::new())
             .await?;
-        done.extend(resp.op_responses().into_iter().map(|r| match r {
+        done.extend(resp.responses.into_iter().map(|r| match r {
             etcd_client::TxnOpResponse::Txn(t) => t.succeeded(),
             _ => false,
         }));
@@ -388,7 +388,12 @@ pub(super) async fn build_indexes(inner: &Inner) -> Result<()> {
                 .map(|k| TxnOp::put(k.clone(), Vec::new(), None))
                 .collect();
             inner
-                .txn("writing retention index entries", Txn::new().and_then(ops))
+                .txn(
+                    "writing retention index entries",
+                    Vec::new(),
+                    ops,
+                    Vec::new(),
+                )
                 .await?;
         }
     }

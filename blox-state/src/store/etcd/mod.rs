@@ -23,7 +23,9 @@
 //! absent), decides with the version rules, and writes in transactions of up
 //! to `max_txn_ops - 2` keys (126 by default) and at most
 //! [`EtcdOptions::max_txn_bytes`], each key in a nested transaction whose compare checks the
-//! key's `mod_revision` is still what was decided on. It keeps up to
+//! key's `mod_revision` is still what was decided on. Every transaction
+//! also compares the stored layout record with the one checked at connect
+//! (see [`layout`]), so no write reaches a prefix migrated under it. It keeps up to
 //! [`EtcdOptions::write_concurrency`] transactions in flight and never puts
 //! one key in two of them, so concurrent callers do not conflict; under load
 //! the transactions fill up. Where another process got in first (or the
@@ -76,7 +78,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use blox_core::model::{Arn, EntityKind};
-use etcd_client::{Client, ConnectOptions, GetOptions, KeyValue, Txn};
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, Txn, TxnOp};
 
 use self::keys::{Keys, prefix_end};
 use self::record::{Record, Stored};
@@ -140,6 +142,8 @@ pub struct EtcdOptions {
     /// Whether connecting checks the stored layout version (default true:
     /// see [`layout`]); off only for the migration itself.
     pub check_layout: bool,
+    /// The stored layout this store reads ([`layout::CURRENT`] by default).
+    pub layout: layout::Layout,
 }
 
 impl Default for EtcdOptions {
@@ -159,6 +163,7 @@ impl Default for EtcdOptions {
             compress_records: true,
             clock: blox_core::clock::system(),
             check_layout: true,
+            layout: layout::CURRENT,
         }
     }
 }
@@ -211,6 +216,17 @@ struct Inner {
     compacted: std::sync::atomic::AtomicI64,
     /// Entity records skipped because they could not be decoded.
     undecodable: Arc<std::sync::atomic::AtomicU64>,
+    /// The mod revision of the layout record checked at connect: every
+    /// write is guarded by it (see [`Inner::txn`]). Unset when unchecked.
+    layout_guard: std::sync::OnceLock<i64>,
+}
+
+/// A transaction's outcome: whether its compares held, the revision it
+/// committed at, and its branch's responses.
+struct Committed {
+    succeeded: bool,
+    revision: i64,
+    responses: Vec<etcd_client::TxnOpResponse>,
 }
 
 /// Page size of range reads (keeps responses well under gRPC's 4 MiB limit
@@ -279,11 +295,16 @@ impl EtcdStore {
             cache: Mutex::new(HashMap::new()),
             compacted: std::sync::atomic::AtomicI64::new(0),
             undecodable: Arc::default(),
+            layout_guard: std::sync::OnceLock::new(),
         });
         // Before anything else is written: refuse a layout this build does
         // not read (the writer has not started yet).
         let layout = if inner.options.check_layout {
-            layout::check(&inner).await?
+            let (status, revision) = layout::check(&inner).await?;
+            // From now on every write holds only while no migration has
+            // touched the prefix.
+            let _ = inner.layout_guard.set(revision);
+            status
         } else {
             layout::LayoutStatus::Unchecked
         };
@@ -298,6 +319,35 @@ impl EtcdStore {
     /// What the connect-time layout check found.
     pub fn layout_status(&self) -> layout::LayoutStatus {
         self.layout
+    }
+
+    /// The layout this store reads ([`EtcdOptions::layout`]).
+    pub fn layout(&self) -> layout::Layout {
+        self.inner.options.layout
+    }
+
+    /// The etcd key of the layout record and its mod revision checked at
+    /// connect (`None` when unchecked). A transaction that compares the
+    /// key's `mod_revision` with it applies only while no migration has
+    /// touched the prefix since: the store guards each of its own writes
+    /// so, and the leader election its campaign.
+    pub fn layout_guard(&self) -> Option<(String, i64)> {
+        self.inner
+            .layout_guard
+            .get()
+            .map(|r| (self.inner.keys.layout(), *r))
+    }
+
+    /// Resolves, with [`StoreError::Layout`] saying what changed, once the
+    /// layout record is no longer the one checked at connect (a migration
+    /// started under this process). Never resolves when unchecked. From
+    /// that moment every write of this store is refused with the same
+    /// error; a daemon stops on it.
+    pub async fn layout_changed(&self) -> StoreError {
+        match self.inner.layout_guard.get() {
+            Some(guard) => layout::wait_for_change(&self.inner, *guard).await,
+            None => std::future::pending().await,
+        }
     }
 
     /// The store's epoch: the etcd cluster id.
@@ -459,15 +509,62 @@ impl Inner {
         }
     }
 
-    /// Runs a transaction with retries.
-    async fn txn(&self, what: &str, txn: Txn) -> Result<etcd_client::TxnResponse> {
-        self.policy
+    /// Runs a transaction (`when` the compares hold, `then` the
+    /// operations, else `otherwise`) with retries. Once the layout was
+    /// checked, one more compare holds it to the layout record's revision
+    /// checked at connect, so no write reaches a prefix migrated under this
+    /// store: such a transaction fails with [`StoreError::Layout`]. (The
+    /// compare is added at the top level, not by nesting: etcd charges a
+    /// nested transaction's operations to its parents' limit and does not
+    /// refuse nested puts under a `NOSPACE` alarm.)
+    async fn txn(
+        &self,
+        what: &str,
+        when: Vec<Compare>,
+        then: Vec<TxnOp>,
+        mut otherwise: Vec<TxnOp>,
+    ) -> Result<Committed> {
+        let guard = self.layout_guard.get().copied();
+        let mut compares = when;
+        if let Some(revision) = guard {
+            let key = self.keys.layout();
+            compares.push(Compare::mod_revision(
+                key.clone(),
+                CompareOp::Equal,
+                revision,
+            ));
+            otherwise.push(TxnOp::get(key, None));
+        }
+        let txn = Txn::new().when(compares).and_then(then).or_else(otherwise);
+        let resp = self
+            .policy
             .run(what, || {
                 let mut kv = self.client.kv_client();
                 let txn = txn.clone();
                 async move { kv.txn(txn).await }
             })
-            .await
+            .await?;
+        let revision = resp.header().map_or(0, |h| h.revision());
+        let succeeded = resp.succeeded();
+        let mut responses = resp.op_responses();
+        if let (Some(guard), false) = (guard, succeeded) {
+            // The last response is the layout record's read.
+            let layout = responses.pop();
+            let moved = match &layout {
+                Some(etcd_client::TxnOpResponse::Get(g)) => {
+                    g.kvs().first().map_or(0, KeyValue::mod_revision) != guard
+                }
+                _ => true,
+            };
+            if moved {
+                return Err(layout::changed_from(self, layout.as_slice()));
+            }
+        }
+        Ok(Committed {
+            succeeded,
+            revision,
+            responses,
+        })
     }
 
     async fn get_entity(&self, arn: &Arn) -> Result<Option<Versioned>> {
@@ -583,6 +680,10 @@ impl StateStore for EtcdStore {
 
     fn txn_limits(&self) -> crate::store::TxnLimits {
         self.inner.txn_limits()
+    }
+
+    fn layout_version(&self) -> u32 {
+        self.inner.options.layout.version
     }
 
     async fn kv_watch(&self, prefix: &str, after: Revision) -> Result<KvWatchStream> {
