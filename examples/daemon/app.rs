@@ -430,11 +430,7 @@ pub async fn start(
             }
         });
     }
-    let reconcile_task = tokio::spawn(
-        reconciler
-            .clone()
-            .run(election.is_leader(), stopped(&stop_rx)),
-    );
+    let reconcile_task = tokio::spawn(reconciler.clone().run(election.term(), stopped(&stop_rx)));
     // Retention of every cluster in the store (the leader only).
     let retention_task = tokio::spawn(retention(&config).run(
         store.clone(),

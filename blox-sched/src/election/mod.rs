@@ -57,6 +57,13 @@ pub struct LeaderTerm {
     pub lease_ttl: Option<std::time::Duration>,
 }
 
+impl blox_state::reconcile::TermId for LeaderTerm {
+    /// The revision at which this process wrote the leader key.
+    fn began_at(&self) -> Revision {
+        self.revision
+    }
+}
+
 impl LeaderTerm {
     /// The `kv_txn` check that holds only while this term lasts.
     pub fn check(&self) -> (String, KvExpect) {

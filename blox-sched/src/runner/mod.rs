@@ -2,7 +2,7 @@
 //!
 //! A [`Runner`] owns one scheduler. It acts only on a complete view: the
 //! cache has loaded, the bootstrap reconcile of this leader term is done
-//! (one completed after the term began) and the cache has reached the
+//! (one made for this very term, [`BootstrapDone::term`]) and the cache has reached the
 //! revision of everything that bootstrap read and wrote (so a task it
 //! re-added is in the view), this process leads, and (at the start of each
 //! term) the intents the previous leader left are resolved against
@@ -70,7 +70,7 @@
 //!     bootstrapped: reconciler.bootstrap_done(),
 //!     leadership: election.term(),
 //! };
-//! tokio::spawn(reconciler.run(election.is_leader(), std::future::pending::<()>()));
+//! tokio::spawn(reconciler.run(election.term(), std::future::pending::<()>()));
 //! let runner = Runner::new(Idle, Arc::new(Fixed(())), cache, ecs, store, gates, RunnerOptions::default());
 //! let handle = runner.handle();
 //! let shutdown = async {

@@ -349,7 +349,7 @@ async fn an_entity_an_event_updated_after_the_listing_began_is_neither_overwritt
 #[tokio::test(start_paused = true)]
 async fn run_reconciles_only_while_leading_and_on_trigger() {
     let w = world(1, 1);
-    let (lead_tx, lead_rx) = watch::channel(false);
+    let (lead_tx, lead_rx) = watch::channel(None::<Revision>);
     let trigger = w.rec.trigger();
     let mut boot = w.rec.bootstrapped();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -359,7 +359,7 @@ async fn run_reconciles_only_while_leading_and_on_trigger() {
     }));
     tokio::time::sleep(Duration::from_secs(600)).await;
     assert_eq!(w.ecs.total_calls(), 0, "a follower does not reconcile");
-    lead_tx.send_replace(true);
+    lead_tx.send_replace(Some(Revision::new(1, 1)));
     tokio::time::timeout(Duration::from_secs(60), boot.wait_for(|b| *b))
         .await
         .unwrap()
@@ -377,7 +377,7 @@ async fn run_reconciles_only_while_leading_and_on_trigger() {
         w.ecs.total_calls() > after_boot,
         "the trigger reconciles at once"
     );
-    lead_tx.send_replace(false);
+    lead_tx.send_replace(None);
     tokio::time::sleep(Duration::from_millis(10)).await;
     let paused_at = w.ecs.total_calls();
     tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -396,9 +396,12 @@ async fn bootstrap_waits_for_ecs_with_backoff_instead_of_failing() {
     w.ecs
         .fail_next("ListContainerInstances", 3, InjectedError::Transport)
         .unwrap();
-    let report = tokio::time::timeout(Duration::from_secs(600), w.rec.bootstrap())
-        .await
-        .unwrap();
+    let report = tokio::time::timeout(
+        Duration::from_secs(600),
+        w.rec.bootstrap(Revision::default()),
+    )
+    .await
+    .unwrap();
     assert_eq!(report.added, 2);
     assert!(*w.rec.bootstrapped().borrow());
 }
@@ -650,23 +653,31 @@ async fn a_cluster_name_ecs_does_not_know_fails_alone_and_removes_nothing() {
     }
 }
 
-/// Leads (until `lead_tx` says otherwise) and waits for the bootstrap of the
-/// term to be done.
-async fn lead_until_bootstrapped(rec: &Reconciler, lead_tx: &watch::Sender<bool>) -> BootstrapDone {
+/// Leads a new term (until `lead_tx` says otherwise) and waits for the
+/// bootstrap of the term to be done.
+async fn lead_until_bootstrapped(
+    rec: &Reconciler,
+    lead_tx: &watch::Sender<Option<Revision>>,
+) -> BootstrapDone {
+    static TERMS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let mut done = rec.bootstrap_done();
-    lead_tx.send_replace(true);
-    tokio::time::timeout(Duration::from_secs(600), done.wait_for(Option::is_some))
-        .await
-        .unwrap()
-        .unwrap()
-        .clone()
-        .unwrap()
+    let term = Revision::new(1, TERMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    lead_tx.send_replace(Some(term));
+    tokio::time::timeout(
+        Duration::from_secs(600),
+        done.wait_for(|d| d.as_ref().is_some_and(|d| d.term == term)),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .clone()
+    .unwrap()
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_new_term_skips_the_bootstrap_only_after_a_recent_complete_reconcile_of_this_store() {
     let w = world(2, 1);
-    let (lead_tx, lead_rx) = watch::channel(false);
+    let (lead_tx, lead_rx) = watch::channel(None::<Revision>);
     let h = tokio::spawn(w.rec.clone().run(lead_rx, std::future::pending()));
     // Nothing recorded: a full bootstrap, recorded.
     let first = lead_until_bootstrapped(&w.rec, &lead_tx).await;
@@ -680,7 +691,7 @@ async fn a_new_term_skips_the_bootstrap_only_after_a_recent_complete_reconcile_o
 
     // A new term within the interval: no ECS call, and the view to reach
     // still covers what the bootstrap wrote.
-    lead_tx.send_replace(false);
+    lead_tx.send_replace(None);
     tokio::task::yield_now().await;
     let mut done = w.rec.bootstrap_done();
     done.wait_for(Option::is_none).await.unwrap();
@@ -690,11 +701,11 @@ async fn a_new_term_skips_the_bootstrap_only_after_a_recent_complete_reconcile_o
     assert_eq!(second.view, first.view);
 
     // A record of another store (a restored backup): a full bootstrap.
-    lead_tx.send_replace(false);
+    lead_tx.send_replace(None);
     done.wait_for(Option::is_none).await.unwrap();
     let foreign = record::CompleteReconcile {
         at: Timestamp::now(),
-        epoch: first.done_at.epoch.wrapping_add(1),
+        epoch: first.view.epoch.wrapping_add(1),
         clusters: vec!["prod".into()],
     };
     w.store
@@ -726,7 +737,7 @@ async fn a_failing_cluster_leaves_the_others_bootstrapped_and_reconciled_every_i
             ..ReconcileOptions::default()
         },
     );
-    let (lead_tx, lead_rx) = watch::channel(false);
+    let (lead_tx, lead_rx) = watch::channel(None::<Revision>);
     let h = tokio::spawn(rec.clone().run(lead_rx, std::future::pending()));
     let done = lead_until_bootstrapped(&rec, &lead_tx).await;
     assert_eq!(done.pending, vec!["gone".to_owned()]);
@@ -740,5 +751,33 @@ async fn a_failing_cluster_leaves_the_others_bootstrapped_and_reconciled_every_i
         ecs.calls("ListTasks") > listed,
         "prod is still reconciled while gone keeps failing"
     );
+    h.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_term_gets_its_own_bootstrap_even_when_leadership_never_visibly_dropped() {
+    let w = world(2, 1);
+    let (lead_tx, lead_rx) = watch::channel(None::<Revision>);
+    let h = tokio::spawn(w.rec.clone().run(lead_rx, std::future::pending()));
+    let first = lead_until_bootstrapped(&w.rec, &lead_tx).await;
+    // Deposed and elected again, seen at once: no `None` in between. A
+    // record of another store forces a full bootstrap for the new term.
+    let foreign = record::CompleteReconcile {
+        at: Timestamp::now(),
+        epoch: first.view.epoch.wrapping_add(1),
+        clusters: vec!["prod".into()],
+    };
+    w.store
+        .kv_put(
+            record::COMPLETE_RECONCILE_KEY,
+            bytes::Bytes::from(serde_json::to_vec(&foreign).unwrap()),
+            None,
+        )
+        .await
+        .unwrap();
+    let calls = w.ecs.total_calls();
+    let second = lead_until_bootstrapped(&w.rec, &lead_tx).await;
+    assert_ne!(second.term, first.term, "the new term's own bootstrap");
+    assert!(w.ecs.total_calls() > calls, "a full bootstrap for it");
     h.abort();
 }
