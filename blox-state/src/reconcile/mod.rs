@@ -29,6 +29,7 @@
 //! ([`ReconcileTrigger`]), only while this process leads, and again from
 //! the bootstrap for each new leader term.
 
+mod calls;
 mod compare;
 mod evidence;
 pub mod record;
@@ -39,9 +40,8 @@ use std::time::Duration;
 
 use blox_core::backoff::Backoff;
 use blox_core::model::{Arn, ContainerInstance, Entity, EntityKind, TaskStatus, Timestamp};
-use blox_core::ports::{
-    Described, EcsApi, EcsApiExt, EcsError, MAX_DESCRIBE_BATCH, TaskListFilter,
-};
+use blox_core::ports::{Described, EcsApi, EcsError, MAX_DESCRIBE_BATCH, TaskListFilter};
+use blox_core::retry::RetryPolicy;
 use tokio::sync::{Notify, watch};
 
 use crate::store::{Change, Filter, Revision, StateStore, StoreError, Versioned};
@@ -66,6 +66,11 @@ pub struct ReconcileOptions {
     pub listing_lag: Duration,
     /// Backoff of the bootstrap and of failed runs.
     pub backoff: Backoff,
+    /// How each single ECS call of a reconcile (a list page, a describe
+    /// batch) is retried when throttled or unanswered, before the cluster
+    /// is given up on for this pass (on top of the ECS adapter's own quick
+    /// retries: this outlasts a fault they do not).
+    pub call_retry: RetryPolicy,
     /// The clock of retention (default: the wall clock).
     pub clock: blox_core::clock::SharedClock,
 }
@@ -78,6 +83,11 @@ impl Default for ReconcileOptions {
             retention: Duration::from_secs(3600),
             listing_lag: DEFAULT_LISTING_LAG,
             backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(60)),
+            call_retry: RetryPolicy {
+                max_attempts: 4,
+                base_delay: Duration::from_millis(500),
+                max_delay: Duration::from_secs(5),
+            },
             clock: blox_core::clock::system(),
         }
     }
@@ -338,6 +348,14 @@ impl Reconciler {
         self.done.subscribe()
     }
 
+    /// ECS, each single call retried ([`ReconcileOptions::call_retry`]).
+    fn calls(&self) -> calls::Calls<'_> {
+        calls::Calls {
+            ecs: self.ecs.as_ref(),
+            retry: &self.options.call_retry,
+        }
+    }
+
     fn ecs_err(cluster: &str) -> impl FnOnce(EcsError) -> ReconcileError + '_ {
         move |source| ReconcileError::Ecs {
             cluster: cluster.to_owned(),
@@ -351,7 +369,7 @@ impl Reconciler {
     async fn clusters(&self) -> Result<Vec<Result<Arn, ReconcileError>>, ReconcileError> {
         if self.options.clusters.is_empty() {
             let arns = self
-                .ecs
+                .calls()
                 .list_all_clusters()
                 .await
                 .map_err(Self::ecs_err("*"))?;
@@ -378,7 +396,7 @@ impl Reconciler {
         let mut by_name = HashMap::new();
         for chunk in names.chunks(MAX_DESCRIBE_BATCH) {
             let described = self
-                .ecs
+                .calls()
                 .describe_clusters(chunk)
                 .await
                 .map_err(Self::ecs_err("*"))?;
@@ -503,7 +521,7 @@ impl Reconciler {
     ) -> Result<EcsView<ContainerInstance>, ReconcileError> {
         let name = cluster.as_str();
         let arns = self
-            .ecs
+            .calls()
             .list_all_container_instances(name)
             .await
             .map_err(Self::ecs_err(name))?;
@@ -517,8 +535,8 @@ impl Reconciler {
         let mut all = arns.clone();
         all.extend(vanished);
         let d = Self::describe_all(cluster, &all, |chunk| async move {
-            self.ecs
-                .describe_container_instances_with_missing(name, &chunk)
+            self.calls()
+                .describe_container_instances(name, &chunk)
                 .await
         })
         .await?;
@@ -541,7 +559,7 @@ impl Reconciler {
                 ..TaskListFilter::default()
             };
             arns.extend(
-                self.ecs
+                self.calls()
                     .list_all_tasks(&filter)
                     .await
                     .map_err(Self::ecs_err(name))?,
@@ -562,7 +580,7 @@ impl Reconciler {
                 .map(|(a, _)| a.clone()),
         );
         let d = Self::describe_all(cluster, &arns, |chunk| async move {
-            self.ecs.describe_tasks_with_missing(name, &chunk).await
+            self.calls().describe_tasks(name, &chunk).await
         })
         .await?;
         Ok(EcsView::of(d, |t| t.task_arn.clone()))

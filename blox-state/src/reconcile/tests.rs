@@ -3,7 +3,7 @@ use std::sync::Mutex as StdMutex;
 use async_trait::async_trait;
 use blox_core::model::{Cluster, InstanceStatus, Task, TaskDefinition};
 use blox_core::ports::Described;
-use blox_core::ports::{Page, StartTaskOutput, StartTaskRequest};
+use blox_core::ports::{EcsApiExt, Page, StartTaskOutput, StartTaskRequest};
 use blox_core::testing::{FakeEcs, FakeEcsConfig, InjectedError, InstanceSpec};
 
 use super::*;
@@ -127,7 +127,7 @@ async fn drift_is_repaired_with_the_newer_version() {
     assert_eq!(i.status, InstanceStatus::Draining);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_listing_that_fails_halfway_deletes_nothing() {
     let w = world(2, 1);
     w.rec.reconcile_once().await.unwrap();
@@ -138,7 +138,7 @@ async fn a_listing_that_fails_halfway_deletes_nothing() {
     w.ecs.crash_task(&t).unwrap();
     w.ecs.expire_retained(); // ECS forgets the task entirely
     w.ecs
-        .fail_next("DescribeTasks", 1, InjectedError::Throttled)
+        .fail_always("DescribeTasks", InjectedError::Throttled)
         .unwrap();
     let err = w.rec.reconcile_once().await.unwrap_err();
     assert!(
@@ -149,6 +149,7 @@ async fn a_listing_that_fails_halfway_deletes_nothing() {
         stored(&w.store, &t).await.is_some(),
         "nothing removed after a failed listing"
     );
+    w.ecs.clear_failures();
     let report = w.rec.reconcile_once().await.unwrap();
     assert_eq!(report.removed, 1);
     assert!(stored(&w.store, &t).await.is_none());
@@ -780,4 +781,54 @@ async fn a_new_term_gets_its_own_bootstrap_even_when_leadership_never_visibly_dr
     assert_ne!(second.term, first.term, "the new term's own bootstrap");
     assert!(w.ecs.total_calls() > calls, "a full bootstrap for it");
     h.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reconcile_retries_single_failed_ecs_calls_instead_of_giving_up_on_the_cluster() {
+    // 250 instances and 750 running tasks: 24 calls, a third of them failing.
+    let w = world(250, 3);
+    w.ecs.fail_every(3, InjectedError::Transport);
+    let report = w.rec.reconcile_once().await.unwrap();
+    assert_eq!(
+        (report.clusters, report.added),
+        (1, 250 + 750),
+        "{report:?}"
+    );
+    // Throttling too.
+    w.ecs.clear_failures();
+    w.ecs.fail_every(4, InjectedError::Throttled);
+    w.ecs
+        .crash_task(&w.ecs.tasks_on(&w.ecs.instance_arns("prod").unwrap()[0])[0].task_arn)
+        .unwrap();
+    let report = w.rec.reconcile_once().await.unwrap();
+    assert!(report.updated >= 1, "the crash is seen: {report:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_that_keeps_failing_fails_the_cluster_after_a_bounded_number_of_attempts() {
+    let w = world(1, 1);
+    w.ecs
+        .fail_always("ListContainerInstances", InjectedError::Transport)
+        .unwrap();
+    let err = w.rec.reconcile_once().await.unwrap_err();
+    assert!(
+        matches!(err, ReconcileError::Partial { failed: 1, .. }),
+        "{err}"
+    );
+    let attempts = w.ecs.calls("ListContainerInstances");
+    assert!((2..=10).contains(&attempts), "{attempts} attempts");
+    // An error that retrying cannot cure is not retried.
+    w.ecs.clear_failures();
+    w.ecs.reset_calls();
+    w.ecs
+        .fail_always(
+            "ListContainerInstances",
+            InjectedError::Service {
+                code: "AccessDeniedException".into(),
+                message: "no".into(),
+            },
+        )
+        .unwrap();
+    assert!(w.rec.reconcile_once().await.is_err());
+    assert_eq!(w.ecs.calls("ListContainerInstances"), 1);
 }
