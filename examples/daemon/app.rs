@@ -476,7 +476,7 @@ pub async fn start(
     // The application behind the port.
     readiness.running(
         cache.clone(),
-        reconciler.bootstrapped(),
+        reconciler.bootstrap_done(),
         election.is_leader(),
     );
     slot.fill(server::router(RouterParts {
