@@ -21,7 +21,9 @@
 //!    ([`RunnerOptions::max_actions_per_cycle`]); in dry-run it only logs and
 //!    records them ([`RunnerStatus::last_dry_run`]); paused, it does nothing;
 //! 3. executes them: stops through `StopTask` (not issued again while the
-//!    view still shows the task live, up to the intent timeout), starts through `StartTask` in
+//!    view still shows the task live, up to the intent timeout; a stop
+//!    with an instance check, [`StopAction::only_if`](crate::scheduler::StopAction::only_if),
+//!    only once `DescribeContainerInstances` confirms it), starts through `StartTask` in
 //!    batches of at most ten distinct instances, each batch preceded by intent records
 //!    written in a `kv_txn` fenced by the leader key
 //!    ([`LeaderTerm::check`](crate::election::LeaderTerm::check)), so a
@@ -83,6 +85,7 @@
 //! ```
 
 mod backoff;
+mod confirm;
 mod cycle;
 mod execute;
 mod intents;
