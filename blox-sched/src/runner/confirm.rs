@@ -19,13 +19,22 @@ impl<S: Scheduler> Runner<S> {
         &self,
         stops: &[StopAction],
     ) -> (HashSet<Arn>, Option<String>) {
-        let mut asked: HashMap<&Arn, Vec<Arn>> = HashMap::new();
+        // Per cluster, in the order of the stops (so the calls repeat).
+        let mut asked: Vec<(&Arn, Vec<Arn>)> = Vec::new();
         for stop in stops {
-            if let Some(check) = &stop.only_if {
-                let instances = asked.entry(&stop.cluster).or_default();
-                if !instances.contains(&check.instance) {
-                    instances.push(check.instance.clone());
+            let Some(check) = &stop.only_if else {
+                continue;
+            };
+            let at = match asked.iter().position(|(c, _)| *c == &stop.cluster) {
+                Some(at) => at,
+                None => {
+                    asked.push((&stop.cluster, Vec::new()));
+                    asked.len() - 1
                 }
+            };
+            let instances = &mut asked[at].1;
+            if !instances.contains(&check.instance) {
+                instances.push(check.instance.clone());
             }
         }
         let mut status: HashMap<Arn, InstanceStatus> = HashMap::new();

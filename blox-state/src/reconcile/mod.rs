@@ -526,12 +526,14 @@ impl Reconciler {
             .await
             .map_err(Self::ecs_err(name))?;
         let listed: HashSet<&Arn> = arns.iter().collect();
-        let vanished: Vec<Arn> = snapshot
+        let mut vanished: Vec<Arn> = snapshot
             .instances
             .keys()
             .filter(|a| !listed.contains(a))
             .cloned()
             .collect();
+        // In ARN order, so the calls (and a seeded run) repeat exactly.
+        vanished.sort_unstable();
         let mut all = arns.clone();
         all.extend(vanished);
         let d = Self::describe_all(cluster, &all, |chunk| async move {
@@ -569,16 +571,18 @@ impl Reconciler {
         arns.retain(|a| seen.insert(a.clone()));
         // Stopped tasks ECS stopped listing are kept for the retention
         // period whatever ECS says: only live ones need its word.
-        arns.extend(
-            snapshot
-                .tasks
-                .iter()
-                .filter(|(a, v)| {
-                    !seen.contains(*a)
-                        && matches!(&v.entity, Entity::Task(t) if t.last_status != TaskStatus::Stopped)
-                })
-                .map(|(a, _)| a.clone()),
-        );
+        let mut unlisted: Vec<Arn> = snapshot
+            .tasks
+            .iter()
+            .filter(|(a, v)| {
+                !seen.contains(*a)
+                    && matches!(&v.entity, Entity::Task(t) if t.last_status != TaskStatus::Stopped)
+            })
+            .map(|(a, _)| a.clone())
+            .collect();
+        // In ARN order, so the calls (and a seeded run) repeat exactly.
+        unlisted.sort_unstable();
+        arns.extend(unlisted);
         let d = Self::describe_all(cluster, &arns, |chunk| async move {
             self.calls().describe_tasks(name, &chunk).await
         })
@@ -755,6 +759,9 @@ impl Reconciler {
         if changes.is_empty() {
             return Ok(report);
         }
+        // Written in ARN order (not the maps' order), so the revisions (and
+        // a seeded run) repeat exactly.
+        changes.sort_by(|a, b| a.0.arn().cmp(b.0.arn()));
         let (batch, effects): (Vec<Change>, Vec<Effect>) = changes.into_iter().unzip();
         for (chunk, effects) in batch.chunks(500).zip(effects.chunks(500)) {
             let outcomes = self
