@@ -16,6 +16,7 @@ pub mod event;
 pub mod model;
 pub mod ports;
 pub mod random;
+pub mod retry;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -211,6 +211,21 @@ pub struct StopAction {
     pub task: Arn,
     /// Why (sent to ECS as the stop reason).
     pub reason: String,
+    /// Stop only if ECS, asked right before the stop
+    /// (`DescribeContainerInstances`), describes this instance with this
+    /// status: for a stop decided from an instance's status in the view,
+    /// which may be stale (its events late). A stop ECS does not confirm
+    /// is not issued this cycle. `None`: no check.
+    pub only_if: Option<InstanceCheck>,
+}
+
+/// An instance status a stop needs ECS to confirm ([`StopAction::only_if`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceCheck {
+    /// The container instance.
+    pub instance: Arn,
+    /// The status ECS must describe it with.
+    pub status: InstanceStatus,
 }
 
 /// What a scheduler asks the runner to do.
@@ -246,6 +261,24 @@ impl Action {
             cluster,
             task,
             reason: reason.into(),
+            only_if: None,
+        })
+    }
+
+    /// A stop of `task` only if ECS confirms, right before the stop, that
+    /// `instance` has `status` ([`StopAction::only_if`]).
+    pub fn stop_if(
+        cluster: Arn,
+        task: Arn,
+        reason: impl Into<String>,
+        instance: Arn,
+        status: InstanceStatus,
+    ) -> Self {
+        Action::Stop(StopAction {
+            cluster,
+            task,
+            reason: reason.into(),
+            only_if: Some(InstanceCheck { instance, status }),
         })
     }
 }

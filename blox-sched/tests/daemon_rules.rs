@@ -161,11 +161,14 @@ fn a_draining_instance_keeps_the_daemon_until_it_is_the_last_task() {
         .build(one(e, "dep-1"));
     assert_eq!(
         DaemonScheduler.decide(&last),
-        vec![Action::stop(
+        vec![Action::stop_if(
             prod().cluster_arn(),
             ta("d"),
-            "blox daemon environment logs: instance is draining"
-        )]
+            "blox daemon environment logs: instance is draining",
+            ia("i1"),
+            blox_core::model::InstanceStatus::Draining,
+        )],
+        "stopped once ECS confirms the instance is DRAINING (the view may be stale)"
     );
 }
 

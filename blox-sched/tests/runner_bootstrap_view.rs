@@ -98,7 +98,7 @@ async fn tasks_the_bootstrap_re_adds_are_not_started_again_while_the_cache_lags(
     let handle = runner.handle();
     let mut status = handle.watch_status();
     let runner = tokio::spawn(runner.run(std::future::pending()));
-    tokio::spawn(reconciler.run(election.is_leader(), std::future::pending()));
+    tokio::spawn(reconciler.run(election.term(), std::future::pending()));
 
     let boot = tokio::time::timeout(Duration::from_secs(60), done.wait_for(Option::is_some))
         .await

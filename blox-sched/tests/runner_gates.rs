@@ -50,10 +50,10 @@ async fn the_runner_waits_for_its_own_terms_bootstrap_and_the_view_of_its_writes
     use blox_state::store::Revision;
     let w = World::new(2).await;
     let term = w.term.revision;
-    // A bootstrap completed before this term began is an earlier term's.
+    // A bootstrap made for an earlier term says nothing of this one.
     w.bootstrapped.send_replace(Some(BootstrapDone {
         view: Revision::default(),
-        done_at: Revision::new(term.epoch, term.seq - 1),
+        term: Revision::new(term.epoch, term.seq - 1),
         pending: Vec::new(),
     }));
     let r = w.spawn("web:1", options());
@@ -63,7 +63,7 @@ async fn the_runner_waits_for_its_own_terms_bootstrap_and_the_view_of_its_writes
     let ahead = Revision::new(term.epoch, w.cache.revision().seq.max(term.seq) + 1000);
     w.bootstrapped.send_replace(Some(BootstrapDone {
         view: ahead,
-        done_at: ahead,
+        term,
         pending: Vec::new(),
     }));
     tokio::time::sleep(Duration::from_secs(60)).await;
@@ -72,7 +72,7 @@ async fn the_runner_waits_for_its_own_terms_bootstrap_and_the_view_of_its_writes
     // Once the view holds them, it acts.
     w.bootstrapped.send_replace(Some(BootstrapDone {
         view: w.cache.revision(),
-        done_at: ahead,
+        term,
         pending: Vec::new(),
     }));
     wait_until(60, "starts", || w.started_instances().len() == 2).await;
@@ -254,7 +254,7 @@ async fn a_failing_cluster_does_not_hold_back_acting_on_the_others() {
         },
     );
     let done = reconciler.bootstrap_done();
-    let (_lead, leading) = watch::channel(true);
+    let (_lead, leading) = watch::channel(Some(w.term.clone()));
     tokio::spawn(reconciler.run(leading, std::future::pending()));
     let runner = blox_sched::runner::Runner::new(
         w.scheduler.clone(),
@@ -286,5 +286,85 @@ async fn a_failing_cluster_does_not_hold_back_acting_on_the_others() {
     on.sort();
     on.dedup();
     assert_eq!(on.len(), 4, "one start per instance");
+    task.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_term_without_a_visible_loss_of_leadership_waits_for_its_own_bootstrap() {
+    use blox_core::testing::InstanceSpec;
+    use blox_sched::election::{LeaderElection, LocalElection, Signals};
+    use blox_state::reconcile::{ReconcileOptions, Reconciler};
+    let w = World::new(2).await;
+    let reconciler = Reconciler::new(
+        Arc::new(w.ecs.clone()),
+        Arc::clone(&w.store),
+        ReconcileOptions {
+            clusters: vec!["c".to_owned()],
+            ..ReconcileOptions::default()
+        },
+    );
+    let signals = Signals::new();
+    tokio::spawn(
+        reconciler
+            .clone()
+            .run(signals.term(), std::future::pending()),
+    );
+    let runner = blox_sched::runner::Runner::new(
+        w.scheduler.clone(),
+        Arc::new(Fixed("web:1".to_owned())),
+        w.cache.clone(),
+        Arc::new(w.ecs.clone()),
+        Arc::clone(&w.store),
+        RunnerGates {
+            bootstrapped: reconciler.bootstrap_done(),
+            leadership: signals.term(),
+        },
+        options(),
+    );
+    let handle = runner.handle();
+    let task = tokio::spawn(runner.run(std::future::pending()));
+    signals.elect(w.term.clone());
+    wait_until(600, "the first term's starts", || {
+        w.started_instances().len() == 2
+    })
+    .await;
+
+    // A new instance, and a new term whose bootstrap cannot list "c" yet
+    // (no complete reconcile recorded, so it cannot be skipped). The
+    // deposition and the new election coalesce: the leader flag never
+    // visibly drops.
+    let more = w.fake.add_instances("c", 1, &InstanceSpec::new()).unwrap();
+    pump(&w.fake, w.store.as_ref()).await;
+    let forget = blox_state::store::KvTxn {
+        checks: Vec::new(),
+        ops: vec![blox_state::store::KvOp::Delete {
+            key: blox_state::reconcile::record::COMPLETE_RECONCILE_KEY.to_owned(),
+        }],
+    };
+    w.store.kv_txn(forget).await.unwrap();
+    w.ecs.denied.lock().unwrap().push("c".to_owned());
+    let again = LocalElection::start(Arc::clone(&w.store), "test", "me")
+        .await
+        .unwrap();
+    let second = again.term().borrow().clone().unwrap();
+    assert_ne!(second.revision, w.term.revision);
+    signals.elect(second);
+    for _ in 0..60 {
+        handle.trigger();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(
+        w.started_instances().len(),
+        2,
+        "nothing acted on before the new term's own bootstrap"
+    );
+    // Once "c" can be listed, the new term's bootstrap completes and the
+    // runner acts on it.
+    w.ecs.denied.lock().unwrap().clear();
+    wait_until(600, "a start on the new instance", || {
+        w.started_instances().contains(&more[0])
+    })
+    .await;
+    assert_eq!(handle.status().waiting_for, None);
     task.abort();
 }

@@ -472,11 +472,7 @@ pub async fn start(
             }
         });
     }
-    let reconcile_task = tokio::spawn(
-        reconciler
-            .clone()
-            .run(election.is_leader(), stopped(&stop_rx)),
-    );
+    let reconcile_task = tokio::spawn(reconciler.clone().run(election.term(), stopped(&stop_rx)));
     // Retention of every cluster in the store (the leader only).
     let retention_task = tokio::spawn(retention(&config).run(
         store.clone(),
@@ -522,7 +518,7 @@ pub async fn start(
     // The application behind the port.
     readiness.running(
         cache.clone(),
-        reconciler.bootstrapped(),
+        reconciler.bootstrap_done(),
         election.is_leader(),
     );
     slot.fill(server::router(RouterParts {

@@ -131,7 +131,7 @@ impl Replica {
         let tasks = vec![
             follower,
             tokio::spawn(ingester.run(stopped())),
-            tokio::spawn(reconciler.run(election.is_leader(), stopped())),
+            tokio::spawn(reconciler.run(election.term(), stopped())),
             tokio::spawn(runner.run(stopped())),
         ];
         Replica {

@@ -128,11 +128,11 @@ fn a_seed_replays_the_same_run_on_the_memory_store() {
 /// Found by the simulation (seed 400 of the campaign without lagging
 /// listings): an instance drains and is made ACTIVE again; a replica whose
 /// view still shows it DRAINING (its events are late) stops the only daemon
-/// task there "because the instance is draining". Acting on a view that lags
-/// behind ECS is what issue 15, "Acting safely", fixes (act on a revision;
-/// re-check before a stop).
+/// task there "because the instance is draining". Fixed: the runner asks
+/// ECS to confirm the instance is DRAINING before such a stop
+/// (`blox-sched/tests/daemon_draining_stop.rs` covers the cause
+/// deterministically; this seed's path may shift with the simulation).
 #[test]
-#[ignore = "issue 15: a stale DRAINING status stops a daemon task on an ACTIVE instance"]
 fn a_stale_draining_status_never_stops_the_only_daemon_task() {
     let shape = Shape {
         faults: ci_faults(),

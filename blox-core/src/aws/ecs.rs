@@ -16,7 +16,6 @@ use super::convert::{self, ConvertError};
 use super::error::classify;
 use super::operation::{CallLog, Operation};
 use super::ratelimit::{RateLimit, RateLimiter};
-use super::retry::RetryPolicy;
 use crate::model::{
     Arn, Cluster, ContainerInstance, InstanceStatus, ResourceKind, Task, TaskDefinition,
 };
@@ -24,6 +23,7 @@ use crate::ports::{
     Described, EcsApi, EcsError, MAX_DESCRIBE_BATCH, MAX_START_TASK_INSTANCES, Page,
     StartTaskOutput, StartTaskRequest, TaskListFilter,
 };
+use crate::retry::RetryPolicy;
 
 /// ECS's limit on container instances per `UpdateContainerInstancesState` call.
 pub const MAX_UPDATE_STATE_INSTANCES: usize = 10;

@@ -29,14 +29,13 @@ mod ecs;
 mod error;
 mod operation;
 mod ratelimit;
-mod retry;
 mod sqs;
 
+pub use crate::retry::RetryPolicy;
 pub use convert::ConvertError;
 pub use ecs::{EcsAdapter, MAX_UPDATE_STATE_INSTANCES};
 pub use operation::Operation;
 pub use ratelimit::{RateLimit, RateLimiter};
-pub use retry::RetryPolicy;
 pub use sqs::{MAX_BATCH as MAX_SQS_BATCH, QueueRef, SqsEventSource};
 
 /// Re-export of the SDK configuration type the adapters are built from.

@@ -13,8 +13,8 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use super::error::classify;
 use super::operation::{CallLog, Operation};
-use super::retry::RetryPolicy;
 use crate::ports::{DeleteFailure, EventSource, Message, SourceError};
+use crate::retry::RetryPolicy;
 
 const GET_QUEUE_URL: Operation = Operation::idempotent("GetQueueUrl", "sqs:GetQueueUrl");
 /// Receiving again after a lost answer only delays those messages until their

@@ -271,8 +271,9 @@ pub trait EcsApi: Send + Sync {
     ) -> Result<Vec<ContainerInstance>, EcsError>;
 }
 
-/// Follows page tokens of a `List*` call to the end.
-pub(crate) async fn collect_pages<T, F, Fut>(mut page: F) -> Result<Vec<T>, EcsError>
+/// Follows page tokens of a `List*` call (one page per call of `page`)
+/// to the end.
+pub async fn collect_pages<T, F, Fut>(mut page: F) -> Result<Vec<T>, EcsError>
 where
     F: FnMut(Option<String>) -> Fut,
     Fut: std::future::Future<Output = Result<Page<T>, EcsError>>,

@@ -9,7 +9,7 @@ mod source;
 
 pub use ecs::{
     Described, EcsApi, EcsApiExt, EcsError, MAX_DESCRIBE_BATCH, MAX_START_TASK_INSTANCES, Page,
-    PlacementFailure, StartTaskOutput, StartTaskRequest, TaskListFilter,
+    PlacementFailure, StartTaskOutput, StartTaskRequest, TaskListFilter, collect_pages,
 };
 pub use source::{DeleteFailure, EventSource, Message, SourceError};
 

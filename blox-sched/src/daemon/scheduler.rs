@@ -20,7 +20,11 @@
 //!   stopped (a log or metrics agent outlives the tasks it serves, their
 //!   shutdown included), then it is stopped; with
 //!   [`DrainingPolicy::StopImmediately`] it is stopped at once. Nothing is
-//!   started on a DRAINING instance.
+//!   started on a DRAINING instance. The view's DRAINING may be stale (an
+//!   instance activated again, its event late), so these stops carry a
+//!   check ([`StopAction::only_if`](crate::scheduler::StopAction::only_if)):
+//!   the runner issues them only once ECS confirms the instance is
+//!   DRAINING.
 //! * Instances that are ACTIVE and connected but **not selected** (an
 //!   attribute changed) have their daemon task stopped. Instances whose agent
 //!   is disconnected, or that are INACTIVE, are left alone.
@@ -42,7 +46,7 @@
 
 use std::sync::Arc;
 
-use blox_core::model::{Arn, ContainerInstance, Task, TaskStatus, Timestamp};
+use blox_core::model::{Arn, ContainerInstance, InstanceStatus, Task, TaskStatus, Timestamp};
 
 use super::model::{DaemonDesired, DrainingPolicy};
 use super::view::{EnvView, Placement, View};
@@ -108,6 +112,18 @@ fn stop(t: &Task, env: &str, why: &str) -> Action {
         t.cluster_arn.clone(),
         t.task_arn.clone(),
         format!("blox daemon environment {env}: {why}"),
+    )
+}
+
+/// Stops `t` on the DRAINING `instance`, if ECS confirms it is DRAINING
+/// (the view's status may be stale).
+fn stop_draining(t: &Task, instance: &Arn, env: &str) -> Action {
+    Action::stop_if(
+        t.cluster_arn.clone(),
+        t.task_arn.clone(),
+        format!("blox daemon environment {env}: instance is draining"),
+        instance.clone(),
+        InstanceStatus::Draining,
     )
 }
 
@@ -199,8 +215,10 @@ fn decide_env(
                     DrainingPolicy::StopWhenLast => view.foreign_live(iv.pos) == 0,
                 };
                 if stop_now {
-                    let why = "instance is draining";
-                    out.extend(s.current.iter().chain(&s.old).map(|t| stop(t, name, why)));
+                    let on = &iv.instance.container_instance_arn;
+                    out.extend(
+                        (s.current.iter().chain(&s.old)).map(|t| stop_draining(t, on, name)),
+                    );
                 }
             }
             Placement::NotSelected => {

@@ -3,8 +3,11 @@
 //! Several daemon processes may run against one store; a [`LeaderElection`]
 //! picks the one that runs the schedulers and the reconciler. Leadership is
 //! published on two watch channels: [`LeaderElection::is_leader`] (a plain
-//! `bool`, for the reconciler) and [`LeaderElection::term`] (the current
-//! [`LeaderTerm`], for the runner).
+//! `bool`, for readiness, metrics and retention) and
+//! [`LeaderElection::term`] (the current [`LeaderTerm`], for the runner and
+//! the reconciler: they key their per-term work on the term itself, so a
+//! loss of leadership and a new election seen at once still start a new
+//! term).
 //!
 //! A term names the leader key **inside the store's key-value namespace** and
 //! the revision at which this process wrote it. The runner guards every
@@ -55,6 +58,13 @@ pub struct LeaderTerm {
     /// successor leading. The runner ends a start's attempts this long
     /// after its intent was written.
     pub lease_ttl: Option<std::time::Duration>,
+}
+
+impl blox_state::reconcile::TermId for LeaderTerm {
+    /// The revision at which this process wrote the leader key.
+    fn began_at(&self) -> Revision {
+        self.revision
+    }
 }
 
 impl LeaderTerm {

@@ -144,8 +144,8 @@ impl<S: Scheduler> Runner<S> {
             self.end_term();
             return Err(Stop::Waiting(WaitingFor::Leadership));
         };
-        if boot.precedes(term.revision) {
-            // The bootstrap of an earlier term: this one's is yet to come.
+        if !boot.serves(term.revision) {
+            // The bootstrap of another term: this one's is yet to come.
             return Err(Stop::Waiting(WaitingFor::Bootstrap));
         }
         if !boot.reached_by(self.cache.revision()) {

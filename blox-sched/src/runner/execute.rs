@@ -145,9 +145,16 @@ impl<S: Scheduler> Runner<S> {
         if !plan.stops.is_empty() {
             self.verify_term(term).await?;
         }
+        let (unconfirmed, error) = self.unconfirmed_stops(&plan.stops).await;
+        if error.is_some() {
+            last_error = error;
+        }
         for stop in &plan.stops {
             if !self.still_leading(term) {
                 return Ok(());
+            }
+            if unconfirmed.contains(&stop.task) {
+                continue;
             }
             let result = self
                 .ecs

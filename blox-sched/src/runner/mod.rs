@@ -2,7 +2,7 @@
 //!
 //! A [`Runner`] owns one scheduler. It acts only on a complete view: the
 //! cache has loaded, the bootstrap reconcile of this leader term is done
-//! (one completed after the term began) and the cache has reached the
+//! (one made for this very term, [`BootstrapDone::term`]) and the cache has reached the
 //! revision of everything that bootstrap read and wrote (so a task it
 //! re-added is in the view), this process leads, and (at the start of each
 //! term) the intents the previous leader left are resolved against
@@ -21,7 +21,9 @@
 //!    ([`RunnerOptions::max_actions_per_cycle`]); in dry-run it only logs and
 //!    records them ([`RunnerStatus::last_dry_run`]); paused, it does nothing;
 //! 3. executes them: stops through `StopTask` (not issued again while the
-//!    view still shows the task live, up to the intent timeout), starts through `StartTask` in
+//!    view still shows the task live, up to the intent timeout; a stop
+//!    with an instance check, [`StopAction::only_if`](crate::scheduler::StopAction::only_if),
+//!    only once `DescribeContainerInstances` confirms it), starts through `StartTask` in
 //!    batches of at most ten distinct instances, each batch preceded by intent records
 //!    written in a `kv_txn` fenced by the leader key
 //!    ([`LeaderTerm::check`](crate::election::LeaderTerm::check)), so a
@@ -70,7 +72,7 @@
 //!     bootstrapped: reconciler.bootstrap_done(),
 //!     leadership: election.term(),
 //! };
-//! tokio::spawn(reconciler.run(election.is_leader(), std::future::pending::<()>()));
+//! tokio::spawn(reconciler.run(election.term(), std::future::pending::<()>()));
 //! let runner = Runner::new(Idle, Arc::new(Fixed(())), cache, ecs, store, gates, RunnerOptions::default());
 //! let handle = runner.handle();
 //! let shutdown = async {
@@ -83,6 +85,7 @@
 //! ```
 
 mod backoff;
+mod confirm;
 mod cycle;
 mod execute;
 mod intents;

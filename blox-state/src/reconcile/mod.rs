@@ -26,8 +26,10 @@
 //!
 //! [`Reconciler::run`] reconciles at start (the bootstrap, retried with
 //! backoff until it succeeds), then on an interval and on demand
-//! ([`ReconcileTrigger`]), only while its leadership signal is `true`.
+//! ([`ReconcileTrigger`]), only while this process leads, and again from
+//! the bootstrap for each new leader term.
 
+mod calls;
 mod compare;
 mod evidence;
 pub mod record;
@@ -38,9 +40,8 @@ use std::time::Duration;
 
 use blox_core::backoff::Backoff;
 use blox_core::model::{Arn, ContainerInstance, Entity, EntityKind, TaskStatus, Timestamp};
-use blox_core::ports::{
-    Described, EcsApi, EcsApiExt, EcsError, MAX_DESCRIBE_BATCH, TaskListFilter,
-};
+use blox_core::ports::{Described, EcsApi, EcsError, MAX_DESCRIBE_BATCH, TaskListFilter};
+use blox_core::retry::RetryPolicy;
 use tokio::sync::{Notify, watch};
 
 use crate::store::{Change, Filter, Revision, StateStore, StoreError, Versioned};
@@ -65,6 +66,11 @@ pub struct ReconcileOptions {
     pub listing_lag: Duration,
     /// Backoff of the bootstrap and of failed runs.
     pub backoff: Backoff,
+    /// How each single ECS call of a reconcile (a list page, a describe
+    /// batch) is retried when throttled or unanswered, before the cluster
+    /// is given up on for this pass (on top of the ECS adapter's own quick
+    /// retries: this outlasts a fault they do not).
+    pub call_retry: RetryPolicy,
     /// The clock of retention (default: the wall clock).
     pub clock: blox_core::clock::SharedClock,
 }
@@ -77,6 +83,11 @@ impl Default for ReconcileOptions {
             retention: Duration::from_secs(3600),
             listing_lag: DEFAULT_LISTING_LAG,
             backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(60)),
+            call_retry: RetryPolicy {
+                max_attempts: 4,
+                base_delay: Duration::from_millis(500),
+                max_delay: Duration::from_secs(5),
+            },
             clock: blox_core::clock::system(),
         }
     }
@@ -138,6 +149,22 @@ fn later(a: Revision, b: Revision) -> Revision {
     if b.seq > a.seq { b } else { a }
 }
 
+/// A leader term, as the reconciler keys its bootstrap on it: two terms
+/// are the same term only if they began at the same revision (their
+/// fencing token). Keyed on the term and not on a "leading" flag, a new
+/// term always gets its own bootstrap, even when the loss of the previous
+/// one and the new election coalesce and the flag never visibly drops.
+pub trait TermId {
+    /// The revision at which the term began.
+    fn began_at(&self) -> Revision;
+}
+
+impl TermId for Revision {
+    fn began_at(&self) -> Revision {
+        *self
+    }
+}
+
 /// What a complete bootstrap reconcile leaves for an actor (the runner) to
 /// wait for before it acts on the view: see
 /// [`Reconciler::bootstrap_done`].
@@ -147,10 +174,9 @@ pub struct BootstrapDone {
     /// ([`ReconcileReport::view`]): a cache at this revision or later holds
     /// every entity it wrote and every one the store held when it listed.
     pub view: Revision,
-    /// The store's revision read once the bootstrap was complete (for the
-    /// clusters not [`pending`](Self::pending)): later than the revision at
-    /// which the leader term it ran in began.
-    pub done_at: Revision,
+    /// The leader term this bootstrap was made for ([`TermId::began_at`];
+    /// `seq` 0: any term): a runner acts only on its own term's bootstrap.
+    pub term: Revision,
     /// The clusters (configured names, or ARNs) whose bootstrap has not
     /// succeeded yet (deleted, access denied...): do not act on them.
     /// Bootstrap runs per cluster, so these do not hold the others back.
@@ -162,7 +188,7 @@ impl BootstrapDone {
     /// without a reconciler.
     pub const UNGATED: BootstrapDone = BootstrapDone {
         view: Revision::new(0, 0),
-        done_at: Revision::new(0, 0),
+        term: Revision::new(0, 0),
         pending: Vec::new(),
     };
 
@@ -177,13 +203,11 @@ impl BootstrapDone {
         self.view.seq == 0 || (view.epoch == self.view.epoch && view.seq >= self.view.seq)
     }
 
-    /// Whether this bootstrap completed before a term that began at
-    /// `term_began` (so it belongs to an earlier term, and says nothing of
-    /// what was written before this one began).
-    pub fn precedes(&self, term_began: Revision) -> bool {
-        self.done_at.seq != 0
-            && self.done_at.epoch == term_began.epoch
-            && self.done_at.seq < term_began.seq
+    /// Whether this bootstrap was made for the term that began at
+    /// `term_began` (an earlier term's bootstrap says nothing of what was
+    /// written before this one began).
+    pub fn serves(&self, term_began: Revision) -> bool {
+        self.term.seq == 0 || self.term == term_began
     }
 }
 
@@ -317,12 +341,19 @@ impl Reconciler {
     }
 
     /// The revisions an actor waits for once the bootstrap of the current
-    /// leadership is complete (`None` until then, and again once leadership
-    /// is lost): act only on a view that has reached
-    /// [`BootstrapDone::view`], in a term the bootstrap does not
-    /// [precede](BootstrapDone::precedes).
+    /// leader term is complete (`None` until then, and again once the term
+    /// ends): act only on a view that has reached [`BootstrapDone::view`],
+    /// in the term the bootstrap [serves](BootstrapDone::serves).
     pub fn bootstrap_done(&self) -> watch::Receiver<Option<BootstrapDone>> {
         self.done.subscribe()
+    }
+
+    /// ECS, each single call retried ([`ReconcileOptions::call_retry`]).
+    fn calls(&self) -> calls::Calls<'_> {
+        calls::Calls {
+            ecs: self.ecs.as_ref(),
+            retry: &self.options.call_retry,
+        }
     }
 
     fn ecs_err(cluster: &str) -> impl FnOnce(EcsError) -> ReconcileError + '_ {
@@ -338,7 +369,7 @@ impl Reconciler {
     async fn clusters(&self) -> Result<Vec<Result<Arn, ReconcileError>>, ReconcileError> {
         if self.options.clusters.is_empty() {
             let arns = self
-                .ecs
+                .calls()
                 .list_all_clusters()
                 .await
                 .map_err(Self::ecs_err("*"))?;
@@ -365,7 +396,7 @@ impl Reconciler {
         let mut by_name = HashMap::new();
         for chunk in names.chunks(MAX_DESCRIBE_BATCH) {
             let described = self
-                .ecs
+                .calls()
                 .describe_clusters(chunk)
                 .await
                 .map_err(Self::ecs_err("*"))?;
@@ -490,22 +521,24 @@ impl Reconciler {
     ) -> Result<EcsView<ContainerInstance>, ReconcileError> {
         let name = cluster.as_str();
         let arns = self
-            .ecs
+            .calls()
             .list_all_container_instances(name)
             .await
             .map_err(Self::ecs_err(name))?;
         let listed: HashSet<&Arn> = arns.iter().collect();
-        let vanished: Vec<Arn> = snapshot
+        let mut vanished: Vec<Arn> = snapshot
             .instances
             .keys()
             .filter(|a| !listed.contains(a))
             .cloned()
             .collect();
+        // In ARN order, so the calls (and a seeded run) repeat exactly.
+        vanished.sort_unstable();
         let mut all = arns.clone();
         all.extend(vanished);
         let d = Self::describe_all(cluster, &all, |chunk| async move {
-            self.ecs
-                .describe_container_instances_with_missing(name, &chunk)
+            self.calls()
+                .describe_container_instances(name, &chunk)
                 .await
         })
         .await?;
@@ -528,7 +561,7 @@ impl Reconciler {
                 ..TaskListFilter::default()
             };
             arns.extend(
-                self.ecs
+                self.calls()
                     .list_all_tasks(&filter)
                     .await
                     .map_err(Self::ecs_err(name))?,
@@ -538,18 +571,20 @@ impl Reconciler {
         arns.retain(|a| seen.insert(a.clone()));
         // Stopped tasks ECS stopped listing are kept for the retention
         // period whatever ECS says: only live ones need its word.
-        arns.extend(
-            snapshot
-                .tasks
-                .iter()
-                .filter(|(a, v)| {
-                    !seen.contains(*a)
-                        && matches!(&v.entity, Entity::Task(t) if t.last_status != TaskStatus::Stopped)
-                })
-                .map(|(a, _)| a.clone()),
-        );
+        let mut unlisted: Vec<Arn> = snapshot
+            .tasks
+            .iter()
+            .filter(|(a, v)| {
+                !seen.contains(*a)
+                    && matches!(&v.entity, Entity::Task(t) if t.last_status != TaskStatus::Stopped)
+            })
+            .map(|(a, _)| a.clone())
+            .collect();
+        // In ARN order, so the calls (and a seeded run) repeat exactly.
+        unlisted.sort_unstable();
+        arns.extend(unlisted);
         let d = Self::describe_all(cluster, &arns, |chunk| async move {
-            self.ecs.describe_tasks_with_missing(name, &chunk).await
+            self.calls().describe_tasks(name, &chunk).await
         })
         .await?;
         Ok(EcsView::of(d, |t| t.task_arn.clone()))
@@ -724,6 +759,9 @@ impl Reconciler {
         if changes.is_empty() {
             return Ok(report);
         }
+        // Written in ARN order (not the maps' order), so the revisions (and
+        // a seeded run) repeat exactly.
+        changes.sort_by(|a, b| a.0.arn().cmp(b.0.arn()));
         let (batch, effects): (Vec<Change>, Vec<Effect>) = changes.into_iter().unzip();
         for (chunk, effects) in batch.chunks(500).zip(effects.chunks(500)) {
             let outcomes = self
@@ -748,8 +786,9 @@ impl Reconciler {
     /// each attempt it publishes ([`Reconciler::bootstrap_done`]) what is
     /// done so far, the failed clusters as
     /// [`pending`](BootstrapDone::pending), so a failing cluster does not
-    /// hold back acting on the others.
-    pub async fn bootstrap(&self) -> ReconcileReport {
+    /// hold back acting on the others, made for the leader `term`
+    /// ([`BootstrapDone::term`]; `Revision::default()`: any term).
+    pub async fn bootstrap(&self, term: Revision) -> ReconcileReport {
         let mut backoff = self.options.backoff.clone();
         let mut report = ReconcileReport::default();
         let mut done: HashSet<Arn> = HashSet::new();
@@ -761,34 +800,28 @@ impl Reconciler {
             if refresh {
                 refreshed = tokio::time::Instant::now();
             }
-            let step = match self.bootstrap_step(&mut done, &mut report, refresh).await {
-                Ok(pending) => match self.store.current_revision().await {
-                    Ok(done_at) => Ok((pending, done_at)),
-                    Err(e) => Err(ReconcileError::Store(e)),
-                },
-                Err(e) => Err(e),
-            };
+            let step = self.bootstrap_step(&mut done, &mut report, refresh).await;
             let waiting_for = match step {
-                Ok((pending, done_at)) if pending.is_empty() => {
-                    tracing::info!(?report, %done_at, "bootstrap reconcile complete");
+                Ok(pending) if pending.is_empty() => {
+                    tracing::info!(?report, %term, "bootstrap reconcile complete");
                     *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(report);
                     self.record().await;
                     self.publish(BootstrapDone {
                         view: report.view,
-                        done_at,
+                        term,
                         pending,
                     });
                     self.bootstrapped.send_replace(true);
                     return report;
                 }
-                Ok((pending, done_at)) => {
+                Ok(pending) => {
                     tracing::warn!(
                         ?pending,
                         "bootstrap reconcile done but for some clusters; acting on the others"
                     );
                     self.publish(BootstrapDone {
                         view: report.view,
-                        done_at,
+                        term,
                         pending,
                     });
                     "ECS"
@@ -879,7 +912,7 @@ impl Reconciler {
     /// the bootstrap is not needed; returns what to wait for instead (the
     /// highest revision of the stored entities of the managed clusters).
     /// `None`: reconcile in full (also when the store cannot tell).
-    async fn skip_bootstrap(&self) -> Option<BootstrapDone> {
+    async fn skip_bootstrap(&self, term: Revision) -> Option<BootstrapDone> {
         let now = self.options.clock.now();
         let clusters = &self.options.clusters;
         let why = record::full_reconcile_needed(
@@ -924,41 +957,48 @@ impl Reconciler {
                 }
             }
         }
-        let done_at = self.store.current_revision().await.ok()?;
-        tracing::info!(%view, %done_at, "a recent complete reconcile is recorded: no bootstrap reconcile");
+        tracing::info!(%view, %term, "a recent complete reconcile is recorded: no bootstrap reconcile");
         Some(BootstrapDone {
             view,
-            done_at,
+            term,
             pending: Vec::new(),
         })
     }
 
-    /// Runs while `leader` is `true`: a bootstrap reconcile when leadership
-    /// starts (skipped when a recent complete reconcile of this store is
-    /// recorded, see [`record`]), then one every interval and on each
-    /// trigger, each complete one recorded. Stops when `shutdown` resolves.
-    pub async fn run(
+    /// Runs while this process leads a term (`leadership` holds
+    /// `Some(term)`): a bootstrap reconcile for each term when it starts
+    /// (skipped when a recent complete reconcile of this store is recorded,
+    /// see [`record`]), then one every interval and on each trigger, each
+    /// complete one recorded. A new term restarts it, even when the channel
+    /// shows it without a `None` in between (a deposition and a new
+    /// election seen at once), so every term gets its own bootstrap
+    /// ([`BootstrapDone::term`]). Stops when `shutdown` resolves.
+    pub async fn run<T: TermId>(
         self,
-        mut leader: watch::Receiver<bool>,
+        mut leadership: watch::Receiver<Option<T>>,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
+        let term_of = |t: &Option<T>| t.as_ref().map(TermId::began_at);
         tokio::pin!(shutdown);
         loop {
             // Wait to lead.
-            tokio::select! {
+            let term = tokio::select! {
                 // Polled in order, so a seeded simulation replays exactly.
                 biased;
                 _ = &mut shutdown => return,
-                r = leader.wait_for(|l| *l) => if r.is_err() { return },
-            }
+                r = leadership.wait_for(Option::is_some) => match r.map(|t| term_of(&t)) {
+                    Ok(Some(term)) => term,
+                    _ => return,
+                },
+            };
             let lead = async {
-                match self.skip_bootstrap().await {
+                match self.skip_bootstrap(term).await {
                     Some(done) => {
                         self.publish(done);
                         self.bootstrapped.send_replace(true);
                     }
                     None => {
-                        self.bootstrap().await;
+                        self.bootstrap(term).await;
                     }
                 }
                 let mut backoff = self.options.backoff.clone();
@@ -985,16 +1025,16 @@ impl Reconciler {
                     }
                 }
             };
-            // Losing leadership stops reconciling at once.
+            // Losing leadership, or a new term, stops reconciling at once.
             tokio::select! {
                 // Polled in order, so a seeded simulation replays exactly.
                 biased;
                 _ = &mut shutdown => return,
-                _ = leader.wait_for(|l| !*l) => {
+                _ = leadership.wait_for(|t| term_of(t) != Some(term)) => {
                     self.bootstrapped.send_replace(false);
                     self.done.send_replace(None);
                     self.unlisted.lock().unwrap_or_else(|e| e.into_inner()).clear();
-                    tracing::info!("lost leadership: reconciler paused");
+                    tracing::info!(%term, "leader term ended: reconciler paused");
                 }
                 _ = lead => {}
             }

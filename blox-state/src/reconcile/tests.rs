@@ -3,7 +3,7 @@ use std::sync::Mutex as StdMutex;
 use async_trait::async_trait;
 use blox_core::model::{Cluster, InstanceStatus, Task, TaskDefinition};
 use blox_core::ports::Described;
-use blox_core::ports::{Page, StartTaskOutput, StartTaskRequest};
+use blox_core::ports::{EcsApiExt, Page, StartTaskOutput, StartTaskRequest};
 use blox_core::testing::{FakeEcs, FakeEcsConfig, InjectedError, InstanceSpec};
 
 use super::*;
@@ -127,7 +127,7 @@ async fn drift_is_repaired_with_the_newer_version() {
     assert_eq!(i.status, InstanceStatus::Draining);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_listing_that_fails_halfway_deletes_nothing() {
     let w = world(2, 1);
     w.rec.reconcile_once().await.unwrap();
@@ -138,7 +138,7 @@ async fn a_listing_that_fails_halfway_deletes_nothing() {
     w.ecs.crash_task(&t).unwrap();
     w.ecs.expire_retained(); // ECS forgets the task entirely
     w.ecs
-        .fail_next("DescribeTasks", 1, InjectedError::Throttled)
+        .fail_always("DescribeTasks", InjectedError::Throttled)
         .unwrap();
     let err = w.rec.reconcile_once().await.unwrap_err();
     assert!(
@@ -149,6 +149,7 @@ async fn a_listing_that_fails_halfway_deletes_nothing() {
         stored(&w.store, &t).await.is_some(),
         "nothing removed after a failed listing"
     );
+    w.ecs.clear_failures();
     let report = w.rec.reconcile_once().await.unwrap();
     assert_eq!(report.removed, 1);
     assert!(stored(&w.store, &t).await.is_none());
@@ -349,7 +350,7 @@ async fn an_entity_an_event_updated_after_the_listing_began_is_neither_overwritt
 #[tokio::test(start_paused = true)]
 async fn run_reconciles_only_while_leading_and_on_trigger() {
     let w = world(1, 1);
-    let (lead_tx, lead_rx) = watch::channel(false);
+    let (lead_tx, lead_rx) = watch::channel(None::<Revision>);
     let trigger = w.rec.trigger();
     let mut boot = w.rec.bootstrapped();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -359,7 +360,7 @@ async fn run_reconciles_only_while_leading_and_on_trigger() {
     }));
     tokio::time::sleep(Duration::from_secs(600)).await;
     assert_eq!(w.ecs.total_calls(), 0, "a follower does not reconcile");
-    lead_tx.send_replace(true);
+    lead_tx.send_replace(Some(Revision::new(1, 1)));
     tokio::time::timeout(Duration::from_secs(60), boot.wait_for(|b| *b))
         .await
         .unwrap()
@@ -377,7 +378,7 @@ async fn run_reconciles_only_while_leading_and_on_trigger() {
         w.ecs.total_calls() > after_boot,
         "the trigger reconciles at once"
     );
-    lead_tx.send_replace(false);
+    lead_tx.send_replace(None);
     tokio::time::sleep(Duration::from_millis(10)).await;
     let paused_at = w.ecs.total_calls();
     tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -396,9 +397,12 @@ async fn bootstrap_waits_for_ecs_with_backoff_instead_of_failing() {
     w.ecs
         .fail_next("ListContainerInstances", 3, InjectedError::Transport)
         .unwrap();
-    let report = tokio::time::timeout(Duration::from_secs(600), w.rec.bootstrap())
-        .await
-        .unwrap();
+    let report = tokio::time::timeout(
+        Duration::from_secs(600),
+        w.rec.bootstrap(Revision::default()),
+    )
+    .await
+    .unwrap();
     assert_eq!(report.added, 2);
     assert!(*w.rec.bootstrapped().borrow());
 }
@@ -650,23 +654,31 @@ async fn a_cluster_name_ecs_does_not_know_fails_alone_and_removes_nothing() {
     }
 }
 
-/// Leads (until `lead_tx` says otherwise) and waits for the bootstrap of the
-/// term to be done.
-async fn lead_until_bootstrapped(rec: &Reconciler, lead_tx: &watch::Sender<bool>) -> BootstrapDone {
+/// Leads a new term (until `lead_tx` says otherwise) and waits for the
+/// bootstrap of the term to be done.
+async fn lead_until_bootstrapped(
+    rec: &Reconciler,
+    lead_tx: &watch::Sender<Option<Revision>>,
+) -> BootstrapDone {
+    static TERMS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let mut done = rec.bootstrap_done();
-    lead_tx.send_replace(true);
-    tokio::time::timeout(Duration::from_secs(600), done.wait_for(Option::is_some))
-        .await
-        .unwrap()
-        .unwrap()
-        .clone()
-        .unwrap()
+    let term = Revision::new(1, TERMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    lead_tx.send_replace(Some(term));
+    tokio::time::timeout(
+        Duration::from_secs(600),
+        done.wait_for(|d| d.as_ref().is_some_and(|d| d.term == term)),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .clone()
+    .unwrap()
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_new_term_skips_the_bootstrap_only_after_a_recent_complete_reconcile_of_this_store() {
     let w = world(2, 1);
-    let (lead_tx, lead_rx) = watch::channel(false);
+    let (lead_tx, lead_rx) = watch::channel(None::<Revision>);
     let h = tokio::spawn(w.rec.clone().run(lead_rx, std::future::pending()));
     // Nothing recorded: a full bootstrap, recorded.
     let first = lead_until_bootstrapped(&w.rec, &lead_tx).await;
@@ -680,7 +692,7 @@ async fn a_new_term_skips_the_bootstrap_only_after_a_recent_complete_reconcile_o
 
     // A new term within the interval: no ECS call, and the view to reach
     // still covers what the bootstrap wrote.
-    lead_tx.send_replace(false);
+    lead_tx.send_replace(None);
     tokio::task::yield_now().await;
     let mut done = w.rec.bootstrap_done();
     done.wait_for(Option::is_none).await.unwrap();
@@ -690,11 +702,11 @@ async fn a_new_term_skips_the_bootstrap_only_after_a_recent_complete_reconcile_o
     assert_eq!(second.view, first.view);
 
     // A record of another store (a restored backup): a full bootstrap.
-    lead_tx.send_replace(false);
+    lead_tx.send_replace(None);
     done.wait_for(Option::is_none).await.unwrap();
     let foreign = record::CompleteReconcile {
         at: Timestamp::now(),
-        epoch: first.done_at.epoch.wrapping_add(1),
+        epoch: first.view.epoch.wrapping_add(1),
         clusters: vec!["prod".into()],
     };
     w.store
@@ -726,7 +738,7 @@ async fn a_failing_cluster_leaves_the_others_bootstrapped_and_reconciled_every_i
             ..ReconcileOptions::default()
         },
     );
-    let (lead_tx, lead_rx) = watch::channel(false);
+    let (lead_tx, lead_rx) = watch::channel(None::<Revision>);
     let h = tokio::spawn(rec.clone().run(lead_rx, std::future::pending()));
     let done = lead_until_bootstrapped(&rec, &lead_tx).await;
     assert_eq!(done.pending, vec!["gone".to_owned()]);
@@ -741,4 +753,82 @@ async fn a_failing_cluster_leaves_the_others_bootstrapped_and_reconciled_every_i
         "prod is still reconciled while gone keeps failing"
     );
     h.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_term_gets_its_own_bootstrap_even_when_leadership_never_visibly_dropped() {
+    let w = world(2, 1);
+    let (lead_tx, lead_rx) = watch::channel(None::<Revision>);
+    let h = tokio::spawn(w.rec.clone().run(lead_rx, std::future::pending()));
+    let first = lead_until_bootstrapped(&w.rec, &lead_tx).await;
+    // Deposed and elected again, seen at once: no `None` in between. A
+    // record of another store forces a full bootstrap for the new term.
+    let foreign = record::CompleteReconcile {
+        at: Timestamp::now(),
+        epoch: first.view.epoch.wrapping_add(1),
+        clusters: vec!["prod".into()],
+    };
+    w.store
+        .kv_put(
+            record::COMPLETE_RECONCILE_KEY,
+            bytes::Bytes::from(serde_json::to_vec(&foreign).unwrap()),
+            None,
+        )
+        .await
+        .unwrap();
+    let calls = w.ecs.total_calls();
+    let second = lead_until_bootstrapped(&w.rec, &lead_tx).await;
+    assert_ne!(second.term, first.term, "the new term's own bootstrap");
+    assert!(w.ecs.total_calls() > calls, "a full bootstrap for it");
+    h.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reconcile_retries_single_failed_ecs_calls_instead_of_giving_up_on_the_cluster() {
+    // 250 instances and 750 running tasks: 24 calls, a third of them failing.
+    let w = world(250, 3);
+    w.ecs.fail_every(3, InjectedError::Transport);
+    let report = w.rec.reconcile_once().await.unwrap();
+    assert_eq!(
+        (report.clusters, report.added),
+        (1, 250 + 750),
+        "{report:?}"
+    );
+    // Throttling too.
+    w.ecs.clear_failures();
+    w.ecs.fail_every(4, InjectedError::Throttled);
+    w.ecs
+        .crash_task(&w.ecs.tasks_on(&w.ecs.instance_arns("prod").unwrap()[0])[0].task_arn)
+        .unwrap();
+    let report = w.rec.reconcile_once().await.unwrap();
+    assert!(report.updated >= 1, "the crash is seen: {report:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_that_keeps_failing_fails_the_cluster_after_a_bounded_number_of_attempts() {
+    let w = world(1, 1);
+    w.ecs
+        .fail_always("ListContainerInstances", InjectedError::Transport)
+        .unwrap();
+    let err = w.rec.reconcile_once().await.unwrap_err();
+    assert!(
+        matches!(err, ReconcileError::Partial { failed: 1, .. }),
+        "{err}"
+    );
+    let attempts = w.ecs.calls("ListContainerInstances");
+    assert!((2..=10).contains(&attempts), "{attempts} attempts");
+    // An error that retrying cannot cure is not retried.
+    w.ecs.clear_failures();
+    w.ecs.reset_calls();
+    w.ecs
+        .fail_always(
+            "ListContainerInstances",
+            InjectedError::Service {
+                code: "AccessDeniedException".into(),
+                message: "no".into(),
+            },
+        )
+        .unwrap();
+    assert!(w.rec.reconcile_once().await.is_err());
+    assert_eq!(w.ecs.calls("ListContainerInstances"), 1);
 }

@@ -128,6 +128,9 @@ pub(crate) struct Failures {
     always: HashMap<&'static str, InjectedError>,
     /// Every operation fails with this (a whole-service outage).
     outage: Option<InjectedError>,
+    /// Every n-th call (of every operation, counted together) fails:
+    /// (n, calls counted so far, error).
+    every: Option<(u64, u64, InjectedError)>,
 }
 
 impl Failures {
@@ -148,7 +151,17 @@ impl Failures {
             }
             return Some(e);
         }
+        if let Some((n, seen, e)) = &mut self.every {
+            *seen += 1;
+            if *seen % *n == 0 {
+                return Some(e.clone());
+            }
+        }
         None
+    }
+
+    pub(crate) fn fail_every(&mut self, n: u64, error: InjectedError) {
+        self.every = (n > 0).then_some((n, 0, error));
     }
 
     pub(crate) fn fail_next(&mut self, operation: &'static str, n: u32, error: InjectedError) {
@@ -171,6 +184,7 @@ impl Failures {
         self.next.clear();
         self.always.clear();
         self.outage = None;
+        self.every = None;
     }
 
     pub(crate) fn calls(&self, operation: &str) -> u64 {
@@ -210,6 +224,21 @@ pub(crate) fn known_operation(name: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_nth_call_fails() {
+        let mut f = Failures::default();
+        f.fail_every(3, InjectedError::Transport);
+        let failed: Vec<bool> = [operations::LIST_TASKS, operations::DESCRIBE_TASKS]
+            .into_iter()
+            .cycle()
+            .take(7)
+            .map(|op| f.on_call(op).is_some())
+            .collect();
+        assert_eq!(failed, [false, false, true, false, false, true, false]);
+        f.clear();
+        assert!((0..5).all(|_| f.on_call(operations::LIST_TASKS).is_none()));
+    }
 
     #[test]
     fn next_n_failures_run_out_and_calls_are_counted() {

@@ -29,6 +29,14 @@ impl FakeEcs {
         Ok(())
     }
 
+    /// Fails every `n`-th call (of every operation, ECS and queue, counted
+    /// together from now) with `error` until
+    /// [`clear_failures`](Self::clear_failures): a deterministic fraction
+    /// `1/n` of failing calls; `n = 0` cancels.
+    pub fn fail_every(&self, n: u64, error: InjectedError) {
+        self.lock().failures.fail_every(n, error);
+    }
+
     /// Fails every call of every operation (ECS and queue) with `error`
     /// until [`clear_failures`](Self::clear_failures): an outage.
     pub fn outage(&self, error: InjectedError) {

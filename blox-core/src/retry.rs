@@ -1,14 +1,16 @@
-//! Retries with exponential backoff and full jitter.
+//! Retries of one call with exponential backoff and full jitter.
 //!
-//! The SDK's own retries are disabled in the adapters; this is the only retry
-//! loop, so its behaviour is explicit and testable with paused tokio time.
+//! The SDK's own retries are disabled in the AWS adapters; this is their
+//! only retry loop, so its behaviour is explicit and testable with paused
+//! tokio time. The reconciler uses it too, to retry a single failed call of
+//! a reconcile (a list page, a describe batch) before giving up on a cluster.
 
 use std::future::Future;
 use std::time::Duration;
 
 use crate::backoff::{self, Backoff, Jitter};
 
-/// How often and how patiently an adapter retries a throttled or unanswered call.
+/// How often and how patiently a throttled or unanswered call is retried.
 ///
 /// The wait before retry `n` (0-based) is drawn uniformly from
 /// `[0, min(max_delay, base_delay * 2^n)]` ("full jitter"), so many clients
@@ -53,8 +55,10 @@ impl RetryPolicy {
     }
 
     /// Runs `attempt` until it succeeds, fails with an error `retryable`
-    /// rejects, or the attempts run out (the last error is returned).
-    pub(crate) async fn run<T, E, F, Fut>(
+    /// rejects, or the attempts run out (the last error is returned). Waits
+    /// with `tokio::time::sleep`, so paused test time and a simulation's
+    /// clock drive it.
+    pub async fn run<T, E, F, Fut>(
         &self,
         operation: &str,
         mut attempt: F,

@@ -1,0 +1,63 @@
+//! A stale DRAINING status in the view never stops a daemon task on an
+//! instance ECS says is ACTIVE again: the runner confirms the status with
+//! ECS before the draining stop.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use blox_sched::daemon::{DaemonDesired, DaemonScheduler, Environment, EnvironmentState};
+use blox_sched::testing::SnapshotBuilder;
+use support::{World, apply_events, options, pump};
+
+const DEPLOYMENT: &str = "dep-1";
+
+fn desired() -> DaemonDesired {
+    let env = Environment::new("logs", "c", "logs:1", "t", SnapshotBuilder::EPOCH);
+    DaemonDesired::new(vec![EnvironmentState::deployed(env, DEPLOYMENT)])
+}
+
+fn live_daemons(w: &World) -> usize {
+    w.fake
+        .tasks_on(&w.instances[0])
+        .iter()
+        .filter(|t| t.is_live() && t.started_by.as_deref() == Some(DEPLOYMENT))
+        .count()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stale_draining_status_in_the_view_never_stops_the_daemon_task() {
+    let w = World::new(1).await;
+    // The only task on the instance is the daemon's.
+    w.fake
+        .run_tasks("c", "logs:1", &w.instances, Some(DEPLOYMENT))
+        .unwrap();
+    pump(&w.fake, w.store.as_ref()).await;
+    // The instance drains and is activated again; the view got the
+    // DRAINING event but not yet the ACTIVE one (late events).
+    w.fake.drain(&w.instances[0]).unwrap();
+    pump(&w.fake, w.store.as_ref()).await;
+    w.fake.activate(&w.instances[0]).unwrap();
+    let late = w.fake.take_events();
+
+    let r = w.spawn_with(DaemonScheduler::new(), desired(), options());
+    for _ in 0..30 {
+        r.handle.trigger();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(w.fake.calls("StopTask"), 0, "no stop on an ACTIVE instance");
+    assert_eq!(live_daemons(&w), 1);
+
+    // Once ECS does say DRAINING, the draining policy applies.
+    apply_events(w.store.as_ref(), late).await;
+    w.fake.drain(&w.instances[0]).unwrap();
+    pump(&w.fake, w.store.as_ref()).await;
+    for _ in 0..30 {
+        r.handle.trigger();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        pump(&w.fake, w.store.as_ref()).await;
+    }
+    assert_eq!(live_daemons(&w), 0, "the draining instance is emptied");
+    r.shutdown().await;
+}
