@@ -331,17 +331,6 @@ impl EcsApi for EcsAdapter {
         )
     }
 
-    async fn describe_container_instances(
-        &self,
-        cluster: &str,
-        instances: &[Arn],
-    ) -> Result<Vec<ContainerInstance>, EcsError> {
-        Ok(self
-            .describe_container_instances_with_missing(cluster, instances)
-            .await?
-            .found)
-    }
-
     async fn describe_container_instances_with_missing(
         &self,
         cluster: &str,
@@ -411,13 +400,6 @@ impl EcsApi for EcsAdapter {
             ResourceKind::Task,
             out.next_token(),
         )
-    }
-
-    async fn describe_tasks(&self, cluster: &str, tasks: &[Arn]) -> Result<Vec<Task>, EcsError> {
-        Ok(self
-            .describe_tasks_with_missing(cluster, tasks)
-            .await?
-            .found)
     }
 
     async fn describe_tasks_with_missing(

@@ -202,28 +202,27 @@ pub trait EcsApi: Send + Sync {
         next_token: Option<String>,
     ) -> Result<Page<Arn>, EcsError>;
 
-    /// Describes up to 100 container instances of a cluster.
+    /// Describes up to 100 container instances of a cluster (those ECS
+    /// found; see [`EcsApi::describe_container_instances_with_missing`]).
     async fn describe_container_instances(
         &self,
         cluster: &str,
         instances: &[Arn],
-    ) -> Result<Vec<ContainerInstance>, EcsError>;
+    ) -> Result<Vec<ContainerInstance>, EcsError> {
+        Ok(self
+            .describe_container_instances_with_missing(cluster, instances)
+            .await?
+            .found)
+    }
 
     /// Describes up to 100 container instances of a cluster, with the ARNs
-    /// ECS reports `MISSING` (the default reports none; see
-    /// [`EcsApi::describe_tasks_with_missing`]).
+    /// ECS reports `MISSING`: the reconciler's evidence that an instance
+    /// is gone (see [`EcsApi::describe_tasks_with_missing`]).
     async fn describe_container_instances_with_missing(
         &self,
         cluster: &str,
         instances: &[Arn],
-    ) -> Result<Described<ContainerInstance>, EcsError> {
-        Ok(Described {
-            found: self
-                .describe_container_instances(cluster, instances)
-                .await?,
-            missing: Vec::new(),
-        })
-    }
+    ) -> Result<Described<ContainerInstance>, EcsError>;
 
     /// One page of task ARNs matching a filter.
     async fn list_tasks(
@@ -232,23 +231,24 @@ pub trait EcsApi: Send + Sync {
         next_token: Option<String>,
     ) -> Result<Page<Arn>, EcsError>;
 
-    /// Describes up to 100 tasks of a cluster.
-    async fn describe_tasks(&self, cluster: &str, tasks: &[Arn]) -> Result<Vec<Task>, EcsError>;
+    /// Describes up to 100 tasks of a cluster (those ECS found; see
+    /// [`EcsApi::describe_tasks_with_missing`]).
+    async fn describe_tasks(&self, cluster: &str, tasks: &[Arn]) -> Result<Vec<Task>, EcsError> {
+        Ok(self
+            .describe_tasks_with_missing(cluster, tasks)
+            .await?
+            .found)
+    }
 
     /// Describes up to 100 tasks of a cluster, with the ARNs ECS reports
-    /// `MISSING`. The default reports none missing (it cannot tell), so an
-    /// implementation that does not override it never gives evidence that a
-    /// task is gone.
+    /// `MISSING` (its `failures` with reason `MISSING`): the reconciler's
+    /// evidence that a task is gone. Report an ARN missing only on ECS's
+    /// word; one that is neither found nor missing proves nothing.
     async fn describe_tasks_with_missing(
         &self,
         cluster: &str,
         tasks: &[Arn],
-    ) -> Result<Described<Task>, EcsError> {
-        Ok(Described {
-            found: self.describe_tasks(cluster, tasks).await?,
-            missing: Vec::new(),
-        })
-    }
+    ) -> Result<Described<Task>, EcsError>;
 
     /// Starts one task on each of up to ten container instances.
     async fn start_task(&self, request: &StartTaskRequest) -> Result<StartTaskOutput, EcsError>;

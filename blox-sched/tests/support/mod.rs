@@ -13,7 +13,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use blox_core::event::{EcsEvent, parse_event};
 use blox_core::model::{Arn, Cluster, ContainerInstance, InstanceStatus, Task, TaskDefinition};
-use blox_core::ports::{EcsApi, EcsError, Page, StartTaskOutput, StartTaskRequest, TaskListFilter};
+use blox_core::ports::{
+    Described, EcsApi, EcsError, Page, StartTaskOutput, StartTaskRequest, TaskListFilter,
+};
 use blox_core::testing::{FakeEcs, InstanceSpec};
 use blox_sched::runner::{Runner, RunnerGates, RunnerHandle, RunnerOptions};
 use blox_sched::scheduler::{Action, Fixed, InstanceBackoff, Scheduler, Snapshot};
@@ -238,12 +240,14 @@ impl EcsApi for Recording {
         }
         self.fake.list_container_instances(c, t).await
     }
-    async fn describe_container_instances(
+    async fn describe_container_instances_with_missing(
         &self,
         c: &str,
         i: &[Arn],
-    ) -> Result<Vec<ContainerInstance>, EcsError> {
-        self.fake.describe_container_instances(c, i).await
+    ) -> Result<Described<ContainerInstance>, EcsError> {
+        self.fake
+            .describe_container_instances_with_missing(c, i)
+            .await
     }
     async fn list_tasks(
         &self,
@@ -252,8 +256,12 @@ impl EcsApi for Recording {
     ) -> Result<Page<Arn>, EcsError> {
         self.fake.list_tasks(f, t).await
     }
-    async fn describe_tasks(&self, c: &str, t: &[Arn]) -> Result<Vec<Task>, EcsError> {
-        self.fake.describe_tasks(c, t).await
+    async fn describe_tasks_with_missing(
+        &self,
+        c: &str,
+        t: &[Arn],
+    ) -> Result<Described<Task>, EcsError> {
+        self.fake.describe_tasks_with_missing(c, t).await
     }
     async fn start_task(&self, r: &StartTaskRequest) -> Result<StartTaskOutput, EcsError> {
         self.starts

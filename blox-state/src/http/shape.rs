@@ -131,11 +131,15 @@ pub(crate) fn write_metadata(out: &mut Vec<u8>, revision: Revision, deleted: boo
     let _ = serde_json::to_writer(out, &Metadata { revision, deleted });
 }
 
-/// `{"metadata": {...}, "entity": {...}}` for an entity.
-pub(crate) fn item(entity: &Entity, revision: Revision, deleted: bool) -> Value {
-    let metadata = Metadata { revision, deleted };
-    let entity = Shaped(entity);
-    serde_json::to_value(Wrapped { metadata, entity }).unwrap_or(Value::Null)
+/// Appends `{"metadata": {...}, "entity": {...}}` for an entity to `out`,
+/// encoded straight to bytes (a stream line's item).
+pub(crate) fn write_item_of<T: Shape>(
+    out: &mut Vec<u8>,
+    value: &T,
+    revision: Revision,
+    deleted: bool,
+) {
+    write_item_with(out, revision, deleted, |out| write_entity(out, value));
 }
 
 /// The item for a deleted entity of which the store kept no last state:
@@ -333,6 +337,13 @@ fn resource_value(r: &Resource) -> (&'static str, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stream line's item, as the client reads it.
+    fn item(entity: &Entity, revision: Revision, deleted: bool) -> Value {
+        let mut out = Vec::new();
+        write_item_of(&mut out, entity, revision, deleted);
+        serde_json::from_slice(&out).unwrap()
+    }
     use crate::http::fixtures::{
         bare_instance, bare_task, full_instance, full_task, old_instance, old_task,
     };

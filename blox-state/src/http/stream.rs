@@ -106,12 +106,13 @@ fn line(event: &WatchEvent, kind: EntityKind, cluster: Option<&str>) -> Option<V
     let in_cluster = |arn: Option<&Arn>| {
         cluster.is_none_or(|c| arn.is_some_and(|a| Filter::cluster_matches(c, a)))
     };
-    let value = match event {
+    let mut bytes = Vec::new();
+    match event {
         WatchEvent::Put(v) => {
             if v.entity.kind() != kind || !in_cluster(Some(v.entity.cluster_arn())) {
                 return None;
             }
-            shape::item(&v.entity, v.revision, false)
+            shape::write_item_of(&mut bytes, &v.entity, v.revision, false);
         }
         WatchEvent::Delete {
             arn,
@@ -122,16 +123,18 @@ fn line(event: &WatchEvent, kind: EntityKind, cluster: Option<&str>) -> Option<V
                 return None;
             }
             match last {
-                Some(e) if in_cluster(Some(e.cluster_arn())) => shape::item(e, *revision, true),
+                Some(e) if in_cluster(Some(e.cluster_arn())) => {
+                    shape::write_item_of(&mut bytes, e, *revision, true);
+                }
                 Some(_) => return None,
                 None if in_cluster(arn.cluster_arn().as_ref()) => {
-                    shape::deleted_without_state(kind, arn, *revision)
+                    bytes = serde_json::to_vec(&shape::deleted_without_state(kind, arn, *revision))
+                        .ok()?;
                 }
                 None => return None,
             }
         }
-    };
-    let mut bytes = serde_json::to_vec(&value).ok()?;
+    }
     bytes.push(b'\n');
     Some(bytes)
 }

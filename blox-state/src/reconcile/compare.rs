@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use blox_core::model::{ContainerInstance, InstanceStatus, Task, TaskStatus, Timestamp};
+use crate::store::retention::{instance_retired_since, task_retired_since};
+use blox_core::model::{ContainerInstance, InstanceStatus, Task, Timestamp};
 
 /// Whether ECS's description of an instance says something the store lacks.
 ///
@@ -52,20 +53,12 @@ fn changed<T: Clone + PartialEq>(
 
 /// Whether a stopped task has been stopped for longer than `retention`.
 pub(crate) fn task_expired(t: &Task, now: Timestamp, retention: Duration) -> bool {
-    if t.last_status != TaskStatus::Stopped {
-        return false;
-    }
-    let since = t
-        .stopped_at
-        .or(t.updated_at)
-        .or(t.stopping_at)
-        .or(t.created_at);
-    since.is_some_and(|s| now.since(s) > retention)
+    task_retired_since(t).is_some_and(|s| now.since(s) > retention)
 }
 
 /// Whether an INACTIVE instance has been inactive for longer than `retention`.
 pub(crate) fn instance_expired(i: &ContainerInstance, now: Timestamp, retention: Duration) -> bool {
-    i.status == InstanceStatus::Inactive && i.updated_at.is_some_and(|s| now.since(s) > retention)
+    instance_retired_since(i).is_some_and(|s| now.since(s) > retention)
 }
 
 /// The INACTIVE state blox records for an instance ECS no longer lists: one
@@ -84,7 +77,7 @@ pub(crate) fn inactive_copy(stored: &ContainerInstance, now: Timestamp) -> Conta
 #[cfg(test)]
 mod tests {
     use super::*;
-    use blox_core::model::Arn;
+    use blox_core::model::{Arn, TaskStatus};
 
     fn task(version: Option<u64>) -> Task {
         let mut t = Task::new(

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use blox_core::clock::SharedClock;
-use blox_core::model::{Entity, InstanceStatus, TaskStatus, Timestamp};
+use blox_core::model::{ContainerInstance, Entity, InstanceStatus, Task, TaskStatus, Timestamp};
 use tokio::sync::watch;
 
 use super::{Result, StateStore};
@@ -43,14 +43,24 @@ pub const DEFAULT_STOPPED_RETENTION: Duration = Duration::from_secs(3600);
 /// sees ECS forget it).
 pub fn retired_since(entity: &Entity) -> Option<Timestamp> {
     match entity {
-        Entity::Task(t) if t.last_status == TaskStatus::Stopped => t
-            .stopped_at
-            .or(t.updated_at)
-            .or(t.stopping_at)
-            .or(t.created_at),
-        Entity::Instance(i) if i.status == InstanceStatus::Inactive => i.updated_at,
-        _ => None,
+        Entity::Task(t) => task_retired_since(t),
+        Entity::Instance(i) => instance_retired_since(i),
     }
+}
+
+/// [`retired_since`] of a task: when a STOPPED task stopped.
+pub fn task_retired_since(t: &Task) -> Option<Timestamp> {
+    (t.last_status == TaskStatus::Stopped).then_some(())?;
+    t.stopped_at
+        .or(t.updated_at)
+        .or(t.stopping_at)
+        .or(t.created_at)
+}
+
+/// [`retired_since`] of an instance: an INACTIVE instance's last update.
+pub fn instance_retired_since(i: &ContainerInstance) -> Option<Timestamp> {
+    (i.status == InstanceStatus::Inactive).then_some(())?;
+    i.updated_at
 }
 
 /// The cut-off times of one retention run ([`StateStore::expire`]).

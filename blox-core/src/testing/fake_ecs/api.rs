@@ -207,17 +207,6 @@ impl EcsApi for FakeEcs {
         page(operation, &shown, next_token, |_| true)
     }
 
-    async fn describe_container_instances(
-        &self,
-        cluster: &str,
-        instances: &[Arn],
-    ) -> Result<Vec<ContainerInstance>, EcsError> {
-        Ok(self
-            .describe_container_instances_with_missing(cluster, instances)
-            .await?
-            .found)
-    }
-
     async fn describe_container_instances_with_missing(
         &self,
         cluster: &str,
@@ -278,13 +267,6 @@ impl EcsApi for FakeEcs {
                         .is_none_or(|f| family_of(&t.task_definition_arn) == f)
             })
         })
-    }
-
-    async fn describe_tasks(&self, cluster: &str, tasks: &[Arn]) -> Result<Vec<Task>, EcsError> {
-        Ok(self
-            .describe_tasks_with_missing(cluster, tasks)
-            .await?
-            .found)
     }
 
     async fn describe_tasks_with_missing(
