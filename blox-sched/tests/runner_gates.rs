@@ -55,6 +55,7 @@ async fn the_runner_waits_for_its_own_terms_bootstrap_and_the_view_of_its_writes
         view: Revision::default(),
         term: Revision::new(term.epoch, term.seq - 1),
         pending: Vec::new(),
+        covered: None,
     }));
     let r = w.spawn("web:1", options());
     tokio::time::sleep(Duration::from_secs(60)).await;
@@ -65,6 +66,7 @@ async fn the_runner_waits_for_its_own_terms_bootstrap_and_the_view_of_its_writes
         view: ahead,
         term,
         pending: Vec::new(),
+        covered: None,
     }));
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert_eq!(r.handle.status().waiting_for, Some(WaitingFor::View));
@@ -74,6 +76,7 @@ async fn the_runner_waits_for_its_own_terms_bootstrap_and_the_view_of_its_writes
         view: w.cache.revision(),
         term,
         pending: Vec::new(),
+        covered: None,
     }));
     wait_until(60, "starts", || w.started_instances().len() == 2).await;
     r.shutdown().await;

@@ -181,6 +181,12 @@ pub struct BootstrapDone {
     /// succeeded yet (deleted, access denied...): do not act on them.
     /// Bootstrap runs per cluster, so these do not hold the others back.
     pub pending: Vec<String>,
+    /// With no configured clusters (every cluster of the account is
+    /// managed): the cluster ARNs reconciled in this term, by the bootstrap
+    /// or a later pass. Any other cluster (one created after the bootstrap
+    /// listed the account's) is not acted on until a reconcile covers it.
+    /// `None`: configured clusters, gated by [`BootstrapDone::pending`] alone.
+    pub covered: Option<Vec<Arn>>,
 }
 
 impl BootstrapDone {
@@ -190,11 +196,13 @@ impl BootstrapDone {
         view: Revision::new(0, 0),
         term: Revision::new(0, 0),
         pending: Vec::new(),
+        covered: None,
     };
 
     /// Whether the bootstrap of this cluster is still to be done.
     pub fn blocks(&self, cluster: &Arn) -> bool {
         (self.pending.iter()).any(|c| Filter::cluster_matches(c, cluster))
+            || self.covered.as_ref().is_some_and(|c| !c.contains(cluster))
     }
 
     /// Whether a view at revision `view` holds everything this bootstrap
@@ -430,11 +438,14 @@ impl Reconciler {
         let mut failed = 0;
         for cluster in clusters {
             let done = match cluster {
-                Ok(arn) => self.reconcile_arn(&arn, now).await,
+                Ok(arn) => self.reconcile_arn(&arn, now).await.map(|r| (arn, r)),
                 Err(e) => Err(e),
             };
             match done {
-                Ok(r) => report.merge(&r),
+                Ok((arn, r)) => {
+                    self.cover(&arn, r.view);
+                    report.merge(&r);
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "reconcile of cluster failed; nothing removed from it");
                     failed += 1;
@@ -810,6 +821,7 @@ impl Reconciler {
                         view: report.view,
                         term,
                         pending,
+                        covered: self.covered(&done),
                     });
                     self.bootstrapped.send_replace(true);
                     return report;
@@ -823,6 +835,7 @@ impl Reconciler {
                         view: report.view,
                         term,
                         pending,
+                        covered: self.covered(&done),
                     });
                     "ECS"
                 }
@@ -894,6 +907,36 @@ impl Reconciler {
         self.done.send_replace(Some(done));
     }
 
+    /// The clusters a bootstrap covers: with configured clusters, `None`
+    /// (gated by `pending`); else the ARNs it reconciled, sorted.
+    fn covered(&self, done: &HashSet<Arn>) -> Option<Vec<Arn>> {
+        self.options.clusters.is_empty().then(|| {
+            let mut covered: Vec<Arn> = done.iter().cloned().collect();
+            covered.sort();
+            covered
+        })
+    }
+
+    /// A cluster reconciled after the bootstrap, its view at `view`: once
+    /// the published bootstrap does not cover it yet (a cluster created
+    /// since), it does now, and the runner waits for `view` too.
+    fn cover(&self, cluster: &Arn, view: Revision) {
+        self.done.send_if_modified(|done| match done {
+            Some(BootstrapDone {
+                covered: Some(covered),
+                view: at,
+                ..
+            }) if !covered.contains(cluster) => {
+                tracing::info!(%cluster, "a cluster new since the bootstrap is reconciled: acting on it");
+                covered.push(cluster.clone());
+                covered.sort();
+                *at = later(*at, view);
+                true
+            }
+            _ => false,
+        });
+    }
+
     /// Records a complete reconcile in the store (see [`record`]), so a
     /// successor that takes over within the interval may skip its
     /// bootstrap. Not fenced: the record says what the store holds, which
@@ -915,6 +958,12 @@ impl Reconciler {
     async fn skip_bootstrap(&self, term: Revision) -> Option<BootstrapDone> {
         let now = self.options.clock.now();
         let clusters = &self.options.clusters;
+        if clusters.is_empty() {
+            // Every cluster of the account is managed: only a bootstrap
+            // knows which ones exist now.
+            tracing::info!("full bootstrap reconcile: no configured clusters");
+            return None;
+        }
         let why = record::full_reconcile_needed(
             self.store.as_ref(),
             now,
@@ -934,16 +983,12 @@ impl Reconciler {
             }
         }
         let mut view = Revision::default();
-        let filters: Vec<Filter> = if clusters.is_empty() {
-            vec![Filter::default()]
-        } else {
-            (clusters.iter())
-                .map(|c| Filter {
-                    cluster: Some(c.clone()),
-                    ..Filter::default()
-                })
-                .collect()
-        };
+        let filters: Vec<Filter> = (clusters.iter())
+            .map(|c| Filter {
+                cluster: Some(c.clone()),
+                ..Filter::default()
+            })
+            .collect();
         for filter in &filters {
             for kind in [EntityKind::Instance, EntityKind::Task] {
                 match self.store.list(kind, filter).await {
@@ -962,6 +1007,7 @@ impl Reconciler {
             view,
             term,
             pending: Vec::new(),
+            covered: None,
         })
     }
 

@@ -756,6 +756,44 @@ async fn a_failing_cluster_leaves_the_others_bootstrapped_and_reconciled_every_i
 }
 
 #[tokio::test(start_paused = true)]
+async fn with_no_configured_clusters_a_cluster_created_after_the_bootstrap_waits_for_its_reconcile()
+{
+    let ecs = FakeEcs::with_seed(4);
+    ecs.create_cluster("prod").unwrap();
+    let arns = ecs.add_instances("prod", 2, &InstanceSpec::new()).unwrap();
+    ecs.run_tasks("prod", "web:1", &arns, Some("seed")).unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let rec = Reconciler::new(
+        Arc::new(ecs.clone()),
+        store.clone(),
+        // Every cluster of the account.
+        ReconcileOptions::default(),
+    );
+    let (lead_tx, lead_rx) = watch::channel(None::<Revision>);
+    let h = tokio::spawn(rec.clone().run(lead_rx, std::future::pending()));
+    let done = lead_until_bootstrapped(&rec, &lead_tx).await;
+    let prod = ecs.cluster_arn("prod").unwrap();
+    assert!(!done.blocks(&prod));
+
+    // A cluster created since: its events may reach the view, but no
+    // reconcile has read it, so nothing acts on it yet.
+    ecs.create_cluster("new").unwrap();
+    let fresh = ecs.add_instances("new", 1, &InstanceSpec::new()).unwrap();
+    ecs.run_tasks("new", "web:1", &fresh, Some("seed")).unwrap();
+    let new = ecs.cluster_arn("new").unwrap();
+    let gate = rec.bootstrap_done();
+    assert!(gate.borrow().as_ref().unwrap().blocks(&new));
+
+    // The next pass covers it, and the runner then waits for its view.
+    rec.reconcile_once().await.unwrap();
+    let after = gate.borrow().clone().unwrap();
+    assert!(!after.blocks(&new));
+    assert!(!after.blocks(&prod));
+    assert!(after.view.seq >= done.view.seq);
+    h.abort();
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_new_term_gets_its_own_bootstrap_even_when_leadership_never_visibly_dropped() {
     let w = world(2, 1);
     let (lead_tx, lead_rx) = watch::channel(None::<Revision>);
