@@ -39,6 +39,7 @@ pub mod client;
 pub mod delivery;
 pub mod ecs;
 pub mod election;
+pub mod oracle;
 pub mod replica;
 pub mod run;
 pub mod shape;

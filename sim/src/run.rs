@@ -23,6 +23,7 @@ use crate::client::StreamClient;
 use crate::delivery::Delivery;
 use crate::ecs::ReplicaEcs;
 use crate::election::SimElection;
+use crate::oracle::{Compared, StoreOracle, difference};
 use crate::replica::{CLUSTER, Parts, Replica};
 use crate::shape::{Shape, StoreKind};
 use crate::world::{Violation, World, short};
@@ -53,18 +54,25 @@ pub struct Outcome {
     pub deployments: usize,
     /// Faults injected (outages, lease losses, kills, churn steps).
     pub faults: usize,
+    /// Times the stream client's view was compared with the store's at
+    /// the client's revision (while the run went on).
+    pub stream_checks: u64,
+    /// Restarts of the process on the memory store.
+    pub restarts: u64,
 }
 
 impl Outcome {
     /// A report: the seed, each violation, and the trace.
     pub fn report(&self) -> String {
         let mut out = format!(
-            "seed {}: {} violation(s), {} events, {} deployments, {} faults\n",
+            "seed {}: {} violation(s), {} events, {} deployments, {} faults ({} restarts), {} stream checks\n",
             self.seed,
             self.violations.len(),
             self.events,
             self.deployments,
-            self.faults
+            self.faults,
+            self.restarts,
+            self.stream_checks
         );
         for v in &self.violations {
             out.push_str(&format!(
@@ -110,6 +118,8 @@ pub fn run_blocking(seed: u64, shape: Shape) -> Outcome {
             events: 0,
             deployments: 0,
             faults: 0,
+            stream_checks: 0,
+            restarts: 0,
         },
     }
 }
@@ -120,6 +130,8 @@ enum Later {
     StoreUp,
     Notice(usize),
     Restart(usize),
+    /// The process on the memory store starts again, on an empty store.
+    ProcessBack,
     EtcdMemberBack(usize),
 }
 
@@ -139,6 +151,10 @@ struct Sim {
     later: BTreeMap<(Instant, u64), Later>,
     later_seq: u64,
     client: Option<StreamClient>,
+    /// The store's own view, to check the client against all along.
+    oracle: Option<StoreOracle>,
+    /// Comparisons of the client with the oracle so far.
+    stream_checks: u64,
     /// The ingest counters of every replica ever started (killed ones too).
     ingest: Vec<Arc<blox_state::ingest::IngestCounters>>,
     /// The etcd cluster (etcd shapes), to lose a member.
@@ -147,6 +163,20 @@ struct Sim {
     faults: usize,
     faults_on: bool,
     generation: u64,
+    /// Memory store restarts so far (the next store's epoch follows).
+    restarts: u64,
+    /// The process on the memory store is down (its API too).
+    process_down: bool,
+}
+
+/// An empty memory store of epoch `epoch` (a process's start-up nonce,
+/// drawn from the run so it replays).
+fn memory_store(epoch: u64, clock: &blox_core::clock::SharedClock) -> Arc<dyn StateStore> {
+    Arc::new(MemoryStore::with_options(MemoryOptions {
+        epoch: Some(epoch),
+        clock: clock.clone(),
+        ..MemoryOptions::default()
+    }))
 }
 
 async fn make_store(
@@ -154,14 +184,7 @@ async fn make_store(
     clock: &blox_core::clock::SharedClock,
 ) -> Result<(Arc<dyn StateStore>, Option<EtcdCluster>), String> {
     match shape.store {
-        StoreKind::Memory => Ok((
-            Arc::new(MemoryStore::with_options(MemoryOptions {
-                epoch: Some(1),
-                clock: clock.clone(),
-                ..MemoryOptions::default()
-            })),
-            None,
-        )),
+        StoreKind::Memory => Ok((memory_store(1, clock), None)),
         StoreKind::Etcd => {
             // Three members, so one can be lost.
             let server = EtcdCluster::start(3).await.map_err(|e| e.to_string())?;
@@ -199,6 +222,8 @@ pub async fn run(seed: u64, shape: Shape) -> Outcome {
         events: 0,
         deployments: 0,
         faults: 0,
+        stream_checks: 0,
+        restarts: 0,
     };
     if let Err(e) = fake.create_cluster(CLUSTER) {
         return fail(e.to_string());
@@ -227,12 +252,16 @@ pub async fn run(seed: u64, shape: Shape) -> Outcome {
         later: BTreeMap::new(),
         later_seq: 0,
         client: None,
+        oracle: None,
+        stream_checks: 0,
         ingest: Vec::new(),
         etcd,
         deployments: 0,
         faults: 0,
         faults_on: true,
         generation: seed,
+        restarts: 0,
+        process_down: false,
     };
     for id in 0..REPLICAS {
         sim.start_replica(id);
@@ -242,6 +271,7 @@ pub async fn run(seed: u64, shape: Shape) -> Outcome {
     sim.client = sim.replicas[0]
         .as_ref()
         .map(|r| StreamClient::start(r.router.clone()));
+    sim.oracle = Some(StoreOracle::start(sim.store.inner().clone()));
 
     let end = Instant::now() + shape.duration;
     let mut ticks: u64 = 0;
@@ -278,12 +308,17 @@ pub async fn run(seed: u64, shape: Shape) -> Outcome {
         events: sim.delivery.emitted,
         deployments: sim.deployments,
         faults: sim.faults,
+        stream_checks: sim.stream_checks,
+        restarts: sim.restarts,
     };
     for r in sim.replicas.into_iter().flatten() {
         r.kill();
     }
     if let Some(c) = sim.client {
         c.stop();
+    }
+    if let Some(o) = sim.oracle {
+        o.stop();
     }
     outcome
 }
@@ -397,6 +432,26 @@ impl Sim {
                 .trace(format!("stream client ended ({why}); relisting"));
             self.restart_client();
         }
+        self.check_stream();
+    }
+
+    /// Streams are exact all along: the client's view equals the store's
+    /// at the revision the client has applied whole.
+    fn check_stream(&mut self) {
+        let (Some(c), Some(o)) = (&self.client, &self.oracle) else {
+            return;
+        };
+        match c.with_rebuilt(|r| o.compare(r)) {
+            Compared::Equal(_) => self.stream_checks += 1,
+            Compared::Skipped => {}
+            Compared::Differ(at, detail) => {
+                self.stream_checks += 1;
+                self.world.violate(
+                    "streams",
+                    format!("at revision {at}, the list-then-stream client differs from the store: {detail}"),
+                );
+            }
+        }
     }
 
     fn restart_client(&mut self) {
@@ -438,6 +493,8 @@ impl Sim {
                     .trace(format!("replica {id} notices it lost the lease"));
             }
             Later::Notice(_) => {}
+            // Unless the whole process restarted since.
+            Later::Restart(id) if self.replicas[id].is_some() || self.process_down => {}
             Later::Restart(id) => {
                 self.start_replica(id);
                 if id == 0 {
@@ -445,8 +502,84 @@ impl Sim {
                 }
                 self.ensure_leader().await;
             }
+            Later::ProcessBack => self.process_back().await,
             Later::EtcdMemberBack(member) => self.etcd_member_back(member).await,
         }
+    }
+
+    /// The process on the memory store dies: every replica in it (the
+    /// simulation's replicas share its store, so they are all in it), and
+    /// everything its store held. Its operator removes the tasks of the
+    /// environments it forgot while it is down, so the next ones have room.
+    async fn restart_process(&mut self) {
+        self.process_down = true;
+        self.leader = None;
+        for id in 0..REPLICAS {
+            if let Some(r) = self.replicas[id].take() {
+                r.kill();
+            }
+            self.world.set_lease_lost(id, true);
+        }
+        // Nobody is left to notice a loss or to restart alone.
+        self.later
+            .retain(|_, l| !matches!(l, Later::Notice(_) | Later::Restart(_)));
+        if let Some(c) = self.client.take() {
+            c.stop();
+        }
+        if let Some(o) = self.oracle.take() {
+            o.stop();
+        }
+        let forgotten = std::mem::take(&mut self.env_names);
+        self.world.forget_envs(self.restarts + 1);
+        self.world.trace(format!(
+            "the process on the memory store dies with its store ({} environment(s) forgotten)",
+            forgotten.len()
+        ));
+        let fake = self.world.fake.clone();
+        let live = fake
+            .list_all_tasks(&TaskListFilter {
+                cluster: CLUSTER.into(),
+                desired_status: Some(TaskStatus::Running),
+                ..TaskListFilter::default()
+            })
+            .await
+            .unwrap_or_default();
+        let mut removed = 0;
+        for arn in live {
+            if fake.stop_task(CLUSTER, &arn, "operator: environment forgotten").await.is_ok() {
+                removed += 1;
+            }
+        }
+        self.world
+            .trace(format!("the operator stops the {removed} task(s) it left"));
+        let secs = self.rng.random_range(5..30);
+        self.at_later(Duration::from_secs(secs), Later::ProcessBack);
+        self.faults += 1;
+    }
+
+    /// A new process starts on an empty memory store: its replicas rebuild
+    /// their views from ECS (bootstrap reconcile, then events) and elect a
+    /// leader on the new store.
+    async fn process_back(&mut self) {
+        if !self.process_down {
+            return;
+        }
+        self.restarts += 1;
+        let inner = memory_store(1 + self.restarts, &self.clock);
+        self.store = Arc::new(FaultyStore::new(inner));
+        let shared: Arc<dyn StateStore> = self.store.clone();
+        self.envs = EnvironmentStore::new(shared).with_clock(self.clock.clone());
+        self.process_down = false;
+        self.world.trace(format!(
+            "a new process starts on an empty memory store (epoch {})",
+            1 + self.restarts
+        ));
+        for id in 0..REPLICAS {
+            self.start_replica(id);
+        }
+        self.restart_client();
+        self.oracle = Some(StoreOracle::start(self.store.inner().clone()));
+        self.ensure_leader().await;
     }
 
     async fn inject(&mut self) {
@@ -479,6 +612,12 @@ impl Sim {
                     self.ensure_leader().await;
                 }
             }
+        } else if f.memory_restarts
+            && self.etcd.is_none()
+            && !self.process_down
+            && roll < 0.009
+        {
+            self.restart_process().await;
         } else if f.store_outages
             && roll < 0.01
             && let Some(cluster) = &mut self.etcd
@@ -583,6 +722,9 @@ impl Sim {
 
     /// Creates, updates and deploys, or deletes an environment.
     async fn environment_step(&mut self) {
+        if self.process_down {
+            return;
+        }
         let n = self.env_names.len();
         let create = n < self.shape.environments && (n == 0 || self.rng.random_bool(0.5));
         if create {
@@ -805,15 +947,12 @@ impl Sim {
                     .collect()
             });
             if streamed != view {
-                let missing = view.keys().filter(|k| !streamed.contains_key(*k)).count();
-                let extra = streamed.keys().filter(|k| !view.contains_key(*k)).count();
-                let differ = view
-                    .iter()
-                    .filter(|(k, v)| streamed.get(*k).is_some_and(|s| s != *v))
-                    .count();
                 w.violate(
                     "streams",
-                    format!("the list-then-stream client differs from the view: {missing} missing, {extra} extra, {differ} at another version"),
+                    format!(
+                        "once settled, the list-then-stream client differs from the view: {}",
+                        difference(&view, &streamed)
+                    ),
                 );
             }
         }
