@@ -86,9 +86,9 @@ async fn follow(store: &Arc<dyn StateStore>, state: &Mutex<State>) -> Result<(),
             .iter()
             .filter_map(|e| match e {
                 WatchEvent::Put(v) => task_version(&v.entity).map(|(a, v)| (a, Some(v))),
-                WatchEvent::Delete { arn, .. } => {
-                    (EntityKind::of_arn(arn) == Some(EntityKind::Task)).then(|| (arn.to_string(), None))
-                }
+                WatchEvent::Delete { arn, .. } => (EntityKind::of_arn(arn)
+                    == Some(EntityKind::Task))
+                .then(|| (arn.to_string(), None)),
             })
             .collect();
         let mut s = lock(state);
@@ -167,13 +167,9 @@ pub fn difference(truth: &ClientView, client: &ClientView) -> String {
         .map(|a| format!("missing {a}"))
         .or_else(|| extra.first().map(|a| format!("extra {a}")))
         .or_else(|| {
-            differ.first().map(|a| {
-                format!(
-                    "{a} at v{:?}, not v{:?}",
-                    client.get(*a),
-                    truth.get(*a)
-                )
-            })
+            differ
+                .first()
+                .map(|a| format!("{a} at v{:?}, not v{:?}", client.get(*a), truth.get(*a)))
         })
         .unwrap_or_default();
     format!(

@@ -10,8 +10,8 @@ use blox_core::model::{Arn, InstanceStatus, TaskStatus, Timestamp};
 use blox_core::ports::{EcsApi, EcsApiExt, EventSource, TaskListFilter};
 use blox_core::testing::{FakeEcs, FakeEcsConfig, InstanceSpec};
 use blox_sched::daemon::{EnvironmentStore, NewEnvironment};
-use blox_sched::election::LeaderElection;
 use blox_state::store::StateStore;
+use blox_state::store::etcd::EtcdStore;
 use blox_state::store::memory::{MemoryOptions, MemoryStore};
 use blox_state::testing::FaultyStore;
 use blox_state::testing::etcd_server::EtcdCluster;
@@ -22,11 +22,12 @@ use tokio::time::Instant;
 use crate::client::StreamClient;
 use crate::delivery::Delivery;
 use crate::ecs::ReplicaEcs;
-use crate::election::SimElection;
+use crate::election::{Election, LeaseWatch, SimElection, etcd_election, revoke_leader_lease};
 use crate::oracle::{Compared, StoreOracle, difference};
 use crate::replica::{CLUSTER, Parts, Replica};
 use crate::shape::{Shape, StoreKind};
 use crate::world::{Violation, World, short};
+use blox_sched::election::LeaderElection;
 
 /// Replicas of the daemon.
 const REPLICAS: usize = 2;
@@ -59,19 +60,22 @@ pub struct Outcome {
     pub stream_checks: u64,
     /// Restarts of the process on the memory store.
     pub restarts: u64,
+    /// Leases the driver took from a leader.
+    pub lease_losses: u64,
 }
 
 impl Outcome {
     /// A report: the seed, each violation, and the trace.
     pub fn report(&self) -> String {
         let mut out = format!(
-            "seed {}: {} violation(s), {} events, {} deployments, {} faults ({} restarts), {} stream checks\n",
+            "seed {}: {} violation(s), {} events, {} deployments, {} faults ({} restarts, {} lease losses), {} stream checks\n",
             self.seed,
             self.violations.len(),
             self.events,
             self.deployments,
             self.faults,
             self.restarts,
+            self.lease_losses,
             self.stream_checks
         );
         for v in &self.violations {
@@ -120,6 +124,7 @@ pub fn run_blocking(seed: u64, shape: Shape) -> Outcome {
             faults: 0,
             stream_checks: 0,
             restarts: 0,
+            lease_losses: 0,
         },
     }
 }
@@ -143,7 +148,8 @@ struct Sim {
     /// The store outage switch (every replica's client goes through it).
     store: Arc<FaultyStore<Arc<dyn StateStore>>>,
     replicas: Vec<Option<Replica>>,
-    elections: Vec<Arc<SimElection>>,
+    /// Each replica's election (`None` once killed, until it restarts).
+    elections: Vec<Option<Election>>,
     leader: Option<usize>,
     envs: EnvironmentStore,
     env_names: Vec<String>,
@@ -159,12 +165,18 @@ struct Sim {
     ingest: Vec<Arc<blox_state::ingest::IngestCounters>>,
     /// The etcd cluster (etcd shapes), to lose a member.
     etcd: Option<EtcdCluster>,
+    /// The etcd store (etcd shapes): its client runs blox's election.
+    etcd_store: Option<EtcdStore>,
+    /// Who holds the lease, as etcd says (etcd shapes).
+    lease_watch: Option<LeaseWatch>,
     deployments: usize,
     faults: usize,
     faults_on: bool,
     generation: u64,
     /// Memory store restarts so far (the next store's epoch follows).
     restarts: u64,
+    /// Leases taken from a leader so far.
+    lease_losses: u64,
     /// The process on the memory store is down (its API too).
     process_down: bool,
 }
@@ -179,10 +191,10 @@ fn memory_store(epoch: u64, clock: &blox_core::clock::SharedClock) -> Arc<dyn St
     }))
 }
 
-async fn make_store(
-    shape: &Shape,
-    clock: &blox_core::clock::SharedClock,
-) -> Result<(Arc<dyn StateStore>, Option<EtcdCluster>), String> {
+/// The store a run starts with, and on etcd its cluster and client.
+type Made = (Arc<dyn StateStore>, Option<(EtcdCluster, EtcdStore)>);
+
+async fn make_store(shape: &Shape, clock: &blox_core::clock::SharedClock) -> Result<Made, String> {
     match shape.store {
         StoreKind::Memory => Ok((memory_store(1, clock), None)),
         StoreKind::Etcd => {
@@ -196,7 +208,7 @@ async fn make_store(
                 })
                 .await
                 .map_err(|e| e.to_string())?;
-            Ok((Arc::new(store), Some(server)))
+            Ok((Arc::new(store.clone()), Some((server, store))))
         }
     }
 }
@@ -224,6 +236,7 @@ pub async fn run(seed: u64, shape: Shape) -> Outcome {
         faults: 0,
         stream_checks: 0,
         restarts: 0,
+        lease_losses: 0,
     };
     if let Err(e) = fake.create_cluster(CLUSTER) {
         return fail(e.to_string());
@@ -235,6 +248,7 @@ pub async fn run(seed: u64, shape: Shape) -> Outcome {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
+    let (etcd, etcd_store) = etcd.unzip();
     let store = Arc::new(FaultyStore::new(inner));
     let shared: Arc<dyn StateStore> = store.clone();
     let mut sim = Sim {
@@ -256,13 +270,19 @@ pub async fn run(seed: u64, shape: Shape) -> Outcome {
         stream_checks: 0,
         ingest: Vec::new(),
         etcd,
+        etcd_store,
+        lease_watch: None,
         deployments: 0,
         faults: 0,
         faults_on: true,
         generation: seed,
         restarts: 0,
+        lease_losses: 0,
         process_down: false,
     };
+    if let Some(es) = &sim.etcd_store {
+        sim.lease_watch = Some(LeaseWatch::start(es, sim.world.clone()));
+    }
     for id in 0..REPLICAS {
         sim.start_replica(id);
     }
@@ -310,6 +330,7 @@ pub async fn run(seed: u64, shape: Shape) -> Outcome {
         faults: sim.faults,
         stream_checks: sim.stream_checks,
         restarts: sim.restarts,
+        lease_losses: sim.lease_losses,
     };
     for r in sim.replicas.into_iter().flatten() {
         r.kill();
@@ -319,6 +340,9 @@ pub async fn run(seed: u64, shape: Shape) -> Outcome {
     }
     if let Some(o) = sim.oracle {
         o.stop();
+    }
+    if let Some(l) = sim.lease_watch {
+        l.stop();
     }
     outcome
 }
@@ -333,11 +357,17 @@ impl Sim {
     fn start_replica(&mut self, id: usize) {
         self.generation = self.generation.wrapping_add(0x9e37_79b9);
         let store: Arc<dyn StateStore> = self.store.clone();
-        let election = Arc::new(SimElection::new(store.clone(), format!("replica-{id}")));
+        let election = match &self.etcd_store {
+            Some(es) => Election::Etcd(Arc::new(etcd_election(es, id))),
+            None => Election::Sim(Arc::new(SimElection::new(
+                store.clone(),
+                crate::election::holder(id),
+            ))),
+        };
         if self.elections.len() <= id {
-            self.elections.push(election.clone());
+            self.elections.push(Some(election.clone()));
         } else {
-            self.elections[id] = election.clone();
+            self.elections[id] = Some(election.clone());
         }
         let ecs = Arc::new(ReplicaEcs::new(
             self.world.fake.clone(),
@@ -367,19 +397,23 @@ impl Sim {
         if self.replicas[id].is_none() {
             return;
         }
+        let Some(Some(Election::Sim(election))) = self.elections.get(id).cloned() else {
+            // etcd's own election campaigns by itself.
+            return;
+        };
         // A replica that lost its lease without noticing yet cannot be
         // granted a new one first: a real election campaigns only once it
         // has seen its lease end (its keep-alive fails), so the new lease
         // is a new term after a deposition, never a silent switch.
-        if *self.elections[id].is_leader().borrow() {
-            self.elections[id].notice_loss();
+        if *election.is_leader().borrow() {
+            election.notice_loss();
             self.world
                 .trace(format!("replica {id} notices it lost the lease"));
             // Its campaign takes a round trip: what follows the leadership
             // signal sees it end before the new term begins.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        match self.elections[id].campaign().await {
+        match election.campaign().await {
             Ok(()) => {
                 self.leader = Some(id);
                 self.world.set_lease_lost(id, false);
@@ -394,6 +428,10 @@ impl Sim {
     /// Makes sure someone live leads (the first live replica campaigns
     /// while nobody does).
     async fn ensure_leader(&mut self) {
+        if self.etcd_store.is_some() {
+            // etcd's election keeps campaigning by itself.
+            return;
+        }
         if let Some(l) = self.leader
             && self.replicas[l].is_some()
         {
@@ -486,7 +524,7 @@ impl Sim {
             }
             // Unless it has won the lease back since.
             Later::Notice(id) if self.leader != Some(id) => {
-                if let Some(e) = self.elections.get(id) {
+                if let Some(Some(Election::Sim(e))) = self.elections.get(id) {
                     e.notice_loss();
                 }
                 self.world
@@ -546,7 +584,11 @@ impl Sim {
             .unwrap_or_default();
         let mut removed = 0;
         for arn in live {
-            if fake.stop_task(CLUSTER, &arn, "operator: environment forgotten").await.is_ok() {
+            if fake
+                .stop_task(CLUSTER, &arn, "operator: environment forgotten")
+                .await
+                .is_ok()
+            {
                 removed += 1;
             }
         }
@@ -600,6 +642,11 @@ impl Sim {
             let id = self.rng.random_range(0..REPLICAS);
             if let Some(r) = self.replicas[id].take() {
                 r.kill();
+                // On etcd its election stops with it: no more keep-alives,
+                // so its key lingers until the lease expires.
+                if self.etcd_store.is_some() {
+                    self.elections[id] = None;
+                }
                 self.world.set_lease_lost(id, true);
                 self.world.trace(format!("replica {id} killed"));
                 let secs = self.rng.random_range(5..30);
@@ -612,11 +659,7 @@ impl Sim {
                     self.ensure_leader().await;
                 }
             }
-        } else if f.memory_restarts
-            && self.etcd.is_none()
-            && !self.process_down
-            && roll < 0.009
-        {
+        } else if f.memory_restarts && self.etcd.is_none() && !self.process_down && roll < 0.009 {
             self.restart_process().await;
         } else if f.store_outages
             && roll < 0.01
@@ -648,6 +691,22 @@ impl Sim {
     /// The leader loses its lease now and notices within [`NOTICE`]; the
     /// other live replica takes over at once.
     async fn depose(&mut self) {
+        if let Some(es) = &self.etcd_store {
+            // etcd's own lease: revoked now; blox's election notices and
+            // whoever campaigns first leads next.
+            match revoke_leader_lease(es).await {
+                Ok(Some(old)) => {
+                    self.world.set_lease_lost(old, true);
+                    self.world
+                        .trace(format!("replica {old} loses its lease (revoked at etcd)"));
+                    self.faults += 1;
+                    self.lease_losses += 1;
+                }
+                Ok(None) => {}
+                Err(e) => self.world.trace(format!("cannot revoke the lease: {e}")),
+            }
+            return;
+        }
         let Some(old) = self.leader else { return };
         let Some(next) = (0..REPLICAS).find(|i| *i != old && self.replicas[*i].is_some()) else {
             return;
@@ -659,6 +718,7 @@ impl Sim {
         self.leader = None;
         self.elect(next).await;
         self.faults += 1;
+        self.lease_losses += 1;
     }
 
     async fn etcd_member_back(&mut self, member: usize) {

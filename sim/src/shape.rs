@@ -26,7 +26,8 @@ pub struct FaultPlan {
     pub listing_lag: Duration,
     /// The store goes away for a while.
     pub store_outages: bool,
-    /// The leader loses its lease (and notices late).
+    /// The leader loses its lease (memory: and notices late; etcd: its
+    /// lease is revoked at etcd).
     pub lease_losses: bool,
     /// A replica is killed and restarted.
     pub replica_kills: bool,
