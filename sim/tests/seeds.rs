@@ -64,6 +64,23 @@ fn a_run_without_faults_is_clean() {
     assert!(outcome.stream_checks > 100, "{}", outcome.report());
 }
 
+/// The process on the memory store restarts, again and again, with no
+/// other fault: each time every replica dies with the store, a new process
+/// starts on an empty store and rebuilds its views, and every invariant
+/// holds across the restarts.
+#[test]
+fn a_process_on_the_memory_store_restarts_with_an_empty_store() {
+    let shape = Shape {
+        faults: FaultPlan {
+            memory_restarts: true,
+            ..FaultPlan::none()
+        },
+        ..Shape::memory(50, 3, Duration::from_secs(300))
+    };
+    let outcome = assert_clean(3, shape);
+    assert!(outcome.restarts >= 2, "{}", outcome.report());
+}
+
 #[test]
 fn etcd_store_with_default_limits_fixed_seed() {
     // Real time on a real etcd: one short seed, no store outage (the
