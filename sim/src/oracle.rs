@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use blox_core::model::{Entity, EntityKind};
-use blox_state::store::{Revision, StateStore, WatchEvent};
+use blox_state::store::{Revision, RevisionStream, StateStore, WatchEvent};
 use futures::StreamExt;
 use tokio::task::JoinHandle;
 
@@ -60,8 +60,8 @@ fn task_version(entity: &Entity) -> Option<(String, u64)> {
     }
 }
 
-/// Lists the store's tasks, then follows its watch until it fails.
-async fn follow(store: &Arc<dyn StateStore>, state: &Mutex<State>) -> Result<(), String> {
+/// Lists the store's tasks and opens its watch from there.
+async fn open(store: &Arc<dyn StateStore>, state: &Mutex<State>) -> Result<RevisionStream, String> {
     let listed = store.list_all().await.map_err(|e| e.to_string())?;
     let watch = store
         .watch_revisions(listed.revision)
@@ -78,7 +78,11 @@ async fn follow(store: &Arc<dyn StateStore>, state: &Mutex<State>) -> Result<(),
         s.received = Some(listed.revision);
         s.pending.clear();
     }
-    let mut watch = watch;
+    Ok(watch)
+}
+
+/// Follows the store's watch until it fails.
+async fn follow(mut watch: RevisionStream, state: &Mutex<State>) -> Result<(), String> {
     while let Some(batch) = watch.next().await {
         let batch = batch.map_err(|e| e.to_string())?;
         let changes: Changes = batch
@@ -101,16 +105,23 @@ async fn follow(store: &Arc<dyn StateStore>, state: &Mutex<State>) -> Result<(),
 }
 
 impl StoreOracle {
-    /// Follows `store` in the background (again from a new list whenever
-    /// its watch fails).
-    pub fn start(store: Arc<dyn StateStore>) -> StoreOracle {
+    /// Lists `store` now, then follows it in the background (again from a
+    /// new list whenever its watch fails). Start it before anything writes
+    /// to the store, so every revision a client reaches is one it knows.
+    pub async fn start(store: Arc<dyn StateStore>) -> StoreOracle {
         let state = Arc::new(Mutex::new(State::default()));
+        let first = open(&store, &state).await;
         let s = state.clone();
         let task = tokio::spawn(async move {
+            let mut watch = first;
             loop {
-                let why = follow(&store, &s).await;
+                let why = match watch {
+                    Ok(w) => follow(w, &s).await,
+                    Err(e) => Err(e),
+                };
                 tracing::debug!(?why, "the oracle lists again");
                 tokio::time::sleep(Duration::from_secs(1)).await;
+                watch = open(&store, &s).await;
             }
         });
         StoreOracle { state, task }

@@ -283,6 +283,7 @@ pub async fn run(seed: u64, shape: Shape) -> Outcome {
     if let Some(es) = &sim.etcd_store {
         sim.lease_watch = Some(LeaseWatch::start(es, sim.world.clone()));
     }
+    sim.oracle = Some(StoreOracle::start(sim.store.inner().clone()).await);
     for id in 0..REPLICAS {
         sim.start_replica(id);
     }
@@ -291,7 +292,6 @@ pub async fn run(seed: u64, shape: Shape) -> Outcome {
     sim.client = sim.replicas[0]
         .as_ref()
         .map(|r| StreamClient::start(r.router.clone()));
-    sim.oracle = Some(StoreOracle::start(sim.store.inner().clone()));
 
     let end = Instant::now() + shape.duration;
     let mut ticks: u64 = 0;
@@ -608,6 +608,7 @@ impl Sim {
         }
         self.restarts += 1;
         let inner = memory_store(1 + self.restarts, &self.clock);
+        self.oracle = Some(StoreOracle::start(inner.clone()).await);
         self.store = Arc::new(FaultyStore::new(inner));
         let shared: Arc<dyn StateStore> = self.store.clone();
         self.envs = EnvironmentStore::new(shared).with_clock(self.clock.clone());
@@ -620,7 +621,6 @@ impl Sim {
             self.start_replica(id);
         }
         self.restart_client();
-        self.oracle = Some(StoreOracle::start(self.store.inner().clone()));
         self.ensure_leader().await;
     }
 
