@@ -183,6 +183,11 @@ impl World {
         }
     }
 
+    /// Since when `replica` has been without its lease, if it lost it.
+    pub fn lease_lost_since(&self, replica: usize) -> Option<Instant> {
+        self.lock().lease_lost.get(&replica).copied()
+    }
+
     /// Checks an acting call of `replica` against fencing.
     pub fn acted(&self, replica: usize, operation: &str) {
         let since = self.lock().lease_lost.get(&replica).copied();
