@@ -137,7 +137,9 @@ enum Later {
     Restart(usize),
     /// The process on the memory store starts again, on an empty store.
     ProcessBack,
-    EtcdMemberBack(usize),
+    /// etcd members come back (together: after a lost quorum, one alone
+    /// cannot be healthy).
+    EtcdMembersBack(Vec<usize>),
 }
 
 struct Sim {
@@ -541,7 +543,7 @@ impl Sim {
                 self.ensure_leader().await;
             }
             Later::ProcessBack => self.process_back().await,
-            Later::EtcdMemberBack(member) => self.etcd_member_back(member).await,
+            Later::EtcdMembersBack(members) => self.etcd_members_back(&members).await,
         }
     }
 
@@ -627,14 +629,33 @@ impl Sim {
     async fn inject(&mut self) {
         let f = self.shape.faults;
         let roll: f64 = self.rng.random();
-        if f.store_outages
-            && roll < 0.003
-            && !self.later.values().any(|l| matches!(l, Later::StoreUp))
-        {
+        let etcd_down = self
+            .later
+            .values()
+            .any(|l| matches!(l, Later::StoreUp | Later::EtcdMembersBack(_)));
+        if f.store_outages && roll < 0.003 && !etcd_down {
             let secs = self.rng.random_range(5..40);
-            self.store.set_down(true);
-            self.world.trace(format!("store down for {secs}s"));
-            self.at_later(Duration::from_secs(secs), Later::StoreUp);
+            if let Some(cluster) = &mut self.etcd {
+                // etcd goes away for real: two of its three members are
+                // lost, so the store, the leases and the election's own
+                // client all lose their quorum.
+                let keep = self.rng.random_range(0..3);
+                let lost: Vec<usize> = (0..3).filter(|m| *m != keep).collect();
+                for m in &lost {
+                    if let Err(e) = cluster.kill(*m) {
+                        self.world
+                            .trace(format!("cannot kill etcd member {m}: {e}"));
+                    }
+                }
+                self.world.trace(format!(
+                    "etcd loses its quorum (members {lost:?}) for {secs}s"
+                ));
+                self.at_later(Duration::from_secs(secs), Later::EtcdMembersBack(lost));
+            } else {
+                self.store.set_down(true);
+                self.world.trace(format!("store down for {secs}s"));
+                self.at_later(Duration::from_secs(secs), Later::StoreUp);
+            }
             self.faults += 1;
         } else if f.lease_losses && roll < 0.006 {
             self.depose().await;
@@ -667,7 +688,7 @@ impl Sim {
             && !self
                 .later
                 .values()
-                .any(|l| matches!(l, Later::EtcdMemberBack(_)))
+                .any(|l| matches!(l, Later::EtcdMembersBack(_)))
         {
             // An etcd member is lost (the other two keep quorum), then
             // comes back on its data.
@@ -676,7 +697,10 @@ impl Sim {
                 Ok(()) => {
                     self.world.trace(format!("etcd member {member} lost"));
                     let secs = self.rng.random_range(5..30);
-                    self.at_later(Duration::from_secs(secs), Later::EtcdMemberBack(member));
+                    self.at_later(
+                        Duration::from_secs(secs),
+                        Later::EtcdMembersBack(vec![member]),
+                    );
                 }
                 Err(e) => self
                     .world
@@ -721,13 +745,14 @@ impl Sim {
         self.lease_losses += 1;
     }
 
-    async fn etcd_member_back(&mut self, member: usize) {
+    async fn etcd_members_back(&mut self, members: &[usize]) {
         if let Some(cluster) = &mut self.etcd {
-            match cluster.restart(member).await {
-                Ok(()) => self.world.trace(format!("etcd member {member} back")),
-                Err(e) => self
-                    .world
-                    .violate("setup", format!("etcd member {member} cannot restart: {e}")),
+            match cluster.restart_together(members).await {
+                Ok(()) => self.world.trace(format!("etcd members {members:?} back")),
+                Err(e) => self.world.violate(
+                    "setup",
+                    format!("etcd members {members:?} cannot restart: {e}"),
+                ),
             }
         }
     }

@@ -65,3 +65,22 @@ async fn a_revoked_lease_deposes_the_leader_and_the_driver_sees_the_loss_at_etcd
     .await;
     watch.stop();
 }
+
+/// etcd goes away as the simulation takes it away (two of three members
+/// lost): the leader cannot renew its lease and stops leading; once the
+/// members are back, someone leads again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_etcd_loses_its_quorum_the_leader_stops_leading_until_it_is_back() {
+    let mut cluster = EtcdCluster::start(3).await.unwrap();
+    let store = EtcdStore::connect(EtcdOptions::new(cluster.endpoints()).with_prefix("/quorum"))
+        .await
+        .unwrap();
+    let leader = etcd_election(&store, 0);
+    let mut leading = leader.is_leader();
+    leading.wait_for(|l| *l).await.unwrap();
+    cluster.kill(1).unwrap();
+    cluster.kill(2).unwrap();
+    leading.wait_for(|l| !*l).await.unwrap();
+    cluster.restart_together(&[1, 2]).await.unwrap();
+    leading.wait_for(|l| *l).await.unwrap();
+}
