@@ -32,7 +32,8 @@
 //!   every ACTIVE instance.
 //!
 //! Leadership: on etcd the replicas run blox's own lease-backed
-//! `EtcdElection`, and the driver only revokes the leader's lease; on the
+//! `EtcdElection`, and the driver only revokes the leader's lease, loses
+//! a member, or takes etcd's quorum away (two members killed); on the
 //! memory store the driver plays the lease service ([`election`]). A
 //! restart of the process on the memory store ([`FaultPlan::memory_restarts`])
 //! kills every replica (they share that store, as the parts of one process

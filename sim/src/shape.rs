@@ -24,7 +24,8 @@ pub struct FaultPlan {
     pub delivery: DeliveryFaults,
     /// How far ECS listings lag.
     pub listing_lag: Duration,
-    /// The store goes away for a while.
+    /// The store goes away for a while (memory: every call fails; etcd: two
+    /// of its three members are lost, so it has no quorum).
     pub store_outages: bool,
     /// The leader loses its lease (memory: and notices late; etcd: its
     /// lease is revoked at etcd).
