@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use blox_sched::election::{
-    EtcdElection, EtcdElectionOptions, LeaderElection, LeaderTerm, Signals, leader_key,
+    EtcdElection, EtcdElectionOptions, LeaderElection, LeaderTerm, LeaderValue, Signals, leader_key,
 };
 use blox_state::store::etcd::EtcdStore;
 use blox_state::store::{KvExpect, KvOp, KvTxn, KvTxnOutcome, StateStore, StoreError};
@@ -62,12 +62,11 @@ pub fn holder(id: usize) -> String {
     format!("replica-{id}")
 }
 
-fn replica_of(holder: &[u8]) -> Option<usize> {
-    std::str::from_utf8(holder)
-        .ok()?
-        .strip_prefix("replica-")?
-        .parse()
-        .ok()
+/// The replica whose holder id the leader key's value names (the value
+/// is a [`LeaderValue`]: the holder and the layout it reads).
+fn replica_of(value: &[u8]) -> Option<usize> {
+    let value: LeaderValue = serde_json::from_slice(value).ok()?;
+    value.holder.strip_prefix("replica-")?.parse().ok()
 }
 
 /// Starts blox's etcd election for replica `id`.
