@@ -9,7 +9,6 @@ use std::time::Duration;
 use blox_core::clock::SharedClock;
 use blox_core::ports::EventSource;
 use blox_sched::daemon::{DaemonScheduler, DeploymentTracker, EnvironmentStore};
-use blox_sched::election::LeaderElection;
 use blox_sched::runner::{Runner, RunnerGates, RunnerHandle, RunnerOptions};
 use blox_state::cache::{Cache, spawn_follower};
 use blox_state::ingest::{IngestCounters, IngestOptions, Ingester};
@@ -19,7 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::ecs::ReplicaEcs;
-use crate::election::SimElection;
+use crate::election::Election;
 
 /// The cluster every replica manages.
 pub const CLUSTER: &str = "sim";
@@ -35,7 +34,7 @@ pub struct Parts {
     /// Where it receives events.
     pub source: Arc<dyn EventSource>,
     /// Its election.
-    pub election: Arc<SimElection>,
+    pub election: Election,
     /// The clock.
     pub clock: SharedClock,
     /// The reconcile interval.
@@ -51,7 +50,7 @@ pub struct Replica {
     /// Its ECS (with its call record).
     pub ecs: Arc<ReplicaEcs>,
     /// Its election.
-    pub election: Arc<SimElection>,
+    pub election: Election,
     /// Its runner.
     pub runner: RunnerHandle,
     /// Its ingester's counters.
@@ -76,6 +75,7 @@ impl Replica {
             clock,
             reconcile_every,
         } = parts;
+        let leadership = election.leadership();
         let (stop, stop_rx) = watch::channel(false);
         let stopped = move || {
             let mut rx = stop_rx.clone();
@@ -114,7 +114,7 @@ impl Replica {
             store.clone(),
             RunnerGates {
                 bootstrapped: reconciler.bootstrap_done(),
-                leadership: election.term(),
+                leadership: leadership.term(),
             },
             RunnerOptions {
                 clusters: vec![CLUSTER.to_owned()],
@@ -131,7 +131,7 @@ impl Replica {
         let tasks = vec![
             follower,
             tokio::spawn(ingester.run(stopped())),
-            tokio::spawn(reconciler.run(election.term(), stopped())),
+            tokio::spawn(reconciler.run(leadership.term(), stopped())),
             tokio::spawn(runner.run(stopped())),
         ];
         Replica {

@@ -10,8 +10,8 @@ use blox_core::model::{Arn, InstanceStatus, TaskStatus, Timestamp};
 use blox_core::ports::{EcsApi, EcsApiExt, EventSource, TaskListFilter};
 use blox_core::testing::{FakeEcs, FakeEcsConfig, InstanceSpec};
 use blox_sched::daemon::{EnvironmentStore, NewEnvironment};
-use blox_sched::election::LeaderElection;
 use blox_state::store::StateStore;
+use blox_state::store::etcd::EtcdStore;
 use blox_state::store::memory::{MemoryOptions, MemoryStore};
 use blox_state::testing::FaultyStore;
 use blox_state::testing::etcd_server::EtcdCluster;
@@ -22,10 +22,12 @@ use tokio::time::Instant;
 use crate::client::StreamClient;
 use crate::delivery::Delivery;
 use crate::ecs::ReplicaEcs;
-use crate::election::SimElection;
+use crate::election::{Election, LeaseWatch, SimElection, etcd_election, revoke_leader_lease};
+use crate::oracle::{Compared, StoreOracle, difference};
 use crate::replica::{CLUSTER, Parts, Replica};
 use crate::shape::{Shape, StoreKind};
 use crate::world::{Violation, World, short};
+use blox_sched::election::LeaderElection;
 
 /// Replicas of the daemon.
 const REPLICAS: usize = 2;
@@ -53,18 +55,28 @@ pub struct Outcome {
     pub deployments: usize,
     /// Faults injected (outages, lease losses, kills, churn steps).
     pub faults: usize,
+    /// Times the stream client's view was compared with the store's at
+    /// the client's revision (while the run went on).
+    pub stream_checks: u64,
+    /// Restarts of the process on the memory store.
+    pub restarts: u64,
+    /// Leases the driver took from a leader.
+    pub lease_losses: u64,
 }
 
 impl Outcome {
     /// A report: the seed, each violation, and the trace.
     pub fn report(&self) -> String {
         let mut out = format!(
-            "seed {}: {} violation(s), {} events, {} deployments, {} faults\n",
+            "seed {}: {} violation(s), {} events, {} deployments, {} faults ({} restarts, {} lease losses), {} stream checks\n",
             self.seed,
             self.violations.len(),
             self.events,
             self.deployments,
-            self.faults
+            self.faults,
+            self.restarts,
+            self.lease_losses,
+            self.stream_checks
         );
         for v in &self.violations {
             out.push_str(&format!(
@@ -110,6 +122,9 @@ pub fn run_blocking(seed: u64, shape: Shape) -> Outcome {
             events: 0,
             deployments: 0,
             faults: 0,
+            stream_checks: 0,
+            restarts: 0,
+            lease_losses: 0,
         },
     }
 }
@@ -120,7 +135,11 @@ enum Later {
     StoreUp,
     Notice(usize),
     Restart(usize),
-    EtcdMemberBack(usize),
+    /// The process on the memory store starts again, on an empty store.
+    ProcessBack,
+    /// etcd members come back (together: after a lost quorum, one alone
+    /// cannot be healthy).
+    EtcdMembersBack(Vec<usize>),
 }
 
 struct Sim {
@@ -131,7 +150,8 @@ struct Sim {
     /// The store outage switch (every replica's client goes through it).
     store: Arc<FaultyStore<Arc<dyn StateStore>>>,
     replicas: Vec<Option<Replica>>,
-    elections: Vec<Arc<SimElection>>,
+    /// Each replica's election (`None` once killed, until it restarts).
+    elections: Vec<Option<Election>>,
     leader: Option<usize>,
     envs: EnvironmentStore,
     env_names: Vec<String>,
@@ -139,29 +159,46 @@ struct Sim {
     later: BTreeMap<(Instant, u64), Later>,
     later_seq: u64,
     client: Option<StreamClient>,
+    /// The store's own view, to check the client against all along.
+    oracle: Option<StoreOracle>,
+    /// Comparisons of the client with the oracle so far.
+    stream_checks: u64,
     /// The ingest counters of every replica ever started (killed ones too).
     ingest: Vec<Arc<blox_state::ingest::IngestCounters>>,
     /// The etcd cluster (etcd shapes), to lose a member.
     etcd: Option<EtcdCluster>,
+    /// The etcd store (etcd shapes): its client runs blox's election.
+    etcd_store: Option<EtcdStore>,
+    /// Who holds the lease, as etcd says (etcd shapes).
+    lease_watch: Option<LeaseWatch>,
     deployments: usize,
     faults: usize,
     faults_on: bool,
     generation: u64,
+    /// Memory store restarts so far (the next store's epoch follows).
+    restarts: u64,
+    /// Leases taken from a leader so far.
+    lease_losses: u64,
+    /// The process on the memory store is down (its API too).
+    process_down: bool,
 }
 
-async fn make_store(
-    shape: &Shape,
-    clock: &blox_core::clock::SharedClock,
-) -> Result<(Arc<dyn StateStore>, Option<EtcdCluster>), String> {
+/// An empty memory store of epoch `epoch` (a process's start-up nonce,
+/// drawn from the run so it replays).
+fn memory_store(epoch: u64, clock: &blox_core::clock::SharedClock) -> Arc<dyn StateStore> {
+    Arc::new(MemoryStore::with_options(MemoryOptions {
+        epoch: Some(epoch),
+        clock: clock.clone(),
+        ..MemoryOptions::default()
+    }))
+}
+
+/// The store a run starts with, and on etcd its cluster and client.
+type Made = (Arc<dyn StateStore>, Option<(EtcdCluster, EtcdStore)>);
+
+async fn make_store(shape: &Shape, clock: &blox_core::clock::SharedClock) -> Result<Made, String> {
     match shape.store {
-        StoreKind::Memory => Ok((
-            Arc::new(MemoryStore::with_options(MemoryOptions {
-                epoch: Some(1),
-                clock: clock.clone(),
-                ..MemoryOptions::default()
-            })),
-            None,
-        )),
+        StoreKind::Memory => Ok((memory_store(1, clock), None)),
         StoreKind::Etcd => {
             // Three members, so one can be lost.
             let server = EtcdCluster::start(3).await.map_err(|e| e.to_string())?;
@@ -173,7 +210,7 @@ async fn make_store(
                 })
                 .await
                 .map_err(|e| e.to_string())?;
-            Ok((Arc::new(store), Some(server)))
+            Ok((Arc::new(store.clone()), Some((server, store))))
         }
     }
 }
@@ -199,6 +236,9 @@ pub async fn run(seed: u64, shape: Shape) -> Outcome {
         events: 0,
         deployments: 0,
         faults: 0,
+        stream_checks: 0,
+        restarts: 0,
+        lease_losses: 0,
     };
     if let Err(e) = fake.create_cluster(CLUSTER) {
         return fail(e.to_string());
@@ -210,6 +250,7 @@ pub async fn run(seed: u64, shape: Shape) -> Outcome {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
+    let (etcd, etcd_store) = etcd.unzip();
     let store = Arc::new(FaultyStore::new(inner));
     let shared: Arc<dyn StateStore> = store.clone();
     let mut sim = Sim {
@@ -227,13 +268,24 @@ pub async fn run(seed: u64, shape: Shape) -> Outcome {
         later: BTreeMap::new(),
         later_seq: 0,
         client: None,
+        oracle: None,
+        stream_checks: 0,
         ingest: Vec::new(),
         etcd,
+        etcd_store,
+        lease_watch: None,
         deployments: 0,
         faults: 0,
         faults_on: true,
         generation: seed,
+        restarts: 0,
+        lease_losses: 0,
+        process_down: false,
     };
+    if let Some(es) = &sim.etcd_store {
+        sim.lease_watch = Some(LeaseWatch::start(es, sim.world.clone()));
+    }
+    sim.oracle = Some(StoreOracle::start(sim.store.inner().clone()).await);
     for id in 0..REPLICAS {
         sim.start_replica(id);
     }
@@ -278,12 +330,21 @@ pub async fn run(seed: u64, shape: Shape) -> Outcome {
         events: sim.delivery.emitted,
         deployments: sim.deployments,
         faults: sim.faults,
+        stream_checks: sim.stream_checks,
+        restarts: sim.restarts,
+        lease_losses: sim.lease_losses,
     };
     for r in sim.replicas.into_iter().flatten() {
         r.kill();
     }
     if let Some(c) = sim.client {
         c.stop();
+    }
+    if let Some(o) = sim.oracle {
+        o.stop();
+    }
+    if let Some(l) = sim.lease_watch {
+        l.stop();
     }
     outcome
 }
@@ -298,11 +359,17 @@ impl Sim {
     fn start_replica(&mut self, id: usize) {
         self.generation = self.generation.wrapping_add(0x9e37_79b9);
         let store: Arc<dyn StateStore> = self.store.clone();
-        let election = Arc::new(SimElection::new(store.clone(), format!("replica-{id}")));
+        let election = match &self.etcd_store {
+            Some(es) => Election::Etcd(Arc::new(etcd_election(es, id))),
+            None => Election::Sim(Arc::new(SimElection::new(
+                store.clone(),
+                crate::election::holder(id),
+            ))),
+        };
         if self.elections.len() <= id {
-            self.elections.push(election.clone());
+            self.elections.push(Some(election.clone()));
         } else {
-            self.elections[id] = election.clone();
+            self.elections[id] = Some(election.clone());
         }
         let ecs = Arc::new(ReplicaEcs::new(
             self.world.fake.clone(),
@@ -332,19 +399,23 @@ impl Sim {
         if self.replicas[id].is_none() {
             return;
         }
+        let Some(Some(Election::Sim(election))) = self.elections.get(id).cloned() else {
+            // etcd's own election campaigns by itself.
+            return;
+        };
         // A replica that lost its lease without noticing yet cannot be
         // granted a new one first: a real election campaigns only once it
         // has seen its lease end (its keep-alive fails), so the new lease
         // is a new term after a deposition, never a silent switch.
-        if *self.elections[id].is_leader().borrow() {
-            self.elections[id].notice_loss();
+        if *election.is_leader().borrow() {
+            election.notice_loss();
             self.world
                 .trace(format!("replica {id} notices it lost the lease"));
             // Its campaign takes a round trip: what follows the leadership
             // signal sees it end before the new term begins.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        match self.elections[id].campaign().await {
+        match election.campaign().await {
             Ok(()) => {
                 self.leader = Some(id);
                 self.world.set_lease_lost(id, false);
@@ -359,6 +430,10 @@ impl Sim {
     /// Makes sure someone live leads (the first live replica campaigns
     /// while nobody does).
     async fn ensure_leader(&mut self) {
+        if self.etcd_store.is_some() {
+            // etcd's election keeps campaigning by itself.
+            return;
+        }
         if let Some(l) = self.leader
             && self.replicas[l].is_some()
         {
@@ -397,6 +472,26 @@ impl Sim {
                 .trace(format!("stream client ended ({why}); relisting"));
             self.restart_client();
         }
+        self.check_stream();
+    }
+
+    /// Streams are exact all along: the client's view equals the store's
+    /// at the revision the client has applied whole.
+    fn check_stream(&mut self) {
+        let (Some(c), Some(o)) = (&self.client, &self.oracle) else {
+            return;
+        };
+        match c.with_rebuilt(|r| o.compare(r)) {
+            Compared::Equal(_) => self.stream_checks += 1,
+            Compared::Skipped => {}
+            Compared::Differ(at, detail) => {
+                self.stream_checks += 1;
+                self.world.violate(
+                    "streams",
+                    format!("at revision {at}, the list-then-stream client differs from the store: {detail}"),
+                );
+            }
+        }
     }
 
     fn restart_client(&mut self) {
@@ -431,13 +526,15 @@ impl Sim {
             }
             // Unless it has won the lease back since.
             Later::Notice(id) if self.leader != Some(id) => {
-                if let Some(e) = self.elections.get(id) {
+                if let Some(Some(Election::Sim(e))) = self.elections.get(id) {
                     e.notice_loss();
                 }
                 self.world
                     .trace(format!("replica {id} notices it lost the lease"));
             }
             Later::Notice(_) => {}
+            // Unless the whole process restarted since.
+            Later::Restart(id) if self.replicas[id].is_some() || self.process_down => {}
             Later::Restart(id) => {
                 self.start_replica(id);
                 if id == 0 {
@@ -445,21 +542,120 @@ impl Sim {
                 }
                 self.ensure_leader().await;
             }
-            Later::EtcdMemberBack(member) => self.etcd_member_back(member).await,
+            Later::ProcessBack => self.process_back().await,
+            Later::EtcdMembersBack(members) => self.etcd_members_back(&members).await,
         }
+    }
+
+    /// The process on the memory store dies: every replica in it (the
+    /// simulation's replicas share its store, so they are all in it), and
+    /// everything its store held. Its operator removes the tasks of the
+    /// environments it forgot while it is down, so the next ones have room.
+    async fn restart_process(&mut self) {
+        self.process_down = true;
+        self.leader = None;
+        for id in 0..REPLICAS {
+            if let Some(r) = self.replicas[id].take() {
+                r.kill();
+            }
+            self.world.set_lease_lost(id, true);
+        }
+        // Nobody is left to notice a loss or to restart alone.
+        self.later
+            .retain(|_, l| !matches!(l, Later::Notice(_) | Later::Restart(_)));
+        if let Some(c) = self.client.take() {
+            c.stop();
+        }
+        if let Some(o) = self.oracle.take() {
+            o.stop();
+        }
+        let forgotten = std::mem::take(&mut self.env_names);
+        self.world.forget_envs(self.restarts + 1);
+        self.world.trace(format!(
+            "the process on the memory store dies with its store ({} environment(s) forgotten)",
+            forgotten.len()
+        ));
+        let fake = self.world.fake.clone();
+        let live = fake
+            .list_all_tasks(&TaskListFilter {
+                cluster: CLUSTER.into(),
+                desired_status: Some(TaskStatus::Running),
+                ..TaskListFilter::default()
+            })
+            .await
+            .unwrap_or_default();
+        let mut removed = 0;
+        for arn in live {
+            if fake
+                .stop_task(CLUSTER, &arn, "operator: environment forgotten")
+                .await
+                .is_ok()
+            {
+                removed += 1;
+            }
+        }
+        self.world
+            .trace(format!("the operator stops the {removed} task(s) it left"));
+        let secs = self.rng.random_range(5..30);
+        self.at_later(Duration::from_secs(secs), Later::ProcessBack);
+        self.faults += 1;
+    }
+
+    /// A new process starts on an empty memory store: its replicas rebuild
+    /// their views from ECS (bootstrap reconcile, then events) and elect a
+    /// leader on the new store.
+    async fn process_back(&mut self) {
+        if !self.process_down {
+            return;
+        }
+        self.restarts += 1;
+        let inner = memory_store(1 + self.restarts, &self.clock);
+        self.oracle = Some(StoreOracle::start(inner.clone()).await);
+        self.store = Arc::new(FaultyStore::new(inner));
+        let shared: Arc<dyn StateStore> = self.store.clone();
+        self.envs = EnvironmentStore::new(shared).with_clock(self.clock.clone());
+        self.process_down = false;
+        self.world.trace(format!(
+            "a new process starts on an empty memory store (epoch {})",
+            1 + self.restarts
+        ));
+        for id in 0..REPLICAS {
+            self.start_replica(id);
+        }
+        self.restart_client();
+        self.ensure_leader().await;
     }
 
     async fn inject(&mut self) {
         let f = self.shape.faults;
         let roll: f64 = self.rng.random();
-        if f.store_outages
-            && roll < 0.003
-            && !self.later.values().any(|l| matches!(l, Later::StoreUp))
-        {
+        let etcd_down = self
+            .later
+            .values()
+            .any(|l| matches!(l, Later::StoreUp | Later::EtcdMembersBack(_)));
+        if f.store_outages && roll < 0.003 && !etcd_down {
             let secs = self.rng.random_range(5..40);
-            self.store.set_down(true);
-            self.world.trace(format!("store down for {secs}s"));
-            self.at_later(Duration::from_secs(secs), Later::StoreUp);
+            if let Some(cluster) = &mut self.etcd {
+                // etcd goes away for real: two of its three members are
+                // lost, so the store, the leases and the election's own
+                // client all lose their quorum.
+                let keep = self.rng.random_range(0..3);
+                let lost: Vec<usize> = (0..3).filter(|m| *m != keep).collect();
+                for m in &lost {
+                    if let Err(e) = cluster.kill(*m) {
+                        self.world
+                            .trace(format!("cannot kill etcd member {m}: {e}"));
+                    }
+                }
+                self.world.trace(format!(
+                    "etcd loses its quorum (members {lost:?}) for {secs}s"
+                ));
+                self.at_later(Duration::from_secs(secs), Later::EtcdMembersBack(lost));
+            } else {
+                self.store.set_down(true);
+                self.world.trace(format!("store down for {secs}s"));
+                self.at_later(Duration::from_secs(secs), Later::StoreUp);
+            }
             self.faults += 1;
         } else if f.lease_losses && roll < 0.006 {
             self.depose().await;
@@ -467,6 +663,11 @@ impl Sim {
             let id = self.rng.random_range(0..REPLICAS);
             if let Some(r) = self.replicas[id].take() {
                 r.kill();
+                // On etcd its election stops with it: no more keep-alives,
+                // so its key lingers until the lease expires.
+                if self.etcd_store.is_some() {
+                    self.elections[id] = None;
+                }
                 self.world.set_lease_lost(id, true);
                 self.world.trace(format!("replica {id} killed"));
                 let secs = self.rng.random_range(5..30);
@@ -479,13 +680,15 @@ impl Sim {
                     self.ensure_leader().await;
                 }
             }
+        } else if f.memory_restarts && self.etcd.is_none() && !self.process_down && roll < 0.009 {
+            self.restart_process().await;
         } else if f.store_outages
             && roll < 0.01
             && let Some(cluster) = &mut self.etcd
             && !self
                 .later
                 .values()
-                .any(|l| matches!(l, Later::EtcdMemberBack(_)))
+                .any(|l| matches!(l, Later::EtcdMembersBack(_)))
         {
             // An etcd member is lost (the other two keep quorum), then
             // comes back on its data.
@@ -494,7 +697,10 @@ impl Sim {
                 Ok(()) => {
                     self.world.trace(format!("etcd member {member} lost"));
                     let secs = self.rng.random_range(5..30);
-                    self.at_later(Duration::from_secs(secs), Later::EtcdMemberBack(member));
+                    self.at_later(
+                        Duration::from_secs(secs),
+                        Later::EtcdMembersBack(vec![member]),
+                    );
                 }
                 Err(e) => self
                     .world
@@ -509,6 +715,22 @@ impl Sim {
     /// The leader loses its lease now and notices within [`NOTICE`]; the
     /// other live replica takes over at once.
     async fn depose(&mut self) {
+        if let Some(es) = &self.etcd_store {
+            // etcd's own lease: revoked now; blox's election notices and
+            // whoever campaigns first leads next.
+            match revoke_leader_lease(es).await {
+                Ok(Some(old)) => {
+                    self.world.set_lease_lost(old, true);
+                    self.world
+                        .trace(format!("replica {old} loses its lease (revoked at etcd)"));
+                    self.faults += 1;
+                    self.lease_losses += 1;
+                }
+                Ok(None) => {}
+                Err(e) => self.world.trace(format!("cannot revoke the lease: {e}")),
+            }
+            return;
+        }
         let Some(old) = self.leader else { return };
         let Some(next) = (0..REPLICAS).find(|i| *i != old && self.replicas[*i].is_some()) else {
             return;
@@ -520,15 +742,17 @@ impl Sim {
         self.leader = None;
         self.elect(next).await;
         self.faults += 1;
+        self.lease_losses += 1;
     }
 
-    async fn etcd_member_back(&mut self, member: usize) {
+    async fn etcd_members_back(&mut self, members: &[usize]) {
         if let Some(cluster) = &mut self.etcd {
-            match cluster.restart(member).await {
-                Ok(()) => self.world.trace(format!("etcd member {member} back")),
-                Err(e) => self
-                    .world
-                    .violate("setup", format!("etcd member {member} cannot restart: {e}")),
+            match cluster.restart_together(members).await {
+                Ok(()) => self.world.trace(format!("etcd members {members:?} back")),
+                Err(e) => self.world.violate(
+                    "setup",
+                    format!("etcd members {members:?} cannot restart: {e}"),
+                ),
             }
         }
     }
@@ -583,6 +807,9 @@ impl Sim {
 
     /// Creates, updates and deploys, or deletes an environment.
     async fn environment_step(&mut self) {
+        if self.process_down {
+            return;
+        }
         let n = self.env_names.len();
         let create = n < self.shape.environments && (n == 0 || self.rng.random_bool(0.5));
         if create {
@@ -805,15 +1032,12 @@ impl Sim {
                     .collect()
             });
             if streamed != view {
-                let missing = view.keys().filter(|k| !streamed.contains_key(*k)).count();
-                let extra = streamed.keys().filter(|k| !view.contains_key(*k)).count();
-                let differ = view
-                    .iter()
-                    .filter(|(k, v)| streamed.get(*k).is_some_and(|s| s != *v))
-                    .count();
                 w.violate(
                     "streams",
-                    format!("the list-then-stream client differs from the view: {missing} missing, {extra} extra, {differ} at another version"),
+                    format!(
+                        "once settled, the list-then-stream client differs from the view: {}",
+                        difference(&view, &streamed)
+                    ),
                 );
             }
         }

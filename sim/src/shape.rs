@@ -24,12 +24,18 @@ pub struct FaultPlan {
     pub delivery: DeliveryFaults,
     /// How far ECS listings lag.
     pub listing_lag: Duration,
-    /// The store goes away for a while.
+    /// The store goes away for a while (memory: every call fails; etcd: two
+    /// of its three members are lost, so it has no quorum).
     pub store_outages: bool,
-    /// The leader loses its lease (and notices late).
+    /// The leader loses its lease (memory: and notices late; etcd: its
+    /// lease is revoked at etcd).
     pub lease_losses: bool,
     /// A replica is killed and restarted.
     pub replica_kills: bool,
+    /// The process on the memory store restarts: it dies with the store's
+    /// content (views, environments, intents, the leader key), and a new
+    /// one starts on an empty store (memory shapes only).
+    pub memory_restarts: bool,
     /// Instances join, drain, come back and leave.
     pub instance_churn: bool,
 }
@@ -53,13 +59,14 @@ impl FaultPlan {
             store_outages: true,
             lease_losses: true,
             replica_kills: true,
+            memory_restarts: true,
             instance_churn: true,
         }
     }
 
     /// These faults without the named ones (`lag`, `delay`, `duplicates`,
     /// `redrive`, `throttle`, `transient`, `lost-replies`, `outages`,
-    /// `lease`, `kills`, `churn`); an unknown name is an error.
+    /// `lease`, `kills`, `restarts`, `churn`); an unknown name is an error.
     pub fn without(mut self, names: &[&str]) -> Result<Self, String> {
         for name in names {
             match *name {
@@ -73,6 +80,7 @@ impl FaultPlan {
                 "outages" => self.store_outages = false,
                 "lease" => self.lease_losses = false,
                 "kills" => self.replica_kills = false,
+                "restarts" => self.memory_restarts = false,
                 "churn" => self.instance_churn = false,
                 other => return Err(format!("unknown fault {other:?}")),
             }
@@ -89,6 +97,7 @@ impl FaultPlan {
             store_outages: false,
             lease_losses: false,
             replica_kills: false,
+            memory_restarts: false,
             instance_churn: false,
         }
     }

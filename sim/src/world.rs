@@ -148,6 +148,22 @@ impl World {
         f(self.lock().envs.entry(name.to_owned()).or_default());
     }
 
+    /// Forgets every environment (the store that held them is gone): each
+    /// is kept under a new name, `NAME@lost-N`, so its tasks stay known as
+    /// its own and a new environment of the same name starts afresh.
+    pub fn forget_envs(&self, incarnation: u64) {
+        let mut inner = self.lock();
+        let old = std::mem::take(&mut inner.envs);
+        for (name, model) in old {
+            let name = if name.contains("@lost-") {
+                name
+            } else {
+                format!("{name}@lost-{incarnation}")
+            };
+            inner.envs.insert(name, model);
+        }
+    }
+
     /// The environment a deployment belongs to.
     pub fn env_of(&self, started_by: &str) -> Option<String> {
         self.lock()
@@ -165,6 +181,11 @@ impl World {
         } else {
             inner.lease_lost.remove(&replica);
         }
+    }
+
+    /// Since when `replica` has been without its lease, if it lost it.
+    pub fn lease_lost_since(&self, replica: usize) -> Option<Instant> {
+        self.lock().lease_lost.get(&replica).copied()
     }
 
     /// Checks an acting call of `replica` against fencing.

@@ -7,15 +7,16 @@
 
 use std::time::Duration;
 
-use blox_sim::{FaultPlan, Shape, run_blocking};
+use blox_sim::{FaultPlan, Outcome, Shape, run_blocking};
 
-fn assert_clean(seed: u64, shape: Shape) {
+fn assert_clean(seed: u64, shape: Shape) -> Outcome {
     let outcome = run_blocking(seed, shape);
     assert!(
         outcome.violations.is_empty(),
         "shape {shape:?}\n{}",
         outcome.report()
     );
+    outcome
 }
 
 /// Every fault but lagging listings (see the ignored test below).
@@ -58,7 +59,26 @@ fn a_run_without_faults_is_clean() {
         faults: FaultPlan::none(),
         ..Shape::memory(50, 3, Duration::from_secs(300))
     };
-    assert_clean(7, shape);
+    let outcome = assert_clean(7, shape);
+    // Streams are checked all along, not only once settled.
+    assert!(outcome.stream_checks > 100, "{}", outcome.report());
+}
+
+/// The process on the memory store restarts, again and again, with no
+/// other fault: each time every replica dies with the store, a new process
+/// starts on an empty store and rebuilds its views, and every invariant
+/// holds across the restarts.
+#[test]
+fn a_process_on_the_memory_store_restarts_with_an_empty_store() {
+    let shape = Shape {
+        faults: FaultPlan {
+            memory_restarts: true,
+            ..FaultPlan::none()
+        },
+        ..Shape::memory(50, 3, Duration::from_secs(300))
+    };
+    let outcome = assert_clean(3, shape);
+    assert!(outcome.restarts >= 2, "{}", outcome.report());
 }
 
 #[test]

@@ -361,17 +361,30 @@ impl EtcdCluster {
 
     /// Restarts member `i` on its data and waits until it is healthy.
     pub async fn restart(&mut self, i: usize) -> Result<(), EtcdServerError> {
-        self.kill(i)?;
-        let m = self
-            .members
-            .get(i)
-            .ok_or(EtcdServerError::NoSuchMember(i))?
-            .clone();
-        let child = m.spawn(&self.initial_cluster, &self.token)?;
-        self.children[i] = Some(child);
-        let mut one = [self.children[i].take()];
-        let r = wait_ready(std::slice::from_ref(&m), &mut one).await;
-        self.children[i] = one[0].take();
+        self.restart_together(&[i]).await
+    }
+
+    /// Restarts members on their data all at once, then waits until they
+    /// are healthy: a cluster that lost its quorum is healthy again only
+    /// once enough of them are back, so they cannot wait one by one.
+    pub async fn restart_together(&mut self, members: &[usize]) -> Result<(), EtcdServerError> {
+        let mut started = Vec::with_capacity(members.len());
+        for &i in members {
+            self.kill(i)?;
+            let m = self
+                .members
+                .get(i)
+                .ok_or(EtcdServerError::NoSuchMember(i))?
+                .clone();
+            self.children[i] = Some(m.spawn(&self.initial_cluster, &self.token)?);
+            started.push(m);
+        }
+        let mut children: Vec<Option<Child>> =
+            members.iter().map(|&i| self.children[i].take()).collect();
+        let r = wait_ready(&started, &mut children).await;
+        for (&i, c) in members.iter().zip(children) {
+            self.children[i] = c;
+        }
         r
     }
 }
