@@ -26,111 +26,14 @@
 //! }
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+mod index;
+mod snapshot;
 
-use blox_core::model::{Arn, ContainerInstance, InstanceStatus, Task, TaskOverride, Timestamp};
+use std::collections::BTreeMap;
 
-/// A start the runner issued whose task is not yet visible in the view (one
-/// per start: several copies on one instance are several pending starts).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingStart {
-    /// The instance the task was started on.
-    pub instance: Arn,
-    /// The task definition.
-    pub task_definition: String,
-    /// The `startedBy` tag.
-    pub started_by: String,
-    /// When the start's intent was written.
-    pub since: Timestamp,
-    /// The task ECS created for it, once its reply named it.
-    pub task: Option<Arn>,
-}
+use blox_core::model::{Arn, InstanceStatus, TaskOverride};
 
-/// Why the runner is holding off starting tasks on an instance.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InstanceBackoff {
-    /// No start before this time.
-    pub until: Timestamp,
-    /// Consecutive failures (tasks that stopped soon after starting, or placement failures).
-    pub failures: u32,
-    /// ECS's reason for the last failure (`RESOURCE:MEMORY`, `EssentialContainerExited`, ...).
-    pub last_reason: Option<String>,
-}
-
-/// A consistent view of the cluster(s) a scheduler manages, plus its own
-/// desired state.
-#[derive(Debug, Clone)]
-pub struct Snapshot<D> {
-    /// Container instances (every status; filter with [`Snapshot::active_instances`]).
-    pub instances: Vec<Arc<ContainerInstance>>,
-    /// Tasks (every status, stopped ones within the retention period included).
-    pub tasks: Vec<Arc<Task>>,
-    /// Starts issued by the runner that the view does not show yet.
-    pub pending_starts: Vec<PendingStart>,
-    /// Instances in backoff, by instance ARN.
-    pub backoff: HashMap<Arn, InstanceBackoff>,
-    /// The scheduler's own desired state.
-    pub desired: D,
-    /// The time of the snapshot.
-    pub now: Timestamp,
-}
-
-impl<D> Snapshot<D> {
-    /// ACTIVE instances whose agent is connected.
-    pub fn active_instances(&self) -> impl Iterator<Item = &Arc<ContainerInstance>> {
-        self.instances
-            .iter()
-            .filter(|i| i.status == InstanceStatus::Active && i.agent_connected)
-    }
-
-    /// Tasks that are running or on their way to run.
-    pub fn live_tasks(&self) -> impl Iterator<Item = &Arc<Task>> {
-        self.tasks.iter().filter(|t| t.is_live())
-    }
-
-    /// Live tasks on an instance.
-    pub fn live_tasks_on<'a>(
-        &'a self,
-        instance: &'a Arn,
-    ) -> impl Iterator<Item = &'a Arc<Task>> + 'a {
-        self.live_tasks()
-            .filter(move |t| t.container_instance_arn.as_ref() == Some(instance))
-    }
-
-    /// The starts in flight on an instance (one per start).
-    pub fn pending_on<'a>(
-        &'a self,
-        instance: &'a Arn,
-    ) -> impl Iterator<Item = &'a PendingStart> + 'a {
-        self.pending_starts
-            .iter()
-            .filter(move |p| &p.instance == instance)
-    }
-
-    /// How many starts tagged `started_by` are in flight on an instance.
-    pub fn pending_count(&self, instance: &Arn, started_by: &str) -> usize {
-        self.pending_on(instance)
-            .filter(|p| p.started_by == started_by)
-            .count()
-    }
-
-    /// The number of starts in flight per instance.
-    pub fn pending_per_instance(&self) -> HashMap<&Arn, usize> {
-        let mut out: HashMap<&Arn, usize> = HashMap::new();
-        for p in &self.pending_starts {
-            *out.entry(&p.instance).or_default() += 1;
-        }
-        out
-    }
-
-    /// Whether the runner is holding off starts on an instance.
-    pub fn in_backoff(&self, instance: &Arn) -> bool {
-        self.backoff
-            .get(instance)
-            .is_some_and(|b| b.until > self.now)
-    }
-}
+pub use snapshot::{InstanceBackoff, PendingStart, Snapshot, is_active};
 
 /// Start one task of a task definition on each of the given instances; an
 /// instance named `n` times gets `n` copies. Each start has its own intent.
@@ -333,6 +236,8 @@ impl<D: Clone + Send + Sync> DesiredSource<D> for Fixed<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use blox_core::model::Timestamp;
+    use std::collections::HashMap;
 
     fn arn(s: &str) -> Arn {
         Arn::parse(&format!("arn:aws:ecs:us-east-1:000000000000:{s}")).unwrap()
@@ -350,19 +255,19 @@ mod tests {
 
     #[test]
     fn pending_starts_are_counted_per_instance() {
-        let snap = Snapshot {
-            instances: Vec::new(),
-            tasks: Vec::new(),
-            pending_starts: vec![
+        let snap = Snapshot::new(
+            Vec::new(),
+            Vec::new(),
+            vec![
                 pending("container-instance/c/i1", "a"),
                 pending("container-instance/c/i1", "a"),
                 pending("container-instance/c/i1", "b"),
                 pending("container-instance/c/i2", "a"),
             ],
-            backoff: HashMap::new(),
-            desired: (),
-            now: Timestamp::from_millis(0),
-        };
+            HashMap::new(),
+            (),
+            Timestamp::from_millis(0),
+        );
         let i1 = arn("container-instance/c/i1");
         assert_eq!(snap.pending_on(&i1).count(), 3);
         assert_eq!(snap.pending_count(&i1, "a"), 2);
