@@ -63,11 +63,13 @@
 //! - **Indexed queries.** [`Snapshot::tasks_on`], [`Snapshot::live_tasks_on`],
 //!   [`Snapshot::tasks_started_by`], [`Snapshot::instances_with_attribute`],
 //!   [`Snapshot::instances_having_attribute`], [`Snapshot::instance`] and
-//!   [`Snapshot::pending_on`] cost O(result) (each index is built on its
-//!   first query, once per snapshot). [`Snapshot::instances`],
+//!   [`Snapshot::pending_on`] cost O(result), once their index is built:
+//!   on its first query, in one pass over its list, once per snapshot (the
+//!   runner builds a new snapshot every cycle). [`Snapshot::instances`],
 //!   [`Snapshot::tasks`], [`Snapshot::active_instances`] and
-//!   [`Snapshot::live_tasks`] scan everything: prefer the indexed queries,
-//!   so a decision costs what it touches.
+//!   [`Snapshot::live_tasks`] scan everything. Prefer the indexed queries
+//!   to a scan per instance (O(instances × tasks)); a decision that already
+//!   makes a single pass over every task gains nothing from them today.
 //! - **Not current.** The view lags ECS: events arrive late, out of order or
 //!   twice, and the reconciler corrects what they miss later; ECS's own
 //!   listings lag its changes. An instance shown ACTIVE may be draining

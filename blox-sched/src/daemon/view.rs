@@ -1,17 +1,20 @@
-//! A view of a snapshot that classifies, for every environment, each
+//! One pass over a snapshot that classifies, for every environment, each
 //! instance of its cluster and the environment's tasks on it. Decisions,
 //! progress and per-instance status are all read from this view, so they
-//! agree. Building it is O(instances + pending starts + the environments'
-//! tasks): tasks are found through the snapshot's `startedBy` index, and
-//! other tasks are counted, through its instance index, only on the DRAINING
-//! instances where the draining policy asks for them.
+//! agree, and building it is O(instances + tasks + pending starts).
+//!
+//! It scans the snapshot's lists in one pass rather than querying its
+//! indexes: while the runner builds a new snapshot every cycle, building the
+//! `startedBy` index costs more than this pass (see `benches/RESULTS.md`,
+//! issue 15); the indexed queries pay off once snapshots are kept in
+//! O(change).
 
 use std::sync::Arc;
 
 use blox_core::model::{Arn, ContainerInstance, InstanceStatus, Task, TaskStatus};
 use blox_state::store::Filter;
 
-use super::fasthash::FastMap;
+use super::fasthash::{FastMap, TailKey};
 use super::model::{DaemonDesired, Deployment, DrainingPolicy, EnvironmentState};
 use crate::scheduler::Snapshot;
 
@@ -118,8 +121,7 @@ impl<'a> View<'a> {
     /// Classifies a snapshot.
     pub fn build(snap: &'a Snapshot<DaemonDesired>) -> Self {
         let desired = &snap.desired;
-        let instances = snap.instance_slice();
-        let tasks = snap.task_slice();
+        let (instances, tasks) = (snap.instance_slice(), snap.task_slice());
         let n = instances.len();
         // Deployment id -> (environment index, is the active deployment).
         let mut owners: FastMap<&str, (usize, bool)> = FastMap::default();
@@ -130,10 +132,13 @@ impl<'a> View<'a> {
             }
         }
 
-        // Instances by cluster ARN.
+        // Instances by cluster ARN, and each instance's position.
         let mut by_cluster: FastMap<&Arn, Vec<usize>> = FastMap::default();
+        let mut inst_pos: FastMap<TailKey<'_>, usize> = FastMap::default();
+        inst_pos.reserve(n);
         for (pos, i) in instances.iter().enumerate() {
             by_cluster.entry(&i.cluster_arn).or_default().push(pos);
+            inst_pos.insert(TailKey(i.container_instance_arn.as_str()), pos);
         }
 
         let mut envs: Vec<EnvView<'a>> = desired
@@ -186,44 +191,34 @@ impl<'a> View<'a> {
         }
 
         // Other tasks matter only on DRAINING instances of environments that
-        // keep their daemon until it is the last task.
-        let mut foreign_live = vec![0usize; n];
-        let mut draining: Vec<usize> = envs
-            .iter()
-            .filter(|ev| ev.state.environment.draining_policy == DrainingPolicy::StopWhenLast)
-            .flat_map(|ev| ev.instances.iter())
-            .filter(|iv| iv.placement == Placement::Draining)
-            .map(|iv| iv.pos)
-            .collect();
-        draining.sort_unstable();
-        draining.dedup();
-        for pos in draining {
-            foreign_live[pos] = snap
-                .tasks_on(&instances[pos].container_instance_arn)
-                .filter(|t| !t.last_status.is_terminal())
-                .filter(|t| {
-                    t.started_by
-                        .as_deref()
-                        .is_none_or(|s| !owners.contains_key(s))
-                })
-                .count();
-        }
-
-        // The environments' tasks, in snapshot order.
-        let mut owned: Vec<(usize, usize, bool)> = owners
-            .iter()
-            .flat_map(|(&id, &(ei, is_active))| {
-                snap.task_positions_started_by(id)
-                    .map(move |p| (p, ei, is_active))
-            })
-            .collect();
-        owned.sort_unstable_by_key(|&(p, _, _)| p);
-        for (tp, ei, is_active) in owned {
-            let t = &tasks[tp];
-            let pos = t
-                .container_instance_arn
+        // keep their daemon until it is the last task: skip locating them
+        // otherwise (each lookup reads the task's instance ARN, a cache miss).
+        let count_foreign = envs.iter().any(|ev| {
+            ev.state.environment.draining_policy == DrainingPolicy::StopWhenLast
+                && ev
+                    .instances
+                    .iter()
+                    .any(|iv| iv.placement == Placement::Draining)
+        });
+        let locate = |t: &Task| {
+            t.container_instance_arn
                 .as_ref()
-                .and_then(|i| snap.instance_position(i.as_str()));
+                .and_then(|i| inst_pos.get(&TailKey(i.as_str())))
+                .copied()
+        };
+        let mut foreign_live = vec![0usize; n];
+        for t in tasks {
+            let owner = t.started_by.as_deref().and_then(|s| owners.get(s)).copied();
+            let Some((ei, is_active)) = owner else {
+                if count_foreign
+                    && !t.last_status.is_terminal()
+                    && let Some(p) = locate(t)
+                {
+                    foreign_live[p] += 1;
+                }
+                continue;
+            };
+            let pos = locate(t);
             let ev = &mut envs[ei];
             if is_active {
                 ev.active_started = true;
@@ -261,9 +256,9 @@ impl<'a> View<'a> {
             if is_active {
                 ev.active_started = true;
             }
-            let si = snap
-                .instance_position(p.instance.as_str())
-                .map_or(NO_SLOT, |pos| slot_of[ei][pos]);
+            let si = inst_pos
+                .get(&TailKey(p.instance.as_str()))
+                .map_or(NO_SLOT, |&pos| slot_of[ei][pos]);
             if let Some(iv) = ev.instances.get_mut(si) {
                 if is_active {
                     iv.slot.pending += 1;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use blox_core::model::{Arn, ContainerInstance, InstanceStatus, Task, Timestamp};
 
-use super::index::{LazyPostings, Postings, key_hash};
+use super::index::{LazyPostings, Postings, arn_hash, key_hash};
 
 /// A start the runner issued whose task is not yet visible in the view (one
 /// per start: several copies on one instance are several pending starts).
@@ -57,10 +57,10 @@ struct Indexes {
 }
 
 /// The hash under which an attribute name, or a name and value, is filed
-/// (the `\0` separator keeps the two kinds of key apart).
+/// (a slice's hash covers its length, so the two kinds never mix).
 fn attribute_key(name: &str, value: Option<&str>) -> u64 {
     match value {
-        Some(v) => key_hash(&[name, "\0", v]),
+        Some(v) => key_hash(&[name, v]),
         None => key_hash(&[name]),
     }
 }
@@ -227,11 +227,11 @@ impl<D> Snapshot<D> {
     ) -> impl Iterator<Item = &'a PendingStart> + 'a {
         let index = self.indexes.pending_by_instance.get_or_build(|| {
             Postings::build(&self.pending_starts, |p, emit| {
-                emit(key_hash(&[p.instance.as_str()]))
+                emit(arn_hash(p.instance.as_str()))
             })
         });
         index
-            .get(key_hash(&[instance.as_str()]))
+            .get(arn_hash(instance.as_str()))
             .map(|p| &self.pending_starts[p])
             .filter(move |p| &p.instance == instance)
     }
@@ -278,11 +278,11 @@ impl<D> Snapshot<D> {
     pub(crate) fn instance_position(&self, arn: &str) -> Option<usize> {
         let index = self.indexes.instance_by_arn.get_or_build(|| {
             Postings::build(&self.instances, |i, emit| {
-                emit(key_hash(&[i.container_instance_arn.as_str()]))
+                emit(arn_hash(i.container_instance_arn.as_str()))
             })
         });
         index
-            .get(key_hash(&[arn]))
+            .get(arn_hash(arn))
             .find(|&p| self.instances[p].container_instance_arn.as_str() == arn)
     }
 
@@ -294,12 +294,12 @@ impl<D> Snapshot<D> {
         let index = self.indexes.task_by_instance.get_or_build(|| {
             Postings::build(&self.tasks, |t, emit| {
                 if let Some(i) = &t.container_instance_arn {
-                    emit(key_hash(&[i.as_str()]))
+                    emit(arn_hash(i.as_str()))
                 }
             })
         });
         index
-            .get(key_hash(&[instance.as_str()]))
+            .get(arn_hash(instance.as_str()))
             .filter(move |&p| self.tasks[p].container_instance_arn.as_ref() == Some(instance))
     }
 
