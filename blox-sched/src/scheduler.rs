@@ -1,12 +1,15 @@
-//! The [`Scheduler`] trait: decide from a snapshot, return actions, do no I/O.
+//! The [`Scheduler`] trait: decide from a snapshot, return actions, do no
+//! I/O; and the scheduler guide, the contract between a scheduler and the
+//! runner that executes its decisions.
 //!
 //! A scheduler is a pure function of a consistent [`Snapshot`] of the
 //! cluster (instances, tasks, starts still in flight, instances in backoff)
-//! and of its own desired state `D`. It returns [`Action`]s; the runner
-//! executes them against ECS, records intents so nothing starts twice, backs
-//! off crash-looping instances, caps actions per cycle, and honours dry-run
-//! and pause. Because a scheduler does no I/O, it is unit-tested with plain
-//! data (see the `testing` feature's snapshot builder).
+//! and of its own desired state `D`. It returns [`Action`]s; the
+//! [runner](crate::runner) executes them against ECS. Because a scheduler
+//! does no I/O, it is unit-tested with plain data (the `testing` feature's
+//! `SnapshotBuilder`). `examples/custom_scheduler.rs` is a complete one: a
+//! replica scheduler with several copies per instance, a task group and
+//! overrides, and its tests.
 //!
 //! ```
 //! use blox_sched::scheduler::{Action, Scheduler, Snapshot};
@@ -18,119 +21,140 @@
 //!     type Desired = ();
 //!     fn name(&self) -> &str { "reaper" }
 //!     fn decide(&self, snap: &Snapshot<()>) -> Vec<Action> {
-//!         snap.live_tasks()
-//!             .filter(|t| t.started_by.as_deref() == Some("legacy"))
+//!         snap.tasks_started_by("legacy")
+//!             .filter(|t| t.is_live())
 //!             .map(|t| Action::stop(t.cluster_arn.clone(), t.task_arn.clone(), "legacy task"))
 //!             .collect()
 //!     }
 //! }
 //! ```
+//!
+//! # What a snapshot guarantees
+//!
+//! - **One consistent view.** The instances and tasks come from one read of
+//!   the runner's cache, which applies each store revision whole: the
+//!   snapshot shows the cluster at one revision, never half of one. It holds
+//!   the runner's clusters only ([`RunnerOptions::clusters`](crate::runner::RunnerOptions::clusters)).
+//! - **Complete.** The runner calls [`Scheduler::decide`] only once its cache has loaded, its process
+//!   leads, the bootstrap reconcile of this leader term is done and the
+//!   cache has reached the revision of everything it read and wrote (a task
+//!   the bootstrap re-added is in the view), and the starts a previous
+//!   leader left in flight are loaded. A cluster whose bootstrap is still
+//!   pending may be in the view, but actions on it are dropped.
+//! - **Starts in flight are shown.** Every start the runner issued whose
+//!   task the view does not show yet is one [`PendingStart`]
+//!   ([`Snapshot::pending_starts`], [`Snapshot::pending_on`],
+//!   [`Snapshot::pending_count`]), one per copy, including those a previous
+//!   leader left. A start stops being pending once the view shows its task
+//!   (the runner settles this before it builds the snapshot, so a copy the
+//!   view shows is not also pending), or when, after
+//!   [`RunnerOptions::intent_timeout`](crate::runner::RunnerOptions::intent_timeout),
+//!   `ListTasks` lists no task for it. Count a copy as present if it is a
+//!   live task *or* a pending start.
+//! - **Live.** A task is live ([`Task::is_live`](blox_core::model::Task::is_live))
+//!   while it is not stopped and not being stopped: PROVISIONING, PENDING
+//!   and ACTIVATING tasks are live, a task whose desired status is STOPPED
+//!   is not (though it holds its resources until it stops). Stopped tasks
+//!   stay in [`Snapshot::tasks`] for the retention period.
+//! - **Backoff.** [`Snapshot::backoff`] holds the instances where a task of
+//!   the runner stopped soon after starting or ECS refused a placement, with
+//!   ECS's reason; the runner drops starts on them until the backoff ends
+//!   ([`Snapshot::in_backoff`]).
+//! - **Indexed queries.** [`Snapshot::tasks_on`], [`Snapshot::live_tasks_on`],
+//!   [`Snapshot::tasks_started_by`], [`Snapshot::instances_with_attribute`],
+//!   [`Snapshot::instances_having_attribute`], [`Snapshot::instance`] and
+//!   [`Snapshot::pending_on`] cost O(result), once their index is built:
+//!   on its first query, in one pass over its list, once per snapshot (the
+//!   runner builds a new snapshot every cycle). [`Snapshot::instances`],
+//!   [`Snapshot::tasks`], [`Snapshot::active_instances`] and
+//!   [`Snapshot::live_tasks`] scan everything. Prefer the indexed queries
+//!   to a scan per instance (O(instances × tasks)); a decision that already
+//!   makes a single pass over every task gains nothing from them today.
+//! - **Not current.** The view lags ECS: events arrive late, out of order or
+//!   twice, and the reconciler corrects what they miss later; ECS's own
+//!   listings lag its changes. An instance shown ACTIVE may be draining
+//!   already, a task shown RUNNING may have stopped. The snapshot's
+//!   [`Snapshot::now`] is the runner's clock, not the time of the view.
+//!
+//! # What the runner guarantees
+//!
+//! - **At most one start per intent.** Each copy of a [`StartAction`] (each
+//!   entry of its instances) gets its own intent, written to the store in a
+//!   transaction that holds only while this process's leader term holds the
+//!   leader key, before StartTask is called for it. Copies go to ECS in
+//!   StartTask calls of at most ten distinct instances (several copies on
+//!   one instance: several calls). An intent stays, shown as a pending start
+//!   to this leader and to any successor, until the view shows its task or
+//!   ECS lists none for it after the intent timeout, so a StartTask whose
+//!   reply was lost is not repeated.
+//! - **Fenced to the ECS call.** Before each StartTask attempt the runner
+//!   checks that it still leads (in the store, for every retry), retries
+//!   only throttled attempts, and makes none later than the term's lease TTL
+//!   (at most half the intent timeout) after the intents were written:
+//!   a leader cut off from the store stops calling ECS before a successor
+//!   may act. A cycle's stops follow a check of the leader key in the
+//!   store, and each stop a check that the term is still current.
+//! - **Capped.** A cycle executes at most
+//!   [`RunnerOptions::max_actions_per_cycle`](crate::runner::RunnerOptions::max_actions_per_cycle)
+//!   copies started plus tasks stopped, in the order the scheduler returned
+//!   them; the rest are dropped, not queued (the next decision asks again).
+//!   Stops run before starts.
+//! - **Filtered.** Starts on instances in backoff, actions outside the
+//!   runner's clusters, a second stop of one task in a cycle, and a stop of
+//!   a task the runner already stopped while the view still shows it live
+//!   (until the intent timeout) are dropped. Starts are never deduplicated:
+//!   two copies asked are two copies started.
+//! - **Stops confirmed when asked.** A stop made with [`Action::stop_if`] is
+//!   issued only if ECS, asked right before (`DescribeContainerInstances`),
+//!   describes the instance with the given status; otherwise it is not
+//!   issued this cycle.
+//! - **Backoff per instance.** An instance where a task of the runner stops
+//!   within [`RunnerOptions::crash_window`](crate::runner::RunnerOptions::crash_window)
+//!   of starting, or where ECS refuses a placement, gets no start for 1 s,
+//!   then 2 s, 4 s... up to
+//!   [`RunnerOptions::backoff_cap`](crate::runner::RunnerOptions::backoff_cap);
+//!   its record clears once a task has run there for
+//!   [`RunnerOptions::healthy_after`](crate::runner::RunnerOptions::healthy_after).
+//! - **Dry run and pause.** In dry run the actions that pass the filters and
+//!   the cap are logged and recorded, not executed; paused, the runner does
+//!   not decide.
+//!
+//! # What a scheduler must not assume
+//!
+//! - **That an action happened.** A returned action may be capped,
+//!   filtered, refused by ECS (no resources, throttled past its bound), or
+//!   carried out with its reply lost. The next snapshot tells: a task, a
+//!   pending start, or neither (then the scheduler asks again).
+//! - **That the view is current.** Decide from what the snapshot shows, and
+//!   when a stop rests on a status that may be stale (an instance draining,
+//!   say), use [`Action::stop_if`] so ECS confirms it first.
+//! - **That it runs in one process forever.** Leadership moves between
+//!   processes: a successor calls its own scheduler on its own snapshots,
+//!   and this process may lose and regain leadership between two calls.
+//!   Keep no state between calls: what a decision needs comes from the
+//!   snapshot and the desired state (load lasting state through a
+//!   [`DesiredSource`] backed by the store).
+//! - **That `decide` runs at a fixed rate.** It runs after cache changes
+//!   (debounced), on a timer, when a backoff ends, when leadership or the
+//!   bootstrap changes, and soon after a failed cycle; not while the runner
+//!   waits for its gates or is paused. Two calls may see the same view.
+//! - **That the lists are in any order.** Sort what must be ordered.
+//!
+//! And so `decide` must be **pure and fast**: no I/O, no blocking, no clock
+//! (use [`Snapshot::now`]) and no randomness, so it is deterministic for a
+//! given snapshot; and **idempotent given the snapshot**: it asks for the
+//! difference between the desired state and what the snapshot shows (live
+//! tasks plus pending starts), so deciding again on a snapshot that already
+//! shows the last decision's starts asks for nothing more.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+mod index;
+mod snapshot;
 
-use blox_core::model::{Arn, ContainerInstance, InstanceStatus, Task, TaskOverride, Timestamp};
+use std::collections::BTreeMap;
 
-/// A start the runner issued whose task is not yet visible in the view (one
-/// per start: several copies on one instance are several pending starts).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingStart {
-    /// The instance the task was started on.
-    pub instance: Arn,
-    /// The task definition.
-    pub task_definition: String,
-    /// The `startedBy` tag.
-    pub started_by: String,
-    /// When the start's intent was written.
-    pub since: Timestamp,
-    /// The task ECS created for it, once its reply named it.
-    pub task: Option<Arn>,
-}
+use blox_core::model::{Arn, InstanceStatus, TaskOverride};
 
-/// Why the runner is holding off starting tasks on an instance.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InstanceBackoff {
-    /// No start before this time.
-    pub until: Timestamp,
-    /// Consecutive failures (tasks that stopped soon after starting, or placement failures).
-    pub failures: u32,
-    /// ECS's reason for the last failure (`RESOURCE:MEMORY`, `EssentialContainerExited`, ...).
-    pub last_reason: Option<String>,
-}
-
-/// A consistent view of the cluster(s) a scheduler manages, plus its own
-/// desired state.
-#[derive(Debug, Clone)]
-pub struct Snapshot<D> {
-    /// Container instances (every status; filter with [`Snapshot::active_instances`]).
-    pub instances: Vec<Arc<ContainerInstance>>,
-    /// Tasks (every status, stopped ones within the retention period included).
-    pub tasks: Vec<Arc<Task>>,
-    /// Starts issued by the runner that the view does not show yet.
-    pub pending_starts: Vec<PendingStart>,
-    /// Instances in backoff, by instance ARN.
-    pub backoff: HashMap<Arn, InstanceBackoff>,
-    /// The scheduler's own desired state.
-    pub desired: D,
-    /// The time of the snapshot.
-    pub now: Timestamp,
-}
-
-impl<D> Snapshot<D> {
-    /// ACTIVE instances whose agent is connected.
-    pub fn active_instances(&self) -> impl Iterator<Item = &Arc<ContainerInstance>> {
-        self.instances
-            .iter()
-            .filter(|i| i.status == InstanceStatus::Active && i.agent_connected)
-    }
-
-    /// Tasks that are running or on their way to run.
-    pub fn live_tasks(&self) -> impl Iterator<Item = &Arc<Task>> {
-        self.tasks.iter().filter(|t| t.is_live())
-    }
-
-    /// Live tasks on an instance.
-    pub fn live_tasks_on<'a>(
-        &'a self,
-        instance: &'a Arn,
-    ) -> impl Iterator<Item = &'a Arc<Task>> + 'a {
-        self.live_tasks()
-            .filter(move |t| t.container_instance_arn.as_ref() == Some(instance))
-    }
-
-    /// The starts in flight on an instance (one per start).
-    pub fn pending_on<'a>(
-        &'a self,
-        instance: &'a Arn,
-    ) -> impl Iterator<Item = &'a PendingStart> + 'a {
-        self.pending_starts
-            .iter()
-            .filter(move |p| &p.instance == instance)
-    }
-
-    /// How many starts tagged `started_by` are in flight on an instance.
-    pub fn pending_count(&self, instance: &Arn, started_by: &str) -> usize {
-        self.pending_on(instance)
-            .filter(|p| p.started_by == started_by)
-            .count()
-    }
-
-    /// The number of starts in flight per instance.
-    pub fn pending_per_instance(&self) -> HashMap<&Arn, usize> {
-        let mut out: HashMap<&Arn, usize> = HashMap::new();
-        for p in &self.pending_starts {
-            *out.entry(&p.instance).or_default() += 1;
-        }
-        out
-    }
-
-    /// Whether the runner is holding off starts on an instance.
-    pub fn in_backoff(&self, instance: &Arn) -> bool {
-        self.backoff
-            .get(instance)
-            .is_some_and(|b| b.until > self.now)
-    }
-}
+pub use snapshot::{InstanceBackoff, PendingStart, Snapshot, is_active};
 
 /// Start one task of a task definition on each of the given instances; an
 /// instance named `n` times gets `n` copies. Each start has its own intent.
@@ -292,8 +316,9 @@ pub trait Scheduler: Send + Sync + 'static {
     fn name(&self) -> &str;
 
     /// The actions that move the cluster toward the desired state. Called
-    /// on every state change (debounced) and on a timer; must be cheap and
-    /// deterministic for a given snapshot.
+    /// after state changes (debounced), on a timer and on other triggers;
+    /// must be cheap, deterministic and idempotent for a given snapshot
+    /// (see the [scheduler guide](crate::scheduler)).
     fn decide(&self, snapshot: &Snapshot<Self::Desired>) -> Vec<Action>;
 }
 
@@ -333,6 +358,8 @@ impl<D: Clone + Send + Sync> DesiredSource<D> for Fixed<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use blox_core::model::Timestamp;
+    use std::collections::HashMap;
 
     fn arn(s: &str) -> Arn {
         Arn::parse(&format!("arn:aws:ecs:us-east-1:000000000000:{s}")).unwrap()
@@ -350,19 +377,19 @@ mod tests {
 
     #[test]
     fn pending_starts_are_counted_per_instance() {
-        let snap = Snapshot {
-            instances: Vec::new(),
-            tasks: Vec::new(),
-            pending_starts: vec![
+        let snap = Snapshot::new(
+            Vec::new(),
+            Vec::new(),
+            vec![
                 pending("container-instance/c/i1", "a"),
                 pending("container-instance/c/i1", "a"),
                 pending("container-instance/c/i1", "b"),
                 pending("container-instance/c/i2", "a"),
             ],
-            backoff: HashMap::new(),
-            desired: (),
-            now: Timestamp::from_millis(0),
-        };
+            HashMap::new(),
+            (),
+            Timestamp::from_millis(0),
+        );
         let i1 = arn("container-instance/c/i1");
         assert_eq!(snap.pending_on(&i1).count(), 3);
         assert_eq!(snap.pending_count(&i1, "a"), 2);

@@ -51,14 +51,14 @@ impl World {
             .flat_map(|a| self.ecs.tasks_on(a))
             .map(Arc::new)
             .collect();
-        Snapshot {
+        Snapshot::new(
             instances,
             tasks,
-            pending_starts: Vec::new(),
-            backoff: Default::default(),
-            desired: self.envs.load().await.unwrap(),
-            now: Timestamp::now(),
-        }
+            Vec::new(),
+            Default::default(),
+            self.envs.load().await.unwrap(),
+            Timestamp::now(),
+        )
     }
 
     async fn execute(&self, actions: &[Action]) {

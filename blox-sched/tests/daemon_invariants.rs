@@ -100,7 +100,7 @@ fn env_of<'a>(snap: &'a Snapshot<DaemonDesired>, tag: &str) -> Option<&'a Enviro
 }
 
 fn eligible(snap: &Snapshot<DaemonDesired>, env: &Environment, arn: &Arn) -> bool {
-    snap.instances.iter().any(|i| {
+    snap.instances().any(|i| {
         &i.container_instance_arn == arn
             && i.status == InstanceStatus::Active
             && i.agent_connected
@@ -113,7 +113,7 @@ fn check(seed: u64) {
     let snap = random_snapshot(seed);
     let actions = DaemonScheduler.decide(&snap);
     let ctx = || format!("seed {seed}: {actions:#?}");
-    let tasks: HashMap<&Arn, _> = snap.tasks.iter().map(|t| (&t.task_arn, t)).collect();
+    let tasks: HashMap<&Arn, _> = snap.tasks().map(|t| (&t.task_arn, t)).collect();
 
     let mut stopped = HashSet::new();
     let mut started: HashSet<(String, Arn)> = HashSet::new();
@@ -160,7 +160,7 @@ fn check(seed: u64) {
                         ctx()
                     );
                     assert!(!snap.in_backoff(i), "start during backoff; {}", ctx());
-                    let busy = snap.tasks.iter().any(|t| {
+                    let busy = snap.tasks().any(|t| {
                         t.container_instance_arn.as_ref() == Some(i)
                             && !t.last_status.is_terminal()
                             && t.started_by.as_deref().is_some_and(|x| ids.contains(x))
@@ -171,8 +171,7 @@ fn check(seed: u64) {
                         ctx()
                     );
                     let pending = snap
-                        .pending_starts
-                        .iter()
+                        .pending_starts()
                         .any(|p| &p.instance == i && p.started_by == active.id);
                     assert!(!pending, "start while a start is in flight; {}", ctx());
                     assert!(
@@ -203,11 +202,10 @@ fn check(seed: u64) {
         // The rollout bound: instances lacking a running daemon after the
         // stops never exceed the bound, unless they already did before.
         let lacking = |count_stops: bool| {
-            snap.instances
-                .iter()
+            snap.instances()
                 .filter(|i| eligible(&snap, &env.environment, &i.container_instance_arn))
                 .filter(|i| {
-                    !snap.tasks.iter().any(|t| {
+                    !snap.tasks().any(|t| {
                         mine(&t)
                             && t.container_instance_arn.as_ref() == Some(&i.container_instance_arn)
                             && t.is_live()

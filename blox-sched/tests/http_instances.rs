@@ -53,17 +53,17 @@ async fn each_eligible_instance_is_running_pending_or_failed_with_its_reason() {
             last_reason: Some("RESOURCE:MEMORY".into()),
         },
     );
-    let snap = Snapshot {
-        instances: [&i1, &i2, &i3, &draining, &elsewhere]
+    let snap = Snapshot::new(
+        [&i1, &i2, &i3, &draining, &elsewhere]
             .into_iter()
             .map(|i| Arc::new(i.clone()))
             .collect(),
-        tasks: vec![Arc::new(running.clone()), Arc::new(foreign)],
-        pending_starts: Vec::new(),
+        vec![Arc::new(running.clone()), Arc::new(foreign)],
+        Vec::new(),
         backoff,
-        desired: s.envs.load().await.unwrap(),
+        s.envs.load().await.unwrap(),
         now,
-    };
+    );
     DeploymentTracker::new(s.envs.clone())
         .sync(&snap)
         .await

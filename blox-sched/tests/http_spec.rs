@@ -93,14 +93,14 @@ async fn every_success_response_matches_the_v03_spec() {
             last_reason: Some("CannotPullContainerError".into()),
         },
     );
-    let snap = Snapshot {
-        instances: vec![Arc::new(i1)],
-        tasks: Vec::new(),
-        pending_starts: Vec::new(),
+    let snap = Snapshot::new(
+        vec![Arc::new(i1)],
+        Vec::new(),
+        Vec::new(),
         backoff,
-        desired: s.envs.load().await.unwrap(),
+        s.envs.load().await.unwrap(),
         now,
-    };
+    );
     DeploymentTracker::new(s.envs.clone())
         .sync(&snap)
         .await

@@ -9,7 +9,7 @@
 //! * [`deployment_progress`], [`instance_statuses`]: pure functions of a
 //!   snapshot; [`DeploymentTracker`] persists status transitions.
 
-mod fasthash;
+pub(crate) mod fasthash;
 mod model;
 mod progress;
 pub mod scheduler;

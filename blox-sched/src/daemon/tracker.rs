@@ -188,15 +188,18 @@ impl DeploymentTracker {
         if excess.is_empty() {
             return Ok(());
         }
-        let busy: HashSet<&str> = snap
-            .tasks
-            .iter()
-            .filter(|t| !t.last_status.is_terminal())
-            .filter_map(|t| t.started_by.as_deref())
-            .chain(snap.pending_starts.iter().map(|p| p.started_by.as_str()))
+        let pending: HashSet<&str> = snap
+            .pending_starts()
+            .map(|p| p.started_by.as_str())
             .collect();
+        let busy = |id: &str| {
+            pending.contains(id)
+                || snap
+                    .tasks_started_by(id)
+                    .any(|t| !t.last_status.is_terminal())
+        };
         for (env, dep) in excess {
-            if !busy.contains(dep.id.as_str())
+            if !busy(dep.id.as_str())
                 && self
                     .store
                     .remove_superseded_deployment(env, &dep.id, fence)

@@ -2,6 +2,12 @@
 //! instance of its cluster and the environment's tasks on it. Decisions,
 //! progress and per-instance status are all read from this view, so they
 //! agree, and building it is O(instances + tasks + pending starts).
+//!
+//! It scans the snapshot's lists in one pass rather than querying its
+//! indexes: while the runner builds a new snapshot every cycle, building the
+//! `startedBy` index costs more than this pass (see `benches/RESULTS.md`,
+//! issue 15); the indexed queries pay off once snapshots are kept in
+//! O(change).
 
 use std::sync::Arc;
 
@@ -115,7 +121,8 @@ impl<'a> View<'a> {
     /// Classifies a snapshot.
     pub fn build(snap: &'a Snapshot<DaemonDesired>) -> Self {
         let desired = &snap.desired;
-        let n = snap.instances.len();
+        let (instances, tasks) = (snap.instance_slice(), snap.task_slice());
+        let n = instances.len();
         // Deployment id -> (environment index, is the active deployment).
         let mut owners: FastMap<&str, (usize, bool)> = FastMap::default();
         for (ei, e) in desired.environments.iter().enumerate() {
@@ -129,7 +136,7 @@ impl<'a> View<'a> {
         let mut by_cluster: FastMap<&Arn, Vec<usize>> = FastMap::default();
         let mut inst_pos: FastMap<TailKey<'_>, usize> = FastMap::default();
         inst_pos.reserve(n);
-        for (pos, i) in snap.instances.iter().enumerate() {
+        for (pos, i) in instances.iter().enumerate() {
             by_cluster.entry(&i.cluster_arn).or_default().push(pos);
             inst_pos.insert(TailKey(i.container_instance_arn.as_str()), pos);
         }
@@ -160,7 +167,7 @@ impl<'a> View<'a> {
             positions.sort_unstable();
             ev.instances.reserve(positions.len());
             for pos in positions {
-                let inst = &snap.instances[pos];
+                let inst = &instances[pos];
                 let placement = match inst.status {
                     InstanceStatus::Draining => Placement::Draining,
                     InstanceStatus::Active if inst.agent_connected => {
@@ -200,7 +207,7 @@ impl<'a> View<'a> {
                 .copied()
         };
         let mut foreign_live = vec![0usize; n];
-        for t in &snap.tasks {
+        for t in tasks {
             let owner = t.started_by.as_deref().and_then(|s| owners.get(s)).copied();
             let Some((ei, is_active)) = owner else {
                 if count_foreign
@@ -240,7 +247,7 @@ impl<'a> View<'a> {
             }
         }
 
-        for p in &snap.pending_starts {
+        for p in snap.pending_starts() {
             let Some(&(ei, is_active)) = owners.get(p.started_by.as_str()) else {
                 continue;
             };

@@ -101,14 +101,14 @@ pub(crate) async fn statuses(
     let backoff = recorded_failures(state.active(), now);
     let active = state.environment.active_deployment.clone();
     let task_definition = state.environment.task_definition.clone();
-    let snap = Snapshot {
+    let snap = Snapshot::new(
         instances,
         tasks,
-        pending_starts: Vec::new(),
+        Vec::new(),
         backoff,
-        desired: DaemonDesired::new(vec![state]),
+        DaemonDesired::new(vec![state]),
         now,
-    };
+    );
     let items = instance_statuses(&snap, &name).unwrap_or_default();
     let mut summary = Summary {
         running: 0,

@@ -409,19 +409,19 @@ impl<S: Scheduler> Runner<S> {
         self.resolve_intents(term, &tasks, now).await?;
         self.forget_stops(&tasks, now);
         self.term.tracker.observe(&tasks, now);
-        let snapshot = Snapshot {
+        let snapshot = Snapshot::new(
             instances,
             tasks,
-            pending_starts: self.term.book.pending_starts(),
-            backoff: self.term.tracker.snapshot(),
+            self.term.book.pending_starts(),
+            self.term.tracker.snapshot(),
             desired,
             now,
-        };
+        );
         let actions = self.scheduler.decide(&snapshot);
         if let Some(observer) = &self.observer {
             observer.observe(&snapshot, term).await;
         }
-        let tasks = snapshot.tasks;
+        let tasks = snapshot.into_tasks();
         let mut new_tag = false;
         for a in &actions {
             if let crate::scheduler::Action::Start(s) = a

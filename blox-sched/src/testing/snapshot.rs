@@ -240,14 +240,14 @@ impl SnapshotBuilder {
 
     /// The snapshot, with `desired` as the scheduler's desired state.
     pub fn build<D>(self, desired: D) -> Snapshot<D> {
-        Snapshot {
-            instances: self.instances.into_iter().map(Arc::new).collect(),
-            tasks: self.tasks.into_iter().map(Arc::new).collect(),
-            pending_starts: self.pending,
-            backoff: self.backoff,
+        Snapshot::new(
+            self.instances.into_iter().map(Arc::new).collect(),
+            self.tasks.into_iter().map(Arc::new).collect(),
+            self.pending,
+            self.backoff,
             desired,
-            now: self.now,
-        }
+            self.now,
+        )
     }
 }
 
@@ -402,7 +402,7 @@ mod tests {
             .instance("i1", |i| i.az("us-east-1a").attr("k", "v"))
             .task("t1", "i1", |t| t.task_definition("web:2").started_by("me"))
             .build(());
-        let i = &snap.instances[0];
+        let i = snap.instances().next().expect("one instance");
         assert_eq!(
             i.container_instance_arn.as_str(),
             "arn:aws:ecs:us-east-1:123456789012:container-instance/prod/i1"
@@ -410,7 +410,7 @@ mod tests {
         assert_eq!(i.cluster_arn.cluster_name(), Some("prod"));
         assert_eq!(i.availability_zone(), Some("us-east-1a"));
         assert_eq!(i.attribute("k"), Some("v"));
-        let t = &snap.tasks[0];
+        let t = snap.tasks().next().expect("one task");
         assert_eq!(
             t.container_instance_arn.as_ref(),
             Some(&i.container_instance_arn)

@@ -50,10 +50,7 @@ impl Scheduler for OnePerInstance {
             let has_task = snap
                 .live_tasks_on(arn)
                 .any(|t| t.started_by.as_deref() == Some(TAG));
-            let pending = snap
-                .pending_starts
-                .iter()
-                .any(|p| &p.instance == arn && p.started_by == TAG);
+            let pending = snap.pending_count(arn, TAG) > 0;
             if !has_task && !pending && !snap.in_backoff(arn) {
                 by_cluster
                     .entry(i.cluster_arn.clone())
@@ -93,11 +90,7 @@ impl Scheduler for Copies {
                 .live_tasks_on(arn)
                 .filter(|t| t.started_by.as_deref() == Some(TAG))
                 .count();
-            let pending = snap
-                .pending_starts
-                .iter()
-                .filter(|p| &p.instance == arn && p.started_by == TAG)
-                .count();
+            let pending = snap.pending_count(arn, TAG);
             let missing = self.0.saturating_sub(live + pending);
             if missing > 0 && !snap.in_backoff(arn) {
                 out.push(Action::start(
