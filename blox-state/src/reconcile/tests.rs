@@ -704,12 +704,21 @@ async fn a_new_term_skips_the_bootstrap_only_after_a_recent_complete_reconcile_o
     // A record of another store (a restored backup): a full bootstrap.
     lead_tx.send_replace(None);
     done.wait_for(Option::is_none).await.unwrap();
+    record_of_another_store(&w.store, first.view).await;
+    lead_until_bootstrapped(&w.rec, &lead_tx).await;
+    assert!(w.ecs.total_calls() > calls, "a full bootstrap");
+    h.abort();
+}
+
+/// Records a complete reconcile of another etcd cluster than the one
+/// `view` came from (a restored backup): it never spares a bootstrap.
+async fn record_of_another_store(store: &FaultyStore<MemoryStore>, view: Revision) {
     let foreign = record::CompleteReconcile {
         at: Timestamp::now(),
-        epoch: first.view.epoch.wrapping_add(1),
+        epoch: view.epoch.wrapping_add(1),
         clusters: vec!["prod".into()],
     };
-    w.store
+    store
         .kv_put(
             record::COMPLETE_RECONCILE_KEY,
             bytes::Bytes::from(serde_json::to_vec(&foreign).unwrap()),
@@ -717,9 +726,6 @@ async fn a_new_term_skips_the_bootstrap_only_after_a_recent_complete_reconcile_o
         )
         .await
         .unwrap();
-    lead_until_bootstrapped(&w.rec, &lead_tx).await;
-    assert!(w.ecs.total_calls() > calls, "a full bootstrap");
-    h.abort();
 }
 
 #[tokio::test(start_paused = true)]
@@ -801,19 +807,7 @@ async fn a_new_term_gets_its_own_bootstrap_even_when_leadership_never_visibly_dr
     let first = lead_until_bootstrapped(&w.rec, &lead_tx).await;
     // Deposed and elected again, seen at once: no `None` in between. A
     // record of another store forces a full bootstrap for the new term.
-    let foreign = record::CompleteReconcile {
-        at: Timestamp::now(),
-        epoch: first.view.epoch.wrapping_add(1),
-        clusters: vec!["prod".into()],
-    };
-    w.store
-        .kv_put(
-            record::COMPLETE_RECONCILE_KEY,
-            bytes::Bytes::from(serde_json::to_vec(&foreign).unwrap()),
-            None,
-        )
-        .await
-        .unwrap();
+    record_of_another_store(&w.store, first.view).await;
     let calls = w.ecs.total_calls();
     let second = lead_until_bootstrapped(&w.rec, &lead_tx).await;
     assert_ne!(second.term, first.term, "the new term's own bootstrap");
