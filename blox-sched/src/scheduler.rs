@@ -320,6 +320,17 @@ pub trait Scheduler: Send + Sync + 'static {
     /// must be cheap, deterministic and idempotent for a given snapshot
     /// (see the [scheduler guide](crate::scheduler)).
     fn decide(&self, snapshot: &Snapshot<Self::Desired>) -> Vec<Action>;
+
+    /// Whether `desired` asks nothing of the cluster: `decide` would return
+    /// no action whatever the view holds (the daemon scheduler with no
+    /// environment). The runner then skips the cycle without reading the
+    /// view, unless a start or stop of its own is still in flight. The
+    /// default, `false`, suits a scheduler that acts on the view alone
+    /// (one that stops tasks it finds, say).
+    fn is_idle(&self, desired: &Self::Desired) -> bool {
+        let _ = desired;
+        false
+    }
 }
 
 /// Why a scheduler's desired state could not be loaded.

@@ -150,3 +150,50 @@ async fn stops_go_through_stop_task_within_the_cap() {
     assert_eq!(r.handle.counters().values().stopped, 3);
     r.shutdown().await;
 }
+
+/// The daemon scheduler, counting its decisions.
+#[derive(Clone, Default)]
+struct CountedDaemon(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Scheduler for CountedDaemon {
+    type Desired = blox_sched::daemon::DaemonDesired;
+    fn name(&self) -> &str {
+        "counted-daemon"
+    }
+    fn decide(&self, snap: &Snapshot<Self::Desired>) -> Vec<Action> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        blox_sched::daemon::DaemonScheduler::new().decide(snap)
+    }
+    fn is_idle(&self, desired: &Self::Desired) -> bool {
+        blox_sched::daemon::DaemonScheduler::new().is_idle(desired)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_no_environment_the_daemon_runner_skips_its_cycles_without_reading_the_view() {
+    let w = World::new(3).await;
+    let decisions = CountedDaemon::default();
+    let r = w.spawn_with(
+        decisions.clone(),
+        blox_sched::daemon::DaemonDesired::new(Vec::new()),
+        options(),
+    );
+    // Cycles run on the timer and on every change of the view.
+    for n in 0..5 {
+        w.fake
+            .add_instance("c", blox_core::testing::InstanceSpec::new())
+            .unwrap();
+        support::pump(&w.fake, w.store.as_ref()).await;
+        tokio::time::sleep(Duration::from_secs(40)).await;
+        assert_eq!(r.handle.status().waiting_for, None, "cycle {n} acted");
+    }
+    let counters = r.handle.counters().values();
+    assert!(counters.idle >= 5, "{counters:?}");
+    assert_eq!(
+        decisions.0.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no snapshot was built for a scheduler that wants nothing"
+    );
+    assert_eq!(w.fake.total_calls(), 0);
+    r.shutdown().await;
+}

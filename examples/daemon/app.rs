@@ -446,6 +446,7 @@ pub async fn start(
                 ..IngestOptions::default()
             },
         )
+        .verify_with(ecs.clone())
     });
     let ingest_task = ingester
         .clone()

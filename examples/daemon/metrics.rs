@@ -194,6 +194,7 @@ impl Collector for Sources {
                 ("malformed", s.malformed),
                 ("expired", s.expired),
                 ("store_errors", s.store_errors),
+                ("unconfirmed", s.unconfirmed),
                 ("source_errors", s.source_errors),
                 ("deleted", s.deleted),
                 ("delete_failures", s.delete_failures),
@@ -245,6 +246,7 @@ impl Collector for Sources {
             ("throttled", c.throttled),
             ("fenced", c.fenced),
             ("intents_resolved", c.intents_resolved),
+            ("idle", c.idle),
         ]
         .map(|(k, v)| (k, ConstCounter::new(v)));
         let scheduler = (

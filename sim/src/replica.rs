@@ -93,8 +93,9 @@ impl Replica {
                 ..IngestOptions::default()
             },
         );
-        let ingest = ingester.counters();
         let ecs_dyn: Arc<dyn blox_core::ports::EcsApi> = ecs.clone();
+        let ingester = ingester.verify_with(ecs_dyn.clone());
+        let ingest = ingester.counters();
         let reconciler = Reconciler::new(
             ecs_dyn.clone(),
             store.clone(),

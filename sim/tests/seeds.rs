@@ -163,15 +163,15 @@ fn a_stale_draining_status_never_stops_the_only_daemon_task() {
 
 /// Found by the campaign of 2026-11-30 (3 of 1,000 seeds, all with the
 /// memory-store process restart): a task ECS stopped shortly before the
-/// process died shows live again in the new process's views, after its
-/// bootstrap reconcile is done and in the views. The new store holds no
-/// record of the task; a late RUNNING event for it arrives after the
+/// process died showed live again in the new process's views, after its
+/// bootstrap reconcile was done and in the views. The new store held no
+/// record of the task; a late RUNNING event for it arrived after the
 /// bootstrap's listings, which did not name it (a listing gap while the
-/// stop propagates), and is applied. Issue 12 (no tombstone survives a
-/// memory-store restart; the ingester should not trust an event for a task
-/// the fresh store never saw without ECS's word).
+/// stop propagates), and was applied. Fixed: an event dated before a fresh
+/// store started, about an entity it has no record of, applies only as ECS
+/// describes the entity (`blox_state::ingest`'s `verify`; its unit tests
+/// cover the cause deterministically).
 #[test]
-#[ignore = "issue 12: after a memory-store restart a late event resurrects a task ECS stopped before it"]
 fn a_late_event_after_a_memory_store_restart_never_resurrects_a_stopped_task() {
     let shape = Shape {
         faults: FaultPlan::all(),

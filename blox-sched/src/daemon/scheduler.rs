@@ -76,6 +76,12 @@ impl Scheduler for DaemonScheduler {
         SCHEDULER_NAME
     }
 
+    fn is_idle(&self, desired: &DaemonDesired) -> bool {
+        // An environment being deleted stays in the desired state until its
+        // tasks are stopped, so none means nothing to start or stop.
+        desired.environments.is_empty()
+    }
+
     fn decide(&self, snapshot: &Snapshot<DaemonDesired>) -> Vec<Action> {
         let view = View::build(snapshot);
         let mut actions = Vec::new();

@@ -402,6 +402,17 @@ impl<S: Scheduler> Runner<S> {
             .load()
             .await
             .map_err(|e| Stop::Error(e.to_string()))?;
+        if self.scheduler.is_idle(&desired)
+            && self.term.book.len() == 0
+            && self.term.stopping.is_empty()
+        {
+            // Nothing wanted, nothing in flight: no need to read the view.
+            // Stops seen meanwhile are history, not crashes, when the
+            // scheduler wants something again.
+            self.term.baseline = true;
+            bump(&self.counters.idle, 1);
+            return Ok(());
+        }
         let (instances, tasks) = self.view();
         if std::mem::take(&mut self.term.baseline) {
             self.term.tracker.baseline(&tasks);

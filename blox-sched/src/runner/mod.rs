@@ -256,6 +256,9 @@ pub struct RunnerCounters {
     pub fenced: AtomicU64,
     /// Intents resolved (deleted).
     pub intents_resolved: AtomicU64,
+    /// Acting cycles that skipped reading the view: the scheduler wanted
+    /// nothing ([`Scheduler::is_idle`]) and nothing of its was in flight.
+    pub idle: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -277,6 +280,8 @@ pub struct CounterValues {
     pub fenced: u64,
     /// See [`RunnerCounters::intents_resolved`].
     pub intents_resolved: u64,
+    /// See [`RunnerCounters::idle`].
+    pub idle: u64,
 }
 
 impl RunnerCounters {
@@ -292,6 +297,7 @@ impl RunnerCounters {
             throttled: g(&self.throttled),
             fenced: g(&self.fenced),
             intents_resolved: g(&self.intents_resolved),
+            idle: g(&self.idle),
         }
     }
 }

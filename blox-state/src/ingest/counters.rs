@@ -12,6 +12,7 @@ pub struct IngestCounters {
     malformed: AtomicU64,
     expired: AtomicU64,
     store_errors: AtomicU64,
+    unconfirmed: AtomicU64,
     source_errors: AtomicU64,
     deleted: AtomicU64,
     delete_failures: AtomicU64,
@@ -36,6 +37,10 @@ pub struct IngestStats {
     /// Failed store writes, of a batch or of one change (the messages were
     /// kept for redelivery).
     pub store_errors: u64,
+    /// Events from before a fresh store started, about entities it had no
+    /// record of, that ECS could not be asked about now (the messages were
+    /// kept for redelivery).
+    pub unconfirmed: u64,
     /// Failed receive or delete calls to the source.
     pub source_errors: u64,
     /// Messages deleted from the source.
@@ -67,6 +72,7 @@ bump!(
     add_malformed => malformed,
     add_expired => expired,
     add_store_errors => store_errors,
+    add_unconfirmed => unconfirmed,
     add_source_errors => source_errors,
     add_deleted => deleted,
     add_delete_failures => delete_failures,
@@ -89,6 +95,7 @@ impl IngestCounters {
             malformed: get(&self.malformed),
             expired: get(&self.expired),
             store_errors: get(&self.store_errors),
+            unconfirmed: get(&self.unconfirmed),
             source_errors: get(&self.source_errors),
             deleted: get(&self.deleted),
             delete_failures: get(&self.delete_failures),

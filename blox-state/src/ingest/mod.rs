@@ -13,6 +13,10 @@
 //!   by its envelope's `time`) is counted as expired and deleted, never
 //!   applied: its entity's tombstone may have been purged, so applying it
 //!   could resurrect what is gone; the reconciler owns older truth;
+//! * an event from before a store that started empty began, about an entity
+//!   it has no record of, is applied only with ECS's word (the entity is
+//!   described and its described state applied; see [`Ingester::verify_with`]
+//!   and the `verify` module);
 //! * each change's outcome is its own: a change the store refuses on its own
 //!   account fails only its message (an invalid one counts as malformed; one
 //!   the store cannot write now, such as over an unreadable record, is left
@@ -26,14 +30,16 @@
 //!   what was missed.
 
 mod counters;
+mod verify;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use blox_core::backoff::Backoff;
 use blox_core::event::{EcsEvent, parse_event};
+use blox_core::model::Timestamp;
 use blox_core::model::{Entity, EntityKind};
-use blox_core::ports::{EventSource, Message};
+use blox_core::ports::{EcsApi, EventSource, Message};
 use tokio::sync::watch;
 
 pub use counters::{IngestCounters, IngestStats};
@@ -119,7 +125,8 @@ pub struct BatchReport {
     /// Events older than the horizon (deleted, not applied).
     pub expired: usize,
     /// Changes the store refused on their own account (their messages
-    /// were kept for redelivery, or handled as malformed when invalid).
+    /// were kept for redelivery, or handled as malformed when invalid), and
+    /// early events ECS could not be asked about now (kept too).
     pub failed: usize,
     /// Messages deleted.
     pub deleted: usize,
@@ -142,6 +149,8 @@ pub enum IngestError {
 pub struct Ingester {
     source: Arc<dyn EventSource>,
     store: Arc<dyn StateStore>,
+    /// Asked about early events the store cannot judge (see `verify`).
+    ecs: Option<Arc<dyn EcsApi>>,
     options: IngestOptions,
     counters: Arc<IngestCounters>,
     /// `true` while the store is reachable; receivers wait on it.
@@ -152,8 +161,9 @@ pub struct Ingester {
 
 /// What to do with a received message.
 enum Plan {
-    /// Write this change, then delete the message.
-    Apply(Change),
+    /// Write this change (its event dated at this time), then delete the
+    /// message.
+    Apply(Change, Option<Timestamp>),
     /// An ignorable detail-type: delete.
     Ignore,
     /// Can never apply: delete or keep, per [`MalformedPolicy`].
@@ -172,11 +182,22 @@ impl Ingester {
         Ingester {
             source,
             store,
+            ecs: None,
             options,
             counters: Arc::new(IngestCounters::default()),
             store_up: watch::channel(true).0,
             recoveries: watch::channel(0).0,
         }
+    }
+
+    /// Lets the ingester ask ECS about an event dated before its store
+    /// started empty, about an entity the store has no record of: ECS's
+    /// description is applied instead of the event (a stopped task's late
+    /// event must not make it live in a fresh store). Without it such events
+    /// are too old to apply, and the reconciler brings their entities.
+    pub fn verify_with(mut self, ecs: Arc<dyn EcsApi>) -> Self {
+        self.ecs = Some(ecs);
+        self
     }
 
     /// The counters (shared with the running ingester).
@@ -227,7 +248,7 @@ impl Ingester {
                 entity.arn()
             ));
         }
-        Plan::Apply(Change::put(entity))
+        Plan::Apply(Change::put(entity), age.map(|(t, _)| t))
     }
 
     /// Waits while the store is known to be down.
@@ -304,8 +325,8 @@ impl Ingester {
         let mut change_receipts = Vec::new();
         for msg in &messages {
             match self.plan(msg) {
-                Plan::Apply(change) => {
-                    changes.push(change);
+                Plan::Apply(change, time) => {
+                    changes.push((change, time));
                     change_receipts.push(msg.receipt_handle.clone());
                 }
                 Plan::Ignore => {
@@ -325,7 +346,28 @@ impl Ingester {
             }
         }
 
+        let checked = verify::check(self.store.as_ref(), self.ecs.as_ref(), changes).await;
+        let (mut changes, mut receipts) = (Vec::new(), Vec::new());
+        for (checked, receipt) in checked.into_iter().zip(change_receipts) {
+            match checked {
+                verify::Checked::Apply(change) => {
+                    changes.push(change);
+                    receipts.push(receipt);
+                }
+                verify::Checked::Expired => {
+                    report.expired += 1;
+                    to_delete.push(receipt);
+                }
+                verify::Checked::Failed => {
+                    report.failed += 1;
+                    self.counters.add_unconfirmed(1);
+                }
+            }
+        }
+        let change_receipts = receipts;
+
         let mut store_error = None;
+        let mut store_failed = 0;
         if !changes.is_empty() {
             match self.apply_durably(changes).await {
                 Ok(outcomes) => {
@@ -343,6 +385,7 @@ impl Ingester {
                             Err(e) => {
                                 tracing::warn!(error = %e, "the store could not apply an event; its message is kept for redelivery");
                                 report.failed += 1;
+                                store_failed += 1;
                                 continue;
                             }
                         }
@@ -350,7 +393,7 @@ impl Ingester {
                     }
                     self.counters.add_applied(report.applied as u64);
                     self.counters.add_stale(report.stale as u64);
-                    self.counters.add_store_errors(report.failed as u64);
+                    self.counters.add_store_errors(store_failed);
                 }
                 Err(e) => store_error = Some(e),
             }

@@ -218,7 +218,7 @@ fn malformed_policy_parses_from_flags() {
 /// redelivered version-2 RUNNING event listed it as RUNNING again.
 #[tokio::test]
 async fn seen_a_redelivered_running_event_does_not_resurrect_a_removed_task() {
-    let clock = crate::testing::ManualClock::starting_at(Timestamp::from_millis(1_704_067_200_000));
+    let clock = jan_2024();
     let store = MemoryStore::with_options(crate::store::memory::MemoryOptions {
         clock: clock.shared(),
         ..Default::default()
@@ -375,4 +375,153 @@ async fn one_bad_key_fails_only_its_own_message() {
     assert_eq!(queue.deleted_ids(), ["m1", "m3"]);
     queue.expire_in_flight();
     assert_eq!(queue.visible_len(), 1, "the bad key's message comes back");
+}
+
+/// A fake ECS on `clock` with one task that ran and then stopped, the
+/// events it emitted for it (oldest first), and the task's ARN.
+fn a_task_that_ran_then_stopped(
+    clock: &crate::testing::ManualClock,
+) -> (blox_core::testing::FakeEcs, Vec<String>, Arn) {
+    use blox_core::testing::{FakeEcs, FakeEcsConfig, InstanceSpec};
+    let ecs = FakeEcs::with_config(FakeEcsConfig {
+        clock: Some(clock.shared()),
+        ..FakeEcsConfig::seeded(7)
+    });
+    ecs.create_cluster("prod").unwrap();
+    let instance = ecs.add_instance("prod", InstanceSpec::new()).unwrap();
+    let _ = ecs.take_events();
+    let started = ecs
+        .run_tasks("prod", "web:1", &[instance.container_instance_arn], None)
+        .unwrap();
+    let task = started.tasks[0].task_arn.clone();
+    clock.advance(std::time::Duration::from_secs(5));
+    ecs.crash_task(&task).unwrap();
+    let events = ecs.take_events();
+    (ecs, events, task)
+}
+
+/// A memory store born on `clock` now, and an ingester into it from a new
+/// queue (on the same clock).
+fn fresh_store_and_ingester(
+    clock: &crate::testing::ManualClock,
+) -> (Arc<Queue>, Arc<MemoryStore>, Ingester) {
+    let store = Arc::new(MemoryStore::with_options(
+        crate::store::memory::MemoryOptions {
+            clock: clock.shared(),
+            ..Default::default()
+        },
+    ));
+    let queue = Arc::new(Queue::default());
+    let ingester = Ingester::new(
+        queue.clone(),
+        store.clone(),
+        IngestOptions {
+            clock: clock.shared(),
+            ..IngestOptions::default()
+        },
+    );
+    (queue, store, ingester)
+}
+
+fn jan_2024() -> crate::testing::ManualClock {
+    crate::testing::ManualClock::starting_at(Timestamp::from_millis(1_704_067_200_000))
+}
+
+/// A task ran and stopped, then a minute later the process restarted with
+/// an empty store.
+struct Restarted {
+    ecs: blox_core::testing::FakeEcs,
+    events: Vec<String>,
+    task: Arn,
+    queue: Arc<Queue>,
+    store: Arc<MemoryStore>,
+    ingester: Ingester,
+}
+
+fn restarted_after_a_stop() -> Restarted {
+    let clock = jan_2024();
+    let (ecs, events, task) = a_task_that_ran_then_stopped(&clock);
+    clock.advance(Duration::from_secs(60));
+    let (queue, store, ingester) = fresh_store_and_ingester(&clock);
+    Restarted {
+        ecs,
+        events,
+        task,
+        queue,
+        store,
+        ingester,
+    }
+}
+
+fn push_all(queue: &Queue, events: Vec<String>) {
+    for (n, e) in events.into_iter().enumerate() {
+        queue.push(&format!("m{n}"), e);
+    }
+}
+
+async fn live_status(store: &MemoryStore, task: &Arn) -> Option<String> {
+    store.get(task).await.unwrap().map(|v| match v.entity {
+        blox_core::Entity::Task(t) => t.last_status.to_string(),
+        blox_core::Entity::Instance(_) => "instance?".into(),
+    })
+}
+
+#[tokio::test]
+async fn a_late_event_from_before_a_fresh_store_started_applies_only_as_ecs_describes_its_task() {
+    let r = restarted_after_a_stop();
+    // The task's RUNNING event arrives after the restart.
+    let running = r
+        .events
+        .iter()
+        .find(|e| e.contains("\"lastStatus\":\"RUNNING\""))
+        .expect("the fake emitted the RUNNING event");
+    r.queue.push("late", running.clone());
+    let ingester = r.ingester.verify_with(Arc::new(r.ecs.clone()));
+    let report = ingester.run_once().await.unwrap();
+    assert_eq!(report.deleted, 1, "{report:?}");
+    assert_eq!(
+        live_status(&r.store, &r.task).await.as_deref(),
+        Some("STOPPED"),
+        "ECS's description applies, not the late event"
+    );
+    assert_eq!(r.ecs.calls("DescribeTasks"), 1);
+}
+
+#[tokio::test]
+async fn without_ecs_to_ask_a_late_event_about_an_unknown_entity_is_too_old_to_apply() {
+    let r = restarted_after_a_stop();
+    push_all(&r.queue, r.events.clone());
+    let report = r.ingester.run_once().await.unwrap();
+    assert_eq!((report.applied, report.expired), (0, report.received));
+    assert_eq!(report.deleted, report.received);
+    assert_eq!(live_status(&r.store, &r.task).await, None);
+}
+
+#[tokio::test]
+async fn events_after_a_fresh_store_started_or_about_what_it_holds_apply_without_asking_ecs() {
+    let clock = jan_2024();
+    let (queue, store, ingester) = fresh_store_and_ingester(&clock);
+    let (ecs, events, task) = a_task_that_ran_then_stopped(&clock);
+    let ingester = ingester.verify_with(Arc::new(ecs.clone()));
+    push_all(&queue, events);
+    ingester.run_once().await.unwrap();
+    assert_eq!(live_status(&store, &task).await.as_deref(), Some("STOPPED"));
+    assert_eq!(ecs.calls("DescribeTasks"), 0);
+}
+
+#[tokio::test]
+async fn an_early_event_is_kept_for_redelivery_while_ecs_cannot_describe_it() {
+    let r = restarted_after_a_stop();
+    let ingester = r.ingester.verify_with(Arc::new(r.ecs.clone()));
+    r.ecs
+        .fail_always(
+            "DescribeTasks",
+            blox_core::testing::InjectedError::Throttled,
+        )
+        .unwrap();
+    r.queue.push("late", r.events[0].clone());
+    let report = ingester.run_once().await.unwrap();
+    assert_eq!((report.failed, report.deleted), (1, 0), "{report:?}");
+    assert_eq!(ingester.counters().snapshot().unconfirmed, 1);
+    assert_eq!(live_status(&r.store, &r.task).await, None);
 }

@@ -96,6 +96,8 @@ pub struct MemoryStore {
 struct Shared {
     epoch: u64,
     clock: SharedClock,
+    /// When the store was created (empty): it knows nothing gone before.
+    born: blox_core::model::Timestamp,
     state: Mutex<State>,
     /// Bumped to the latest sequence number after each write batch.
     wake: tokio::sync::watch::Sender<u64>,
@@ -459,6 +461,7 @@ impl MemoryStore {
         MemoryStore {
             shared: Arc::new(Shared {
                 epoch,
+                born: options.clock.now(),
                 clock: options.clock,
                 state: Mutex::new(State {
                     seq: 0,
@@ -576,6 +579,9 @@ fn random_epoch() -> u64 {
 
 #[async_trait]
 impl StateStore for MemoryStore {
+    fn remembers_since(&self) -> Option<blox_core::model::Timestamp> {
+        Some(self.shared.born)
+    }
     async fn apply_each(&self, changes: Vec<Change>) -> Result<Vec<Result<ApplyOutcome>>> {
         for change in &changes {
             self.check_guard(change)?;

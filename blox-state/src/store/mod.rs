@@ -691,6 +691,17 @@ pub trait StateStore: Send + Sync + 'static {
         LAYOUT_VERSION
     }
 
+    /// Since when the store's record of gone entities is complete, if it
+    /// did not always hold one (`None`: it did, up to its tombstone
+    /// retention). A store that starts empty, such as a process's memory
+    /// store, never saw what ECS stopped before it: an event dated before
+    /// this time about an entity the store holds no record of may be a
+    /// stopped entity's late event, so it needs ECS's word before it
+    /// applies (see [`crate::ingest`]).
+    fn remembers_since(&self) -> Option<blox_core::model::Timestamp> {
+        None
+    }
+
     /// Applies a transaction's ops in as many transactions as the store's
     /// limits need, each guarded by the same checks, in order. Not atomic:
     /// on `Conflict` or `Err` the earlier parts stay applied, so use it only
@@ -808,6 +819,9 @@ impl<T: StateStore + ?Sized> StateStore for std::sync::Arc<T> {
     }
     fn layout_version(&self) -> u32 {
         (**self).layout_version()
+    }
+    fn remembers_since(&self) -> Option<blox_core::model::Timestamp> {
+        (**self).remembers_since()
     }
     async fn kv_watch(&self, prefix: &str, after: Revision) -> Result<KvWatchStream> {
         (**self).kv_watch(prefix, after).await

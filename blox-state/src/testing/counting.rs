@@ -105,6 +105,9 @@ impl<S: StateStore> StateStore for CountingStore<S> {
     fn layout_version(&self) -> u32 {
         self.inner.layout_version()
     }
+    fn remembers_since(&self) -> Option<blox_core::model::Timestamp> {
+        self.inner.remembers_since()
+    }
     async fn kv_watch(&self, prefix: &str, after: Revision) -> Result<KvWatchStream> {
         let stream = self.inner.kv_watch(prefix, after).await?;
         let open = Open::new(&self.kv_watches);

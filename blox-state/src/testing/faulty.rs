@@ -175,6 +175,9 @@ impl<S: StateStore> StateStore for FaultyStore<S> {
     fn layout_version(&self) -> u32 {
         self.inner.layout_version()
     }
+    fn remembers_since(&self) -> Option<blox_core::model::Timestamp> {
+        self.inner.remembers_since()
+    }
     async fn kv_watch(&self, prefix: &str, after: Revision) -> Result<KvWatchStream> {
         self.check()?;
         self.inner.kv_watch(prefix, after).await
