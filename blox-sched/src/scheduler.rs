@@ -61,15 +61,24 @@
 //!   ECS's reason; the runner drops starts on them until the backoff ends
 //!   ([`Snapshot::in_backoff`]).
 //! - **Indexed queries.** [`Snapshot::tasks_on`], [`Snapshot::live_tasks_on`],
-//!   [`Snapshot::tasks_started_by`], [`Snapshot::instances_with_attribute`],
-//!   [`Snapshot::instances_having_attribute`], [`Snapshot::instance`] and
-//!   [`Snapshot::pending_on`] cost O(result), once their index is built:
-//!   on its first query, in one pass over its list, once per snapshot (the
-//!   runner builds a new snapshot every cycle). [`Snapshot::instances`],
-//!   [`Snapshot::tasks`], [`Snapshot::active_instances`] and
-//!   [`Snapshot::live_tasks`] scan everything. Prefer the indexed queries
-//!   to a scan per instance (O(instances × tasks)); a decision that already
-//!   makes a single pass over every task gains nothing from them today.
+//!   [`Snapshot::tasks_started_by`], [`Snapshot::instances_in`],
+//!   [`Snapshot::instances_with_attribute`],
+//!   [`Snapshot::instances_having_attribute`], [`Snapshot::instance`],
+//!   [`Snapshot::task`] and [`Snapshot::pending_on`] cost O(result), in ARN
+//!   order. The runner keeps its view and these indexes up to date change
+//!   by change, so a new snapshot costs O(changes since the last one), not
+//!   O(view). [`Snapshot::instances`], [`Snapshot::tasks`],
+//!   [`Snapshot::active_instances`] and [`Snapshot::live_tasks`] scan
+//!   everything: prefer the indexed queries to a scan per instance
+//!   (O(instances × tasks)).
+//! - **What changed.** The runner calls [`Scheduler::decide_changed`] with
+//!   the instances whose records, tasks, starts in flight or backoff
+//!   changed since its previous decision, or with a full [`Changes`] on its
+//!   timer, after it loaded its view whole, when the previous decision's
+//!   actions were not all issued (capped, held or failed), and for the
+//!   first decision of a term. The default decides on the whole snapshot;
+//!   the daemon scheduler decides for the changed instances alone while its
+//!   environments are steady.
 //! - **Not current.** The view lags ECS: events arrive late, out of order or
 //!   twice, and the reconciler corrects what they miss later; ECS's own
 //!   listings lag its changes. An instance shown ACTIVE may be draining
@@ -138,7 +147,14 @@
 //!   (debounced), on a timer, when a backoff ends, when leadership or the
 //!   bootstrap changes, and soon after a failed cycle; not while the runner
 //!   waits for its gates or is paused. Two calls may see the same view.
-//! - **That the lists are in any order.** Sort what must be ordered.
+//! - **That the lists are in any order.** [`Snapshot::tasks`] and
+//!   [`Snapshot::instances`] are in no particular order; the indexed
+//!   queries answer in ARN order. Sort what must be ordered otherwise.
+//! - **That a partial [`Changes`] names everything.** It names what changed
+//!   in the view; a decision that also depends on something else (the
+//!   desired state, the time) must compare it itself
+//!   ([`Changes::previous_desired`]) or leave `decide_changed` to its
+//!   default.
 //!
 //! And so `decide` must be **pure and fast**: no I/O, no blocking, no clock
 //! (use [`Snapshot::now`]) and no randomness, so it is deterministic for a
@@ -147,13 +163,17 @@
 //! tasks plus pending starts), so deciding again on a snapshot that already
 //! shows the last decision's starts asks for nothing more.
 
+mod changes;
 mod index;
+mod indexed;
 mod snapshot;
 
 use std::collections::BTreeMap;
 
 use blox_core::model::{Arn, InstanceStatus, TaskOverride};
 
+pub use changes::Changes;
+pub(crate) use indexed::IndexedView;
 pub use snapshot::{InstanceBackoff, PendingStart, Snapshot, is_active};
 
 /// Start one task of a task definition on each of the given instances; an
@@ -320,6 +340,26 @@ pub trait Scheduler: Send + Sync + 'static {
     /// must be cheap, deterministic and idempotent for a given snapshot
     /// (see the [scheduler guide](crate::scheduler)).
     fn decide(&self, snapshot: &Snapshot<Self::Desired>) -> Vec<Action>;
+
+    /// The runner's entry point: [`decide`](Self::decide), told what
+    /// changed since the previous decision. The default decides on the
+    /// whole snapshot, which is always right. A scheduler whose decisions
+    /// are per instance may, when `changes` is not
+    /// [`full`](Changes::is_full), decide only for the
+    /// [`changed instances`](Changes::instances) (and for whatever a change
+    /// of its desired state from [`Changes::previous_desired`] asks): the
+    /// runner issued every action of the previous decision, and asks for a
+    /// full one on its timer ([`RunnerOptions::interval`](crate::runner::RunnerOptions::interval)),
+    /// after loading its view again, and after any action was capped,
+    /// held or failed.
+    fn decide_changed(
+        &self,
+        snapshot: &Snapshot<Self::Desired>,
+        changes: &Changes<'_, Self::Desired>,
+    ) -> Vec<Action> {
+        let _ = changes;
+        self.decide(snapshot)
+    }
 
     /// Whether `desired` asks nothing of the cluster: `decide` would return
     /// no action whatever the view holds (the daemon scheduler with no

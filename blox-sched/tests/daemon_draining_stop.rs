@@ -19,11 +19,7 @@ fn desired() -> DaemonDesired {
 }
 
 fn live_daemons(w: &World) -> usize {
-    w.fake
-        .tasks_on(&w.instances[0])
-        .iter()
-        .filter(|t| t.is_live() && t.started_by.as_deref() == Some(DEPLOYMENT))
-        .count()
+    support::live_started_by(&w.fake, &w.instances[0], DEPLOYMENT)
 }
 
 #[tokio::test(start_paused = true)]

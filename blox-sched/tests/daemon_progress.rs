@@ -67,19 +67,20 @@ fn instance_status_is_running_pending_or_failed_with_the_reason() {
         .build(one("dep-1"));
     let st = instance_statuses(&snap, "logs").unwrap();
     let states: Vec<DaemonInstanceState> = st.iter().map(|s| s.state.clone()).collect();
+    // In instance ARN order: failing, ok, starting.
     assert_eq!(
         states,
         vec![
-            DaemonInstanceState::Running,
-            DaemonInstanceState::Pending,
             DaemonInstanceState::Failed {
                 reason: "CannotPullContainerError".into()
             },
+            DaemonInstanceState::Running,
+            DaemonInstanceState::Pending,
         ]
     );
-    assert_eq!(st[0].task.as_ref(), Some(&prod().task_arn("t1")));
-    assert_eq!(st[1].task, None);
-    let json = serde_json::to_value(&st[2]).unwrap();
+    assert_eq!(st[1].task.as_ref(), Some(&prod().task_arn("t1")));
+    assert_eq!(st[2].task, None);
+    let json = serde_json::to_value(&st[0]).unwrap();
     assert_eq!(json["state"], "failed");
     assert_eq!(json["reason"], "CannotPullContainerError");
     assert!(instance_statuses(&snap, "nope").is_none());

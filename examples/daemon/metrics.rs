@@ -247,6 +247,9 @@ impl Collector for Sources {
             ("fenced", c.fenced),
             ("intents_resolved", c.intents_resolved),
             ("idle", c.idle),
+            ("view_loads", c.view_loads),
+            ("view_changes", c.view_changes),
+            ("full_decisions", c.full_decisions),
         ]
         .map(|(k, v)| (k, ConstCounter::new(v)));
         let scheduler = (

@@ -48,9 +48,14 @@ use std::sync::Arc;
 
 use blox_core::model::{Arn, ContainerInstance, InstanceStatus, Task, TaskStatus, Timestamp};
 
-use super::model::{DaemonDesired, DrainingPolicy};
+use std::collections::HashSet;
+
+use blox_state::store::Filter;
+
+use super::model::{DaemonDesired, Deployment, DrainingPolicy, Environment};
+use super::view::{self, InstanceView};
 use super::view::{EnvView, Placement, View};
-use crate::scheduler::{Action, Scheduler, Snapshot, StartAction};
+use crate::scheduler::{Action, Changes, Scheduler, Snapshot, StartAction};
 
 /// The scheduler's name in logs, metrics and errors.
 pub const SCHEDULER_NAME: &str = "daemon";
@@ -90,6 +95,79 @@ impl Scheduler for DaemonScheduler {
         }
         actions
     }
+
+    /// Decides only for the changed instances while every environment is
+    /// steady (none is being deleted, no older deployment has a live task
+    /// or a start in flight) and the desired state is the previous one:
+    /// then each instance's decision depends on that instance alone.
+    /// Otherwise (a rollout, a deletion, a new or changed environment, or a
+    /// full pass) decides on the whole snapshot.
+    fn decide_changed(
+        &self,
+        snapshot: &Snapshot<DaemonDesired>,
+        changes: &Changes<'_, DaemonDesired>,
+    ) -> Vec<Action> {
+        match changes.previous_desired() {
+            Some(previous) if *previous == snapshot.desired && steady(snapshot) => {
+                decide_instances(snapshot, changes)
+            }
+            _ => self.decide(snapshot),
+        }
+    }
+}
+
+/// Whether no environment is being deleted and no older deployment of any
+/// environment has a live task or a start in flight.
+fn steady(snap: &Snapshot<DaemonDesired>) -> bool {
+    let old_pending: HashSet<&str> = snap
+        .pending_starts()
+        .map(|p| p.started_by.as_str())
+        .collect();
+    snap.desired.environments.iter().all(|state| {
+        let env = &state.environment;
+        !env.deleting
+            && state
+                .deployments
+                .iter()
+                .filter(|d| env.active_deployment.as_ref() != Some(&d.id))
+                .all(|d| {
+                    !old_pending.contains(d.id.as_str())
+                        && !snap.tasks_started_by(&d.id).any(|t| t.is_live())
+                })
+    })
+}
+
+/// The decisions for the changed instances of steady environments.
+fn decide_instances(
+    snap: &Snapshot<DaemonDesired>,
+    changes: &Changes<'_, DaemonDesired>,
+) -> Vec<Action> {
+    let owners = view::owners(&snap.desired);
+    let mut changed: Vec<&Arc<ContainerInstance>> = changes
+        .instances()
+        .filter_map(|a| snap.instance(a))
+        .collect();
+    changed.sort_by(|a, b| a.container_instance_arn.cmp(&b.container_instance_arn));
+    let mut out = Vec::new();
+    for (ei, state) in snap.desired.environments.iter().enumerate() {
+        let env = &state.environment;
+        let Some(active) = state.active() else {
+            continue;
+        };
+        let foreign = |i: &Arn| view::foreign_live(snap, &owners, i);
+        let mut starts = Vec::new();
+        // Steady: no older deployment's task is live, so the rollout budget
+        // is never consulted.
+        let mut budget = 0;
+        for inst in &changed {
+            if Filter::cluster_matches(env.cluster(), &inst.cluster_arn) {
+                let iv = view::instance_view(snap, &owners, ei, env, inst);
+                decide_instance(snap, &foreign, env, &iv, &mut budget, &mut starts, &mut out);
+            }
+        }
+        push_starts(active, &env.name, starts, &mut out);
+    }
+    out
 }
 
 /// Splits start actions into actions of at most `max` instances each (the
@@ -179,64 +257,90 @@ fn decide_env(
     let mut budget = (env.max_unavailable as usize).saturating_sub(unavailable);
 
     let mut starts: Vec<&ContainerInstance> = Vec::new();
+    let foreign = |i: &Arn| view.foreign_live(i);
     for iv in &ev.instances {
-        let s = &iv.slot;
-        match iv.placement {
-            Placement::Eligible => {
-                stop_extras(&s.current, name, "extra copy on the instance", out);
-                let has_current = !s.current.is_empty() || s.pending > 0;
-                if s.old.is_empty() {
-                    if !has_current
-                        && s.stopping == 0
-                        && s.old_pending == 0
-                        && !snap.in_backoff(&iv.instance.container_instance_arn)
-                    {
-                        starts.push(iv.instance);
-                    }
-                } else if s.current_running() {
-                    out.extend(
-                        s.old
-                            .iter()
-                            .map(|t| stop(t, name, "replaced by a new deployment")),
-                    );
-                } else if !has_current {
-                    stop_extras(&s.old, name, "extra copy on the instance", out);
-                    let old_running = s.old.iter().any(|t| t.last_status == TaskStatus::Running);
-                    // Stopping a task that is not running yet costs no availability.
-                    if !old_running || budget > 0 {
-                        if old_running {
-                            budget -= 1;
-                        }
-                        let mut sorted = s.old.clone();
-                        sorted.sort_by(|a, b| keep_order(a).cmp(&keep_order(b)));
-                        if let Some(t) = sorted.first() {
-                            out.push(stop(t, name, "rolling out a new deployment"));
-                        }
-                    }
-                }
-            }
-            Placement::Draining => {
-                let stop_now = match env.draining_policy {
-                    DrainingPolicy::StopImmediately => true,
-                    DrainingPolicy::StopWhenLast => view.foreign_live(iv.pos) == 0,
-                };
-                if stop_now {
-                    let on = &iv.instance.container_instance_arn;
-                    out.extend(
-                        (s.current.iter().chain(&s.old)).map(|t| stop_draining(t, on, name)),
-                    );
-                }
-            }
-            Placement::NotSelected => {
-                let why = "instance no longer matches the selector";
-                out.extend(s.current.iter().chain(&s.old).map(|t| stop(t, name, why)));
-            }
-            Placement::Unreachable => {}
-        }
+        decide_instance(snap, &foreign, env, iv, &mut budget, &mut starts, out);
     }
+    push_starts(active, name, starts, out);
+}
 
-    // Group per cluster ARN (one in practice; a cluster given by name could
-    // match clusters of that name in several accounts), keeping order.
+/// The decision for one instance of an environment with an active
+/// deployment: stops into `out`, the instance into `starts` if it needs a
+/// task; `budget` is what is left of the rollout's unavailability.
+fn decide_instance<'a>(
+    snap: &Snapshot<DaemonDesired>,
+    foreign_live: &dyn Fn(&Arn) -> usize,
+    env: &Environment,
+    iv: &InstanceView<'a>,
+    budget: &mut usize,
+    starts: &mut Vec<&'a ContainerInstance>,
+    out: &mut Vec<Action>,
+) {
+    let name = env.name.as_str();
+    let s = &iv.slot;
+    match iv.placement {
+        Placement::Eligible => {
+            stop_extras(&s.current, name, "extra copy on the instance", out);
+            let has_current = !s.current.is_empty() || s.pending > 0;
+            if s.old.is_empty() {
+                if !has_current
+                    && s.stopping == 0
+                    && s.old_pending == 0
+                    && !snap.in_backoff(&iv.instance.container_instance_arn)
+                {
+                    starts.push(iv.instance);
+                }
+            } else if s.current_running() {
+                out.extend(
+                    s.old
+                        .iter()
+                        .map(|t| stop(t, name, "replaced by a new deployment")),
+                );
+            } else if !has_current {
+                stop_extras(&s.old, name, "extra copy on the instance", out);
+                let old_running = s.old.iter().any(|t| t.last_status == TaskStatus::Running);
+                // Stopping a task that is not running yet costs no availability.
+                if !old_running || *budget > 0 {
+                    if old_running {
+                        *budget -= 1;
+                    }
+                    let mut sorted = s.old.clone();
+                    sorted.sort_by(|a, b| keep_order(a).cmp(&keep_order(b)));
+                    if let Some(t) = sorted.first() {
+                        out.push(stop(t, name, "rolling out a new deployment"));
+                    }
+                }
+            }
+        }
+        Placement::Draining => {
+            let stop_now = match env.draining_policy {
+                DrainingPolicy::StopImmediately => true,
+                DrainingPolicy::StopWhenLast => {
+                    foreign_live(&iv.instance.container_instance_arn) == 0
+                }
+            };
+            if stop_now {
+                let on = &iv.instance.container_instance_arn;
+                out.extend((s.current.iter().chain(&s.old)).map(|t| stop_draining(t, on, name)));
+            }
+        }
+        Placement::NotSelected => {
+            let why = "instance no longer matches the selector";
+            out.extend(s.current.iter().chain(&s.old).map(|t| stop(t, name, why)));
+        }
+        Placement::Unreachable => {}
+    }
+}
+
+/// Start actions for `starts`: per cluster ARN (one in practice; a cluster
+/// given by name could match clusters of that name in several accounts),
+/// in order, at most [`MAX_INSTANCES_PER_START`] instances each.
+fn push_starts(
+    active: &Deployment,
+    name: &str,
+    starts: Vec<&ContainerInstance>,
+    out: &mut Vec<Action>,
+) {
     let mut by_cluster: Vec<(&Arn, Vec<Arn>)> = Vec::new();
     for i in starts {
         match by_cluster.iter_mut().find(|(c, _)| *c == &i.cluster_arn) {

@@ -9,7 +9,7 @@ use super::progress::{DeploymentReport, reports};
 use super::store::{EnvironmentStore, Fence, Result};
 use super::view::View;
 use crate::election::LeaderTerm;
-use crate::scheduler::Snapshot;
+use crate::scheduler::{Changes, Snapshot};
 
 /// The status a deployment should have given a report: `pending` until its
 /// first start is issued or visible, `running` after, `completed` when every
@@ -223,6 +223,22 @@ impl crate::runner::SnapshotObserver<DaemonDesired> for DeploymentTracker {
                 }
             }
             Err(e) => tracing::warn!(error = %e, "could not record deployment progress"),
+        }
+    }
+
+    /// Skips the work when neither the desired state nor any instance
+    /// changed since the previous decision: progress, deletions and
+    /// pruning read nothing else.
+    async fn observe_changed(
+        &self,
+        snapshot: &Snapshot<DaemonDesired>,
+        changes: &Changes<'_, DaemonDesired>,
+        term: &LeaderTerm,
+    ) {
+        let unchanged = changes.previous_desired() == Some(&snapshot.desired)
+            && changes.instances().next().is_none();
+        if !unchanged {
+            self.observe(snapshot, term).await;
         }
     }
 }

@@ -1,13 +1,9 @@
-//! One pass over a snapshot that classifies, for every environment, each
-//! instance of its cluster and the environment's tasks on it. Decisions,
-//! progress and per-instance status are all read from this view, so they
-//! agree, and building it is O(instances + tasks + pending starts).
-//!
-//! It scans the snapshot's lists in one pass rather than querying its
-//! indexes: while the runner builds a new snapshot every cycle, building the
-//! `startedBy` index costs more than this pass (see `benches/RESULTS.md`,
-//! issue 15); the indexed queries pay off once snapshots are kept in
-//! O(change).
+//! A classification, for every environment, of each instance of its
+//! cluster and the environment's tasks on it. Decisions, progress and
+//! per-instance status are all read from this view, so they agree. It is
+//! built from the snapshot's indexes (the instances of the environment's
+//! clusters, the tasks of its deployments, the pending starts), so its cost
+//! is the environments' share of the view, not the whole view.
 
 use std::sync::Arc;
 
@@ -15,7 +11,7 @@ use blox_core::model::{Arn, ContainerInstance, InstanceStatus, Task, TaskStatus}
 use blox_state::store::Filter;
 
 use super::fasthash::{FastMap, TailKey};
-use super::model::{DaemonDesired, Deployment, DrainingPolicy, EnvironmentState};
+use super::model::{DaemonDesired, Deployment, Environment, EnvironmentState};
 use crate::scheduler::Snapshot;
 
 /// Whether and how an environment may run on an instance of its cluster.
@@ -47,7 +43,29 @@ pub(crate) struct Slot<'a> {
     pub stopping: usize,
 }
 
-impl Slot<'_> {
+impl<'a> Slot<'a> {
+    /// Files a task of the environment found on the instance.
+    fn add_task(&mut self, t: &'a Arc<Task>, is_active: bool) {
+        if t.is_live() {
+            if is_active {
+                self.current.push(t);
+            } else {
+                self.old.push(t);
+            }
+        } else if is_stopping(t) {
+            self.stopping += 1;
+        }
+    }
+
+    /// Counts a start of the environment in flight on the instance.
+    fn add_pending(&mut self, is_active: bool) {
+        if is_active {
+            self.pending += 1;
+        } else {
+            self.old_pending += 1;
+        }
+    }
+
     /// Whether a task of the active deployment is RUNNING here.
     pub fn current_running(&self) -> bool {
         self.current
@@ -70,8 +88,6 @@ impl Slot<'_> {
 pub(crate) struct InstanceView<'a> {
     /// The instance.
     pub instance: &'a Arc<ContainerInstance>,
-    /// Its position in the snapshot's instance list.
-    pub pos: usize,
     /// How the environment treats it.
     pub placement: Placement,
     /// The environment's tasks on it.
@@ -100,150 +116,177 @@ pub(crate) struct EnvView<'a> {
 pub(crate) struct View<'a> {
     /// One entry per environment, in desired-state order.
     pub envs: Vec<EnvView<'a>>,
-    /// Tasks that belong to no daemon environment and have not stopped yet
-    /// (running, starting, or still stopping), per instance position.
-    foreign_live: Vec<usize>,
+    /// The snapshot.
+    snap: &'a Snapshot<DaemonDesired>,
+    /// Which environment each deployment belongs to.
+    owners: Owners<'a>,
+}
+
+/// Deployment id -> (environment index, is the active deployment).
+pub(crate) type Owners<'a> = FastMap<&'a str, (usize, bool)>;
+
+/// The owner of every deployment of the desired state.
+pub(crate) fn owners(desired: &DaemonDesired) -> Owners<'_> {
+    let mut owners = Owners::default();
+    for (ei, e) in desired.environments.iter().enumerate() {
+        let active = e.environment.active_deployment.as_deref();
+        for d in &e.deployments {
+            owners.insert(d.id.as_str(), (ei, Some(d.id.as_str()) == active));
+        }
+    }
+    owners
+}
+
+/// Non-daemon tasks not yet stopped on an instance (running, starting, or
+/// still stopping). O(tasks on the instance).
+pub(crate) fn foreign_live(
+    snap: &Snapshot<DaemonDesired>,
+    owners: &Owners<'_>,
+    instance: &Arn,
+) -> usize {
+    snap.tasks_on(instance)
+        .filter(|t| {
+            !t.last_status.is_terminal()
+                && !t
+                    .started_by
+                    .as_deref()
+                    .is_some_and(|s| owners.contains_key(s))
+        })
+        .count()
+}
+
+/// One instance of environment `ei`'s cluster, classified from the
+/// snapshot's indexes. O(tasks and pending starts on the instance).
+pub(crate) fn instance_view<'a>(
+    snap: &'a Snapshot<DaemonDesired>,
+    owners: &Owners<'_>,
+    ei: usize,
+    env: &Environment,
+    instance: &'a Arc<ContainerInstance>,
+) -> InstanceView<'a> {
+    let arn = &instance.container_instance_arn;
+    let mut slot = Slot::default();
+    for t in snap.tasks_on(arn) {
+        if let Some(&(e, is_active)) = t.started_by.as_deref().and_then(|s| owners.get(s))
+            && e == ei
+        {
+            slot.add_task(t, is_active);
+        }
+    }
+    for p in snap.pending_on(arn) {
+        if let Some(&(e, is_active)) = owners.get(p.started_by.as_str())
+            && e == ei
+        {
+            slot.add_pending(is_active);
+        }
+    }
+    InstanceView {
+        instance,
+        placement: placement(env, instance),
+        slot,
+    }
 }
 
 fn is_stopping(t: &Task) -> bool {
     !t.last_status.is_terminal() && t.desired_status == TaskStatus::Stopped
 }
 
-/// No slot: the instance is not in the environment's cluster.
-const NO_SLOT: usize = usize::MAX;
-
-impl<'a> View<'a> {
-    /// Non-daemon tasks not yet stopped on the instance at `pos`.
-    pub fn foreign_live(&self, pos: usize) -> usize {
-        self.foreign_live.get(pos).copied().unwrap_or(0)
-    }
-
-    /// Classifies a snapshot.
-    pub fn build(snap: &'a Snapshot<DaemonDesired>) -> Self {
-        let desired = &snap.desired;
-        let (instances, tasks) = (snap.instance_slice(), snap.task_slice());
-        let n = instances.len();
-        // Deployment id -> (environment index, is the active deployment).
-        let mut owners: FastMap<&str, (usize, bool)> = FastMap::default();
-        for (ei, e) in desired.environments.iter().enumerate() {
-            let active = e.environment.active_deployment.as_deref();
-            for d in &e.deployments {
-                owners.insert(d.id.as_str(), (ei, Some(d.id.as_str()) == active));
+/// How an environment treats an instance of its cluster.
+pub(crate) fn placement(env: &Environment, inst: &ContainerInstance) -> Placement {
+    match inst.status {
+        InstanceStatus::Draining => Placement::Draining,
+        InstanceStatus::Active if inst.agent_connected => {
+            if env.selector().matches(inst) {
+                Placement::Eligible
+            } else {
+                Placement::NotSelected
             }
         }
+        _ => Placement::Unreachable,
+    }
+}
 
-        // Instances by cluster ARN, and each instance's position.
-        let mut by_cluster: FastMap<&Arn, Vec<usize>> = FastMap::default();
-        let mut inst_pos: FastMap<TailKey<'_>, usize> = FastMap::default();
-        inst_pos.reserve(n);
-        for (pos, i) in instances.iter().enumerate() {
-            by_cluster.entry(&i.cluster_arn).or_default().push(pos);
-            inst_pos.insert(TailKey(i.container_instance_arn.as_str()), pos);
-        }
+/// The clusters of the snapshot an environment's cluster (a name or an
+/// ARN) names, in ARN order.
+pub(crate) fn clusters_of<'a>(
+    snap: &'a Snapshot<DaemonDesired>,
+    env: &Environment,
+) -> Vec<&'a Arn> {
+    let mut clusters: Vec<&Arn> = snap
+        .clusters()
+        .filter(|arn| Filter::cluster_matches(env.cluster(), arn))
+        .collect();
+    clusters.sort_unstable();
+    clusters
+}
 
-        let mut envs: Vec<EnvView<'a>> = desired
-            .environments
-            .iter()
-            .map(|state| EnvView {
+impl<'a> View<'a> {
+    /// Non-daemon tasks not yet stopped on an instance (running, starting,
+    /// or still stopping). O(tasks on the instance).
+    pub fn foreign_live(&self, instance: &Arn) -> usize {
+        foreign_live(self.snap, &self.owners, instance)
+    }
+
+    /// Classifies a snapshot: O(the environments' instances, tasks and
+    /// pending starts), whatever else the view holds.
+    pub fn build(snap: &'a Snapshot<DaemonDesired>) -> Self {
+        let desired = &snap.desired;
+        let owners = owners(desired);
+        // Per environment: instance ARN -> index into its `instances`.
+        let mut slot_of: Vec<FastMap<TailKey<'a>, usize>> =
+            Vec::with_capacity(desired.environments.len());
+        let mut envs: Vec<EnvView<'a>> = Vec::with_capacity(desired.environments.len());
+        for state in &desired.environments {
+            let env = &state.environment;
+            let mut ev = EnvView {
                 state,
                 active: state.active(),
                 instances: Vec::new(),
                 live: Vec::new(),
                 in_flight: 0,
                 active_started: false,
-            })
-            .collect();
-
-        // Per environment: instance position -> index into its `instances`.
-        let mut slot_of: Vec<Vec<usize>> = Vec::with_capacity(envs.len());
-        for ev in &mut envs {
-            let env = &ev.state.environment;
-            let mut map = vec![NO_SLOT; n];
-            let mut positions: Vec<usize> = by_cluster
-                .iter()
-                .filter(|(arn, _)| Filter::cluster_matches(env.cluster(), arn))
-                .flat_map(|(_, v)| v.iter().copied())
-                .collect();
-            positions.sort_unstable();
-            ev.instances.reserve(positions.len());
-            for pos in positions {
-                let inst = &instances[pos];
-                let placement = match inst.status {
-                    InstanceStatus::Draining => Placement::Draining,
-                    InstanceStatus::Active if inst.agent_connected => {
-                        if env.selector().matches(inst) {
-                            Placement::Eligible
-                        } else {
-                            Placement::NotSelected
-                        }
-                    }
-                    _ => Placement::Unreachable,
-                };
-                map[pos] = ev.instances.len();
-                ev.instances.push(InstanceView {
-                    instance: inst,
-                    pos,
-                    placement,
-                    slot: Slot::default(),
-                });
+            };
+            let mut map = FastMap::default();
+            for cluster in clusters_of(snap, env) {
+                for inst in snap.instances_in(cluster) {
+                    map.insert(
+                        TailKey(inst.container_instance_arn.as_str()),
+                        ev.instances.len(),
+                    );
+                    ev.instances.push(InstanceView {
+                        instance: inst,
+                        placement: placement(env, inst),
+                        slot: Slot::default(),
+                    });
+                }
             }
             slot_of.push(map);
+            envs.push(ev);
         }
 
-        // Other tasks matter only on DRAINING instances of environments that
-        // keep their daemon until it is the last task: skip locating them
-        // otherwise (each lookup reads the task's instance ARN, a cache miss).
-        let count_foreign = envs.iter().any(|ev| {
-            ev.state.environment.draining_policy == DrainingPolicy::StopWhenLast
-                && ev
-                    .instances
-                    .iter()
-                    .any(|iv| iv.placement == Placement::Draining)
-        });
-        let locate = |t: &Task| {
-            t.container_instance_arn
-                .as_ref()
-                .and_then(|i| inst_pos.get(&TailKey(i.as_str())))
-                .copied()
-        };
-        let mut foreign_live = vec![0usize; n];
-        for t in tasks {
-            let owner = t.started_by.as_deref().and_then(|s| owners.get(s)).copied();
-            let Some((ei, is_active)) = owner else {
-                if count_foreign
-                    && !t.last_status.is_terminal()
-                    && let Some(p) = locate(t)
-                {
-                    foreign_live[p] += 1;
+        for (ei, state) in desired.environments.iter().enumerate() {
+            let active = state.environment.active_deployment.as_deref();
+            for d in &state.deployments {
+                let is_active = Some(d.id.as_str()) == active;
+                for t in snap.tasks_started_by(&d.id) {
+                    let ev = &mut envs[ei];
+                    if is_active {
+                        ev.active_started = true;
+                    }
+                    if t.is_live() {
+                        ev.live.push(t);
+                    }
+                    if is_stopping(t) {
+                        ev.in_flight += 1;
+                    }
+                    let si = t
+                        .container_instance_arn
+                        .as_ref()
+                        .and_then(|i| slot_of[ei].get(&TailKey(i.as_str())));
+                    if let Some(iv) = si.and_then(|&si| ev.instances.get_mut(si)) {
+                        iv.slot.add_task(t, is_active);
+                    }
                 }
-                continue;
-            };
-            let pos = locate(t);
-            let ev = &mut envs[ei];
-            if is_active {
-                ev.active_started = true;
-            }
-            let live = t.is_live();
-            let stopping = is_stopping(t);
-            if live {
-                ev.live.push(t);
-            }
-            if stopping {
-                ev.in_flight += 1;
-            }
-            let si = pos.map_or(NO_SLOT, |p| slot_of[ei][p]);
-            let Some(iv) = ev.instances.get_mut(si) else {
-                continue;
-            };
-            let slot = &mut iv.slot;
-            if live {
-                if is_active {
-                    slot.current.push(t);
-                } else {
-                    slot.old.push(t);
-                }
-            } else if stopping {
-                slot.stopping += 1;
             }
         }
 
@@ -256,18 +299,12 @@ impl<'a> View<'a> {
             if is_active {
                 ev.active_started = true;
             }
-            let si = inst_pos
-                .get(&TailKey(p.instance.as_str()))
-                .map_or(NO_SLOT, |&pos| slot_of[ei][pos]);
-            if let Some(iv) = ev.instances.get_mut(si) {
-                if is_active {
-                    iv.slot.pending += 1;
-                } else {
-                    iv.slot.old_pending += 1;
-                }
+            let si = slot_of[ei].get(&TailKey(p.instance.as_str()));
+            if let Some(iv) = si.and_then(|&si| ev.instances.get_mut(si)) {
+                iv.slot.add_pending(is_active);
             }
         }
 
-        View { envs, foreign_live }
+        View { envs, snap, owners }
     }
 }

@@ -87,10 +87,17 @@ pub(crate) async fn statuses(
         .into_iter()
         .map(|e| Arc::clone(&e.value))
         .collect();
+    // The statuses read the environment's own tasks only: index those.
+    let ours = |t: &blox_core::model::Task| {
+        t.started_by
+            .as_deref()
+            .is_some_and(|s| deployments.iter().any(|d| d.id == s))
+    };
     let tasks = s
         .cache
         .list_tasks(&filter)
         .into_iter()
+        .filter(|e| ours(&e.value))
         .map(|e| Arc::clone(&e.value))
         .collect();
     let state = EnvironmentState {

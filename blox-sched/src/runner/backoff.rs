@@ -9,7 +9,7 @@ use std::time::Duration;
 use blox_core::backoff::Backoff;
 use blox_core::model::{Arn, Task, TaskStatus, Timestamp};
 
-use crate::scheduler::InstanceBackoff;
+use crate::scheduler::{IndexedView, InstanceBackoff};
 
 /// The stop code ECS gives tasks stopped through `StopTask`.
 const USER_INITIATED: &str = "UserInitiated";
@@ -124,9 +124,8 @@ impl BackoffTracker {
             .min()
     }
 
-    /// Marks every stopped task in `tasks` as already accounted for (at the
-    /// start of a term: history is not a crash loop).
-    pub(crate) fn baseline(&mut self, tasks: &[Arc<Task>]) {
+    /// Marks every stopped task as seen: history, not crashes.
+    pub(crate) fn baseline<'a>(&mut self, tasks: impl Iterator<Item = &'a Arc<Task>>) {
         for t in tasks {
             if t.last_status == TaskStatus::Stopped {
                 self.seen_stopped.insert(t.task_arn.clone());
@@ -134,13 +133,39 @@ impl BackoffTracker {
         }
     }
 
-    /// Accounts for tasks of ours that stopped soon after starting, and
-    /// clears the record of instances whose task has stayed up.
-    pub(crate) fn observe(&mut self, tasks: &[Arc<Task>], now: Timestamp) {
-        let mut present = HashSet::with_capacity(tasks.len());
-        let mut healthy = Vec::new();
-        for t in tasks {
-            present.insert(&t.task_arn);
+    /// Forgets the tasks the view no longer holds (after it was loaded
+    /// whole, when the removals between were not seen one by one).
+    pub(crate) fn forget_absent(&mut self, view: &IndexedView) {
+        self.seen_stopped.retain(|a| view.task(a).is_some());
+        self.running_since.retain(|a, _| view.task(a).is_some());
+    }
+
+    /// Every task of the view tagged with a `startedBy` of ours.
+    pub(crate) fn tasks_of_ours(&self, view: &IndexedView) -> Vec<Arc<Task>> {
+        let mut tags: Vec<&String> = self.tags.iter().collect();
+        tags.sort();
+        tags.into_iter()
+            .flat_map(|tag| view.tasks_started_by(tag).cloned())
+            .collect()
+    }
+
+    /// Takes in the tasks that changed (`changed`, as the view now holds
+    /// them) or left the view (`removed`): a task of ours that stopped
+    /// soon after starting, not by a user, puts its instance in backoff;
+    /// an instance whose backoff ended is cleared once a task of ours has
+    /// run there for `healthy_after`. O(changes + instances in backoff).
+    pub(crate) fn observe(
+        &mut self,
+        view: &IndexedView,
+        changed: &[Arc<Task>],
+        removed: &[Arn],
+        now: Timestamp,
+    ) {
+        for a in removed {
+            self.seen_stopped.remove(a);
+            self.running_since.remove(a);
+        }
+        for t in changed {
             let ours = t.started_by.as_ref().is_some_and(|s| self.tags.contains(s));
             if !ours {
                 continue;
@@ -148,37 +173,41 @@ impl BackoffTracker {
             let Some(instance) = &t.container_instance_arn else {
                 continue;
             };
-            if t.last_status == TaskStatus::Stopped {
-                if !self.seen_stopped.insert(t.task_arn.clone()) {
-                    continue;
-                }
-                let stopped_by_user = t.stop_code.as_deref() == Some(USER_INITIATED);
-                let ran = match (t.started_at.or(t.created_at), t.stopped_at) {
-                    (Some(from), Some(to)) => to.since(from),
-                    _ => Duration::ZERO,
-                };
-                if !stopped_by_user && ran < self.crash_window {
-                    let reason = t.stopped_reason.clone().or_else(|| t.stop_code.clone());
-                    self.record_failure(instance, reason, now);
-                }
-            } else if t.last_status == TaskStatus::Running && t.is_live() {
-                let since = *self.running_since.entry(t.task_arn.clone()).or_insert(now);
-                if now.since(since) >= self.healthy_after {
-                    healthy.push(instance.clone());
-                }
+            if t.last_status == TaskStatus::Running && t.is_live() {
+                self.running_since.entry(t.task_arn.clone()).or_insert(now);
+                continue;
             }
-        }
-        for instance in healthy {
-            if self
-                .slots
-                .get(&instance)
-                .is_some_and(|s| s.state.until <= now)
+            self.running_since.remove(&t.task_arn);
+            if t.last_status != TaskStatus::Stopped || !self.seen_stopped.insert(t.task_arn.clone())
             {
-                self.slots.remove(&instance);
+                continue;
+            }
+            let stopped_by_user = t.stop_code.as_deref() == Some(USER_INITIATED);
+            let ran = match (t.started_at.or(t.created_at), t.stopped_at) {
+                (Some(from), Some(to)) => to.since(from),
+                _ => Duration::ZERO,
+            };
+            if !stopped_by_user && ran < self.crash_window {
+                let reason = t.stopped_reason.clone().or_else(|| t.stop_code.clone());
+                self.record_failure(instance, reason, now);
             }
         }
-        self.seen_stopped.retain(|a| present.contains(a));
-        self.running_since.retain(|a, _| present.contains(a));
+        let healthy: Vec<Arn> = self
+            .slots
+            .iter()
+            .filter(|(instance, s)| {
+                s.state.until <= now
+                    && view.tasks_on(instance).any(|t| {
+                        self.running_since
+                            .get(&t.task_arn)
+                            .is_some_and(|since| now.since(*since) >= self.healthy_after)
+                    })
+            })
+            .map(|(instance, _)| instance.clone())
+            .collect();
+        for instance in healthy {
+            self.slots.remove(&instance);
+        }
     }
 
     /// Forgets every record (a new term).
@@ -243,8 +272,9 @@ mod tests {
         let mut t = tracker();
         let now = Timestamp::from_millis(10_000);
         let tasks = vec![stopped_task("t1", 500)];
-        t.observe(&tasks, now);
-        t.observe(&tasks, now);
+        let view = IndexedView::of(Vec::new(), tasks.clone());
+        t.observe(&view, &tasks, &[], now);
+        t.observe(&view, &tasks, &[], now);
         let snap = t.snapshot();
         let b = &snap[&instance()];
         assert_eq!(b.failures, 1);
@@ -264,8 +294,39 @@ mod tests {
         let mut user = (*stopped_task("user", 10)).clone();
         user.stop_code = Some("UserInitiated".into());
         let old = stopped_task("old", 10);
-        t.baseline(std::slice::from_ref(&old));
-        t.observe(&[long, Arc::new(user), old], now);
+        t.baseline(std::iter::once(&old));
+        let tasks = vec![long, Arc::new(user), old];
+        let view = IndexedView::of(Vec::new(), tasks.clone());
+        t.observe(&view, &tasks, &[], now);
         assert!(t.snapshot().is_empty());
+    }
+
+    fn running_task(id: &str) -> Arc<Task> {
+        let mut t = (*stopped_task(id, 0)).clone();
+        t.last_status = TaskStatus::Running;
+        t.desired_status = TaskStatus::Running;
+        t.stopped_at = None;
+        Arc::new(t)
+    }
+
+    #[test]
+    fn an_instance_is_cleared_once_a_task_of_ours_has_run_there_long_enough() {
+        let mut t = tracker();
+        let start = Timestamp::from_millis(10_000);
+        let crashed = vec![stopped_task("t1", 500)];
+        t.observe(
+            &IndexedView::of(Vec::new(), crashed.clone()),
+            &crashed,
+            &[],
+            start,
+        );
+        let running = vec![running_task("t2")];
+        let view = IndexedView::of(Vec::new(), running.clone());
+        t.observe(&view, &running, &[], start.plus(Duration::from_secs(2)));
+        // Seen running once; later cycles see no change of it.
+        t.observe(&view, &[], &[], start.plus(Duration::from_secs(60)));
+        assert_eq!(t.snapshot().len(), 1, "not healthy yet");
+        t.observe(&view, &[], &[], start.plus(Duration::from_secs(200)));
+        assert!(t.snapshot().is_empty(), "healthy: the record is cleared");
     }
 }

@@ -1,20 +1,21 @@
 //! The runner's loop: wait for a trigger, check the gates, decide, act.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use blox_core::model::{Arn, ContainerInstance, Task, Timestamp};
+use blox_core::model::{Arn, Task, Timestamp};
 use blox_core::ports::TaskListFilter;
 use blox_state::store::Filter;
 use tokio::time::MissedTickBehavior;
 
 use super::intents::IntentError;
+use super::live::LiveView;
 use super::plan::{Holds, plan};
-use super::{BootstrapDone, Runner, WaitingFor, bump};
+use super::{BootstrapDone, LastDecision, Runner, WaitingFor, bump};
 use crate::election::LeaderTerm;
-use crate::scheduler::{Scheduler, Snapshot};
+use crate::scheduler::{Changes, IndexedView, Scheduler, Snapshot};
 
 /// Why a cycle stopped early.
 pub(crate) enum Stop {
@@ -52,7 +53,7 @@ impl Holds for Filters<'_> {
     }
 }
 
-fn manages(clusters: &[String], cluster: &Arn) -> bool {
+pub(crate) fn manages(clusters: &[String], cluster: &Arn) -> bool {
     clusters.is_empty() || clusters.iter().any(|c| Filter::cluster_matches(c, cluster))
 }
 
@@ -88,7 +89,7 @@ impl<S: Scheduler> Runner<S> {
                         changes.borrow_and_update();
                     }
                 }
-                _ = ticker.tick() => {}
+                _ = ticker.tick() => self.full_pass_due = true,
                 r = self.gates.leadership.changed(), if leader_open => leader_open = r.is_ok(),
                 r = self.gates.bootstrapped.changed(), if boot_open => boot_open = r.is_ok(),
                 () = self.wake.notified() => {}
@@ -185,6 +186,8 @@ impl<S: Scheduler> Runner<S> {
         self.term.tracker.clear();
         self.term.stopping.clear();
         self.term.baseline = true;
+        self.live = None;
+        self.last = None;
     }
 
     /// The start of a term: load the intents any leader left and resolve
@@ -292,44 +295,35 @@ impl<S: Scheduler> Runner<S> {
     async fn resolve_intents(
         &mut self,
         term: &LeaderTerm,
-        tasks: &[Arc<Task>],
+        view: &IndexedView,
         now: Timestamp,
     ) -> Result<(), Stop> {
         if self.term.book.len() == 0 {
             return Ok(());
-        }
-        let in_view: HashSet<&Arn> = tasks.iter().map(|t| &t.task_arn).collect();
-        let mut by_slot: HashMap<(&Arn, &str), Vec<&Arn>> = HashMap::new();
-        for t in tasks {
-            if let (Some(i), Some(s)) = (&t.container_instance_arn, &t.started_by) {
-                by_slot
-                    .entry((i, s.as_str()))
-                    .or_default()
-                    .push(&t.task_arn);
-            }
         }
         let mut claimed = self.term.book.known_tasks();
         let timeout = self.options.intent_timeout;
         let mut resolved = Vec::new();
         let mut overdue = Vec::new();
         for (key, intent) in self.term.book.iter() {
-            let seen = match &intent.record.task {
-                Some(task) => in_view.contains(task),
+            let record = &intent.record;
+            let seen = match &record.task {
+                Some(task) => view.task(task).is_some(),
                 None => {
-                    let slot = (&intent.record.instance, intent.record.started_by.as_str());
-                    let found = by_slot.get(&slot).and_then(|ts| {
-                        ts.iter()
-                            .find(|t| intent.may_be(t) && !claimed.contains(**t))
+                    let found = view.tasks_on(&record.instance).find(|t| {
+                        t.started_by.as_deref() == Some(record.started_by.as_str())
+                            && intent.may_be(&t.task_arn)
+                            && !claimed.contains(&t.task_arn)
                     });
                     match found {
-                        Some(t) => claimed.insert((*t).clone()),
+                        Some(t) => claimed.insert(t.task_arn.clone()),
                         None => false,
                     }
                 }
             };
             if seen {
                 resolved.push(key.clone());
-            } else if now.since(intent.record.since) >= timeout
+            } else if now.since(record.since) >= timeout
                 && intent.checked_at.is_none_or(|c| now.since(c) >= timeout)
             {
                 overdue.push(key.clone());
@@ -352,38 +346,20 @@ impl<S: Scheduler> Runner<S> {
     }
 
     /// Forgets issued stops the view shows done (or that are older than the
-    /// intent timeout, so a stop ECS lost is issued again).
-    fn forget_stops(&mut self, tasks: &[Arc<Task>], now: Timestamp) {
-        if self.term.stopping.is_empty() {
-            return;
-        }
-        let live: HashSet<&Arn> = tasks
-            .iter()
-            .filter(|t| t.is_live())
-            .map(|t| &t.task_arn)
-            .collect();
+    /// intent timeout, so a stop ECS lost is issued again), and returns the
+    /// instances of those still in the view.
+    fn forget_stops(&mut self, view: &IndexedView, now: Timestamp) -> Vec<Arn> {
         let timeout = self.options.intent_timeout;
-        self.term
-            .stopping
-            .retain(|task, since| live.contains(task) && now.since(*since) < timeout);
-    }
-
-    /// The instances and tasks of the runner's clusters, from one consistent read.
-    fn view(&self) -> (Vec<Arc<ContainerInstance>>, Vec<Arc<Task>>) {
-        let clusters = &self.options.clusters;
-        self.cache.with_view(|v| {
-            let instances = v
-                .instances()
-                .filter(|e| manages(clusters, &e.value.cluster_arn))
-                .map(|e| Arc::clone(&e.value))
-                .collect();
-            let tasks = v
-                .tasks()
-                .filter(|e| manages(clusters, &e.value.cluster_arn))
-                .map(|e| Arc::clone(&e.value))
-                .collect();
-            (instances, tasks)
-        })
+        let mut instances = Vec::new();
+        self.term.stopping.retain(|task, since| {
+            let t = view.task(task);
+            let keep = t.is_some_and(|t| t.is_live()) && now.since(*since) < timeout;
+            if !keep {
+                instances.extend(t.and_then(|t| t.container_instance_arn.clone()));
+            }
+            keep
+        });
+        instances
     }
 
     /// Decides and acts, as leader of `term`, on the clusters whose
@@ -395,6 +371,7 @@ impl<S: Scheduler> Runner<S> {
         now: Timestamp,
     ) -> Result<(), Stop> {
         if self.paused.load(Ordering::SeqCst) {
+            self.last = None;
             return Ok(());
         }
         let desired = self
@@ -410,40 +387,85 @@ impl<S: Scheduler> Runner<S> {
             // Stops seen meanwhile are history, not crashes, when the
             // scheduler wants something again.
             self.term.baseline = true;
+            self.live = None;
+            self.last = None;
             bump(&self.counters.idle, 1);
             return Ok(());
         }
-        let (instances, tasks) = self.view();
-        if std::mem::take(&mut self.term.baseline) {
-            self.term.tracker.baseline(&tasks);
-        }
-        self.resolve_intents(term, &tasks, now).await?;
-        self.forget_stops(&tasks, now);
-        self.term.tracker.observe(&tasks, now);
-        let snapshot = Snapshot::new(
-            instances,
-            tasks,
-            self.term.book.pending_starts(),
-            self.term.tracker.snapshot(),
-            desired,
-            now,
+        let live = self
+            .live
+            .get_or_insert_with(|| LiveView::new(self.options.clusters.clone()));
+        let loads = live.loads();
+        let mut changes = live.sync(&self.cache);
+        // Taken now: a cycle that fails from here on leaves no last
+        // decision, so the next one is full (these changes are consumed).
+        let last = self.last.take();
+        bump(&self.counters.view_loads, (live.loads() - loads) as usize);
+        bump(
+            &self.counters.view_changes,
+            changes.tasks.len() + changes.removed.len(),
         );
-        let actions = self.scheduler.decide(&snapshot);
-        if let Some(observer) = &self.observer {
-            observer.observe(&snapshot, term).await;
+        let view = live.shared();
+        if std::mem::take(&mut self.term.baseline) {
+            self.term.tracker.baseline(view.tasks());
         }
-        let tasks = snapshot.into_tasks();
-        let mut new_tag = false;
+        if changes.full {
+            // Whatever changed while the view was not followed: every task
+            // of ours is looked at again (stops already seen stay seen).
+            self.term.tracker.forget_absent(&view);
+            changes.tasks = self.term.tracker.tasks_of_ours(&view);
+        }
+        self.term
+            .tracker
+            .observe(&view, &changes.tasks, &changes.removed, now);
+        self.resolve_intents(term, &view, now).await?;
+        let forgotten = self.forget_stops(&view, now);
+
+        // The instances whose decision may differ from the last one: their
+        // records or tasks changed, or they have (or had, at the last
+        // decision) starts in flight or a backoff.
+        let pending = self.term.book.pending_starts();
+        let backoff = self.term.tracker.snapshot();
+        let marked: HashSet<Arn> = pending
+            .iter()
+            .map(|p| p.instance.clone())
+            .chain(backoff.keys().cloned())
+            .collect();
+        let mut touched = std::mem::take(&mut changes.instances);
+        touched.extend(marked.iter().cloned());
+        touched.extend(forgotten);
+        let full = changes.full
+            || std::mem::take(&mut self.full_pass_due)
+            || last.as_ref().is_none_or(|l| !l.complete);
+        if let Some(l) = &last {
+            touched.extend(l.marked.iter().cloned());
+        }
+        let since = match (&last, full) {
+            (Some(l), false) => Changes::since(&l.desired, &touched),
+            _ => {
+                bump(&self.counters.full_decisions, 1);
+                Changes::full()
+            }
+        };
+        let snapshot = Snapshot::of_view(view, pending, backoff, desired, now);
+        let actions = self.scheduler.decide_changed(&snapshot, &since);
+        if let Some(observer) = &self.observer {
+            observer.observe_changed(&snapshot, &since, term).await;
+        }
+        let view = Arc::clone(snapshot.view());
+        let desired = snapshot.into_desired();
+        let mut new_tags = Vec::new();
         for a in &actions {
             if let crate::scheduler::Action::Start(s) = a
                 && !self.term.tracker.knows_tag(&s.started_by)
             {
                 self.term.tracker.learn_tag(&s.started_by);
-                new_tag = true;
+                new_tags.push(s.started_by.clone());
             }
         }
-        if new_tag {
-            self.term.tracker.observe(&tasks, now);
+        for tag in new_tags {
+            let tasks: Vec<Arc<Task>> = view.tasks_started_by(&tag).cloned().collect();
+            self.term.tracker.observe(&view, &tasks, &[], now);
         }
         let plan = plan(
             actions,
@@ -464,7 +486,13 @@ impl<S: Scheduler> Runner<S> {
                 "actions over the per-cycle cap deferred"
             );
         }
+        let mut last = LastDecision {
+            desired,
+            marked,
+            complete: plan.capped == 0 && plan.held == 0 && !self.options.dry_run,
+        };
         if plan.len() == 0 {
+            self.last = Some(last);
             return Ok(());
         }
         if self.options.dry_run {
@@ -476,31 +504,34 @@ impl<S: Scheduler> Runner<S> {
             self.status.send_modify(|s| s.last_dry_run = actions);
             return Ok(());
         }
-        let before = tasks_before(&plan, &tasks);
-        self.execute(term, plan, &before, now).await
+        let before = tasks_before(&plan, &view);
+        drop(view);
+        let failed = self.counters.failed.load(Ordering::Relaxed);
+        let result = self.execute(term, plan, &before, now).await;
+        last.complete &= result.is_ok() && self.counters.failed.load(Ordering::Relaxed) == failed;
+        self.last = Some(last);
+        result
     }
 }
 
 /// The tasks the view shows per instance and `startedBy` started in `plan`
 /// (recorded in each start's intent: none of them is its task).
-fn tasks_before(plan: &super::plan::Plan, tasks: &[Arc<Task>]) -> super::execute::Before {
-    let mut wanted: HashSet<(&Arn, &str)> = HashSet::new();
+fn tasks_before(plan: &super::plan::Plan, view: &IndexedView) -> super::execute::Before {
+    let mut out = super::execute::Before::new();
     for s in &plan.starts {
         for i in &s.instances {
-            wanted.insert((i, s.started_by.as_str()));
-        }
-    }
-    let mut out = super::execute::Before::new();
-    if wanted.is_empty() {
-        return out;
-    }
-    for t in tasks {
-        if let (Some(i), Some(s)) = (&t.container_instance_arn, &t.started_by)
-            && wanted.contains(&(i, s.as_str()))
-        {
-            out.entry((i.clone(), s.clone()))
-                .or_default()
-                .push(t.task_arn.clone());
+            let key = (i.clone(), s.started_by.clone());
+            if out.contains_key(&key) {
+                continue;
+            }
+            let tasks: Vec<Arn> = view
+                .tasks_on(i)
+                .filter(|t| t.started_by.as_deref() == Some(s.started_by.as_str()))
+                .map(|t| t.task_arn.clone())
+                .collect();
+            if !tasks.is_empty() {
+                out.insert(key, tasks);
+            }
         }
     }
     out

@@ -89,6 +89,7 @@ mod confirm;
 mod cycle;
 mod execute;
 mod intents;
+mod live;
 mod plan;
 
 use blox_core::clock::SharedClock;
@@ -259,6 +260,13 @@ pub struct RunnerCounters {
     /// Acting cycles that skipped reading the view: the scheduler wanted
     /// nothing ([`Scheduler::is_idle`]) and nothing of its was in flight.
     pub idle: AtomicU64,
+    /// Times the runner loaded its view of the cache whole (when it starts
+    /// acting, and when it could not follow the cache's changes).
+    pub view_loads: AtomicU64,
+    /// Task changes the runner applied to its view, one at a time.
+    pub view_changes: AtomicU64,
+    /// Decisions made on the whole view rather than on the changed instances.
+    pub full_decisions: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -282,6 +290,12 @@ pub struct CounterValues {
     pub intents_resolved: u64,
     /// See [`RunnerCounters::idle`].
     pub idle: u64,
+    /// See [`RunnerCounters::view_loads`].
+    pub view_loads: u64,
+    /// See [`RunnerCounters::view_changes`].
+    pub view_changes: u64,
+    /// See [`RunnerCounters::full_decisions`].
+    pub full_decisions: u64,
 }
 
 impl RunnerCounters {
@@ -298,6 +312,9 @@ impl RunnerCounters {
             fenced: g(&self.fenced),
             intents_resolved: g(&self.intents_resolved),
             idle: g(&self.idle),
+            view_loads: g(&self.view_loads),
+            view_changes: g(&self.view_changes),
+            full_decisions: g(&self.full_decisions),
         }
     }
 }
@@ -414,6 +431,22 @@ pub struct Runner<S: Scheduler> {
     retry_soon: bool,
     /// Sees every snapshot the scheduler decides on.
     observer: Option<Arc<dyn SnapshotObserver<S::Desired>>>,
+    /// The view of the runner's clusters, while it acts.
+    live: Option<live::LiveView>,
+    /// The last decision, while the next may be made from changes alone.
+    last: Option<LastDecision<S::Desired>>,
+    /// Set by the timer: the next decision covers the whole view.
+    full_pass_due: bool,
+}
+
+/// What the next decision is made relative to.
+struct LastDecision<D> {
+    /// The desired state it was made with.
+    desired: D,
+    /// The instances that had starts in flight or a backoff then.
+    marked: std::collections::HashSet<blox_core::model::Arn>,
+    /// Whether every action was issued (none capped, held or failed, not a dry run).
+    complete: bool,
 }
 
 /// Sees each snapshot the scheduler decided on, after the decision (the
@@ -425,6 +458,21 @@ pub trait SnapshotObserver<D>: Send + Sync {
     /// the term the runner acts in (fence its writes with
     /// [`LeaderTerm::check`]).
     async fn observe(&self, snapshot: &crate::scheduler::Snapshot<D>, term: &LeaderTerm);
+
+    /// [`observe`](Self::observe), told what changed since the previous
+    /// decision (as [`Scheduler::decide_changed`] is): an observer may skip
+    /// its work when nothing it reads changed. The default observes.
+    async fn observe_changed(
+        &self,
+        snapshot: &crate::scheduler::Snapshot<D>,
+        changes: &crate::scheduler::Changes<'_, D>,
+        term: &LeaderTerm,
+    ) where
+        D: Sync,
+    {
+        let _ = changes;
+        self.observe(snapshot, term).await;
+    }
 }
 
 impl<S: Scheduler> std::fmt::Debug for Runner<S> {
@@ -485,6 +533,9 @@ impl<S: Scheduler> Runner<S> {
             counters: Arc::new(RunnerCounters::default()),
             retry_soon: false,
             observer: None,
+            live: None,
+            last: None,
+            full_pass_due: true,
         }
     }
 

@@ -1,9 +1,10 @@
-//! Postings lists that index a snapshot's vectors by a string key, built
-//! lazily and at most once per snapshot.
+//! Postings lists that index a vector by a string key, built lazily and at
+//! most once (a snapshot's pending starts by instance), and the key hashes
+//! the indexes file keys under.
 //!
-//! A key is stored as its hash only, so building an index allocates no key
-//! (a snapshot may hold hundreds of thousands of tasks); a lookup checks
-//! each candidate against the key, so two keys with the same hash never mix.
+//! A key is stored as its hash only, so building an index allocates no key;
+//! a lookup checks each candidate against the key, so two keys with the
+//! same hash never mix.
 
 use std::hash::BuildHasher;
 use std::sync::OnceLock;

@@ -1,18 +1,18 @@
 //! [`Snapshot`]: what a scheduler sees, with indexed queries.
 //!
-//! The instance, task and pending-start lists are private so that the
-//! indexes over them stay true: a snapshot is built whole with
-//! [`Snapshot::new`] (the runner builds one per cycle; tests use the
-//! `testing` feature's `SnapshotBuilder`) and read through iterators. Each
-//! index is built on its first query and at most once per snapshot; a
-//! query then costs O(result).
+//! The instances and tasks live in an indexed view the runner keeps up to
+//! date change by change (O(change) per cycle); a snapshot shares it, so
+//! taking one costs nothing and every query costs O(result). A snapshot is
+//! built whole with [`Snapshot::new`] elsewhere (tests use the `testing`
+//! feature's `SnapshotBuilder`) and read through iterators and queries.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use blox_core::model::{Arn, ContainerInstance, InstanceStatus, Task, Timestamp};
 
-use super::index::{LazyPostings, Postings, arn_hash, key_hash};
+use super::index::{LazyPostings, Postings, arn_hash};
+use super::indexed::{IndexedView, attribute_key};
 
 /// A start the runner issued whose task is not yet visible in the view (one
 /// per start: several copies on one instance are several pending starts).
@@ -41,43 +41,21 @@ pub struct InstanceBackoff {
     pub last_reason: Option<String>,
 }
 
-/// The snapshot's lazily built indexes.
-#[derive(Debug, Default, Clone)]
-struct Indexes {
-    /// Instances by ARN.
-    instance_by_arn: LazyPostings,
-    /// Instances by attribute name, and by attribute name and value.
-    instance_by_attribute: LazyPostings,
-    /// Tasks by the instance they run on.
-    task_by_instance: LazyPostings,
-    /// Tasks by `startedBy`.
-    task_by_started_by: LazyPostings,
-    /// Pending starts by instance.
-    pending_by_instance: LazyPostings,
-}
-
-/// The hash under which an attribute name, or a name and value, is filed
-/// (a slice's hash covers its length, so the two kinds never mix).
-fn attribute_key(name: &str, value: Option<&str>) -> u64 {
-    match value {
-        Some(v) => key_hash(&[name, v]),
-        None => key_hash(&[name]),
-    }
-}
-
 /// A consistent view of the cluster(s) a scheduler manages, plus its own
 /// desired state (see the [scheduler guide](crate::scheduler) for what it
 /// guarantees).
 ///
-/// Lists keep the order they were given in (the runner's is the cache's, in
-/// no particular order), and every query returns its results in that order,
-/// so a decision is deterministic for a given snapshot.
+/// [`instances`](Self::instances) and [`tasks`](Self::tasks) list in no
+/// particular order; every indexed query ([`tasks_on`](Self::tasks_on),
+/// [`tasks_started_by`](Self::tasks_started_by),
+/// [`instances_in`](Self::instances_in), the attribute queries) answers in
+/// ARN order, so a decision built on them is deterministic for a given view.
 #[derive(Debug, Clone)]
 pub struct Snapshot<D> {
-    instances: Vec<Arc<ContainerInstance>>,
-    tasks: Vec<Arc<Task>>,
+    view: Arc<IndexedView>,
     pending_starts: Vec<PendingStart>,
-    indexes: Indexes,
+    /// Pending starts by instance, built on first use.
+    pending_by_instance: LazyPostings,
     /// Instances in backoff, by instance ARN.
     pub backoff: HashMap<Arn, InstanceBackoff>,
     /// The scheduler's own desired state.
@@ -90,7 +68,8 @@ impl<D> Snapshot<D> {
     /// A snapshot of `instances` (every status), `tasks` (every status,
     /// stopped ones within the retention period included), the starts in
     /// flight, the instances in backoff, and the scheduler's desired state,
-    /// at `now`.
+    /// at `now`. Indexing the lists costs O(n log n); the runner instead
+    /// shares a view it keeps up to date.
     pub fn new(
         instances: Vec<Arc<ContainerInstance>>,
         tasks: Vec<Arc<Task>>,
@@ -99,38 +78,49 @@ impl<D> Snapshot<D> {
         desired: D,
         now: Timestamp,
     ) -> Self {
+        let view = Arc::new(IndexedView::of(instances, tasks));
+        Snapshot::of_view(view, pending_starts, backoff, desired, now)
+    }
+
+    /// A snapshot sharing an indexed view.
+    pub(crate) fn of_view(
+        view: Arc<IndexedView>,
+        pending_starts: Vec<PendingStart>,
+        backoff: HashMap<Arn, InstanceBackoff>,
+        desired: D,
+        now: Timestamp,
+    ) -> Self {
         Snapshot {
-            instances,
-            tasks,
+            view,
             pending_starts,
-            indexes: Indexes::default(),
+            pending_by_instance: LazyPostings::default(),
             backoff,
             desired,
             now,
         }
     }
 
-    /// The same view with another desired state (the indexes built so far are kept).
+    /// The same view with another desired state.
     pub fn with_desired<E>(self, desired: E) -> Snapshot<E> {
         Snapshot {
-            instances: self.instances,
-            tasks: self.tasks,
+            view: self.view,
             pending_starts: self.pending_starts,
-            indexes: self.indexes,
+            pending_by_instance: self.pending_by_instance,
             backoff: self.backoff,
             desired,
             now: self.now,
         }
     }
 
-    /// Every container instance, of every status.
+    /// Every container instance, of every status, in no particular order.
     pub fn instances(&self) -> impl ExactSizeIterator<Item = &Arc<ContainerInstance>> + '_ {
-        self.instances.iter()
+        self.view.instances()
     }
 
-    /// Every task, of every status (stopped ones within the retention period included).
+    /// Every task, of every status (stopped ones within the retention
+    /// period included), in no particular order.
     pub fn tasks(&self) -> impl ExactSizeIterator<Item = &Arc<Task>> + '_ {
-        self.tasks.iter()
+        self.view.tasks()
     }
 
     /// Every start issued by the runner that the view does not show yet.
@@ -140,31 +130,47 @@ impl<D> Snapshot<D> {
 
     /// ACTIVE instances whose agent is connected (a scan of every instance).
     pub fn active_instances(&self) -> impl Iterator<Item = &Arc<ContainerInstance>> {
-        self.instances.iter().filter(|i| is_active(i))
+        self.instances().filter(|i| is_active(i))
     }
 
     /// Tasks that are running or on their way to run (a scan of every task).
     pub fn live_tasks(&self) -> impl Iterator<Item = &Arc<Task>> {
-        self.tasks.iter().filter(|t| t.is_live())
+        self.tasks().filter(|t| t.is_live())
     }
 
     /// The instance with this ARN. O(1).
     pub fn instance(&self, arn: &Arn) -> Option<&Arc<ContainerInstance>> {
-        self.instance_position(arn.as_str())
-            .map(|p| &self.instances[p])
+        self.view.instance(arn)
+    }
+
+    /// The task with this ARN. O(1).
+    pub fn task(&self, arn: &Arn) -> Option<&Arc<Task>> {
+        self.view.task(arn)
+    }
+
+    /// The clusters (ARNs) the view has instances of.
+    pub fn clusters(&self) -> impl Iterator<Item = &Arn> + '_ {
+        self.view.clusters()
+    }
+
+    /// Instances of a cluster, of every status, in ARN order. O(result).
+    pub fn instances_in<'a>(
+        &'a self,
+        cluster: &Arn,
+    ) -> impl Iterator<Item = &'a Arc<ContainerInstance>> + 'a {
+        self.view.instances_in(cluster)
     }
 
     /// Instances, of every status, whose attribute `name` has value `value`
     /// (ECS container-instance attributes: `ecs.availability-zone`,
-    /// `ecs.instance-type`, custom ones). O(result).
+    /// `ecs.instance-type`, custom ones), in ARN order. O(result).
     pub fn instances_with_attribute<'a>(
         &'a self,
         name: &'a str,
         value: &'a str,
     ) -> impl Iterator<Item = &'a Arc<ContainerInstance>> + 'a {
-        self.attribute_index()
-            .get(attribute_key(name, Some(value)))
-            .map(|p| &self.instances[p])
+        self.view
+            .instances_under(attribute_key(name, Some(value)))
             .filter(move |i| {
                 i.attributes
                     .iter()
@@ -174,58 +180,44 @@ impl<D> Snapshot<D> {
 
     /// Instances, of every status, that have attribute `name`, with any
     /// value or none (a capability such as
-    /// `com.amazonaws.ecs.capability.docker-remote-api.1.19`). O(result).
+    /// `com.amazonaws.ecs.capability.docker-remote-api.1.19`), in ARN
+    /// order. O(result).
     pub fn instances_having_attribute<'a>(
         &'a self,
         name: &'a str,
     ) -> impl Iterator<Item = &'a Arc<ContainerInstance>> + 'a {
-        self.attribute_index()
-            .get(attribute_key(name, None))
-            .map(|p| &self.instances[p])
+        self.view
+            .instances_under(attribute_key(name, None))
             .filter(move |i| i.attributes.iter().any(|a| a.name == name))
     }
 
-    fn attribute_index(&self) -> &Postings {
-        self.indexes.instance_by_attribute.get_or_build(|| {
-            Postings::build(&self.instances, |i, emit| {
-                for a in &i.attributes {
-                    emit(attribute_key(&a.name, None));
-                    if let Some(v) = &a.value {
-                        emit(attribute_key(&a.name, Some(v)));
-                    }
-                }
-            })
-        })
+    /// Tasks on an instance, of every status, in ARN order. O(result).
+    pub fn tasks_on<'a>(&'a self, instance: &Arn) -> impl Iterator<Item = &'a Arc<Task>> + 'a {
+        self.view.tasks_on(instance)
     }
 
-    /// Tasks on an instance, of every status. O(result).
-    pub fn tasks_on<'a>(&'a self, instance: &'a Arn) -> impl Iterator<Item = &'a Arc<Task>> + 'a {
-        self.task_positions_on(instance).map(|p| &self.tasks[p])
-    }
-
-    /// Live tasks on an instance ([`Task::is_live`]). O(tasks on the instance).
-    pub fn live_tasks_on<'a>(
-        &'a self,
-        instance: &'a Arn,
-    ) -> impl Iterator<Item = &'a Arc<Task>> + 'a {
+    /// Live tasks on an instance ([`Task::is_live`]), in ARN order.
+    /// O(tasks on the instance).
+    pub fn live_tasks_on<'a>(&'a self, instance: &Arn) -> impl Iterator<Item = &'a Arc<Task>> + 'a {
         self.tasks_on(instance).filter(|t| t.is_live())
     }
 
-    /// Tasks tagged `started_by`, of every status, on any instance. O(result).
+    /// Tasks tagged `started_by`, of every status, on any instance, in ARN
+    /// order. O(result).
     pub fn tasks_started_by<'a>(
         &'a self,
-        started_by: &'a str,
+        started_by: &str,
     ) -> impl Iterator<Item = &'a Arc<Task>> + 'a {
-        self.task_positions_started_by(started_by)
-            .map(|p| &self.tasks[p])
+        self.view.tasks_started_by(started_by)
     }
 
-    /// The starts in flight on an instance (one per start). O(result).
+    /// The starts in flight on an instance (one per start), in the order
+    /// the runner lists them. O(result).
     pub fn pending_on<'a>(
         &'a self,
         instance: &'a Arn,
     ) -> impl Iterator<Item = &'a PendingStart> + 'a {
-        let index = self.indexes.pending_by_instance.get_or_build(|| {
+        let index = self.pending_by_instance.get_or_build(|| {
             Postings::build(&self.pending_starts, |p, emit| {
                 emit(arn_hash(p.instance.as_str()))
             })
@@ -259,65 +251,14 @@ impl<D> Snapshot<D> {
             .is_some_and(|b| b.until > self.now)
     }
 
-    /// The instances as a slice, for positional views inside the crate.
-    pub(crate) fn instance_slice(&self) -> &[Arc<ContainerInstance>] {
-        &self.instances
+    /// The indexed view, shared.
+    pub(crate) fn view(&self) -> &Arc<IndexedView> {
+        &self.view
     }
 
-    /// The tasks as a slice, for positional views inside the crate.
-    pub(crate) fn task_slice(&self) -> &[Arc<Task>] {
-        &self.tasks
-    }
-
-    /// The tasks, taken out of the snapshot.
-    pub(crate) fn into_tasks(self) -> Vec<Arc<Task>> {
-        self.tasks
-    }
-
-    /// The position in [`Self::instance_slice`] of the instance with this ARN.
-    pub(crate) fn instance_position(&self, arn: &str) -> Option<usize> {
-        let index = self.indexes.instance_by_arn.get_or_build(|| {
-            Postings::build(&self.instances, |i, emit| {
-                emit(arn_hash(i.container_instance_arn.as_str()))
-            })
-        });
-        index
-            .get(arn_hash(arn))
-            .find(|&p| self.instances[p].container_instance_arn.as_str() == arn)
-    }
-
-    /// The positions in [`Self::task_slice`] of the tasks on `instance`, in order.
-    pub(crate) fn task_positions_on<'a>(
-        &'a self,
-        instance: &'a Arn,
-    ) -> impl Iterator<Item = usize> + 'a {
-        let index = self.indexes.task_by_instance.get_or_build(|| {
-            Postings::build(&self.tasks, |t, emit| {
-                if let Some(i) = &t.container_instance_arn {
-                    emit(arn_hash(i.as_str()))
-                }
-            })
-        });
-        index
-            .get(arn_hash(instance.as_str()))
-            .filter(move |&p| self.tasks[p].container_instance_arn.as_ref() == Some(instance))
-    }
-
-    /// The positions in [`Self::task_slice`] of the tasks tagged `started_by`, in order.
-    pub(crate) fn task_positions_started_by<'a>(
-        &'a self,
-        started_by: &'a str,
-    ) -> impl Iterator<Item = usize> + 'a {
-        let index = self.indexes.task_by_started_by.get_or_build(|| {
-            Postings::build(&self.tasks, |t, emit| {
-                if let Some(s) = &t.started_by {
-                    emit(key_hash(&[s.as_str()]))
-                }
-            })
-        });
-        index
-            .get(key_hash(&[started_by]))
-            .filter(move |&p| self.tasks[p].started_by.as_deref() == Some(started_by))
+    /// The desired state, taken out of the snapshot.
+    pub(crate) fn into_desired(self) -> D {
+        self.desired
     }
 }
 
@@ -389,7 +330,7 @@ mod tests {
     }
 
     #[test]
-    fn tasks_on_an_instance_equal_a_scan_in_order() {
+    fn tasks_on_an_instance_equal_a_scan_in_arn_order() {
         let snap = mixed();
         let b = SnapshotBuilder::new().cluster("prod");
         let mut wanted: Vec<Arn> = snap
@@ -400,17 +341,19 @@ mod tests {
         wanted.push(b.instance_arn("absent"));
         let task = |t: &Task| t.task_arn.clone();
         for i in &wanted {
-            let scan: Vec<Arn> = snap
+            let mut scan: Vec<Arn> = snap
                 .tasks()
                 .filter(|t| t.container_instance_arn.as_ref() == Some(i))
                 .map(|t| task(t))
                 .collect();
+            scan.sort();
             assert_eq!(arns(snap.tasks_on(i), |t| &t.task_arn), scan, "{i}");
-            let live: Vec<Arn> = snap
+            let mut live: Vec<Arn> = snap
                 .live_tasks()
                 .filter(|t| t.container_instance_arn.as_ref() == Some(i))
                 .map(|t| task(t))
                 .collect();
+            live.sort();
             assert_eq!(arns(snap.live_tasks_on(i), |t| &t.task_arn), live, "{i}");
         }
         // Every task on an instance is found once.
@@ -424,14 +367,15 @@ mod tests {
     }
 
     #[test]
-    fn tasks_by_started_by_equal_a_scan_in_order() {
+    fn tasks_by_started_by_equal_a_scan_in_arn_order() {
         let snap = mixed();
         for tag in ["tag-0", "tag-1", "tag-4", "tag-5", "tag", ""] {
-            let scan: Vec<Arn> = snap
+            let mut scan: Vec<Arn> = snap
                 .tasks()
                 .filter(|t| t.started_by.as_deref() == Some(tag))
                 .map(|t| t.task_arn.clone())
                 .collect();
+            scan.sort();
             assert_eq!(
                 arns(snap.tasks_started_by(tag), |t| &t.task_arn),
                 scan,
@@ -442,7 +386,7 @@ mod tests {
     }
 
     #[test]
-    fn instances_by_attribute_equal_a_scan_in_order() {
+    fn instances_by_attribute_equal_a_scan_in_arn_order() {
         let snap = mixed();
         let inst = |i: &ContainerInstance| i.container_instance_arn.clone();
         for (name, value) in [
@@ -453,11 +397,12 @@ mod tests {
             ("gpu", ""),
             ("missing", "x"),
         ] {
-            let scan: Vec<Arn> = snap
+            let mut scan: Vec<Arn> = snap
                 .instances()
                 .filter(|i| i.attribute(name) == Some(value))
                 .map(|i| inst(i))
                 .collect();
+            scan.sort();
             assert_eq!(
                 arns(snap.instances_with_attribute(name, value), |i| &i
                     .container_instance_arn),
@@ -466,11 +411,12 @@ mod tests {
             );
         }
         for name in ["role", "gpu", "ecs.availability-zone", "missing"] {
-            let scan: Vec<Arn> = snap
+            let mut scan: Vec<Arn> = snap
                 .instances()
                 .filter(|i| i.attributes.iter().any(|a| a.name == name))
                 .map(|i| inst(i))
                 .collect();
+            scan.sort();
             assert_eq!(
                 arns(snap.instances_having_attribute(name), |i| &i
                     .container_instance_arn),

@@ -21,12 +21,14 @@
 //! assert_eq!(starts(&actions), vec![SnapshotBuilder::new().cluster("prod").instance_arn("i2")]);
 //! ```
 
+mod changing;
 mod snapshot;
 
 pub use blox_core::testing::{
     ChurnPlan, ChurnReport, FakeAction, FakeEcs, FakeEcsConfig, FakeError, InjectedError,
     InstanceSpec, MockEcsApi, MockEventSource, TaskProgress,
 };
+pub use changing::ChangingView;
 pub use snapshot::{InstanceBuilder, SnapshotBuilder, TaskBuilder};
 
 use blox_core::model::Arn;

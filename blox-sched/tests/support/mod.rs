@@ -158,9 +158,14 @@ pub async fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
 
 /// Live tasks of [`TAG`] the fake holds on an instance.
 pub fn live_tagged(fake: &FakeEcs, instance: &Arn) -> usize {
+    live_started_by(fake, instance, TAG)
+}
+
+/// Live tasks started by `tag` the fake holds on an instance.
+pub fn live_started_by(fake: &FakeEcs, instance: &Arn, tag: &str) -> usize {
     fake.tasks_on(instance)
         .iter()
-        .filter(|t| t.is_live() && t.started_by.as_deref() == Some(TAG))
+        .filter(|t| t.is_live() && t.started_by.as_deref() == Some(tag))
         .count()
 }
 
