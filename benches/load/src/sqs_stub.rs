@@ -11,6 +11,12 @@
 //! (milliseconds since the stub started), from which the driver computes the
 //! ingest rate.
 //!
+//! Each message is stamped with the time it is delivered (its envelope's
+//! `time`), as a live stream of ECS events would be: the benchmark measures
+//! the daemon following a running cluster, not a backlog older than a fresh
+//! memory store, whose events the ingester would first confirm with ECS
+//! (`Ingester::verify_with`).
+//!
 //! Usage: `sqs-stub <messages.jsonl> <listen address>`.
 
 use std::collections::{HashMap, VecDeque};
@@ -76,6 +82,10 @@ impl Queue {
 
     fn take(&mut self, max: usize, now: Instant) -> Vec<Value> {
         self.expire(now);
+        let stamp = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let stamp = stamp.as_str();
         let mut out = Vec::with_capacity(max);
         while out.len() < max {
             let Some(mut m) = self.ready.pop_front() else {
@@ -87,7 +97,7 @@ impl Queue {
             out.push(json!({
                 "MessageId": m.id,
                 "ReceiptHandle": handle,
-                "Body": &*m.body,
+                "Body": stamped(&m.body, stamp),
                 "Attributes": {"ApproximateReceiveCount": m.receives.to_string()},
             }));
             self.in_flight.insert(handle, (m, now + VISIBILITY));
@@ -263,6 +273,19 @@ async fn stats(stub: Arc<Stub>) -> Response {
             "last_delete_ms": ms(q.last_delete),
         }),
     )
+}
+
+/// The body with its envelope's `time` (the last `"time":"..."`: the
+/// envelope's keys follow its detail's) replaced by `stamp`.
+fn stamped(body: &str, stamp: &str) -> String {
+    const KEY: &str = "\"time\":\"";
+    let Some(at) = body.rfind(KEY).map(|i| i + KEY.len()) else {
+        return body.to_owned();
+    };
+    let Some(len) = body[at..].find('"') else {
+        return body.to_owned();
+    };
+    format!("{}{stamp}{}", &body[..at], &body[at + len..])
 }
 
 #[tokio::main]
