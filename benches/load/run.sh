@@ -2,6 +2,9 @@
 # The end-to-end load benchmark of issue 17, in one command:
 #   bash benches/load/run.sh            # every size, both stores
 #   SIZES="5000" STORES="memory" bash benches/load/run.sh   # a quick subset
+#   INGEST_ONLY=1 REPEAT=3 SIZES="5000 200000" STORES=memory bash benches/load/run.sh
+#     # ingest alone, the sizes alternated REPEAT times (compare medians);
+#     # printed and kept in target/load/results.md, not written to RESULTS.md
 # It installs what it needs (etcd, wrk), builds the release daemon and the
 # load tools, generates the event sets (5k, 50k, 200k tasks of about 1.8 KB),
 # and for each store and size starts a fresh disk-backed etcd (etcd runs
@@ -17,6 +20,8 @@ ROOT=$PWD
 SIZES=${SIZES:-"5000 50000 200000"}
 STORES=${STORES:-"etcd memory"}
 DURATION=${DURATION:-20s}
+INGEST_ONLY=${INGEST_ONLY:-}
+REPEAT=${REPEAT:-1}
 OUT=$ROOT/target/load
 mkdir -p "$OUT"
 
@@ -60,7 +65,7 @@ for size in $SIZES; do
 done
 
 for store in $STORES; do
-  for size in $SIZES; do
+  for size in $(for _ in $(seq 1 "$REPEAT"); do echo $SIZES; done); do
     events=$OUT/events-$size.jsonl
     total=$(wc -l <"$events")
     PIDS=()
@@ -94,6 +99,11 @@ for store in $STORES; do
     stats=$(curl -sf "http://127.0.0.1:$sport/stats")
     rate=$(python3 -c "import json,sys; s=json.loads(sys.argv[1]); ms=max(1,s['last_delete_ms']-s['first_receive_ms']); print(f\"{s['deleted']*1000/ms:.0f}\")" "$stats")
     record "$store, $size tasks" "ingest ($total messages)" "$rate msg/s"
+    if [ -n "$INGEST_ONLY" ]; then
+      cleanup
+      PIDS=()
+      continue
+    fi
     sleep 5
     record "$store, $size tasks" "daemon RSS after loading (idle)" "$(( $(rss_kib "$dpid") / 1024 )) MiB"
     base="http://127.0.0.1:$dport"
@@ -129,6 +139,11 @@ for store in $STORES; do
     PIDS=()
   done
 done
+
+if [ -n "$INGEST_ONLY" ]; then
+  echo "figures: $RESULTS (not recorded in benches/RESULTS.md)"
+  exit 0
+fi
 
 # Record the run between the markers in RESULTS.md.
 python3 - "$ROOT/benches/RESULTS.md" "$RESULTS" <<'PY'

@@ -73,10 +73,11 @@
 //!   (O(instances × tasks)).
 //! - **What changed.** The runner calls [`Scheduler::decide_changed`] with
 //!   the instances whose records, tasks, starts in flight or backoff
-//!   changed since its previous decision, or with a full [`Changes`] on its
-//!   timer, after it loaded its view whole, when the previous decision's
-//!   actions were not all issued (capped, held or failed), and for the
-//!   first decision of a term. The default decides on the whole snapshot;
+//!   changed since its previous decision, or with a full [`Changes`] at
+//!   least once every [`RunnerOptions::interval`](crate::runner::RunnerOptions::interval)
+//!   however busy the cluster, after it loaded its view whole, when the
+//!   previous decision's actions were not all issued (capped, held, failed,
+//!   or a stop ECS did not confirm), and for the first decision of a term. The default decides on the whole snapshot;
 //!   the daemon scheduler decides for the changed instances alone while its
 //!   environments are steady.
 //! - **Not current.** The view lags ECS: events arrive late, out of order or
@@ -349,9 +350,10 @@ pub trait Scheduler: Send + Sync + 'static {
     /// [`changed instances`](Changes::instances) (and for whatever a change
     /// of its desired state from [`Changes::previous_desired`] asks): the
     /// runner issued every action of the previous decision, and asks for a
-    /// full one on its timer ([`RunnerOptions::interval`](crate::runner::RunnerOptions::interval)),
-    /// after loading its view again, and after any action was capped,
-    /// held or failed.
+    /// full one at least once every
+    /// [`RunnerOptions::interval`](crate::runner::RunnerOptions::interval),
+    /// after loading its view again, and after any action was capped, held,
+    /// failed or left unconfirmed.
     fn decide_changed(
         &self,
         snapshot: &Snapshot<Self::Desired>,

@@ -57,3 +57,35 @@ async fn a_stale_draining_status_in_the_view_never_stops_the_daemon_task() {
     assert_eq!(live_daemons(&w), 0, "the draining instance is emptied");
     r.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_draining_stop_ecs_did_not_confirm_is_decided_again_at_the_next_cycle() {
+    let w = World::new(1).await;
+    w.fake
+        .run_tasks("c", "logs:1", &w.instances, Some(DEPLOYMENT))
+        .unwrap();
+    pump(&w.fake, w.store.as_ref()).await;
+    // The view shows the instance DRAINING, but ECS describes it ACTIVE
+    // again (its event is late).
+    w.fake.drain(&w.instances[0]).unwrap();
+    pump(&w.fake, w.store.as_ref()).await;
+    w.fake.activate(&w.instances[0]).unwrap();
+    let _late = w.fake.take_events();
+    let r = w.spawn_with(DaemonScheduler::new(), desired(), options());
+    for _ in 0..3 {
+        r.handle.trigger();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(live_daemons(&w), 1, "not confirmed: not stopped");
+    // ECS drains it again; the view already shows DRAINING and gets no
+    // event of it (the view does not change at all).
+    w.fake.drain(&w.instances[0]).unwrap();
+    let _lost = w.fake.take_events();
+    for _ in 0..5 {
+        r.handle.trigger();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    // Asked again at the next cycle, not at the timer's full pass (30 s).
+    assert_eq!(live_daemons(&w), 0, "the confirmed stop was issued");
+    r.shutdown().await;
+}

@@ -208,6 +208,9 @@ impl BackoffTracker {
         for instance in healthy {
             self.slots.remove(&instance);
         }
+        // An instance gone from the view needs no record once its backoff ended.
+        self.slots
+            .retain(|instance, s| s.state.until > now || view.instance(instance).is_some());
     }
 
     /// Forgets every record (a new term).
@@ -321,12 +324,29 @@ mod tests {
             start,
         );
         let running = vec![running_task("t2")];
-        let view = IndexedView::of(Vec::new(), running.clone());
+        let host = blox_core::model::ContainerInstance::new(
+            instance(),
+            arn("arn:aws:ecs:us-east-1:000000000000:cluster/c"),
+        );
+        let view = IndexedView::of(vec![Arc::new(host)], running.clone());
         t.observe(&view, &running, &[], start.plus(Duration::from_secs(2)));
         // Seen running once; later cycles see no change of it.
         t.observe(&view, &[], &[], start.plus(Duration::from_secs(60)));
         assert_eq!(t.snapshot().len(), 1, "not healthy yet");
         t.observe(&view, &[], &[], start.plus(Duration::from_secs(200)));
         assert!(t.snapshot().is_empty(), "healthy: the record is cleared");
+    }
+
+    #[test]
+    fn an_ended_backoff_of_an_instance_gone_from_the_view_is_dropped() {
+        let mut t = tracker();
+        let start = Timestamp::from_millis(10_000);
+        let crashed = vec![stopped_task("t1", 500)];
+        let view = IndexedView::of(Vec::new(), crashed.clone());
+        t.observe(&view, &crashed, &[], start);
+        t.observe(&view, &[], &[], start);
+        assert_eq!(t.snapshot().len(), 1, "held while its backoff runs");
+        t.observe(&view, &[], &[], start.plus(Duration::from_secs(2)));
+        assert!(t.snapshot().is_empty(), "ended, and the instance is gone");
     }
 }

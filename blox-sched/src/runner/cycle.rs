@@ -89,7 +89,7 @@ impl<S: Scheduler> Runner<S> {
                         changes.borrow_and_update();
                     }
                 }
-                _ = ticker.tick() => self.full_pass_due = true,
+                _ = ticker.tick() => {}
                 r = self.gates.leadership.changed(), if leader_open => leader_open = r.is_ok(),
                 r = self.gates.bootstrapped.changed(), if boot_open => boot_open = r.is_ok(),
                 () = self.wake.notified() => {}
@@ -396,7 +396,9 @@ impl<S: Scheduler> Runner<S> {
             .live
             .get_or_insert_with(|| LiveView::new(self.options.clusters.clone()));
         let loads = live.loads();
-        let mut changes = live.sync(&self.cache);
+        // The view reaches at least the cache's revision, which the gates
+        // were checked against.
+        let mut changes = live.sync(&self.cache).await;
         // Taken now: a cycle that fails from here on leaves no last
         // decision, so the next one is full (these changes are consumed).
         let last = self.last.take();
@@ -434,8 +436,12 @@ impl<S: Scheduler> Runner<S> {
         let mut touched = std::mem::take(&mut changes.instances);
         touched.extend(marked.iter().cloned());
         touched.extend(forgotten);
+        let full_due = self
+            .last_full
+            .is_none_or(|t| now.since(t) >= self.options.interval);
         let full = changes.full
-            || std::mem::take(&mut self.full_pass_due)
+            || full_due
+            || std::mem::take(&mut self.term.unissued)
             || last.as_ref().is_none_or(|l| !l.complete);
         if let Some(l) = &last {
             touched.extend(l.marked.iter().cloned());
@@ -444,6 +450,7 @@ impl<S: Scheduler> Runner<S> {
             (Some(l), false) => Changes::since(&l.desired, &touched),
             _ => {
                 bump(&self.counters.full_decisions, 1);
+                self.last_full = Some(now);
                 Changes::full()
             }
         };

@@ -149,6 +149,10 @@ impl<S: Scheduler> Runner<S> {
         if error.is_some() {
             last_error = error;
         }
+        if !unconfirmed.is_empty() {
+            // Not issued this cycle: the next decision must see them again.
+            self.term.unissued = true;
+        }
         for stop in &plan.stops {
             if !self.still_leading(term) {
                 return Ok(());

@@ -24,6 +24,10 @@ use crate::scheduler::IndexedView;
 /// How many revisions the queue holds before the view is loaded again.
 const QUEUE_REVISIONS: usize = 65_536;
 
+/// How long a sync waits for the feed to bring the view to the cache's
+/// revision before it loads the view whole instead.
+const CATCH_UP: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What changed in the view since the changes were last taken.
 #[derive(Debug, Default)]
 pub(crate) struct ViewChanges {
@@ -53,6 +57,8 @@ impl Drop for Follow {
 pub(crate) struct LiveView {
     clusters: Vec<String>,
     view: Arc<IndexedView>,
+    /// The revision the view holds everything up to.
+    revision: Revision,
     follow: Option<Follow>,
     changes: ViewChanges,
     loads: u64,
@@ -64,6 +70,7 @@ impl LiveView {
         LiveView {
             clusters,
             view: Arc::new(IndexedView::default()),
+            revision: Revision::default(),
             follow: None,
             changes: ViewChanges::default(),
             loads: 0,
@@ -81,16 +88,38 @@ impl LiveView {
         self.loads
     }
 
-    /// Brings the view up to the cache's feed (loading it whole the first
-    /// time, and whenever the feed cannot be followed), and returns what
-    /// changed since the last call.
-    pub(crate) fn sync(&mut self, cache: &Cache) -> ViewChanges {
+    /// Brings the view at least to the cache's revision at the call (from
+    /// the feed; loading it whole the first time, and whenever the feed
+    /// cannot be followed or does not catch up within [`CATCH_UP`]), and
+    /// returns what changed since the last call.
+    pub(crate) async fn sync(&mut self, cache: &Cache) -> ViewChanges {
+        let target = cache.revision();
         loop {
             let Some(follow) = self.follow.as_mut() else {
                 self.load(cache);
                 continue;
             };
-            let batch = match follow.queue.try_recv() {
+            let behind = self.revision.epoch != target.epoch || self.revision.seq < target.seq;
+            let next = match follow.queue.try_recv() {
+                Err(mpsc::error::TryRecvError::Empty)
+                    if behind && !follow.lost.load(Ordering::SeqCst) =>
+                {
+                    // The forwarder has not passed it on yet.
+                    match tokio::time::timeout(CATCH_UP, follow.queue.recv()).await {
+                        Ok(Some(b)) => Ok(b),
+                        Ok(None) => Err(mpsc::error::TryRecvError::Disconnected),
+                        Err(_) => {
+                            tracing::warn!(
+                                "the runner's view did not catch up with the cache; loading it whole"
+                            );
+                            self.follow = None;
+                            continue;
+                        }
+                    }
+                }
+                other => other,
+            };
+            let batch = match next {
                 Ok(b) => b,
                 Err(mpsc::error::TryRecvError::Empty) => {
                     if follow.lost.load(Ordering::SeqCst) {
@@ -108,6 +137,7 @@ impl LiveView {
                     continue;
                 }
             };
+            self.revision = batch.revision;
             self.apply(&batch.events);
         }
         std::mem::take(&mut self.changes)
@@ -131,9 +161,10 @@ impl LiveView {
             // Under the view's read lock: no revision is published between
             // the load and the subscription.
             let revision: Revision = v.revision();
-            (view, cache.subscribe(revision))
+            (view, (cache.subscribe(revision), revision))
         });
         self.view = Arc::new(view);
+        self.revision = start.1;
         self.changes = ViewChanges {
             full: true,
             ..ViewChanges::default()
@@ -141,7 +172,7 @@ impl LiveView {
         self.loads += 1;
         let (tx, queue) = mpsc::channel(QUEUE_REVISIONS);
         let lost = Arc::new(AtomicBool::new(false));
-        let mut stream = start.subscription().into_stream();
+        let mut stream = start.0.subscription().into_stream();
         let flag = Arc::clone(&lost);
         let forwarder = tokio::spawn(async move {
             while let Some(item) = stream.next().await {
@@ -272,7 +303,10 @@ mod tests {
         let (cache, mut writer) = blox_state::cache::cache();
         writer.replace(Vec::new(), Revision::new(1, 1));
         let mut live = LiveView::new(Vec::new());
-        assert!(live.sync(&cache).full, "the first sync loads the view");
+        assert!(
+            live.sync(&cache).await.full,
+            "the first sync loads the view"
+        );
         let mut seed: u64 = 7;
         let mut next = move |n: u64| {
             seed = seed
@@ -302,11 +336,11 @@ mod tests {
                 .collect();
             writer.apply_revision(WatchBatch { revision, events });
             settle().await;
-            let changes = live.sync(&cache);
+            let changes = live.sync(&cache).await;
             assert!(!changes.full, "revision {seq}: followed, not loaded");
             touched += changes.instances.len();
             let mut whole = LiveView::new(Vec::new());
-            whole.sync(&cache);
+            whole.sync(&cache).await;
             assert_eq!(answers(&live.view), answers(&whole.view), "revision {seq}");
         }
         assert_eq!(live.loads(), 1);
@@ -314,18 +348,39 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_sync_reaches_the_caches_revision_before_the_forwarder_ran() {
+        let (cache, mut writer) = blox_state::cache::cache();
+        writer.replace(Vec::new(), Revision::new(1, 1));
+        let mut live = LiveView::new(Vec::new());
+        live.sync(&cache).await;
+        let revision = Revision::new(1, 2);
+        writer.apply_revision(WatchBatch {
+            revision,
+            events: vec![WatchEvent::Put(Versioned {
+                entity: task(1, 1, 1, false),
+                revision,
+            })],
+        });
+        // No yield: the forwarding task has not run since the revision.
+        let changes = live.sync(&cache).await;
+        assert_eq!(changes.tasks.len(), 1);
+        assert_eq!(live.view.tasks().len(), 1);
+        assert_eq!(live.loads(), 1);
+    }
+
+    #[tokio::test]
     async fn a_relisted_cache_is_loaded_again_and_the_changes_say_full() {
         let (cache, mut writer) = blox_state::cache::cache();
         writer.replace(Vec::new(), Revision::new(1, 1));
         let mut live = LiveView::new(Vec::new());
-        live.sync(&cache);
+        live.sync(&cache).await;
         let put = |seq| Versioned {
             entity: task(1, 1, 1, false),
             revision: Revision::new(2, seq),
         };
         writer.replace(vec![put(5)], Revision::new(2, 5));
         settle().await;
-        let changes = live.sync(&cache);
+        let changes = live.sync(&cache).await;
         assert!(changes.full);
         assert_eq!(live.loads(), 2);
         assert_eq!(live.view.tasks().len(), 1);
@@ -336,7 +391,7 @@ mod tests {
         let (cache, mut writer) = blox_state::cache::cache();
         writer.replace(Vec::new(), Revision::new(1, 1));
         let mut live = LiveView::new(vec!["other".into()]);
-        live.sync(&cache);
+        live.sync(&cache).await;
         let revision = Revision::new(1, 2);
         writer.apply_revision(WatchBatch {
             revision,
@@ -346,7 +401,7 @@ mod tests {
             })],
         });
         settle().await;
-        let changes = live.sync(&cache);
+        let changes = live.sync(&cache).await;
         assert!(changes.instances.is_empty() && changes.tasks.is_empty());
         assert_eq!(live.view.tasks().len(), 0);
     }

@@ -410,6 +410,9 @@ struct TermState {
     stopping: std::collections::HashMap<blox_core::model::Arn, Timestamp>,
     /// Whether the backoff tracker still needs its baseline.
     baseline: bool,
+    /// Set when the last cycle left an action of its plan unissued (a
+    /// stop ECS did not confirm): the next decision is a full one.
+    unissued: bool,
 }
 
 /// Executes a scheduler's decisions against ECS (see the module docs).
@@ -435,8 +438,9 @@ pub struct Runner<S: Scheduler> {
     live: Option<live::LiveView>,
     /// The last decision, while the next may be made from changes alone.
     last: Option<LastDecision<S::Desired>>,
-    /// Set by the timer: the next decision covers the whole view.
-    full_pass_due: bool,
+    /// When the last full decision was made (runner clock): the next is
+    /// due an `interval` later, however busy the cluster.
+    last_full: Option<Timestamp>,
 }
 
 /// What the next decision is made relative to.
@@ -451,7 +455,8 @@ struct LastDecision<D> {
 
 /// Sees each snapshot the scheduler decided on, after the decision (the
 /// daemon scheduler's deployment tracker persists progress from it). Runs
-/// inside the cycle: keep it quick.
+/// inside the cycle: keep it quick, and keep no clone of the snapshot past
+/// the call (the runner's next change would then copy its whole view).
 #[async_trait::async_trait]
 pub trait SnapshotObserver<D>: Send + Sync {
     /// Called once per acting cycle with the snapshot given to `decide` and
@@ -515,6 +520,7 @@ impl<S: Scheduler> Runner<S> {
             ),
             stopping: std::collections::HashMap::new(),
             baseline: true,
+            unissued: false,
         };
         let clock = Clock::new(options.clock.clone());
         Runner {
@@ -535,7 +541,7 @@ impl<S: Scheduler> Runner<S> {
             observer: None,
             live: None,
             last: None,
-            full_pass_due: true,
+            last_full: None,
         }
     }
 

@@ -46,7 +46,9 @@ impl<'a, D> Changes<'a, D> {
         self.since.map(|(d, _)| d)
     }
 
-    /// The instances that changed (none when full: every instance may have).
+    /// The instances that changed (none when full: every instance may
+    /// have), in no particular order: sort them where order matters, so a
+    /// decision stays deterministic.
     pub fn instances(&self) -> impl Iterator<Item = &'a Arn> + use<'a, D> {
         self.since.into_iter().flat_map(|(_, i)| i.iter())
     }
