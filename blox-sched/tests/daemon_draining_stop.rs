@@ -22,21 +22,25 @@ fn live_daemons(w: &World) -> usize {
     support::live_started_by(&w.fake, &w.instances[0], DEPLOYMENT)
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_stale_draining_status_in_the_view_never_stops_the_daemon_task() {
+/// One instance whose only task is the daemon's; it drained and was
+/// activated again, and the view got the DRAINING event but not the ACTIVE
+/// one (returned: the late events).
+async fn stale_draining() -> (World, Vec<String>) {
     let w = World::new(1).await;
-    // The only task on the instance is the daemon's.
     w.fake
         .run_tasks("c", "logs:1", &w.instances, Some(DEPLOYMENT))
         .unwrap();
     pump(&w.fake, w.store.as_ref()).await;
-    // The instance drains and is activated again; the view got the
-    // DRAINING event but not yet the ACTIVE one (late events).
     w.fake.drain(&w.instances[0]).unwrap();
     pump(&w.fake, w.store.as_ref()).await;
     w.fake.activate(&w.instances[0]).unwrap();
     let late = w.fake.take_events();
+    (w, late)
+}
 
+#[tokio::test(start_paused = true)]
+async fn a_stale_draining_status_in_the_view_never_stops_the_daemon_task() {
+    let (w, late) = stale_draining().await;
     let r = w.spawn_with(DaemonScheduler::new(), desired(), options());
     for _ in 0..30 {
         r.handle.trigger();
@@ -60,17 +64,9 @@ async fn a_stale_draining_status_in_the_view_never_stops_the_daemon_task() {
 
 #[tokio::test(start_paused = true)]
 async fn a_draining_stop_ecs_did_not_confirm_is_decided_again_at_the_next_cycle() {
-    let w = World::new(1).await;
-    w.fake
-        .run_tasks("c", "logs:1", &w.instances, Some(DEPLOYMENT))
-        .unwrap();
-    pump(&w.fake, w.store.as_ref()).await;
     // The view shows the instance DRAINING, but ECS describes it ACTIVE
     // again (its event is late).
-    w.fake.drain(&w.instances[0]).unwrap();
-    pump(&w.fake, w.store.as_ref()).await;
-    w.fake.activate(&w.instances[0]).unwrap();
-    let _late = w.fake.take_events();
+    let (w, _late) = stale_draining().await;
     let r = w.spawn_with(DaemonScheduler::new(), desired(), options());
     for _ in 0..3 {
         r.handle.trigger();

@@ -292,6 +292,15 @@ mod tests {
         out
     }
 
+    /// Applies one put of `entity` as revision `seq` (epoch 1).
+    fn put_one(writer: &mut blox_state::cache::CacheWriter, seq: u64, entity: Entity) {
+        let revision = Revision::new(1, seq);
+        writer.apply_revision(WatchBatch {
+            revision,
+            events: vec![WatchEvent::Put(Versioned { entity, revision })],
+        });
+    }
+
     async fn settle() {
         for _ in 0..10 {
             tokio::task::yield_now().await;
@@ -353,14 +362,7 @@ mod tests {
         writer.replace(Vec::new(), Revision::new(1, 1));
         let mut live = LiveView::new(Vec::new());
         live.sync(&cache).await;
-        let revision = Revision::new(1, 2);
-        writer.apply_revision(WatchBatch {
-            revision,
-            events: vec![WatchEvent::Put(Versioned {
-                entity: task(1, 1, 1, false),
-                revision,
-            })],
-        });
+        put_one(&mut writer, 2, task(1, 1, 1, false));
         // No yield: the forwarding task has not run since the revision.
         let changes = live.sync(&cache).await;
         assert_eq!(changes.tasks.len(), 1);
@@ -392,14 +394,7 @@ mod tests {
         writer.replace(Vec::new(), Revision::new(1, 1));
         let mut live = LiveView::new(vec!["other".into()]);
         live.sync(&cache).await;
-        let revision = Revision::new(1, 2);
-        writer.apply_revision(WatchBatch {
-            revision,
-            events: vec![WatchEvent::Put(Versioned {
-                entity: task(1, 1, 1, false),
-                revision,
-            })],
-        });
+        put_one(&mut writer, 2, task(1, 1, 1, false));
         settle().await;
         let changes = live.sync(&cache).await;
         assert!(changes.instances.is_empty() && changes.tasks.is_empty());
