@@ -174,7 +174,7 @@ use std::collections::BTreeMap;
 use blox_core::model::{Arn, InstanceStatus, TaskOverride};
 
 pub use changes::Changes;
-pub(crate) use indexed::IndexedView;
+pub(crate) use indexed::{IndexedView, touched_by};
 pub use snapshot::{InstanceBackoff, PendingStart, Snapshot, is_active};
 
 /// Start one task of a task definition on each of the given instances; an

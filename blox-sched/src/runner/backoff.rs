@@ -312,17 +312,23 @@ mod tests {
         Arc::new(t)
     }
 
-    #[test]
-    fn an_instance_is_cleared_once_a_task_of_ours_has_run_there_long_enough() {
-        let mut t = tracker();
-        let start = Timestamp::from_millis(10_000);
+    /// Records a task of ours on `instance()` that crashed at `at`, seen in
+    /// a view without the instance.
+    fn crash_at(t: &mut BackoffTracker, at: Timestamp) {
         let crashed = vec![stopped_task("t1", 500)];
         t.observe(
             &IndexedView::of(Vec::new(), crashed.clone()),
             &crashed,
             &[],
-            start,
+            at,
         );
+    }
+
+    #[test]
+    fn an_instance_is_cleared_once_a_task_of_ours_has_run_there_long_enough() {
+        let mut t = tracker();
+        let start = Timestamp::from_millis(10_000);
+        crash_at(&mut t, start);
         let running = vec![running_task("t2")];
         let host = blox_core::model::ContainerInstance::new(
             instance(),
@@ -341,9 +347,8 @@ mod tests {
     fn an_ended_backoff_of_an_instance_gone_from_the_view_is_dropped() {
         let mut t = tracker();
         let start = Timestamp::from_millis(10_000);
-        let crashed = vec![stopped_task("t1", 500)];
-        let view = IndexedView::of(Vec::new(), crashed.clone());
-        t.observe(&view, &crashed, &[], start);
+        crash_at(&mut t, start);
+        let view = IndexedView::default();
         t.observe(&view, &[], &[], start);
         assert_eq!(t.snapshot().len(), 1, "held while its backoff runs");
         t.observe(&view, &[], &[], start.plus(Duration::from_secs(2)));

@@ -439,10 +439,7 @@ impl<S: Scheduler> Runner<S> {
         let full_due = self
             .last_full
             .is_none_or(|t| now.since(t) >= self.options.interval);
-        let full = changes.full
-            || full_due
-            || std::mem::take(&mut self.term.unissued)
-            || last.as_ref().is_none_or(|l| !l.complete);
+        let full = changes.full || full_due || last.as_ref().is_none_or(|l| !l.complete);
         if let Some(l) = &last {
             touched.extend(l.marked.iter().cloned());
         }
@@ -514,8 +511,11 @@ impl<S: Scheduler> Runner<S> {
         let before = tasks_before(&plan, &view);
         drop(view);
         let failed = self.counters.failed.load(Ordering::Relaxed);
+        self.term.unissued = false;
         let result = self.execute(term, plan, &before, now).await;
-        last.complete &= result.is_ok() && self.counters.failed.load(Ordering::Relaxed) == failed;
+        last.complete &= result.is_ok()
+            && !self.term.unissued
+            && self.counters.failed.load(Ordering::Relaxed) == failed;
         self.last = Some(last);
         result
     }

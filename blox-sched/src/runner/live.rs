@@ -10,7 +10,6 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use blox_core::model::{Arn, Entity, Task};
 use blox_state::cache::{Cache, SharedBatch};
@@ -19,7 +18,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::scheduler::IndexedView;
+use crate::scheduler::{IndexedView, touched_by};
 
 /// How many revisions the queue holds before the view is loaded again.
 const QUEUE_REVISIONS: usize = 65_536;
@@ -41,9 +40,10 @@ pub(crate) struct ViewChanges {
     pub removed: Vec<Arn>,
 }
 
+/// The queue the forwarder fills; it ends (disconnects) when the forwarder
+/// stops: the feed ended, the reader lagged or relisted, or the queue was full.
 struct Follow {
     queue: mpsc::Receiver<SharedBatch<WatchEvent>>,
-    lost: Arc<AtomicBool>,
     forwarder: JoinHandle<()>,
 }
 
@@ -101,9 +101,7 @@ impl LiveView {
             };
             let behind = self.revision.epoch != target.epoch || self.revision.seq < target.seq;
             let next = match follow.queue.try_recv() {
-                Err(mpsc::error::TryRecvError::Empty)
-                    if behind && !follow.lost.load(Ordering::SeqCst) =>
-                {
+                Err(mpsc::error::TryRecvError::Empty) if behind => {
                     // The forwarder has not passed it on yet.
                     match tokio::time::timeout(CATCH_UP, follow.queue.recv()).await {
                         Ok(Some(b)) => Ok(b),
@@ -121,15 +119,10 @@ impl LiveView {
             };
             let batch = match next {
                 Ok(b) => b,
-                Err(mpsc::error::TryRecvError::Empty) => {
-                    if follow.lost.load(Ordering::SeqCst) {
-                        self.follow = None;
-                        continue;
-                    }
-                    break;
-                }
+                Err(mpsc::error::TryRecvError::Empty) => break,
                 Err(mpsc::error::TryRecvError::Disconnected) => {
-                    // The feed ended (a relist, a lag, or shutdown).
+                    // The forwarder stopped (a relist, a lag, a full queue,
+                    // or shutdown).
                     self.follow = None;
                     if cache.feed().is_closed() {
                         break;
@@ -171,26 +164,17 @@ impl LiveView {
         };
         self.loads += 1;
         let (tx, queue) = mpsc::channel(QUEUE_REVISIONS);
-        let lost = Arc::new(AtomicBool::new(false));
         let mut stream = start.0.subscription().into_stream();
-        let flag = Arc::clone(&lost);
+        // Stops (dropping `tx`, which ends the queue) when the feed ends or
+        // errs, or when the queue is full.
         let forwarder = tokio::spawn(async move {
-            while let Some(item) = stream.next().await {
-                let sent = match item {
-                    Ok(batch) => tx.try_send(batch).is_ok(),
-                    Err(_) => false,
-                };
-                if !sent {
-                    flag.store(true, Ordering::SeqCst);
+            while let Some(Ok(batch)) = stream.next().await {
+                if tx.try_send(batch).is_err() {
                     return;
                 }
             }
         });
-        self.follow = Some(Follow {
-            queue,
-            lost,
-            forwarder,
-        });
+        self.follow = Some(Follow { queue, forwarder });
     }
 
     fn apply(&mut self, events: &[WatchEvent]) {
@@ -204,9 +188,7 @@ impl LiveView {
                             continue;
                         }
                         if let Some(old) = view.put_task(Arc::clone(t), v.revision.seq) {
-                            let old_on = old.and_then(|o| o.container_instance_arn.clone());
-                            changes.instances.extend(old_on);
-                            changes.instances.extend(t.container_instance_arn.clone());
+                            changes.instances.extend(touched_by(t, old.as_deref()));
                             changes.tasks.push(Arc::clone(t));
                         }
                     }
@@ -235,7 +217,10 @@ impl LiveView {
 #[cfg(test)]
 mod tests {
     use blox_core::model::{ContainerInstance, TaskStatus};
+    use blox_state::cache::CacheWriter;
     use blox_state::store::{Versioned, WatchBatch};
+    use rand::rngs::SmallRng;
+    use rand::{Rng, SeedableRng};
 
     use super::*;
 
@@ -292,8 +277,23 @@ mod tests {
         out
     }
 
+    /// An empty cache, loaded at revision 1:1.
+    fn ready_cache() -> (Cache, CacheWriter) {
+        let (cache, mut writer) = blox_state::cache::cache();
+        writer.replace(Vec::new(), Revision::new(1, 1));
+        (cache, writer)
+    }
+
+    /// A view of `clusters` following an empty cache, loaded.
+    async fn followed(clusters: Vec<String>) -> (Cache, CacheWriter, LiveView) {
+        let (cache, writer) = ready_cache();
+        let mut live = LiveView::new(clusters);
+        live.sync(&cache).await;
+        (cache, writer, live)
+    }
+
     /// Applies one put of `entity` as revision `seq` (epoch 1).
-    fn put_one(writer: &mut blox_state::cache::CacheWriter, seq: u64, entity: Entity) {
+    fn put_one(writer: &mut CacheWriter, seq: u64, entity: Entity) {
         let revision = Revision::new(1, seq);
         writer.apply_revision(WatchBatch {
             revision,
@@ -309,20 +309,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_followed_view_equals_a_view_loaded_whole_after_every_revision() {
-        let (cache, mut writer) = blox_state::cache::cache();
-        writer.replace(Vec::new(), Revision::new(1, 1));
+        let (cache, mut writer) = ready_cache();
         let mut live = LiveView::new(Vec::new());
         assert!(
             live.sync(&cache).await.full,
             "the first sync loads the view"
         );
-        let mut seed: u64 = 7;
-        let mut next = move |n: u64| {
-            seed = seed
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (seed >> 33) % n
-        };
+        let mut rng = SmallRng::seed_from_u64(7);
+        let mut next = move |n: u64| rng.random_range(0..n);
         let mut touched = 0;
         for seq in 2..400 {
             let revision = Revision::new(1, seq);
@@ -358,10 +352,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_sync_reaches_the_caches_revision_before_the_forwarder_ran() {
-        let (cache, mut writer) = blox_state::cache::cache();
-        writer.replace(Vec::new(), Revision::new(1, 1));
-        let mut live = LiveView::new(Vec::new());
-        live.sync(&cache).await;
+        let (cache, mut writer, mut live) = followed(Vec::new()).await;
         put_one(&mut writer, 2, task(1, 1, 1, false));
         // No yield: the forwarding task has not run since the revision.
         let changes = live.sync(&cache).await;
@@ -372,10 +363,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_relisted_cache_is_loaded_again_and_the_changes_say_full() {
-        let (cache, mut writer) = blox_state::cache::cache();
-        writer.replace(Vec::new(), Revision::new(1, 1));
-        let mut live = LiveView::new(Vec::new());
-        live.sync(&cache).await;
+        let (cache, mut writer, mut live) = followed(Vec::new()).await;
         let put = |seq| Versioned {
             entity: task(1, 1, 1, false),
             revision: Revision::new(2, seq),
@@ -390,10 +378,7 @@ mod tests {
 
     #[tokio::test]
     async fn only_the_managed_clusters_are_held() {
-        let (cache, mut writer) = blox_state::cache::cache();
-        writer.replace(Vec::new(), Revision::new(1, 1));
-        let mut live = LiveView::new(vec!["other".into()]);
-        live.sync(&cache).await;
+        let (cache, mut writer, mut live) = followed(vec!["other".into()]).await;
         put_one(&mut writer, 2, task(1, 1, 1, false));
         settle().await;
         let changes = live.sync(&cache).await;

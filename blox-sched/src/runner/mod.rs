@@ -410,8 +410,8 @@ struct TermState {
     stopping: std::collections::HashMap<blox_core::model::Arn, Timestamp>,
     /// Whether the backoff tracker still needs its baseline.
     baseline: bool,
-    /// Set when the last cycle left an action of its plan unissued (a
-    /// stop ECS did not confirm): the next decision is a full one.
+    /// Set by a plan's execution that left an action unissued (a stop ECS
+    /// did not confirm), so its decision does not count as complete.
     unissued: bool,
 }
 

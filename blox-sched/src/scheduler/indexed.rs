@@ -63,6 +63,19 @@ where
     }
 }
 
+/// Whether a write at `seq` replaces one held at `held` (sequence 0, for
+/// views built from plain lists, always does): the cache's rule.
+fn newer(held: u64, seq: u64) -> bool {
+    seq == 0 || held < seq
+}
+
+/// The instances a change of a task touches: the one it is on, and the one
+/// it was on before.
+pub(crate) fn touched_by(new: &Task, old: Option<&Task>) -> impl Iterator<Item = Arn> {
+    let before = old.and_then(|o| o.container_instance_arn.clone());
+    new.container_instance_arn.clone().into_iter().chain(before)
+}
+
 fn attribute_keys(i: &ContainerInstance) -> impl Iterator<Item = u64> + '_ {
     i.attributes.iter().flat_map(|a| {
         let named = attribute_key(&a.name, None);
@@ -91,7 +104,7 @@ impl IndexedView {
     /// stale, else `Some` of the version it replaced, if any.
     pub(crate) fn put_task(&mut self, t: Arc<Task>, seq: u64) -> Option<Option<Arc<Task>>> {
         let old = match self.tasks.get(&t.task_arn) {
-            Some(old) if old.seq >= seq && seq != 0 => return None,
+            Some(old) if !newer(old.seq, seq) => return None,
             Some(old) => Some(Arc::clone(&old.value)),
             None => None,
         };
@@ -113,7 +126,7 @@ impl IndexedView {
     /// of it. Returns the removed version.
     pub(crate) fn delete_task(&mut self, arn: &Arn, seq: u64) -> Option<Arc<Task>> {
         match self.tasks.get(arn) {
-            Some(old) if old.seq < seq || seq == 0 => {}
+            Some(old) if newer(old.seq, seq) => {}
             _ => return None,
         }
         let old = self.tasks.remove(arn)?.value;
@@ -129,17 +142,14 @@ impl IndexedView {
     ) -> Option<Option<Arc<ContainerInstance>>> {
         let arn = i.container_instance_arn.clone();
         let old = match self.instances.get(&arn) {
-            Some(old) if old.seq >= seq && seq != 0 => return None,
+            Some(old) if !newer(old.seq, seq) => return None,
             Some(old) => Some(Arc::clone(&old.value)),
             None => None,
         };
         if let Some(old) = &old {
             self.unindex_instance(old);
         }
-        file(&mut self.instances_by_cluster, i.cluster_arn.clone(), &arn);
-        for key in attribute_keys(&i) {
-            file(&mut self.instances_by_attribute, key, &arn);
-        }
+        self.index_instance(&i);
         self.instances.insert(arn, Held { value: i, seq });
         Some(old)
     }
@@ -151,7 +161,7 @@ impl IndexedView {
         seq: u64,
     ) -> Option<Arc<ContainerInstance>> {
         match self.instances.get(arn) {
-            Some(old) if old.seq < seq || seq == 0 => {}
+            Some(old) if newer(old.seq, seq) => {}
             _ => return None,
         }
         let old = self.instances.remove(arn)?.value;
@@ -178,6 +188,14 @@ impl IndexedView {
         }
         if let Some(s) = &t.started_by {
             unfile(&mut self.tasks_by_started_by, s.as_str(), &t.task_arn);
+        }
+    }
+
+    fn index_instance(&mut self, i: &ContainerInstance) {
+        let arn = &i.container_instance_arn;
+        file(&mut self.instances_by_cluster, i.cluster_arn.clone(), arn);
+        for key in attribute_keys(i) {
+            file(&mut self.instances_by_attribute, key, arn);
         }
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use blox_core::model::{Arn, ContainerInstance, Task, Timestamp};
 
-use crate::scheduler::{IndexedView, InstanceBackoff, PendingStart, Snapshot};
+use crate::scheduler::{IndexedView, InstanceBackoff, PendingStart, Snapshot, touched_by};
 
 /// A view changed one entity at a time; each [`snapshot`](Self::snapshot)
 /// shares it (see [`Scheduler::decide_changed`](crate::Scheduler::decide_changed)).
@@ -30,12 +30,9 @@ impl ChangingView {
     /// still alive.
     pub fn put_task(&mut self, task: Arc<Task>) -> HashSet<Arn> {
         self.seq += 1;
-        let mut touched: HashSet<Arn> = task.container_instance_arn.iter().cloned().collect();
         let view = Arc::make_mut(&mut self.view);
-        if let Some(Some(old)) = view.put_task(task, self.seq) {
-            touched.extend(old.container_instance_arn.clone());
-        }
-        touched
+        let old = view.put_task(Arc::clone(&task), self.seq).flatten();
+        touched_by(&task, old.as_deref()).collect()
     }
 
     /// Puts an instance (a new one, or a new version) and returns the
