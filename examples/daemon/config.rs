@@ -76,7 +76,7 @@ pub struct Config {
     pub malformed_messages: MalformedPolicy,
 
     /// Concurrent SQS receivers.
-    #[arg(long, env = "BLOX_INGEST_RECEIVERS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, env = "BLOX_INGEST_RECEIVERS", default_value_t = blox_state::ingest::DEFAULT_RECEIVERS, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub ingest_receivers: u16,
 
     /// Seconds of the leader lease: how long a crashed leader blocks a successor.

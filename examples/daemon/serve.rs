@@ -16,7 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 
 use super::conn::{self, Activity, Timeouts, Tracked, Watched};
@@ -83,6 +83,7 @@ pub async fn serve(
                 }
             },
         };
+        tune(&tcp, peer);
         let app = app.clone();
         let acceptor = acceptor.clone();
         let timeouts = options.timeouts;
@@ -126,6 +127,19 @@ pub async fn serve(
     }
 }
 
+/// Sets up an accepted connection: Nagle's algorithm off (`TCP_NODELAY`).
+///
+/// With it on, the small write that ends a response (a streamed list's
+/// last chunk, a short response after a long one on a kept-alive
+/// connection) waits for the client's ACK of the previous segment, and
+/// clients delay their ACKs by up to 40 ms: lists of a few hundred tasks
+/// took 40 ms instead of 2 (`benches/RESULTS.md`, issue 17).
+fn tune(tcp: &TcpStream, peer: SocketAddr) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(%peer, error = %e, "cannot turn Nagle's algorithm off");
+    }
+}
+
 /// Serves one connection; at shutdown, finishes its in-flight requests and
 /// closes it.
 async fn connection<I>(
@@ -150,5 +164,22 @@ async fn connection<I>(
     };
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_send_small_writes_at_once()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let _client = TcpStream::connect(addr).await?;
+        let (tcp, peer) = listener.accept().await?;
+        tune(&tcp, peer);
+        assert!(tcp.nodelay()?, "Nagle's algorithm must be off");
+        Ok(())
     }
 }

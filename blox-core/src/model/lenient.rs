@@ -118,7 +118,12 @@ where
     D: Deserializer<'de>,
     T: Deserialize<'de>,
 {
-    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
+    let mut v = Option::<Vec<T>>::deserialize(d)?.unwrap_or_default();
+    // A list is deserialized by pushing, which leaves up to half its
+    // capacity unused (4 slots for 1 or 2 elements): cached entities keep
+    // their lists for as long as they live, so give the slack back.
+    v.shrink_to_fit();
+    Ok(v)
 }
 
 /// A flag that may be given as `null` (false) or as the string `"true"`.
@@ -152,4 +157,24 @@ pub fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
 /// `true` for `is_false` fields that need not be serialized.
 pub fn is_false(b: &bool) -> bool {
     !*b
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    struct Lists {
+        #[serde(deserialize_with = "super::null_as_empty")]
+        items: Vec<String>,
+    }
+
+    #[test]
+    fn a_list_keeps_no_spare_capacity() {
+        let lists: Lists = serde_json::from_str(r#"{"items": ["a", "b"]}"#).unwrap();
+        assert_eq!(lists.items, ["a", "b"]);
+        assert_eq!(lists.items.capacity(), 2, "entities keep their lists");
+        let empty: Lists = serde_json::from_str(r#"{"items": null}"#).unwrap();
+        assert!(empty.items.is_empty());
+    }
 }

@@ -19,7 +19,7 @@ use blox_core::model::{Arn, ContainerInstance, Entity, Task};
 use crate::store::{Filter, Revision};
 
 /// A cached entity with the store revision of its last write, and its
-/// v0.3 JSON for that revision, encoded once.
+/// v0.3 item (`{"metadata", "entity"}`) for that revision, encoded once.
 ///
 /// Entries are recreated on every write, so the encoding belongs to one
 /// revision of the entity. It is encoded lazily, by the first request that
@@ -34,7 +34,7 @@ pub struct Entry<T> {
     pub value: Arc<T>,
     /// The store revision of its last write (`metadata.entityVersion`).
     pub revision: Revision,
-    /// The entity's v0.3 JSON (the `entity` of an item), once encoded.
+    /// The entity's v0.3 item (metadata and entity), once encoded.
     encoded: Arc<OnceLock<Bytes>>,
 }
 
@@ -245,40 +245,54 @@ impl Indexed {
             .unwrap_or_default()
     }
 
-    /// Candidate task ARNs for a filter, from the most selective index, in ARN order.
-    fn task_candidates(&self, f: &Filter) -> Vec<&Set> {
+    /// Candidate task ARNs for a filter, from the most selective index, in
+    /// ARN order, and what of the filter is left to check on them (the
+    /// index chosen already guarantees its own fields).
+    fn task_candidates(&self, f: &Filter) -> (Vec<&Set>, Filter) {
+        let mut rest = f.clone();
         let status = f.status.as_deref().map(str::to_ascii_uppercase);
         if let Some(sb) = &f.started_by {
-            return self.tasks_by_started_by.get(sb).into_iter().collect();
+            rest.started_by = None;
+            return (self.tasks_by_started_by.get(sb).into_iter().collect(), rest);
         }
         if let Some(ci) = &f.container_instance {
-            return self.tasks_by_instance.get(ci).into_iter().collect();
+            rest.container_instance = None;
+            return (self.tasks_by_instance.get(ci).into_iter().collect(), rest);
         }
         if let Some(c) = &f.cluster {
-            let clusters = self.clusters_for(c);
-            return clusters
+            rest.cluster = None;
+            rest.status = None;
+            let sets = self
+                .clusters_for(c)
                 .into_iter()
                 .filter_map(|c| match &status {
                     Some(s) => self.tasks_by_cluster_status.get(&(c, s.clone())),
                     None => self.tasks_by_cluster.get(&c),
                 })
                 .collect();
+            return (sets, rest);
         }
         if let Some(s) = &status {
-            return self
+            rest.status = None;
+            let sets = self
                 .tasks_by_cluster_status
                 .iter()
                 .filter(|((_, st), _)| st == s)
                 .map(|(_, set)| set)
                 .collect();
+            return (sets, rest);
         }
-        vec![&self.all_tasks]
+        (vec![&self.all_tasks], rest)
     }
 
-    fn instance_candidates(&self, f: &Filter) -> Vec<&Set> {
+    /// [`Self::task_candidates`] for instances.
+    fn instance_candidates(&self, f: &Filter) -> (Vec<&Set>, Filter) {
+        let mut rest = f.clone();
         let status = f.status.as_deref().map(str::to_ascii_uppercase);
         if let Some(c) = &f.cluster {
-            return self
+            rest.cluster = None;
+            rest.status = None;
+            let sets = self
                 .clusters_for(c)
                 .into_iter()
                 .filter_map(|c| match &status {
@@ -286,16 +300,19 @@ impl Indexed {
                     None => self.instances_by_cluster.get(&c),
                 })
                 .collect();
+            return (sets, rest);
         }
         if let Some(s) = &status {
-            return self
+            rest.status = None;
+            let sets = self
                 .instances_by_cluster_status
                 .iter()
                 .filter(|((_, st), _)| st == s)
                 .map(|(_, set)| set)
                 .collect();
+            return (sets, rest);
         }
-        vec![&self.all_instances]
+        (vec![&self.all_instances], rest)
     }
 
     /// Tasks matching `f` with ARN greater than `after`, in ARN order, at most `limit`.
@@ -305,11 +322,11 @@ impl Indexed {
         after: Option<&Arn>,
         limit: usize,
     ) -> Vec<Entry<Task>> {
-        let sets = self.task_candidates(f);
+        let (sets, rest) = self.task_candidates(f);
         page(&sets, after, limit, |arn| {
             self.tasks
                 .get(arn)
-                .filter(|e| f.matches_task(&e.value))
+                .filter(|e| rest.matches_task(&e.value))
                 .cloned()
         })
     }
@@ -321,11 +338,11 @@ impl Indexed {
         after: Option<&Arn>,
         limit: usize,
     ) -> Vec<Entry<ContainerInstance>> {
-        let sets = self.instance_candidates(f);
+        let (sets, rest) = self.instance_candidates(f);
         page(&sets, after, limit, |arn| {
             self.instances
                 .get(arn)
-                .filter(|e| f.matches_instance(&e.value))
+                .filter(|e| rest.matches_instance(&e.value))
                 .cloned()
         })
     }

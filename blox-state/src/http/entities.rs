@@ -30,8 +30,10 @@ pub(crate) async fn list_instances(
     let after = p.next_token(EntityKind::Instance)?;
     let limit = p.max_results()?.unwrap_or(usize::MAX);
     s.ready()?;
-    let page = s.cache.list_instances_page(&filter, after.as_ref(), limit);
-    Ok(listing::response(page, &s.lists))
+    let page = s
+        .cache()
+        .list_instances_page(&filter, after.as_ref(), limit);
+    Ok(listing::response(page, s.lists()))
 }
 
 /// `GET /v1/tasks`.
@@ -49,8 +51,8 @@ pub(crate) async fn list_tasks(
     let after = p.next_token(EntityKind::Task)?;
     let limit = p.max_results()?.unwrap_or(usize::MAX);
     s.ready()?;
-    let page = s.cache.list_tasks_page(&filter, after.as_ref(), limit);
-    Ok(listing::response(page, &s.lists))
+    let page = s.cache().list_tasks_page(&filter, after.as_ref(), limit);
+    Ok(listing::response(page, s.lists()))
 }
 
 /// The response to a get: the entry as an item, its entity's bytes copied.
@@ -130,7 +132,7 @@ pub(crate) async fn get_instance(
     let (cluster, arn) = target(path, EntityKind::Instance)?;
     s.ready()?;
     let e = s
-        .cache
+        .cache()
         .get_instance(arn.as_str())
         .ok_or_else(|| absent(EntityKind::Instance, &arn, None))?;
     if !Filter::cluster_matches(&cluster, &e.value.cluster_arn) {
@@ -147,7 +149,7 @@ pub(crate) async fn get_task(
     let (cluster, arn) = target(path, EntityKind::Task)?;
     s.ready()?;
     let e = s
-        .cache
+        .cache()
         .get_task(arn.as_str())
         .ok_or_else(|| absent(EntityKind::Task, &arn, None))?;
     if !Filter::cluster_matches(&cluster, &e.value.cluster_arn) {

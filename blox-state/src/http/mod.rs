@@ -144,8 +144,13 @@ use crate::store::StateStore;
 
 /// What the routes read: the cache (lists, gets and streams) and the store
 /// (streams resuming from before the cache's history).
+///
+/// Cheap to clone (one shared allocation): every request clones it.
 #[derive(Clone)]
-pub struct ApiState {
+pub struct ApiState(Arc<Parts>);
+
+/// What an [`ApiState`] shares.
+struct Parts {
     cache: Cache,
     store: Arc<dyn StateStore>,
     lists: Arc<listing::ListStats>,
@@ -154,26 +159,31 @@ pub struct ApiState {
 impl ApiState {
     /// State over a cache and the store it follows.
     pub fn new(cache: Cache, store: Arc<dyn StateStore>) -> Self {
-        ApiState {
+        ApiState(Arc::new(Parts {
             cache,
             store,
             lists: Arc::default(),
-        }
+        }))
+    }
+
+    /// What list bodies have done.
+    fn lists(&self) -> &Arc<listing::ListStats> {
+        &self.0.lists
     }
 
     /// The cache lists and gets read from.
     pub fn cache(&self) -> &Cache {
-        &self.cache
+        &self.0.cache
     }
 
     /// The store streams catch up from.
     pub fn store(&self) -> &Arc<dyn StateStore> {
-        &self.store
+        &self.0.store
     }
 
     /// A 503 until the cache has loaded its first complete list.
     fn ready(&self) -> Result<(), ApiError> {
-        if self.cache.is_ready() {
+        if self.0.cache.is_ready() {
             Ok(())
         } else {
             Err(ApiError::Unavailable(
@@ -186,7 +196,7 @@ impl ApiState {
 impl std::fmt::Debug for ApiState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiState")
-            .field("cache", &self.cache)
+            .field("cache", &self.0.cache)
             .finish_non_exhaustive()
     }
 }

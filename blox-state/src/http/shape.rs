@@ -17,8 +17,8 @@
 //! Both kinds are written in one pass, straight to bytes, in the model's
 //! field order under v0.3's names: tasks through [`V03`], instances through
 //! [`InstanceV03`]. A cached entity is encoded once per revision
-//! ([`write_entry`]): lists and gets copy its bytes into the item's
-//! wrapping.
+//! with its item's metadata ([`write_entry`]): lists and gets copy its
+//! bytes.
 
 use blox_core::model::{
     Arn, Attribute, ContainerInstance, Entity, EntityKind, Resource, Task, VersionInfo,
@@ -86,22 +86,22 @@ pub(crate) fn encode<T: Shape>(value: &T) -> Bytes {
     Bytes::from(out.into_boxed_slice())
 }
 
-/// Appends a cached entity's item to `out`: its encoded JSON copied, or,
-/// for the first request that serves this revision of it, encoded in place
-/// and kept (one copy of what was written).
+/// Appends a cached entity's item to `out`: the item's JSON (its metadata
+/// and its entity) copied, or, for the first request that serves this
+/// revision of it, encoded in place and kept (one copy of what was
+/// written). The entry belongs to one revision, so its metadata is as
+/// fixed as its entity.
 pub(crate) fn write_entry<T: Shape>(out: &mut Vec<u8>, entry: &Entry<T>) {
-    write_item_with(out, entry.revision, false, |out| {
-        let start = out.len();
-        let mut here = false;
-        let kept = entry.encoded(|value| {
-            write_entity(out, value);
-            here = true;
-            Bytes::copy_from_slice(&out[start..])
-        });
-        if !here {
-            out.extend_from_slice(kept);
-        }
+    let start = out.len();
+    let mut here = false;
+    let kept = entry.encoded(|value| {
+        write_item_of(out, value, entry.revision, false);
+        here = true;
+        Bytes::copy_from_slice(&out[start..])
     });
+    if !here {
+        out.extend_from_slice(kept);
+    }
 }
 
 /// Appends an item, `{"metadata": {...}, "entity": ENTITY}`, to `out`:
@@ -445,7 +445,7 @@ mod tests {
             Bytes::new()
         });
         assert_eq!(calls, 0, "the clone shares the encoding");
-        assert_eq!(kept, &encode(&full_task(4)));
+        assert_eq!(kept, &expected[..]);
         let mut again = Vec::new();
         write_entry(&mut again, &copy);
         assert_eq!(again, expected, "copied");

@@ -73,9 +73,9 @@ async fn revisions(
     s: &ApiState,
     after: Option<Revision>,
 ) -> Result<FeedStream<WatchEvent>, ApiError> {
-    let after = after.unwrap_or_else(|| s.cache.feed().head());
-    let store = &s.store;
-    Ok(s.cache
+    let after = after.unwrap_or_else(|| s.cache().feed().head());
+    let store = s.store();
+    Ok(s.cache()
         .subscribe(after)
         .open(
             after,

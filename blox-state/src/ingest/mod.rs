@@ -70,6 +70,16 @@ impl std::str::FromStr for MalformedPolicy {
     }
 }
 
+/// How many receivers an ingester runs by default.
+///
+/// Each receiver waits for its batch's write to the store before it
+/// receives again, so the receivers in flight are what the store's writer
+/// can gather into one transaction: into etcd, 2 receivers ingested about
+/// 4,500 messages/s, 8 about 6,100 and 16 about 8,700 (`benches/RESULTS.md`,
+/// issue 17). Idle, each one is a long poll: 16 receivers make about 48
+/// requests a minute to SQS.
+pub const DEFAULT_RECEIVERS: u16 = 16;
+
 /// Ingester settings.
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
@@ -100,7 +110,7 @@ impl Default for IngestOptions {
         IngestOptions {
             batch_size: 10,
             wait: Duration::from_secs(20),
-            receivers: 2,
+            receivers: usize::from(DEFAULT_RECEIVERS),
             malformed: MalformedPolicy::Delete,
             backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(15)),
             clock: blox_core::clock::system(),

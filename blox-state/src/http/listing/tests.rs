@@ -253,10 +253,10 @@ async fn a_client_that_goes_away_stops_the_work_of_its_list() {
     let mut s = send(addr, "/v1/tasks", true).await;
     let mut start = [0u8; 4096];
     s.read_exact(&mut start).await.unwrap();
-    assert_eq!(state.lists.open(), 1, "the list is being sent");
+    assert_eq!(state.lists().open(), 1, "the list is being sent");
     drop(s);
-    wait_until("the list's end", || state.lists.open() == 0).await;
-    let written = state.lists.items_written();
+    wait_until("the list's end", || state.lists().open() == 0).await;
+    let written = state.lists().items_written();
     assert!(
         written < TASKS as u64 / 2,
         "{written} of {TASKS} items were written for a client that left"
@@ -288,7 +288,7 @@ async fn a_get_is_answered_while_many_big_lists_stream() {
     let item: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(item["entity"], old_task(&one));
     assert!(
-        state.lists.open() >= STALLED,
+        state.lists().open() >= STALLED,
         "the get was answered while the big lists were still open"
     );
     let expected = old_task_list(&full_tasks(TASKS), Revision::new(1, TASKS as u64), None);
@@ -301,5 +301,5 @@ async fn a_get_is_answered_while_many_big_lists_stream() {
         );
     }
     drop(stalled);
-    wait_until("the stalled lists' end", || state.lists.open() == 0).await;
+    wait_until("the stalled lists' end", || state.lists().open() == 0).await;
 }

@@ -72,7 +72,6 @@ mod retry;
 mod watch;
 mod writer;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -210,8 +209,9 @@ struct Inner {
     epoch: u64,
     policy: RetryPolicy,
     options: EtcdOptions,
-    /// key -> what the key held at its last known `mod_revision`.
-    cache: Mutex<HashMap<Vec<u8>, Stored>>,
+    /// key (its [`digest`]) -> what the key held at its last known
+    /// `mod_revision`.
+    cache: Mutex<rustc_hash::FxHashMap<u128, Stored>>,
     /// The revision maintenance last compacted to.
     compacted: std::sync::atomic::AtomicI64,
     /// Entity records skipped because they could not be decoded.
@@ -219,6 +219,25 @@ struct Inner {
     /// The mod revision of the layout record checked at connect: every
     /// write is guarded by it (see [`Inner::txn`]). Unset when unchecked.
     layout_guard: std::sync::OnceLock<i64>,
+}
+
+/// The write cache's key for an etcd key: 128 bits of SipHash (the key
+/// hashed after two different first bytes).
+///
+/// Entity keys are about 120 bytes; the digest keeps the cache at about 50
+/// bytes an entity instead of some 200 (`benches/RESULTS.md`, issue 17).
+/// Two keys would have to share all 128 bits to be confused (odds about
+/// 10^-27 among a million keys); any other stale entry costs only a failed
+/// compare and a read.
+fn digest(key: &[u8]) -> u128 {
+    use std::hash::Hasher;
+    let half = |salt: u8| {
+        let mut h = std::hash::DefaultHasher::new();
+        h.write_u8(salt);
+        h.write(key);
+        h.finish()
+    };
+    (u128::from(half(0)) << 64) | u128::from(half(1))
 }
 
 /// A transaction's outcome: whether its compares held, the revision it
@@ -292,7 +311,7 @@ impl EtcdStore {
             epoch: header.cluster_id(),
             policy,
             options,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::default(),
             compacted: std::sync::atomic::AtomicI64::new(0),
             undecodable: Arc::default(),
             layout_guard: std::sync::OnceLock::new(),
@@ -416,21 +435,24 @@ impl Inner {
         if cap == 0 {
             return;
         }
+        let key = digest(key);
         if let Ok(mut c) = self.cache.lock() {
-            if c.len() >= cap && !c.contains_key(key) {
+            if c.len() >= cap && !c.contains_key(&key) {
                 c.clear();
             }
-            c.insert(key.to_vec(), stored);
+            c.insert(key, stored);
         }
     }
 
     fn cache_get(&self, key: &[u8]) -> Option<Stored> {
-        self.cache.lock().ok().and_then(|c| c.get(key).copied())
+        let key = digest(key);
+        self.cache.lock().ok().and_then(|c| c.get(&key).copied())
     }
 
     fn cache_remove(&self, key: &[u8]) {
+        let key = digest(key);
         if let Ok(mut c) = self.cache.lock() {
-            c.remove(key);
+            c.remove(&key);
         }
     }
 
@@ -688,5 +710,23 @@ impl StateStore for EtcdStore {
 
     async fn kv_watch(&self, prefix: &str, after: Revision) -> Result<KvWatchStream> {
         watch::watch_kv(&self.inner, prefix, after).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::digest;
+
+    #[test]
+    fn the_write_cache_tells_keys_apart_by_their_digest() {
+        let base =
+            b"/blox/v1/entity/task/arn:aws:ecs:us-east-1:123456789012:task/web/0000".to_vec();
+        let mut seen = std::collections::HashSet::new();
+        for n in 0..10_000u32 {
+            let mut key = base.clone();
+            key.extend_from_slice(format!("{n:08x}").as_bytes());
+            assert!(seen.insert(digest(&key)), "key {n} shares a digest");
+            assert_eq!(digest(&key), digest(&key), "the same key, the same digest");
+        }
     }
 }
