@@ -33,6 +33,8 @@ pub struct Entry<T> {
     /// The entity (shared; cloning the entry does not copy it).
     pub value: Arc<T>,
     /// The store revision of its last write (`metadata.entityVersion`).
+    /// The encoding kept for the entry names it: an entry for another
+    /// revision is a new entry ([`Entry::new`]), never a changed one.
     pub revision: Revision,
     /// The entity's v0.3 item (metadata and entity), once encoded.
     encoded: Arc<OnceLock<Bytes>>,
@@ -48,9 +50,10 @@ impl<T> Entry<T> {
         }
     }
 
-    /// The entity's encoding: `encode`'s result, computed by the first
+    /// The entry's encoding: `encode`'s result, computed by the first
     /// caller of this entry's revision and kept. Every caller must pass the
-    /// same encoder (the HTTP API's v0.3 shape).
+    /// same encoder (the HTTP API's v0.3 item, which names the entry's
+    /// `revision`).
     #[cfg_attr(not(feature = "http"), allow(dead_code))]
     pub(crate) fn encoded(&self, encode: impl FnOnce(&T) -> Bytes) -> &Bytes {
         self.encoded.get_or_init(|| encode(&self.value))

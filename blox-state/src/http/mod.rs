@@ -114,7 +114,14 @@
 //! let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
 //! let (cache, _follower) = spawn_follower(Arc::clone(&store));
 //! let app = router(ApiState::new(cache, store)); // merge into your own Router as needed
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! // Nagle's algorithm off: without it the end of a response can wait
+//! // for the client's delayed ACK (about 40 ms).
+//! use axum::serve::ListenerExt;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000")
+//!     .await?
+//!     .tap_io(|tcp| {
+//!         let _ = tcp.set_nodelay(true);
+//!     });
 //! axum::serve(listener, app).await?;
 //! # Ok(())
 //! # }

@@ -78,7 +78,7 @@ fn write_entity<T: Shape>(out: &mut Vec<u8>, value: &T) {
     }
 }
 
-/// An entity's v0.3 JSON (what [`write_entry`] keeps).
+/// An entity's v0.3 JSON (the `entity` of the item [`write_entry`] keeps).
 #[cfg(test)]
 pub(crate) fn encode<T: Shape>(value: &T) -> Bytes {
     let mut out = Vec::new();

@@ -209,9 +209,11 @@ struct Inner {
     epoch: u64,
     policy: RetryPolicy,
     options: EtcdOptions,
-    /// key (its [`digest`]) -> what the key held at its last known
+    /// key (its [`digest`] under `digest_key`) -> what the key held at its last known
     /// `mod_revision`.
     cache: Mutex<rustc_hash::FxHashMap<u128, Stored>>,
+    /// The SipHash keys of the write cache's digests, random per process.
+    digest_key: std::hash::RandomState,
     /// The revision maintenance last compacted to.
     compacted: std::sync::atomic::AtomicI64,
     /// Entity records skipped because they could not be decoded.
@@ -222,17 +224,18 @@ struct Inner {
 }
 
 /// The write cache's key for an etcd key: 128 bits of SipHash (the key
-/// hashed after two different first bytes).
+/// hashed after two different first bytes), under keys random per process
+/// so that no one can choose keys that collide.
 ///
 /// Entity keys are about 120 bytes; the digest keeps the cache at about 50
 /// bytes an entity instead of some 200 (`benches/RESULTS.md`, issue 17).
 /// Two keys would have to share all 128 bits to be confused (odds about
 /// 10^-27 among a million keys); any other stale entry costs only a failed
 /// compare and a read.
-fn digest(key: &[u8]) -> u128 {
+fn digest(hashers: &impl std::hash::BuildHasher, key: &[u8]) -> u128 {
     use std::hash::Hasher;
     let half = |salt: u8| {
-        let mut h = std::hash::DefaultHasher::new();
+        let mut h = hashers.build_hasher();
         h.write_u8(salt);
         h.write(key);
         h.finish()
@@ -312,6 +315,7 @@ impl EtcdStore {
             policy,
             options,
             cache: Mutex::default(),
+            digest_key: std::hash::RandomState::new(),
             compacted: std::sync::atomic::AtomicI64::new(0),
             undecodable: Arc::default(),
             layout_guard: std::sync::OnceLock::new(),
@@ -435,7 +439,7 @@ impl Inner {
         if cap == 0 {
             return;
         }
-        let key = digest(key);
+        let key = digest(&self.digest_key, key);
         if let Ok(mut c) = self.cache.lock() {
             if c.len() >= cap && !c.contains_key(&key) {
                 c.clear();
@@ -445,12 +449,12 @@ impl Inner {
     }
 
     fn cache_get(&self, key: &[u8]) -> Option<Stored> {
-        let key = digest(key);
+        let key = digest(&self.digest_key, key);
         self.cache.lock().ok().and_then(|c| c.get(&key).copied())
     }
 
     fn cache_remove(&self, key: &[u8]) {
-        let key = digest(key);
+        let key = digest(&self.digest_key, key);
         if let Ok(mut c) = self.cache.lock() {
             c.remove(&key);
         }
@@ -716,17 +720,26 @@ impl StateStore for EtcdStore {
 #[cfg(test)]
 mod tests {
     use super::digest;
+    use std::hash::RandomState;
 
     #[test]
     fn the_write_cache_tells_keys_apart_by_their_digest() {
         let base =
             b"/blox/v1/entity/task/arn:aws:ecs:us-east-1:123456789012:task/web/0000".to_vec();
+        let hashers = RandomState::new();
         let mut seen = std::collections::HashSet::new();
         for n in 0..10_000u32 {
             let mut key = base.clone();
             key.extend_from_slice(format!("{n:08x}").as_bytes());
-            assert!(seen.insert(digest(&key)), "key {n} shares a digest");
-            assert_eq!(digest(&key), digest(&key), "the same key, the same digest");
+            assert!(
+                seen.insert(digest(&hashers, &key)),
+                "key {n} shares a digest"
+            );
+            assert_eq!(
+                digest(&hashers, &key),
+                digest(&hashers, &key),
+                "the same key, the same digest"
+            );
         }
     }
 }
