@@ -83,7 +83,6 @@ for store in $STORES; do
     "$BIN/sqs-stub" "$events" "127.0.0.1:$sport" 2>"$OUT/stub.log" &
     PIDS+=($!)
     dport=$(free_port)
-    BLOX_INGEST_RECEIVERS=${BLOX_INGEST_RECEIVERS:-16} \
     AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1 \
     AWS_ENDPOINT_URL_SQS="http://127.0.0.1:$sport" AWS_ENDPOINT_URL_ECS="http://127.0.0.1:9" \
       "$BIN/blox-daemon" --bind "127.0.0.1:$dport" "${store_args[@]}" \

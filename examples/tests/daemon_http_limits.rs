@@ -107,6 +107,20 @@ async fn big_daemon(addr: SocketAddr, args: &[&str]) -> support::Proc {
         client::get(addr, "/v1/ready").await.status == 200
     })
     .await;
+    // Ready is not "every instance is in the view": the instances arrive
+    // through the ingester too, and a list of part of them can fit in the
+    // socket buffers (with 16 receivers, 640 KB of them did).
+    wait_for(
+        "all 6,000 instances",
+        Duration::from_secs(120),
+        async || {
+            metric(addr, "blox_cache_entities{kind=\"instance\"}")
+                .await
+                .as_deref()
+                == Some("6000")
+        },
+    )
+    .await;
     d
 }
 

@@ -88,6 +88,8 @@ impl Replica {
             source,
             store.clone(),
             IngestOptions {
+                // The simulation's seeds were drawn with two receivers.
+                receivers: 2,
                 wait: Duration::from_secs(1),
                 clock: clock.clone(),
                 ..IngestOptions::default()

@@ -76,10 +76,9 @@ impl std::str::FromStr for MalformedPolicy {
 /// receives again, so the receivers in flight are what the store's writer
 /// can gather into one transaction: into etcd, 2 receivers ingested about
 /// 4,500 messages/s, 8 about 6,100 and 16 about 8,700 (`benches/RESULTS.md`,
-/// issue 17). The default stays at 2 until a fault seen with 8 or more is
-/// understood (a list to a client that reads nothing stopped being
-/// produced, so the send timeout never closed it; issue 17's note).
-pub const DEFAULT_RECEIVERS: u16 = 2;
+/// issue 17). Idle, each one is a long poll: 16 receivers make about 48
+/// requests a minute to SQS.
+pub const DEFAULT_RECEIVERS: u16 = 16;
 
 /// Ingester settings.
 #[derive(Debug, Clone)]
