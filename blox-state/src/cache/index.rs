@@ -248,12 +248,45 @@ impl Indexed {
             .unwrap_or_default()
     }
 
+    /// The sets a filter's cluster and status select from a kind's indexes
+    /// by cluster and by cluster and status, with those fields taken off
+    /// `rest`; `None` when the filter names neither.
+    fn cluster_status_sets<'a>(
+        &self,
+        by_cluster: &'a HashMap<Arn, Set>,
+        by_cluster_status: &'a HashMap<(Arn, String), Set>,
+        f: &Filter,
+        rest: &mut Filter,
+    ) -> Option<Vec<&'a Set>> {
+        let status = f.status.as_deref().map(str::to_ascii_uppercase);
+        rest.status = None;
+        if let Some(c) = &f.cluster {
+            rest.cluster = None;
+            let sets = self
+                .clusters_for(c)
+                .into_iter()
+                .filter_map(|c| match &status {
+                    Some(s) => by_cluster_status.get(&(c, s.clone())),
+                    None => by_cluster.get(&c),
+                })
+                .collect();
+            return Some(sets);
+        }
+        let s = status?;
+        Some(
+            by_cluster_status
+                .iter()
+                .filter(|((_, st), _)| *st == s)
+                .map(|(_, set)| set)
+                .collect(),
+        )
+    }
+
     /// Candidate task ARNs for a filter, from the most selective index, in
     /// ARN order, and what of the filter is left to check on them (the
     /// index chosen already guarantees its own fields).
     fn task_candidates(&self, f: &Filter) -> (Vec<&Set>, Filter) {
         let mut rest = f.clone();
-        let status = f.status.as_deref().map(str::to_ascii_uppercase);
         if let Some(sb) = &f.started_by {
             rest.started_by = None;
             return (self.tasks_by_started_by.get(sb).into_iter().collect(), rest);
@@ -262,60 +295,29 @@ impl Indexed {
             rest.container_instance = None;
             return (self.tasks_by_instance.get(ci).into_iter().collect(), rest);
         }
-        if let Some(c) = &f.cluster {
-            rest.cluster = None;
-            rest.status = None;
-            let sets = self
-                .clusters_for(c)
-                .into_iter()
-                .filter_map(|c| match &status {
-                    Some(s) => self.tasks_by_cluster_status.get(&(c, s.clone())),
-                    None => self.tasks_by_cluster.get(&c),
-                })
-                .collect();
-            return (sets, rest);
+        match self.cluster_status_sets(
+            &self.tasks_by_cluster,
+            &self.tasks_by_cluster_status,
+            f,
+            &mut rest,
+        ) {
+            Some(sets) => (sets, rest),
+            None => (vec![&self.all_tasks], rest),
         }
-        if let Some(s) = &status {
-            rest.status = None;
-            let sets = self
-                .tasks_by_cluster_status
-                .iter()
-                .filter(|((_, st), _)| st == s)
-                .map(|(_, set)| set)
-                .collect();
-            return (sets, rest);
-        }
-        (vec![&self.all_tasks], rest)
     }
 
     /// [`Self::task_candidates`] for instances.
     fn instance_candidates(&self, f: &Filter) -> (Vec<&Set>, Filter) {
         let mut rest = f.clone();
-        let status = f.status.as_deref().map(str::to_ascii_uppercase);
-        if let Some(c) = &f.cluster {
-            rest.cluster = None;
-            rest.status = None;
-            let sets = self
-                .clusters_for(c)
-                .into_iter()
-                .filter_map(|c| match &status {
-                    Some(s) => self.instances_by_cluster_status.get(&(c, s.clone())),
-                    None => self.instances_by_cluster.get(&c),
-                })
-                .collect();
-            return (sets, rest);
+        match self.cluster_status_sets(
+            &self.instances_by_cluster,
+            &self.instances_by_cluster_status,
+            f,
+            &mut rest,
+        ) {
+            Some(sets) => (sets, rest),
+            None => (vec![&self.all_instances], rest),
         }
-        if let Some(s) = &status {
-            rest.status = None;
-            let sets = self
-                .instances_by_cluster_status
-                .iter()
-                .filter(|((_, st), _)| st == s)
-                .map(|(_, set)| set)
-                .collect();
-            return (sets, rest);
-        }
-        (vec![&self.all_instances], rest)
     }
 
     /// Tasks matching `f` with ARN greater than `after`, in ARN order, at most `limit`.
