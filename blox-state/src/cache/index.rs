@@ -72,6 +72,13 @@ impl<T> Clone for Entry<T> {
 
 type Set = BTreeSet<Arn>;
 
+/// One kind's indexes by cluster and by cluster and status, and all its ARNs.
+type KindIndexes<'a> = (
+    &'a HashMap<Arn, Set>,
+    &'a HashMap<(Arn, String), Set>,
+    &'a Set,
+);
+
 fn index_insert<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Set>, key: K, arn: &Arn) {
     map.entry(key).or_default().insert(arn.clone());
 }
@@ -249,37 +256,34 @@ impl Indexed {
     }
 
     /// The sets a filter's cluster and status select from a kind's indexes
-    /// by cluster and by cluster and status, with those fields taken off
-    /// `rest`; `None` when the filter names neither.
+    /// (by cluster, by cluster and status, all), and `rest` without those
+    /// two fields.
     fn cluster_status_sets<'a>(
         &self,
-        by_cluster: &'a HashMap<Arn, Set>,
-        by_cluster_status: &'a HashMap<(Arn, String), Set>,
+        (by_cluster, by_cluster_status, all): KindIndexes<'a>,
         f: &Filter,
-        rest: &mut Filter,
-    ) -> Option<Vec<&'a Set>> {
+        mut rest: Filter,
+    ) -> (Vec<&'a Set>, Filter) {
         let status = f.status.as_deref().map(str::to_ascii_uppercase);
         rest.status = None;
-        if let Some(c) = &f.cluster {
-            rest.cluster = None;
-            let sets = self
+        rest.cluster = None;
+        let sets = match (&f.cluster, status) {
+            (Some(c), status) => self
                 .clusters_for(c)
                 .into_iter()
                 .filter_map(|c| match &status {
                     Some(s) => by_cluster_status.get(&(c, s.clone())),
                     None => by_cluster.get(&c),
                 })
-                .collect();
-            return Some(sets);
-        }
-        let s = status?;
-        Some(
-            by_cluster_status
+                .collect(),
+            (None, Some(s)) => by_cluster_status
                 .iter()
                 .filter(|((_, st), _)| *st == s)
                 .map(|(_, set)| set)
                 .collect(),
-        )
+            (None, None) => vec![all],
+        };
+        (sets, rest)
     }
 
     /// Candidate task ARNs for a filter, from the most selective index, in
@@ -295,29 +299,22 @@ impl Indexed {
             rest.container_instance = None;
             return (self.tasks_by_instance.get(ci).into_iter().collect(), rest);
         }
-        match self.cluster_status_sets(
+        let indexes = (
             &self.tasks_by_cluster,
             &self.tasks_by_cluster_status,
-            f,
-            &mut rest,
-        ) {
-            Some(sets) => (sets, rest),
-            None => (vec![&self.all_tasks], rest),
-        }
+            &self.all_tasks,
+        );
+        self.cluster_status_sets(indexes, f, rest)
     }
 
     /// [`Self::task_candidates`] for instances.
     fn instance_candidates(&self, f: &Filter) -> (Vec<&Set>, Filter) {
-        let mut rest = f.clone();
-        match self.cluster_status_sets(
+        let indexes = (
             &self.instances_by_cluster,
             &self.instances_by_cluster_status,
-            f,
-            &mut rest,
-        ) {
-            Some(sets) => (sets, rest),
-            None => (vec![&self.all_instances], rest),
-        }
+            &self.all_instances,
+        );
+        self.cluster_status_sets(indexes, f, f.clone())
     }
 
     /// Tasks matching `f` with ARN greater than `after`, in ARN order, at most `limit`.
