@@ -195,6 +195,7 @@ fn small_history() -> CacheOptions {
             history_events: 2,
             ..FeedOptions::default()
         },
+        ..CacheOptions::default()
     }
 }
 

@@ -424,6 +424,7 @@ pub async fn start(
         store.clone(),
         CacheOptions {
             feed: config.feed_options(),
+            ..CacheOptions::default()
         },
     );
     // The process's one watch of the environment store's keys: streams and

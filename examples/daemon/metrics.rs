@@ -268,6 +268,12 @@ impl Collector for Sources {
         labelled(e, entities, "kind", &kinds)?;
         single(
             e,
+            "blox_cache_hot_item_bytes",
+            "Bytes of uncompressed v0.3 items the view keeps for its packed tasks (bounded by its budget).",
+            gauge(self.cache.hot_items().used()),
+        )?;
+        single(
+            e,
             "blox_store_undecodable_records",
             "Stored entity records skipped because they could not be decoded (each read counts).",
             ConstCounter::new(self.store.undecodable_records()),

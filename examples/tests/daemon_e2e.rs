@@ -143,6 +143,10 @@ async fn a_deployed_environment_puts_exactly_one_task_on_every_simulated_instanc
     );
     assert!(metrics.contains("blox_leader 1"));
     assert!(
+        metrics.contains("\nblox_cache_hot_item_bytes "),
+        "{metrics}"
+    );
+    assert!(
         metrics.contains(
             "blox_http_request_duration_seconds_count{method=\"GET\",route=\"/v1/tasks\""
         )

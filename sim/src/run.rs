@@ -1,12 +1,12 @@
 //! The driver: one seed, one shape, the whole stack, faults on a seeded
 //! schedule, invariants checked all along and once the faults stop.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use blox_core::clock::TokioClock;
-use blox_core::model::{Arn, InstanceStatus, TaskStatus, Timestamp};
+use blox_core::model::{Arn, ContainerInstance, InstanceStatus, Task, TaskStatus, Timestamp};
 use blox_core::ports::{EcsApi, EcsApiExt, EventSource, TaskListFilter};
 use blox_core::testing::{FakeEcs, FakeEcsConfig, InstanceSpec};
 use blox_sched::daemon::{EnvironmentStore, NewEnvironment};
@@ -883,7 +883,10 @@ impl Sim {
         for r in self.replicas.iter().flatten() {
             let tasks: Vec<(Arn, bool)> = r.cache.with_view(|v| {
                 v.tasks()
-                    .map(|e| (e.value.task_arn.clone(), e.value.is_live()))
+                    .map(|e| {
+                        let t = e.value();
+                        (t.task_arn.clone(), t.is_live())
+                    })
                     .collect()
             });
             self.world.check_no_resurrection(r.id, &tasks);
@@ -949,54 +952,66 @@ impl Sim {
         for r in self.replicas.iter().flatten() {
             let id = r.id;
             let mut wrong = Vec::new();
-            r.cache.with_view(|v| {
-                for (arn, t) in &tasks {
-                    let live = t.is_live();
-                    match v.tasks().find(|e| &e.value.task_arn == arn) {
-                        Some(e) if e.value.is_live() != live || e.value.version != t.version => {
-                            wrong.push(format!(
-                                "task {arn}: view v{:?} {:?}, ECS v{:?} {:?}",
-                                e.value.version, e.value.last_status, t.version, t.last_status
-                            ));
-                        }
-                        None if live => {
-                            wrong.push(format!("task {arn} live at ECS, missing from the view"))
-                        }
-                        _ => {}
-                    }
-                }
-                for e in v.tasks() {
-                    if e.value.is_live() && !tasks.contains_key(&e.value.task_arn) {
-                        wrong.push(format!(
-                            "task {} live in the view, unknown to ECS",
-                            e.value.task_arn
-                        ));
-                    }
-                }
-                for (arn, i) in &instances {
-                    match v
-                        .instances()
-                        .find(|e| &e.value.container_instance_arn == arn)
-                    {
-                        Some(e) if e.value.status != i.status => wrong.push(format!(
-                            "instance {arn}: view {:?}, ECS {:?}",
-                            e.value.status, i.status
-                        )),
-                        None => wrong.push(format!("instance {arn} missing from the view")),
-                        _ => {}
-                    }
-                }
-                for e in v.instances() {
-                    if e.value.status != InstanceStatus::Inactive
-                        && !instances.contains_key(&e.value.container_instance_arn)
-                    {
-                        wrong.push(format!(
-                            "instance {} {:?} in the view, not listed by ECS",
-                            e.value.container_instance_arn, e.value.status
-                        ));
-                    }
-                }
+            let (view_tasks, view_instances) = r.cache.with_view(|v| {
+                let tasks: HashMap<Arn, Arc<Task>> = v
+                    .tasks()
+                    .map(|e| {
+                        let t = e.value();
+                        (t.task_arn.clone(), t)
+                    })
+                    .collect();
+                let instances: HashMap<Arn, Arc<ContainerInstance>> = v
+                    .instances()
+                    .map(|e| {
+                        let i = e.value();
+                        (i.container_instance_arn.clone(), i)
+                    })
+                    .collect();
+                (tasks, instances)
             });
+            for (arn, t) in &tasks {
+                let live = t.is_live();
+                match view_tasks.get(arn) {
+                    Some(e) if e.is_live() != live || e.version != t.version => {
+                        wrong.push(format!(
+                            "task {arn}: view v{:?} {:?}, ECS v{:?} {:?}",
+                            e.version, e.last_status, t.version, t.last_status
+                        ));
+                    }
+                    None if live => {
+                        wrong.push(format!("task {arn} live at ECS, missing from the view"))
+                    }
+                    _ => {}
+                }
+            }
+            for e in view_tasks.values() {
+                if e.is_live() && !tasks.contains_key(&e.task_arn) {
+                    wrong.push(format!(
+                        "task {} live in the view, unknown to ECS",
+                        e.task_arn
+                    ));
+                }
+            }
+            for (arn, i) in &instances {
+                match view_instances.get(arn) {
+                    Some(e) if e.status != i.status => wrong.push(format!(
+                        "instance {arn}: view {:?}, ECS {:?}",
+                        e.status, i.status
+                    )),
+                    None => wrong.push(format!("instance {arn} missing from the view")),
+                    _ => {}
+                }
+            }
+            for e in view_instances.values() {
+                if e.status != InstanceStatus::Inactive
+                    && !instances.contains_key(&e.container_instance_arn)
+                {
+                    wrong.push(format!(
+                        "instance {} {:?} in the view, not listed by ECS",
+                        e.container_instance_arn, e.status
+                    ));
+                }
+            }
             for line in wrong.iter().take(5) {
                 w.violate("converge", format!("replica {id}: {line}"));
             }
@@ -1028,7 +1043,10 @@ impl Sim {
             let streamed = c.view();
             let view: BTreeMap<String, u64> = r.cache.with_view(|v| {
                 v.tasks()
-                    .map(|e| (e.value.task_arn.to_string(), e.value.version.unwrap_or(0)))
+                    .map(|e| {
+                        let t = e.value();
+                        (t.task_arn.to_string(), t.version.unwrap_or(0))
+                    })
                     .collect()
             });
             if streamed != view {

@@ -126,6 +126,21 @@ where
     Ok(v)
 }
 
+/// An optional value that may be given as the empty string (none): Blox
+/// v0.3 writes `""` for a task's unknown `containerInstanceARN` and
+/// `createdAt`.
+pub fn empty_as_none<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: de::DeserializeOwned,
+{
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None => Ok(None),
+        Some(serde_json::Value::String(s)) if s.is_empty() => Ok(None),
+        Some(v) => T::deserialize(v).map(Some).map_err(de::Error::custom),
+    }
+}
+
 /// A flag that may be given as `null` (false) or as the string `"true"`.
 pub fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     struct V;

@@ -41,7 +41,11 @@ pub struct NetworkBinding {
 #[serde(rename_all = "camelCase")]
 pub struct Container {
     /// The container's ARN.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        alias = "containerARN",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_arn: Option<String>,
     /// The container name from the task definition.
     #[serde(default)]
@@ -175,18 +179,30 @@ pub struct TaskOverride {
 }
 
 /// An ECS task, as events and `DescribeTasks` report it.
+///
+/// It also reads Blox v0.3's spellings of its ARN fields (`taskARN`,
+/// `clusterARN`, `taskDefinitionARN`, `containerInstanceARN`, and a
+/// container's `containerARN`), and `""` as an unknown container instance
+/// or creation time, so that a task the HTTP API wrote reads back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Task {
     /// The task's ARN (the store key).
+    #[serde(alias = "taskARN")]
     pub task_arn: Arn,
     /// The cluster it runs in.
+    #[serde(alias = "clusterARN")]
     pub cluster_arn: Arn,
     /// The task definition (`arn:...:task-definition/family:revision`).
-    #[serde(default)]
+    #[serde(alias = "taskDefinitionARN", default)]
     pub task_definition_arn: String,
     /// The container instance it was placed on (none on Fargate).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        alias = "containerInstanceARN",
+        default,
+        deserialize_with = "lenient::empty_as_none",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance_arn: Option<Arn>,
     /// Its last known status.
     pub last_status: TaskStatus,
@@ -238,7 +254,11 @@ pub struct Task {
     )]
     pub version: Option<u64>,
     /// When it was created.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient::empty_as_none",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub created_at: Option<Timestamp>,
     /// When it started running.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -286,5 +306,37 @@ impl Task {
     /// Whether the task is running or on its way to run (not stopping or stopped).
     pub fn is_live(&self) -> bool {
         !self.last_status.is_terminal() && !matches!(self.desired_status, TaskStatus::Stopped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_task_in_blox_v03_spelling_reads_with_empty_strings_as_unknown() {
+        let json = r#"{
+            "taskARN": "arn:aws:ecs:us-east-1:1:task/prod/t1",
+            "clusterARN": "arn:aws:ecs:us-east-1:1:cluster/prod",
+            "taskDefinitionARN": "arn:aws:ecs:us-east-1:1:task-definition/web:1",
+            "containerInstanceARN": "",
+            "createdAt": "",
+            "lastStatus": "RUNNING",
+            "desiredStatus": "RUNNING",
+            "containers": [{"containerARN": "arn:aws:ecs:us-east-1:1:container/c1", "name": "web"}]
+        }"#;
+        let t: Task = serde_json::from_str(json).unwrap();
+        assert_eq!(t.task_arn.id(), "t1");
+        assert_eq!(t.cluster_arn.cluster_name(), Some("prod"));
+        assert!(t.task_definition_arn.ends_with("web:1"));
+        assert_eq!(t.container_instance_arn, None);
+        assert_eq!(t.created_at, None);
+        assert_eq!(
+            t.containers[0].container_arn.as_deref(),
+            Some("arn:aws:ecs:us-east-1:1:container/c1")
+        );
+        let bad = json.replace(r#""createdAt": """#, r#""createdAt": "yesterday""#);
+        assert!(serde_json::from_str::<Task>(&bad).is_err());
     }
 }

@@ -85,21 +85,21 @@ pub(crate) async fn statuses(
         .cache
         .list_instances(&filter)
         .into_iter()
-        .map(|e| Arc::clone(&e.value))
+        .map(|e| e.value())
         .collect();
-    // The statuses read the environment's own tasks only: index those.
-    let ours = |t: &blox_core::model::Task| {
-        t.started_by
-            .as_deref()
-            .is_some_and(|s| deployments.iter().any(|d| d.id == s))
-    };
-    let tasks = s
-        .cache
-        .list_tasks(&filter)
-        .into_iter()
-        .filter(|e| ours(&e.value))
-        .map(|e| Arc::clone(&e.value))
+    // The statuses read the environment's own tasks only (those its
+    // deployments started): read those from the cache's startedBy index.
+    let mut tasks: Vec<Arc<blox_core::model::Task>> = deployments
+        .iter()
+        .flat_map(|d| {
+            s.cache.list_tasks(&Filter {
+                started_by: Some(d.id.clone()),
+                ..filter.clone()
+            })
+        })
+        .map(|e| e.value())
         .collect();
+    tasks.sort_by(|a, b| a.task_arn.cmp(&b.task_arn));
     let state = EnvironmentState {
         environment,
         deployments,

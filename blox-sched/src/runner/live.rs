@@ -139,23 +139,27 @@ impl LiveView {
     /// Loads the view whole at one revision and follows the feed from it.
     fn load(&mut self, cache: &Cache) {
         let clusters = &self.clusters;
-        let (view, start) = cache.with_view(|v| {
-            let mut view = IndexedView::default();
-            for e in v.instances() {
-                if super::cycle::manages(clusters, &e.value.cluster_arn) {
-                    view.put_instance(Arc::clone(&e.value), e.revision.seq);
-                }
-            }
-            for e in v.tasks() {
-                if super::cycle::manages(clusters, &e.value.cluster_arn) {
-                    view.put_task(Arc::clone(&e.value), e.revision.seq);
-                }
-            }
+        let manages = |cluster: &Arn| super::cycle::manages(clusters, cluster);
+        let (instances, tasks, start) = cache.with_view(|v| {
+            let instances: Vec<_> = v
+                .instances()
+                .map(|e| (e.value(), e.revision.seq))
+                .filter(|(i, _)| manages(&i.cluster_arn))
+                .collect();
+            // Shared handles only: packed tasks are decoded after the lock.
+            let tasks: Vec<_> = v.tasks_in_clusters(manages).cloned().collect();
             // Under the view's read lock: no revision is published between
             // the load and the subscription.
             let revision: Revision = v.revision();
-            (view, (cache.subscribe(revision), revision))
+            (instances, tasks, (cache.subscribe(revision), revision))
         });
+        let mut view = IndexedView::default();
+        for (i, seq) in instances {
+            view.put_instance(i, seq);
+        }
+        for e in tasks {
+            view.put_task(e.value(), e.revision.seq);
+        }
         self.view = Arc::new(view);
         self.revision = start.1;
         self.changes = ViewChanges {

@@ -6,7 +6,7 @@ use blox_core::backoff::Backoff;
 use futures::StreamExt;
 use tokio::task::JoinHandle;
 
-use super::{Cache, CacheOptions, CacheWriter, cache_with};
+use super::{Cache, CacheOptions, CacheWriter, Slots, cache_with};
 use crate::store::StateStore;
 
 /// Follows the store forever: list both kinds at one revision, watch whole
@@ -18,8 +18,23 @@ pub async fn follow(store: Arc<dyn StateStore>, mut writer: CacheWriter) {
     loop {
         let mut from = match store.list_all().await {
             Ok(listing) => {
-                tracing::debug!(count = listing.items.len(), revision = %listing.revision, "cache loaded");
-                writer.replace(listing.items, listing.revision);
+                let count = listing.items.len();
+                let hot = writer.hot();
+                // Packing a large view takes seconds: not on a runtime thread.
+                let slots = match tokio::task::spawn_blocking(move || {
+                    Slots::of(listing.items, &hot)
+                })
+                .await
+                {
+                    Ok(slots) => slots,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cache could not prepare the list; relisting");
+                        tokio::time::sleep(backoff.next_delay()).await;
+                        continue;
+                    }
+                };
+                tracing::debug!(count, revision = %listing.revision, "cache loaded");
+                writer.replace_with(slots, listing.revision);
                 backoff.reset();
                 listing.revision
             }

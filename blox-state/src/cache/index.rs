@@ -8,66 +8,68 @@
 //! flooding buys nothing here.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, OnceLock};
-
-use bytes::Bytes;
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap as HashMap;
 
-use blox_core::model::{Arn, ContainerInstance, Entity, Task};
+use blox_core::model::{Arn, ContainerInstance, Task, TaskStatus};
 
+use super::entry::Entry;
 use crate::store::{Filter, Revision};
 
-/// A cached entity with the store revision of its last write, and its
-/// v0.3 item (`{"metadata", "entity"}`) for that revision, encoded once.
-///
-/// Entries are recreated on every write, so the encoding belongs to one
-/// revision of the entity. It is encoded lazily, by the first request that
-/// serves the entity, outside the cache's lock, and then shared by every
-/// clone of the entry (the cell is behind an `Arc`): later lists and gets
-/// copy the bytes. Encoding at apply time instead would lengthen the write
-/// lock of every change and of every relist by the encoding time and keep
-/// bytes of entities nobody reads (`benches/RESULTS.md`, issue 17).
+/// The fields of a task the indexes and filters read, kept beside its
+/// entry (which may hold the task packed).
+#[derive(Debug, Clone)]
+pub(crate) struct TaskKeys {
+    cluster_arn: Arn,
+    last_status: TaskStatus,
+    container_instance_arn: Option<Arn>,
+    started_by: Option<Box<str>>,
+}
+
+impl TaskKeys {
+    pub(crate) fn of(t: &Task) -> Self {
+        TaskKeys {
+            cluster_arn: t.cluster_arn.clone(),
+            last_status: t.last_status.clone(),
+            container_instance_arn: t.container_instance_arn.clone(),
+            started_by: t.started_by.as_deref().map(Box::from),
+        }
+    }
+
+    pub(crate) fn cluster_arn(&self) -> &Arn {
+        &self.cluster_arn
+    }
+
+    fn matches(&self, f: &Filter) -> bool {
+        f.matches_task_fields(
+            &self.cluster_arn,
+            &self.last_status,
+            self.started_by.as_deref(),
+            self.container_instance_arn.as_ref(),
+        )
+    }
+}
+
+/// A cached task: its entry and the fields its indexes hold it under.
+#[derive(Debug, Clone)]
+pub(crate) struct TaskSlot {
+    pub(crate) keys: TaskKeys,
+    pub(crate) entry: Entry<Task>,
+}
+
+/// A cached instance: its entry and its value (instances stay typed).
+#[derive(Debug, Clone)]
+pub(crate) struct InstanceSlot {
+    pub(crate) value: Arc<ContainerInstance>,
+    pub(crate) entry: Entry<ContainerInstance>,
+}
+
+/// A write made ready for the cache outside its lock (a task packed).
 #[derive(Debug)]
-pub struct Entry<T> {
-    /// The entity (shared; cloning the entry does not copy it).
-    pub value: Arc<T>,
-    /// The store revision of its last write (`metadata.entityVersion`).
-    /// The encoding kept for the entry names it: an entry for another
-    /// revision is a new entry ([`Entry::new`]), never a changed one.
-    pub revision: Revision,
-    /// The entity's v0.3 item (metadata and entity), once encoded.
-    encoded: Arc<OnceLock<Bytes>>,
-}
-
-impl<T> Entry<T> {
-    /// An entry for `value` written at `revision`, not yet encoded.
-    pub fn new(value: Arc<T>, revision: Revision) -> Self {
-        Entry {
-            value,
-            revision,
-            encoded: Arc::default(),
-        }
-    }
-
-    /// The entry's encoding: `encode`'s result, computed by the first
-    /// caller of this entry's revision and kept. Every caller must pass the
-    /// same encoder (the HTTP API's v0.3 item, which names the entry's
-    /// `revision`).
-    #[cfg_attr(not(feature = "http"), allow(dead_code))]
-    pub(crate) fn encoded(&self, encode: impl FnOnce(&T) -> Bytes) -> &Bytes {
-        self.encoded.get_or_init(|| encode(&self.value))
-    }
-}
-
-impl<T> Clone for Entry<T> {
-    fn clone(&self) -> Self {
-        Entry {
-            value: Arc::clone(&self.value),
-            revision: self.revision,
-            encoded: Arc::clone(&self.encoded),
-        }
-    }
+pub(crate) enum Slot {
+    Instance(InstanceSlot),
+    Task(Arn, TaskSlot),
 }
 
 type Set = BTreeSet<Arn>;
@@ -83,7 +85,11 @@ fn index_insert<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Set>, key: K, arn:
     map.entry(key).or_default().insert(arn.clone());
 }
 
-fn index_remove<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Set>, key: &K, arn: &Arn) {
+fn index_remove<K, Q>(map: &mut HashMap<K, Set>, key: &Q, arn: &Arn)
+where
+    K: std::hash::Hash + Eq + std::borrow::Borrow<Q>,
+    Q: std::hash::Hash + Eq + ?Sized,
+{
     if let Some(set) = map.get_mut(key) {
         set.remove(arn);
         if set.is_empty() {
@@ -95,8 +101,8 @@ fn index_remove<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Set>, key: &K, arn
 /// Everything the cache holds, with indexes by cluster, status, instance and startedBy.
 #[derive(Debug, Default)]
 pub(crate) struct Indexed {
-    pub(crate) instances: HashMap<Arn, Entry<ContainerInstance>>,
-    pub(crate) tasks: HashMap<Arn, Entry<Task>>,
+    pub(crate) instances: HashMap<Arn, InstanceSlot>,
+    pub(crate) tasks: HashMap<Arn, TaskSlot>,
     all_instances: Set,
     all_tasks: Set,
     instances_by_cluster: HashMap<Arn, Set>,
@@ -149,8 +155,7 @@ impl Indexed {
         self.note_cluster(&i.cluster_arn);
     }
 
-    fn unindex_task(&mut self, t: &Task) {
-        let arn = &t.task_arn;
+    fn unindex_task(&mut self, arn: &Arn, t: &TaskKeys) {
         self.all_tasks.remove(arn);
         index_remove(&mut self.tasks_by_cluster, &t.cluster_arn, arn);
         index_remove(
@@ -165,12 +170,11 @@ impl Indexed {
             index_remove(&mut self.tasks_by_instance, ci, arn);
         }
         if let Some(sb) = &t.started_by {
-            index_remove(&mut self.tasks_by_started_by, sb, arn);
+            index_remove(&mut self.tasks_by_started_by, &**sb, arn);
         }
     }
 
-    fn index_task(&mut self, t: &Task) {
-        let arn = &t.task_arn;
+    fn index_task(&mut self, arn: &Arn, t: &TaskKeys) {
         self.all_tasks.insert(arn.clone());
         index_insert(&mut self.tasks_by_cluster, t.cluster_arn.clone(), arn);
         index_insert(
@@ -185,63 +189,65 @@ impl Indexed {
             index_insert(&mut self.tasks_by_instance, ci.clone(), arn);
         }
         if let Some(sb) = &t.started_by {
-            index_insert(&mut self.tasks_by_started_by, sb.clone(), arn);
+            index_insert(&mut self.tasks_by_started_by, String::from(&**sb), arn);
         }
         self.note_cluster(&t.cluster_arn);
     }
 
-    /// Stores an entity written at `revision`, unless the cache already has a
-    /// later write of it. Returns whether it changed the cache.
-    pub(crate) fn put(&mut self, entity: Entity, revision: Revision) -> bool {
-        match entity {
-            Entity::Instance(i) => {
-                let arn = i.container_instance_arn.clone();
+    /// Stores an entity's write, unless the cache already has a later write
+    /// of it. Returns whether it changed the cache.
+    pub(crate) fn put(&mut self, slot: Slot) -> bool {
+        match slot {
+            Slot::Instance(new) => {
+                let arn = new.value.container_instance_arn.clone();
                 if let Some(old) = self.instances.get(&arn) {
-                    if old.revision.seq >= revision.seq {
+                    if old.entry.revision.seq >= new.entry.revision.seq {
                         return false;
                     }
                     let old = Arc::clone(&old.value);
                     self.unindex_instance(&old);
                 }
-                self.index_instance(&i);
-                self.instances.insert(arn, Entry::new(i, revision));
+                self.index_instance(&new.value);
+                self.instances.insert(arn, new);
             }
-            Entity::Task(t) => {
-                let arn = t.task_arn.clone();
+            Slot::Task(arn, new) => {
                 if let Some(old) = self.tasks.get(&arn) {
-                    if old.revision.seq >= revision.seq {
+                    if old.entry.revision.seq >= new.entry.revision.seq {
                         return false;
                     }
-                    let old = Arc::clone(&old.value);
-                    self.unindex_task(&old);
+                    let old = old.keys.clone();
+                    self.unindex_task(&arn, &old);
                 }
-                self.index_task(&t);
-                self.tasks.insert(arn, Entry::new(t, revision));
+                self.index_task(&arn, &new.keys);
+                self.tasks.insert(arn, new);
             }
         }
         true
     }
 
     /// Removes an entity deleted at `revision`, unless the cache has a later
-    /// write of it. Returns the removed entity.
-    pub(crate) fn delete(&mut self, arn: &Arn, revision: Revision) -> Option<Entity> {
+    /// write of it. Returns whether it removed one.
+    pub(crate) fn delete(&mut self, arn: &Arn, revision: Revision) -> bool {
         if let Some(old) = self.instances.get(arn) {
-            if old.revision.seq >= revision.seq {
-                return None;
+            if old.entry.revision.seq >= revision.seq {
+                return false;
             }
-            let old = self.instances.remove(arn)?;
-            self.unindex_instance(&old.value);
-            return Some(Entity::Instance(old.value));
+            if let Some(old) = self.instances.remove(arn) {
+                self.unindex_instance(&old.value);
+                return true;
+            }
+            return false;
         }
         if let Some(old) = self.tasks.get(arn) {
-            if old.revision.seq >= revision.seq {
-                return None;
+            if old.entry.revision.seq >= revision.seq {
+                return false;
             }
-            let old = self.tasks.remove(arn)?;
-            self.unindex_task(&old.value);
-            return Some(Entity::Task(old.value));
+            if let Some(old) = self.tasks.remove(arn) {
+                self.unindex_task(arn, &old.keys);
+                return true;
+            }
         }
-        None
+        false
     }
 
     /// The cluster ARNs a cluster filter (name or ARN) selects.
@@ -317,46 +323,49 @@ impl Indexed {
         self.cluster_status_sets(indexes, f, f.clone())
     }
 
-    /// Tasks matching `f` with ARN greater than `after`, in ARN order, at most `limit`.
+    /// Tasks matching `f` with ARN greater than `after`, in ARN order, at
+    /// most `limit`, with their ARNs.
     pub(crate) fn tasks_page(
         &self,
         f: &Filter,
         after: Option<&Arn>,
         limit: usize,
-    ) -> Vec<Entry<Task>> {
+    ) -> Vec<(&Arn, Entry<Task>)> {
         let (sets, rest) = self.task_candidates(f);
         page(&sets, after, limit, |arn| {
             self.tasks
                 .get(arn)
-                .filter(|e| rest.matches_task(&e.value))
-                .cloned()
+                .filter(|s| s.keys.matches(&rest))
+                .map(|s| s.entry.clone())
         })
     }
 
-    /// Instances matching `f` with ARN greater than `after`, in ARN order, at most `limit`.
+    /// Instances matching `f` with ARN greater than `after`, in ARN order,
+    /// at most `limit`, with their ARNs.
     pub(crate) fn instances_page(
         &self,
         f: &Filter,
         after: Option<&Arn>,
         limit: usize,
-    ) -> Vec<Entry<ContainerInstance>> {
+    ) -> Vec<(&Arn, Entry<ContainerInstance>)> {
         let (sets, rest) = self.instance_candidates(f);
         page(&sets, after, limit, |arn| {
             self.instances
                 .get(arn)
-                .filter(|e| rest.matches_instance(&e.value))
-                .cloned()
+                .filter(|s| rest.matches_instance(&s.value))
+                .map(|s| s.entry.clone())
         })
     }
 }
 
-/// Walks the union of sorted sets in ARN order after `after`, keeping what `get` returns.
-fn page<T>(
-    sets: &[&Set],
+/// Walks the union of sorted sets in ARN order after `after`, keeping what
+/// `get` returns, with its ARN.
+fn page<'s, T>(
+    sets: &[&'s Set],
     after: Option<&Arn>,
     limit: usize,
     get: impl Fn(&Arn) -> Option<T>,
-) -> Vec<T> {
+) -> Vec<(&'s Arn, T)> {
     use std::ops::Bound;
     let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
     let mut out = Vec::new();
@@ -366,12 +375,12 @@ fn page<T>(
                 break;
             }
             if let Some(v) = get(arn) {
-                out.push(v);
+                out.push((arn, v));
             }
         }
         return out;
     }
-    let mut arns: Vec<&Arn> = sets
+    let mut arns: Vec<&'s Arn> = sets
         .iter()
         .flat_map(|s| s.range::<Arn, _>((lower, Bound::Unbounded)))
         .collect();
@@ -382,7 +391,7 @@ fn page<T>(
             break;
         }
         if let Some(v) = get(arn) {
-            out.push(v);
+            out.push((arn, v));
         }
     }
     out

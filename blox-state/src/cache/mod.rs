@@ -4,7 +4,11 @@
 //! the store's changes and a cheap-`Clone` [`Cache`] reader answers `get` and
 //! filtered `list` synchronously from secondary indexes (by cluster, by
 //! cluster and status, by container instance, by `startedBy`), returning
-//! shared [`Entry`] handles rather than copies. [`follow`] keeps a writer in
+//! shared [`Entry`] handles rather than copies. With the HTTP API built in,
+//! a task is held packed, as its compressed v0.3 item beside the few fields
+//! the indexes read, and decoded on demand ([`Entry::value`]): about a
+//! third of the memory of the typed task with its item (see [`Entry`]'s
+//! module). [`follow`] keeps a writer in
 //! step with a [`StateStore`]: it lists both kinds of entity at one
 //! revision, then watches from it, resumes the watch after transient errors
 //! (from the last revision it applied whole), and relists (replacing the
@@ -23,6 +27,7 @@
 //!
 //! [`StateStore`]: crate::store::StateStore
 
+mod entry;
 mod fanout;
 mod follow;
 mod index;
@@ -30,25 +35,41 @@ mod kv;
 
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use blox_core::model::{Arn, ContainerInstance, Task};
+use blox_core::model::{Arn, ContainerInstance, Entity, Task};
 use tokio::sync::watch;
 
+pub use entry::{Entry, HotItems};
 pub use fanout::{
     DEFAULT_BROADCAST_REVISIONS, DEFAULT_HISTORY_EVENTS, Fanout, FeedEnd, FeedOptions, FeedStream,
     SharedBatch, Start, Subscription, catch_up,
 };
 pub use follow::{follow, spawn_follower, spawn_follower_with};
-pub use index::Entry;
 pub use kv::{KvFeed, KvSubscription};
 
 use crate::store::{Filter, Revision, Versioned, WatchBatch, WatchEvent};
-use index::Indexed;
+use index::{Indexed, InstanceSlot, Slot, TaskKeys, TaskSlot};
+
+/// The default budget of plain items kept for packed entries:
+/// 256 MiB (see [`HotItems`]).
+pub const DEFAULT_HOT_ITEMS: usize = 256 << 20;
 
 /// Settings of a cache.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheOptions {
     /// The bounds of the feed of revisions streams read (see [`Fanout`]).
     pub feed: FeedOptions,
+    /// The budget, in bytes, of uncompressed items kept for packed entries
+    /// (see [`HotItems`]; default [`DEFAULT_HOT_ITEMS`]).
+    pub hot_items: usize,
+}
+
+impl Default for CacheOptions {
+    fn default() -> Self {
+        CacheOptions {
+            feed: FeedOptions::default(),
+            hot_items: DEFAULT_HOT_ITEMS,
+        }
+    }
 }
 
 /// One page of a cached list.
@@ -69,6 +90,7 @@ pub struct Cache {
     ready: watch::Receiver<bool>,
     changes: watch::Receiver<Revision>,
     feed: Fanout<WatchEvent>,
+    hot: Arc<HotItems>,
 }
 
 /// The write side of the cache (one per cache; see [`follow`]).
@@ -77,6 +99,7 @@ pub struct CacheWriter {
     ready: watch::Sender<bool>,
     changes: watch::Sender<Revision>,
     feed: Fanout<WatchEvent>,
+    hot: Arc<HotItems>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -101,18 +124,21 @@ pub fn cache_with(options: CacheOptions) -> (Cache, CacheWriter) {
     let (ready_tx, ready_rx) = watch::channel(false);
     let (changes_tx, changes_rx) = watch::channel(Revision::default());
     let feed = Fanout::new(options.feed);
+    let hot = Arc::new(HotItems::new(options.hot_items));
     (
         Cache {
             state: Arc::clone(&state),
             ready: ready_rx,
             changes: changes_rx,
             feed: feed.clone(),
+            hot: Arc::clone(&hot),
         },
         CacheWriter {
             state,
             ready: ready_tx,
             changes: changes_tx,
             feed,
+            hot,
         },
     )
 }
@@ -131,25 +157,38 @@ impl Cache {
     /// The task with this ARN.
     #[must_use]
     pub fn get_task(&self, arn: &str) -> Option<Entry<Task>> {
-        read(&self.state).tasks.get(arn).cloned()
+        read(&self.state).tasks.get(arn).map(|s| s.entry.clone())
+    }
+
+    /// The task with this ARN and the ARN of its cluster (read without
+    /// decoding a packed task).
+    #[must_use]
+    pub fn get_task_and_cluster(&self, arn: &str) -> Option<(Arn, Entry<Task>)> {
+        read(&self.state)
+            .tasks
+            .get(arn)
+            .map(|s| (s.keys.cluster_arn().clone(), s.entry.clone()))
     }
 
     /// The container instance with this ARN.
     #[must_use]
     pub fn get_instance(&self, arn: &str) -> Option<Entry<ContainerInstance>> {
-        read(&self.state).instances.get(arn).cloned()
+        read(&self.state)
+            .instances
+            .get(arn)
+            .map(|s| s.entry.clone())
     }
 
     /// Every task matching the filter, in ARN order.
     #[must_use]
     pub fn list_tasks(&self, filter: &Filter) -> Vec<Entry<Task>> {
-        read(&self.state).tasks_page(filter, None, usize::MAX)
+        entries(read(&self.state).tasks_page(filter, None, usize::MAX))
     }
 
     /// Every container instance matching the filter, in ARN order.
     #[must_use]
     pub fn list_instances(&self, filter: &Filter) -> Vec<Entry<ContainerInstance>> {
-        read(&self.state).instances_page(filter, None, usize::MAX)
+        entries(read(&self.state).instances_page(filter, None, usize::MAX))
     }
 
     /// Up to `limit` tasks matching the filter with ARNs after `after`.
@@ -165,7 +204,6 @@ impl Cache {
             s.tasks_page(filter, after, limit.saturating_add(1)),
             limit,
             s.revision,
-            |e| &e.value.task_arn,
         )
     }
 
@@ -182,7 +220,6 @@ impl Cache {
             s.instances_page(filter, after, limit.saturating_add(1)),
             limit,
             s.revision,
-            |e| &e.value.container_instance_arn,
         )
     }
 
@@ -238,6 +275,12 @@ impl Cache {
         self.feed.subscribe(after)
     }
 
+    /// The budget of plain items kept for packed entries, and its use.
+    #[must_use]
+    pub fn hot_items(&self) -> &HotItems {
+        &self.hot
+    }
+
     /// The feed of revisions streams read (to count or end its readers).
     #[must_use]
     pub fn feed(&self) -> &Fanout<WatchEvent> {
@@ -251,20 +294,19 @@ impl Cache {
     }
 }
 
-fn paged<T>(
-    mut items: Vec<Entry<T>>,
-    limit: usize,
-    revision: Revision,
-    arn: impl Fn(&Entry<T>) -> &Arn,
-) -> CachePage<T> {
+fn entries<T>(page: Vec<(&Arn, Entry<T>)>) -> Vec<Entry<T>> {
+    page.into_iter().map(|(_, e)| e).collect()
+}
+
+fn paged<T>(mut items: Vec<(&Arn, Entry<T>)>, limit: usize, revision: Revision) -> CachePage<T> {
     let next_after = if items.len() > limit {
         items.truncate(limit);
-        items.last().map(|e| arn(e).clone())
+        items.last().map(|(arn, _)| (*arn).clone())
     } else {
         None
     };
     CachePage {
-        items,
+        items: entries(items),
         next_after,
         revision,
     }
@@ -278,22 +320,35 @@ pub struct CacheView<'a> {
 impl CacheView<'_> {
     /// Every cached instance (unordered).
     pub fn instances(&self) -> impl Iterator<Item = &Entry<ContainerInstance>> {
-        self.inner.instances.values()
+        self.inner.instances.values().map(|s| &s.entry)
     }
 
     /// Every cached task (unordered).
     pub fn tasks(&self) -> impl Iterator<Item = &Entry<Task>> {
-        self.inner.tasks.values()
+        self.inner.tasks.values().map(|s| &s.entry)
+    }
+
+    /// Every cached task whose cluster ARN `keep` accepts (unordered),
+    /// without decoding a packed task to read its cluster.
+    pub fn tasks_in_clusters<'s>(
+        &'s self,
+        keep: impl Fn(&Arn) -> bool + 's,
+    ) -> impl Iterator<Item = &'s Entry<Task>> {
+        self.inner
+            .tasks
+            .values()
+            .filter(move |s| keep(s.keys.cluster_arn()))
+            .map(|s| &s.entry)
     }
 
     /// Tasks matching a filter, in ARN order.
     pub fn tasks_matching(&self, filter: &Filter) -> Vec<Entry<Task>> {
-        self.inner.tasks_page(filter, None, usize::MAX)
+        entries(self.inner.tasks_page(filter, None, usize::MAX))
     }
 
     /// Instances matching a filter, in ARN order.
     pub fn instances_matching(&self, filter: &Filter) -> Vec<Entry<ContainerInstance>> {
-        self.inner.instances_page(filter, None, usize::MAX)
+        entries(self.inner.instances_page(filter, None, usize::MAX))
     }
 
     /// The revision of the view.
@@ -317,13 +372,23 @@ impl CacheWriter {
     /// no read sees the revision in part, moves the view's revision to it,
     /// and publishes it to the feed. Returns whether the view changed.
     pub fn apply_revision(&mut self, batch: WatchBatch<WatchEvent>) -> bool {
+        // Made ready (tasks packed) before the lock, which readers share.
+        let slots: Vec<Option<Slot>> = batch
+            .events
+            .iter()
+            .map(|event| match event {
+                WatchEvent::Put(v) => Some(slot(&v.entity, v.revision, &self.hot)),
+                WatchEvent::Delete { .. } => None,
+            })
+            .collect();
         let changed = {
             let mut s = write(&self.state);
             let mut changed = false;
-            for event in &batch.events {
-                changed |= match event {
-                    WatchEvent::Put(v) => s.put(v.entity.clone(), v.revision),
-                    WatchEvent::Delete { arn, revision, .. } => s.delete(arn, *revision).is_some(),
+            for (event, slot) in batch.events.iter().zip(slots) {
+                changed |= match (event, slot) {
+                    (WatchEvent::Delete { arn, revision, .. }, _) => s.delete(arn, *revision),
+                    (WatchEvent::Put(_), Some(slot)) => s.put(slot),
+                    (WatchEvent::Put(_), None) => false,
                 };
             }
             if batch.revision.seq > s.revision.seq || batch.revision.epoch != s.revision.epoch {
@@ -343,9 +408,21 @@ impl CacheWriter {
     /// `revision`, and marks the cache ready. Readers of the feed are ended
     /// ([`FeedEnd::Relisted`]): what happened between is not known.
     pub fn replace(&mut self, items: Vec<Versioned>, revision: Revision) {
+        let slots = Slots::of(items, &self.hot);
+        self.replace_with(slots, revision);
+    }
+
+    /// The budget of plain items of this writer's cache (to make
+    /// [`Slots`] elsewhere).
+    pub(crate) fn hot(&self) -> Arc<HotItems> {
+        Arc::clone(&self.hot)
+    }
+
+    /// [`CacheWriter::replace`] with the list already made ready.
+    pub(crate) fn replace_with(&mut self, slots: Slots, revision: Revision) {
         let mut fresh = Indexed::default();
-        for v in items {
-            fresh.put(v.entity, v.revision);
+        for slot in slots.0 {
+            fresh.put(slot);
         }
         fresh.revision = revision;
         {
@@ -369,9 +446,60 @@ impl CacheWriter {
             ready: self.ready.subscribe(),
             changes: self.changes.subscribe(),
             feed: self.feed.clone(),
+            hot: Arc::clone(&self.hot),
         }
     }
 }
 
+/// A complete list made ready for the view (tasks packed), which takes a
+/// while for a large view: [`follow`] makes it off the runtime's threads.
+pub(crate) struct Slots(Vec<Slot>);
+
+impl Slots {
+    pub(crate) fn of(items: Vec<Versioned>, hot: &Arc<HotItems>) -> Self {
+        Slots(
+            items
+                .iter()
+                .map(|v| slot(&v.entity, v.revision, hot))
+                .collect(),
+        )
+    }
+}
+
+/// An entity's write made ready for the view: a task packed (when the
+/// cache serves the HTTP API), an instance typed.
+fn slot(entity: &Entity, revision: Revision, hot: &Arc<HotItems>) -> Slot {
+    match entity {
+        Entity::Instance(i) => Slot::Instance(InstanceSlot {
+            value: Arc::clone(i),
+            entry: Entry::new(Arc::clone(i), revision),
+        }),
+        Entity::Task(t) => Slot::Task(
+            t.task_arn.clone(),
+            TaskSlot {
+                keys: TaskKeys::of(t),
+                entry: task_entry(t, revision, hot),
+            },
+        ),
+    }
+}
+
+/// A task's entry, packed with its v0.3 item when it reads back exactly.
+#[cfg(feature = "http")]
+fn task_entry(t: &Arc<Task>, revision: Revision, hot: &Arc<HotItems>) -> Entry<Task> {
+    let mut item = Vec::with_capacity(4096);
+    crate::http::shape::write_item_of(&mut item, &**t, revision, false);
+    Entry::pack(Arc::clone(t), revision, &item, hot)
+}
+
+/// A task's entry: typed (nothing serves items without the HTTP API).
+#[cfg(not(feature = "http"))]
+fn task_entry(t: &Arc<Task>, revision: Revision, _hot: &Arc<HotItems>) -> Entry<Task> {
+    Entry::new(Arc::clone(t), revision)
+}
+
 #[cfg(test)]
 mod tests;
+
+#[cfg(all(test, feature = "http"))]
+mod packed_tests;

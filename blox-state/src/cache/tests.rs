@@ -51,10 +51,13 @@ fn put(w: &mut CacheWriter, e: impl Into<Entity>, seq: u64) -> bool {
     }))
 }
 
-fn ids<T>(entries: &[Entry<T>], arn: impl Fn(&T) -> &Arn) -> Vec<String> {
+fn ids<T: serde::de::DeserializeOwned>(
+    entries: &[Entry<T>],
+    arn: impl Fn(&T) -> &Arn,
+) -> Vec<String> {
     entries
         .iter()
-        .map(|e| arn(&e.value).id().to_owned())
+        .map(|e| arn(&e.value()).id().to_owned())
         .collect()
 }
 
@@ -69,7 +72,7 @@ fn get_returns_the_shared_entity_not_a_copy() {
     let b = reader
         .get_instance(i.container_instance_arn.as_str())
         .unwrap();
-    assert!(Arc::ptr_eq(&a.value, &b.value));
+    assert!(Arc::ptr_eq(&a.value(), &b.value()));
     assert_eq!(a.revision, rev(1));
 }
 
@@ -214,7 +217,7 @@ fn a_replayed_older_write_does_not_replace_a_newer_one() {
     let got = reader
         .get_task("arn:aws:ecs:us-east-1:1:task/prod/t1")
         .unwrap();
-    assert_eq!(got.value.last_status, TaskStatus::Running);
+    assert_eq!(got.value().last_status, TaskStatus::Running);
     assert_eq!(reader.revision(), rev(5));
 }
 
@@ -308,7 +311,11 @@ fn pages_walk_every_match_exactly_once_in_arn_order() {
     loop {
         let page = reader.list_tasks_page(&f, after.as_ref(), 10);
         assert!(page.items.len() <= 10);
-        seen.extend(page.items.iter().map(|e| e.value.task_arn.id().to_owned()));
+        seen.extend(
+            page.items
+                .iter()
+                .map(|e| e.value().task_arn.id().to_owned()),
+        );
         match page.next_after {
             Some(a) => after = Some(a),
             None => break,
@@ -570,7 +577,7 @@ mod listing_at_one_revision {
                 assert!(
                     t.revision.seq <= revision.seq,
                     "the cache says {revision} but holds {} written at {}",
-                    t.value.task_arn,
+                    t.value().task_arn,
                     t.revision
                 );
             }

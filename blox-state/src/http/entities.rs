@@ -135,7 +135,7 @@ pub(crate) async fn get_instance(
         .cache()
         .get_instance(arn.as_str())
         .ok_or_else(|| absent(EntityKind::Instance, &arn, None))?;
-    if !Filter::cluster_matches(&cluster, &e.value.cluster_arn) {
+    if !Filter::cluster_matches(&cluster, &e.value().cluster_arn) {
         return Err(absent(EntityKind::Instance, &arn, Some(&cluster)));
     }
     Ok(item_response(&e))
@@ -148,11 +148,11 @@ pub(crate) async fn get_task(
 ) -> Result<Response, ApiError> {
     let (cluster, arn) = target(path, EntityKind::Task)?;
     s.ready()?;
-    let e = s
+    let (task_cluster, e) = s
         .cache()
-        .get_task(arn.as_str())
+        .get_task_and_cluster(arn.as_str())
         .ok_or_else(|| absent(EntityKind::Task, &arn, None))?;
-    if !Filter::cluster_matches(&cluster, &e.value.cluster_arn) {
+    if !Filter::cluster_matches(&cluster, &task_cluster) {
         return Err(absent(EntityKind::Task, &arn, Some(&cluster)));
     }
     Ok(item_response(&e))

@@ -130,10 +130,10 @@
 mod entities;
 mod error;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 mod listing;
 mod params;
-mod shape;
+pub(crate) mod shape;
 mod stream;
 mod v03;
 

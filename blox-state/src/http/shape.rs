@@ -23,7 +23,6 @@
 use blox_core::model::{
     Arn, Attribute, ContainerInstance, Entity, EntityKind, Resource, Task, VersionInfo,
 };
-use bytes::Bytes;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value, json};
 
@@ -80,28 +79,21 @@ fn write_entity<T: Shape>(out: &mut Vec<u8>, value: &T) {
 
 /// An entity's v0.3 JSON (the `entity` of the item [`write_entry`] keeps).
 #[cfg(test)]
-pub(crate) fn encode<T: Shape>(value: &T) -> Bytes {
+pub(crate) fn encode<T: Shape>(value: &T) -> bytes::Bytes {
     let mut out = Vec::new();
     write_entity(&mut out, value);
-    Bytes::from(out.into_boxed_slice())
+    bytes::Bytes::from(out.into_boxed_slice())
 }
 
 /// Appends a cached entity's item to `out`: the item's JSON (its metadata
 /// and its entity) copied, or, for the first request that serves this
-/// revision of it, encoded in place and kept (one copy of what was
-/// written). The entry belongs to one revision, so its metadata is as
+/// revision of a typed entry, encoded in place and kept (one copy of what
+/// was written). The entry belongs to one revision, so its metadata is as
 /// fixed as its entity.
 pub(crate) fn write_entry<T: Shape>(out: &mut Vec<u8>, entry: &Entry<T>) {
-    let start = out.len();
-    let mut here = false;
-    let kept = entry.encoded(|value| {
+    entry.write_item(out, |value, out| {
         write_item_of(out, value, entry.revision, false);
-        here = true;
-        Bytes::copy_from_slice(&out[start..])
     });
-    if !here {
-        out.extend_from_slice(kept);
-    }
 }
 
 /// Appends an item, `{"metadata": {...}, "entity": ENTITY}`, to `out`:
@@ -440,12 +432,10 @@ mod tests {
         );
         assert_eq!(first, expected);
         let mut calls = 0;
-        let kept = copy.encoded(|_| {
-            calls += 1;
-            Bytes::new()
-        });
+        let mut kept = Vec::new();
+        copy.write_item(&mut kept, |_, _| calls += 1);
         assert_eq!(calls, 0, "the clone shares the encoding");
-        assert_eq!(kept, &expected[..]);
+        assert_eq!(kept, expected);
         let mut again = Vec::new();
         write_entry(&mut again, &copy);
         assert_eq!(again, expected, "copied");

@@ -49,7 +49,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use async_trait::async_trait;
-use blox_core::model::{Arn, ContainerInstance, Entity, EntityKind, Task};
+use blox_core::model::{Arn, ContainerInstance, Entity, EntityKind, Task, TaskStatus};
 use bytes::Bytes;
 use futures::stream::BoxStream;
 
@@ -285,21 +285,38 @@ impl Filter {
 
     /// Whether a task matches this filter.
     pub fn matches_task(&self, t: &Task) -> bool {
+        self.matches_task_fields(
+            &t.cluster_arn,
+            &t.last_status,
+            t.started_by.as_deref(),
+            t.container_instance_arn.as_ref(),
+        )
+    }
+
+    /// Whether a task with these fields matches this filter (the fields of
+    /// a task a filter reads; see [`Filter::matches_task`]).
+    pub fn matches_task_fields(
+        &self,
+        cluster_arn: &Arn,
+        last_status: &TaskStatus,
+        started_by: Option<&str>,
+        container_instance_arn: Option<&Arn>,
+    ) -> bool {
         self.cluster
             .as_deref()
-            .is_none_or(|c| Self::cluster_matches(c, &t.cluster_arn))
+            .is_none_or(|c| Self::cluster_matches(c, cluster_arn))
             && self
                 .status
                 .as_deref()
-                .is_none_or(|s| t.last_status.as_str().eq_ignore_ascii_case(s))
+                .is_none_or(|s| last_status.as_str().eq_ignore_ascii_case(s))
             && self
                 .started_by
                 .as_deref()
-                .is_none_or(|s| t.started_by.as_deref() == Some(s))
+                .is_none_or(|s| started_by == Some(s))
             && self
                 .container_instance
                 .as_ref()
-                .is_none_or(|c| t.container_instance_arn.as_ref() == Some(c))
+                .is_none_or(|c| container_instance_arn == Some(c))
     }
 
     /// Whether an entity matches this filter.

@@ -127,7 +127,10 @@ pub async fn observe(cache: Cache, done: watch::Receiver<bool>) -> Vec<Observati
             let items = page
                 .items
                 .iter()
-                .map(|e| (e.value.task_arn.to_string(), e.value.version.unwrap_or(0)))
+                .map(|e| {
+                    let t = e.value();
+                    (t.task_arn.to_string(), t.version.unwrap_or(0))
+                })
                 .collect();
             seen.push((page.revision, items));
         }
