@@ -5,15 +5,20 @@
 #   INGEST_ONLY=1 REPEAT=3 SIZES="5000 200000" STORES=memory bash benches/load/run.sh
 #     # ingest alone, the sizes alternated REPEAT times (compare medians);
 #     # printed and kept in target/load/results.md, not written to RESULTS.md
+#   SIZES=1000000 STORES=etcd BLOCK=load-1m bash benches/load/run.sh
+#     # the memory goal's size (2.2 GB of events, minutes of ingest),
+#     # recorded in its own block of RESULTS.md
 # It installs what it needs (etcd, wrk), builds the release daemon and the
 # load tools, generates the event sets (5k, 50k, 200k tasks of about 1.8 KB),
 # and for each store and size starts a fresh disk-backed etcd (etcd runs
 # only), the local SQS stub loaded with the set, and the daemon reading the
 # stub. It measures ingest (messages / time from the first receive to the
-# last delete), then, at 5k and 50k tasks, the HTTP figures with wrk (the
-# issue's `-t2 -c16 -d20s --latency --timeout 30s`), the static ceiling (the
-# same body served prebuilt from memory) and RSS. Figures go to
-# target/load/results.md and between the load markers of benches/RESULTS.md.
+# last delete), the daemon's RSS once loaded, then, at 5k and 50k tasks, the
+# HTTP figures with wrk (the issue's `-t2 -c16 -d20s --latency --timeout
+# 30s`), the static ceiling (the same body served prebuilt from memory) and
+# the peak RSS under lists, and from 200k tasks the RSS once every task was
+# served. Figures go to target/load/results.md and between the markers of
+# the block BLOCK (default `load`) of benches/RESULTS.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -22,6 +27,7 @@ STORES=${STORES:-"etcd memory"}
 DURATION=${DURATION:-20s}
 INGEST_ONLY=${INGEST_ONLY:-}
 REPEAT=${REPEAT:-1}
+BLOCK=${BLOCK:-load}
 OUT=$ROOT/target/load
 mkdir -p "$OUT"
 
@@ -90,10 +96,17 @@ for store in $STORES; do
       >"$OUT/daemon-$store-$size.log" 2>&1 &
     dpid=$!
     PIDS+=("$dpid")
-    # Ingest: wait until the stub saw every message deleted.
-    for _ in $(seq 1 3600); do
+    # Ingest: wait until the stub saw every message deleted (or nothing
+    # moved for two minutes: a stalled run is recorded as such).
+    last=-1; still=0
+    for _ in $(seq 1 14400); do
       deleted=$(curl -sf "http://127.0.0.1:$sport/stats" | json_field deleted || echo 0)
       [ "$deleted" = "$total" ] && break
+      if [ "$deleted" = "$last" ]; then still=$((still + 1)); else still=0; last=$deleted; fi
+      if [ "$still" -ge 240 ]; then
+        record "$store, $size tasks" "ingest STALLED" "$deleted of $total messages deleted"
+        break
+      fi
       sleep 0.5
     done
     stats=$(curl -sf "http://127.0.0.1:$sport/stats")
@@ -107,6 +120,12 @@ for store in $STORES; do
     sleep 5
     record "$store, $size tasks" "daemon RSS after loading (idle)" "$(( $(rss_kib "$dpid") / 1024 )) MiB"
     base="http://127.0.0.1:$dport"
+    if [ "$size" -ge 200000 ]; then
+      # Every task served once (one list, to nowhere): the items it keeps count.
+      curl -sf -o /dev/null "$base/v1/tasks" || true
+      sleep 5
+      record "$store, $size tasks" "daemon RSS after serving every task once (idle)" "$(( $(rss_kib "$dpid") / 1024 )) MiB"
+    fi
     if [ "$size" = 5000 ]; then
       curl -sf "$base/v1/tasks" -o "$OUT/body-$size.json"
       arn=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['items'][0]['entity']['taskARN'])" "$OUT/body-$size.json" 2>/dev/null || true)
@@ -146,15 +165,16 @@ if [ -n "$INGEST_ONLY" ]; then
 fi
 
 # Record the run between the markers in RESULTS.md.
-python3 - "$ROOT/benches/RESULTS.md" "$RESULTS" <<'PY'
+python3 - "$ROOT/benches/RESULTS.md" "$RESULTS" "$BLOCK" "$SIZES" "$STORES" <<'PY'
 import sys, datetime, subprocess
-path, res = sys.argv[1], sys.argv[2]
+path, res, name, sizes, stores = sys.argv[1:6]
 doc = open(path).read()
-begin, end = "<!-- load:begin -->", "<!-- load:end -->"
+begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
 rows = open(res).read()
 commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 block = (f"{begin}\nLast run: {datetime.date.today()} at commit {commit}, "
-         "`bash benches/load/run.sh`.\n\n| store, view | measure | blox |\n|---|---|---|\n"
+         f"`SIZES=\"{sizes}\" STORES=\"{stores}\" BLOCK={name} bash benches/load/run.sh`."
+         "\n\n| store, view | measure | blox |\n|---|---|---|\n"
          f"{rows}{end}")
 if begin in doc and end in doc:
     doc = doc[:doc.index(begin)] + block + doc[doc.index(end) + len(end):]

@@ -268,6 +268,12 @@ impl Collector for Sources {
         labelled(e, entities, "kind", &kinds)?;
         single(
             e,
+            "blox_cache_packed_tasks",
+            "Tasks the in-process view holds packed (their compressed v0.3 item).",
+            gauge(self.cache.packed_tasks()),
+        )?;
+        single(
+            e,
             "blox_cache_hot_item_bytes",
             "Bytes of uncompressed v0.3 items the view keeps for its packed tasks (bounded by its budget).",
             gauge(self.cache.hot_items().used()),

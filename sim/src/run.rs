@@ -881,14 +881,16 @@ impl Sim {
         instances.sort();
         self.world.check_one_task(&instances);
         for r in self.replicas.iter().flatten() {
-            let tasks: Vec<(Arn, bool)> = r.cache.with_view(|v| {
-                v.tasks()
-                    .map(|e| {
-                        let t = e.value();
-                        (t.task_arn.clone(), t.is_live())
-                    })
-                    .collect()
-            });
+            // Decoded after the view's lock, which the replica's writer needs.
+            let tasks: Vec<(Arn, bool)> = r
+                .cache
+                .with_view(|v| v.tasks().cloned().collect::<Vec<_>>())
+                .iter()
+                .map(|e| {
+                    let t = e.value();
+                    (t.task_arn.clone(), t.is_live())
+                })
+                .collect();
             self.world.check_no_resurrection(r.id, &tasks);
         }
     }
@@ -953,22 +955,24 @@ impl Sim {
             let id = r.id;
             let mut wrong = Vec::new();
             let (view_tasks, view_instances) = r.cache.with_view(|v| {
-                let tasks: HashMap<Arn, Arc<Task>> = v
-                    .tasks()
-                    .map(|e| {
-                        let t = e.value();
-                        (t.task_arn.clone(), t)
-                    })
-                    .collect();
-                let instances: HashMap<Arn, Arc<ContainerInstance>> = v
-                    .instances()
-                    .map(|e| {
-                        let i = e.value();
-                        (i.container_instance_arn.clone(), i)
-                    })
-                    .collect();
+                let tasks: Vec<_> = v.tasks().cloned().collect();
+                let instances: Vec<_> = v.instances().cloned().collect();
                 (tasks, instances)
             });
+            let view_tasks: HashMap<Arn, Arc<Task>> = view_tasks
+                .iter()
+                .map(|e| {
+                    let t = e.value();
+                    (t.task_arn.clone(), t)
+                })
+                .collect();
+            let view_instances: HashMap<Arn, Arc<ContainerInstance>> = view_instances
+                .iter()
+                .map(|e| {
+                    let i = e.value();
+                    (i.container_instance_arn.clone(), i)
+                })
+                .collect();
             for (arn, t) in &tasks {
                 let live = t.is_live();
                 match view_tasks.get(arn) {
@@ -1041,14 +1045,15 @@ impl Sim {
         }
         if let (Some(c), Some(r)) = (&self.client, &self.replicas[0]) {
             let streamed = c.view();
-            let view: BTreeMap<String, u64> = r.cache.with_view(|v| {
-                v.tasks()
-                    .map(|e| {
-                        let t = e.value();
-                        (t.task_arn.to_string(), t.version.unwrap_or(0))
-                    })
-                    .collect()
-            });
+            let view: BTreeMap<String, u64> = r
+                .cache
+                .with_view(|v| v.tasks().cloned().collect::<Vec<_>>())
+                .iter()
+                .map(|e| {
+                    let t = e.value();
+                    (t.task_arn.to_string(), t.version.unwrap_or(0))
+                })
+                .collect();
             if streamed != view {
                 w.violate(
                     "streams",

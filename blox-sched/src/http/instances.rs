@@ -81,24 +81,23 @@ pub(crate) async fn statuses(
         cluster: Some(environment.cluster().to_owned()),
         ..Filter::default()
     };
-    let instances = s
-        .cache
-        .list_instances(&filter)
-        .into_iter()
-        .map(|e| e.value())
-        .collect();
-    // The statuses read the environment's own tasks only (those its
-    // deployments started): read those from the cache's startedBy index.
-    let mut tasks: Vec<Arc<blox_core::model::Task>> = deployments
-        .iter()
-        .flat_map(|d| {
-            s.cache.list_tasks(&Filter {
-                started_by: Some(d.id.clone()),
-                ..filter.clone()
+    // One consistent view; the environment's own tasks only (those its
+    // deployments started), from the cache's startedBy index, decoded
+    // after the lock.
+    let (instances, tasks) = s.cache.with_view(|v| {
+        let tasks: Vec<_> = deployments
+            .iter()
+            .flat_map(|d| {
+                v.tasks_matching(&Filter {
+                    started_by: Some(d.id.clone()),
+                    ..filter.clone()
+                })
             })
-        })
-        .map(|e| e.value())
-        .collect();
+            .collect();
+        (v.instances_matching(&filter), tasks)
+    });
+    let instances = instances.iter().map(|e| e.value()).collect();
+    let mut tasks: Vec<Arc<blox_core::model::Task>> = tasks.iter().map(|e| e.value()).collect();
     tasks.sort_by(|a, b| a.task_arn.cmp(&b.task_arn));
     let state = EnvironmentState {
         environment,

@@ -153,6 +153,20 @@ impl LiveView {
             let revision: Revision = v.revision();
             (instances, tasks, (cache.subscribe(revision), revision))
         });
+        // Forwarding first: decoding a large view takes a while, and the
+        // feed ends a reader that falls that far behind; the queue holds more.
+        let (tx, queue) = mpsc::channel(QUEUE_REVISIONS);
+        let mut stream = start.0.subscription().into_stream();
+        // Stops (dropping `tx`, which ends the queue) when the feed ends or
+        // errs, or when the queue is full.
+        let forwarder = tokio::spawn(async move {
+            while let Some(Ok(batch)) = stream.next().await {
+                if tx.try_send(batch).is_err() {
+                    return;
+                }
+            }
+        });
+        self.follow = Some(Follow { queue, forwarder });
         let mut view = IndexedView::default();
         for (i, seq) in instances {
             view.put_instance(i, seq);
@@ -167,18 +181,6 @@ impl LiveView {
             ..ViewChanges::default()
         };
         self.loads += 1;
-        let (tx, queue) = mpsc::channel(QUEUE_REVISIONS);
-        let mut stream = start.0.subscription().into_stream();
-        // Stops (dropping `tx`, which ends the queue) when the feed ends or
-        // errs, or when the queue is full.
-        let forwarder = tokio::spawn(async move {
-            while let Some(Ok(batch)) = stream.next().await {
-                if tx.try_send(batch).is_err() {
-                    return;
-                }
-            }
-        });
-        self.follow = Some(Follow { queue, forwarder });
     }
 
     fn apply(&mut self, events: &[WatchEvent]) {

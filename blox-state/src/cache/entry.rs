@@ -3,17 +3,18 @@
 //! - **Typed**: the model value, shared (`Arc<T>`), with its v0.3 item
 //!   (`{"metadata", "entity"}`) encoded by the first request that serves it
 //!   and kept.
-//! - **Packed**: the v0.3 item alone, Snappy-compressed, encoded when the
-//!   entry was made. The typed value is decoded from it on demand
-//!   ([`Entry::value`]), and requests copy the item uncompressed from a
-//!   copy kept within the cache's budget of plain items ([`HotItems`]), or
-//!   decompress it when the budget is spent.
+//! - **Packed**: the v0.3 item alone, LZ4-compressed against a dictionary
+//!   (the first item the cache packed: items share their field names and
+//!   most of their ARNs, so each keeps little more than what is its own),
+//!   encoded when the entry was made. The typed value is decoded from it on
+//!   demand ([`Entry::value`]), and requests copy the item uncompressed
+//!   from a copy kept within the cache's budget of plain items
+//!   ([`HotItems`]), or decompress it when the budget is spent.
 //!
 //! A task is packed when its item decodes back to the very same task
 //! (checked when it is packed), which is what ECS reports for a task in
-//! practice; any other task, and every instance, stays typed. A packed
-//! task costs about a third of a typed one whose item is kept
-//! (`benches/RESULTS.md`, issue 17).
+//! practice; any other task, and every instance, stays typed. Sizes are in
+//! `benches/RESULTS.md` (issue 17).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -54,14 +55,43 @@ enum Form<T> {
 #[derive(Debug)]
 struct Packed {
     compressed: Box<[u8]>,
+    /// The item's length uncompressed.
+    len: u32,
     plain: OnceLock<Bytes>,
-    hot: Arc<HotItems>,
+    packing: Arc<Packing>,
 }
 
 impl Drop for Packed {
     fn drop(&mut self) {
         if let Some(plain) = self.plain.get() {
-            self.hot.release(plain.len());
+            self.packing.hot.release(plain.len());
+        }
+    }
+}
+
+impl Packed {
+    /// Decompresses the item into `out` (its exact length).
+    fn unpack_into(&self, out: &mut [u8]) -> bool {
+        let dict = self.packing.dict.get().map_or(&[][..], |d| &d[..]);
+        lz4_flex::block::decompress_into_with_dict(&self.compressed, out, dict)
+            .is_ok_and(|n| n == out.len())
+    }
+}
+
+/// What a cache's packed entries share: the compression dictionary (set by
+/// the first entry packed) and the budget of plain items.
+#[derive(Debug)]
+pub(crate) struct Packing {
+    dict: OnceLock<Box<[u8]>>,
+    pub(crate) hot: HotItems,
+}
+
+impl Packing {
+    /// Packing with a budget of `hot_items` bytes of plain items.
+    pub(crate) fn new(hot_items: usize) -> Self {
+        Packing {
+            dict: OnceLock::new(),
+            hot: HotItems::new(hot_items),
         }
     }
 }
@@ -140,23 +170,37 @@ impl<T> Entry<T> {
     /// `item`: packed when the item decodes back to `value` exactly,
     /// otherwise typed (the item is then dropped and encoded again when
     /// first served).
-    pub(crate) fn pack(value: Arc<T>, revision: Revision, item: &[u8], hot: &Arc<HotItems>) -> Self
+    pub(crate) fn pack(
+        value: Arc<T>,
+        revision: Revision,
+        item: &[u8],
+        packing: &Arc<Packing>,
+    ) -> Self
     where
         T: DeserializeOwned + PartialEq,
     {
         let exact = decode_item::<T>(item).is_ok_and(|back| back == *value);
+        let Ok(len) = u32::try_from(item.len()) else {
+            return Entry::new(value, revision);
+        };
         if !exact {
             return Entry::new(value, revision);
         }
-        let compressed = match snap::raw::Encoder::new().compress_vec(item) {
-            Ok(c) => c.into_boxed_slice(),
-            Err(_) => return Entry::new(value, revision),
-        };
+        let dict = packing.dict.get_or_init(|| Box::from(item));
+        // Compressed into a scratch buffer of the worst-case size, then
+        // copied to one of the exact size.
+        let mut scratch = vec![0; lz4_flex::block::get_maximum_output_size(item.len())];
+        let compressed: Box<[u8]> =
+            match lz4_flex::block::compress_into_with_dict(item, &mut scratch, dict) {
+                Ok(n) => Box::from(&scratch[..n]),
+                Err(_) => return Entry::new(value, revision),
+            };
         Entry {
             form: Arc::new(Form::Packed(Packed {
                 compressed,
+                len,
                 plain: OnceLock::new(),
-                hot: Arc::clone(hot),
+                packing: Arc::clone(packing),
             })),
             revision,
         }
@@ -166,6 +210,15 @@ impl<T> Entry<T> {
     #[must_use]
     pub fn is_packed(&self) -> bool {
         matches!(*self.form, Form::Packed(_))
+    }
+
+    /// The size of the packed item, compressed (a packed entry).
+    #[cfg(test)]
+    pub(crate) fn packed_len(&self) -> Option<usize> {
+        match &*self.form {
+            Form::Typed { .. } => None,
+            Form::Packed(p) => Some(p.compressed.len()),
+        }
     }
 
     /// The typed value, when the entry holds it (a typed entry).
@@ -205,18 +258,16 @@ impl<T> Entry<T> {
                 }
                 // Packed by this process, so it decompresses; were it not
                 // to, the entity would be `{}` rather than a broken body.
-                let len = snap::raw::decompress_len(&p.compressed).unwrap_or(0);
+                let len = p.len as usize;
                 out.resize(start + len, 0);
-                if snap::raw::Decoder::new()
-                    .decompress(&p.compressed, &mut out[start..])
-                    .is_err()
-                {
+                if !p.unpack_into(&mut out[start..]) {
                     out.truncate(start);
                     out.extend_from_slice(b"{}");
                     return;
                 }
-                if p.hot.take(len) && p.plain.set(Bytes::copy_from_slice(&out[start..])).is_err() {
-                    p.hot.release(len);
+                let hot = &p.packing.hot;
+                if hot.take(len) && p.plain.set(Bytes::copy_from_slice(&out[start..])).is_err() {
+                    hot.release(len);
                 }
             }
         }
@@ -237,12 +288,15 @@ impl<T: DeserializeOwned> Entry<T> {
         match &*self.form {
             Form::Typed { value, .. } => Arc::clone(value),
             Form::Packed(p) => {
-                let plain;
+                let mut unpacked = Vec::new();
                 let item: &[u8] = match p.plain.get() {
                     Some(kept) => kept,
                     None => {
-                        plain = snap::raw::Decoder::new().decompress_vec(&p.compressed);
-                        plain.as_deref().unwrap_or_default()
+                        unpacked.resize(p.len as usize, 0);
+                        if !p.unpack_into(&mut unpacked) {
+                            unpacked.clear();
+                        }
+                        &unpacked
                     }
                 };
                 #[allow(clippy::expect_used)]

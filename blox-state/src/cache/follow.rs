@@ -19,10 +19,10 @@ pub async fn follow(store: Arc<dyn StateStore>, mut writer: CacheWriter) {
         let mut from = match store.list_all().await {
             Ok(listing) => {
                 let count = listing.items.len();
-                let hot = writer.hot();
+                let packing = writer.packing();
                 // Packing a large view takes seconds: not on a runtime thread.
                 let slots = match tokio::task::spawn_blocking(move || {
-                    Slots::of(listing.items, &hot)
+                    Slots::of(listing.items, &packing)
                 })
                 .await
                 {

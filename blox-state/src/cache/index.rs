@@ -112,6 +112,8 @@ pub(crate) struct Indexed {
     tasks_by_instance: HashMap<Arn, Set>,
     tasks_by_started_by: HashMap<String, Set>,
     clusters_by_name: HashMap<String, BTreeSet<Arn>>,
+    /// How many of `tasks` are held packed.
+    pub(crate) packed_tasks: usize,
     /// The revision of the last change applied.
     pub(crate) revision: Revision,
 }
@@ -215,10 +217,12 @@ impl Indexed {
                     if old.entry.revision.seq >= new.entry.revision.seq {
                         return false;
                     }
-                    let old = old.keys.clone();
-                    self.unindex_task(&arn, &old);
+                    let (keys, packed) = (old.keys.clone(), old.entry.is_packed());
+                    self.unindex_task(&arn, &keys);
+                    self.packed_tasks -= usize::from(packed);
                 }
                 self.index_task(&arn, &new.keys);
+                self.packed_tasks += usize::from(new.entry.is_packed());
                 self.tasks.insert(arn, new);
             }
         }
@@ -244,6 +248,7 @@ impl Indexed {
             }
             if let Some(old) = self.tasks.remove(arn) {
                 self.unindex_task(arn, &old.keys);
+                self.packed_tasks -= usize::from(old.entry.is_packed());
                 return true;
             }
         }

@@ -38,6 +38,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use blox_core::model::{Arn, ContainerInstance, Entity, Task};
 use tokio::sync::watch;
 
+use entry::Packing;
 pub use entry::{Entry, HotItems};
 pub use fanout::{
     DEFAULT_BROADCAST_REVISIONS, DEFAULT_HISTORY_EVENTS, Fanout, FeedEnd, FeedOptions, FeedStream,
@@ -90,7 +91,7 @@ pub struct Cache {
     ready: watch::Receiver<bool>,
     changes: watch::Receiver<Revision>,
     feed: Fanout<WatchEvent>,
-    hot: Arc<HotItems>,
+    packing: Arc<Packing>,
 }
 
 /// The write side of the cache (one per cache; see [`follow`]).
@@ -99,7 +100,7 @@ pub struct CacheWriter {
     ready: watch::Sender<bool>,
     changes: watch::Sender<Revision>,
     feed: Fanout<WatchEvent>,
-    hot: Arc<HotItems>,
+    packing: Arc<Packing>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -124,21 +125,21 @@ pub fn cache_with(options: CacheOptions) -> (Cache, CacheWriter) {
     let (ready_tx, ready_rx) = watch::channel(false);
     let (changes_tx, changes_rx) = watch::channel(Revision::default());
     let feed = Fanout::new(options.feed);
-    let hot = Arc::new(HotItems::new(options.hot_items));
+    let packing = Arc::new(Packing::new(options.hot_items));
     (
         Cache {
             state: Arc::clone(&state),
             ready: ready_rx,
             changes: changes_rx,
             feed: feed.clone(),
-            hot: Arc::clone(&hot),
+            packing: Arc::clone(&packing),
         },
         CacheWriter {
             state,
             ready: ready_tx,
             changes: changes_tx,
             feed,
-            hot,
+            packing,
         },
     )
 }
@@ -237,6 +238,12 @@ impl Cache {
         (s.instances.len(), s.tasks.len())
     }
 
+    /// How many cached tasks are held packed (see [`Entry`]).
+    #[must_use]
+    pub fn packed_tasks(&self) -> usize {
+        read(&self.state).packed_tasks
+    }
+
     /// Whether the cache holds nothing.
     #[must_use]
     pub fn is_empty(&self) -> bool {
@@ -278,7 +285,7 @@ impl Cache {
     /// The budget of plain items kept for packed entries, and its use.
     #[must_use]
     pub fn hot_items(&self) -> &HotItems {
-        &self.hot
+        &self.packing.hot
     }
 
     /// The feed of revisions streams read (to count or end its readers).
@@ -377,7 +384,7 @@ impl CacheWriter {
             .events
             .iter()
             .map(|event| match event {
-                WatchEvent::Put(v) => Some(slot(&v.entity, v.revision, &self.hot)),
+                WatchEvent::Put(v) => Some(slot(&v.entity, v.revision, &self.packing)),
                 WatchEvent::Delete { .. } => None,
             })
             .collect();
@@ -408,14 +415,14 @@ impl CacheWriter {
     /// `revision`, and marks the cache ready. Readers of the feed are ended
     /// ([`FeedEnd::Relisted`]): what happened between is not known.
     pub fn replace(&mut self, items: Vec<Versioned>, revision: Revision) {
-        let slots = Slots::of(items, &self.hot);
+        let slots = Slots::of(items, &self.packing);
         self.replace_with(slots, revision);
     }
 
-    /// The budget of plain items of this writer's cache (to make
-    /// [`Slots`] elsewhere).
-    pub(crate) fn hot(&self) -> Arc<HotItems> {
-        Arc::clone(&self.hot)
+    /// What this writer's packed entries share (to make [`Slots`]
+    /// elsewhere).
+    pub(crate) fn packing(&self) -> Arc<Packing> {
+        Arc::clone(&self.packing)
     }
 
     /// [`CacheWriter::replace`] with the list already made ready.
@@ -446,7 +453,7 @@ impl CacheWriter {
             ready: self.ready.subscribe(),
             changes: self.changes.subscribe(),
             feed: self.feed.clone(),
-            hot: Arc::clone(&self.hot),
+            packing: Arc::clone(&self.packing),
         }
     }
 }
@@ -456,11 +463,11 @@ impl CacheWriter {
 pub(crate) struct Slots(Vec<Slot>);
 
 impl Slots {
-    pub(crate) fn of(items: Vec<Versioned>, hot: &Arc<HotItems>) -> Self {
+    pub(crate) fn of(items: Vec<Versioned>, packing: &Arc<Packing>) -> Self {
         Slots(
             items
                 .iter()
-                .map(|v| slot(&v.entity, v.revision, hot))
+                .map(|v| slot(&v.entity, v.revision, packing))
                 .collect(),
         )
     }
@@ -468,7 +475,7 @@ impl Slots {
 
 /// An entity's write made ready for the view: a task packed (when the
 /// cache serves the HTTP API), an instance typed.
-fn slot(entity: &Entity, revision: Revision, hot: &Arc<HotItems>) -> Slot {
+fn slot(entity: &Entity, revision: Revision, packing: &Arc<Packing>) -> Slot {
     match entity {
         Entity::Instance(i) => Slot::Instance(InstanceSlot {
             value: Arc::clone(i),
@@ -478,7 +485,7 @@ fn slot(entity: &Entity, revision: Revision, hot: &Arc<HotItems>) -> Slot {
             t.task_arn.clone(),
             TaskSlot {
                 keys: TaskKeys::of(t),
-                entry: task_entry(t, revision, hot),
+                entry: task_entry(t, revision, packing),
             },
         ),
     }
@@ -486,15 +493,15 @@ fn slot(entity: &Entity, revision: Revision, hot: &Arc<HotItems>) -> Slot {
 
 /// A task's entry, packed with its v0.3 item when it reads back exactly.
 #[cfg(feature = "http")]
-fn task_entry(t: &Arc<Task>, revision: Revision, hot: &Arc<HotItems>) -> Entry<Task> {
+fn task_entry(t: &Arc<Task>, revision: Revision, packing: &Arc<Packing>) -> Entry<Task> {
     let mut item = Vec::with_capacity(4096);
     crate::http::shape::write_item_of(&mut item, &**t, revision, false);
-    Entry::pack(Arc::clone(t), revision, &item, hot)
+    Entry::pack(Arc::clone(t), revision, &item, packing)
 }
 
 /// A task's entry: typed (nothing serves items without the HTTP API).
 #[cfg(not(feature = "http"))]
-fn task_entry(t: &Arc<Task>, revision: Revision, _hot: &Arc<HotItems>) -> Entry<Task> {
+fn task_entry(t: &Arc<Task>, revision: Revision, _packing: &Arc<Packing>) -> Entry<Task> {
     Entry::new(Arc::clone(t), revision)
 }
 

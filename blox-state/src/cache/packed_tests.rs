@@ -146,13 +146,23 @@ fn every_variant_of_a_task_reads_back_and_serves_exactly() {
     let (cache, mut w) = cache();
     let mut packed = 0;
     for (seq, (name, t)) in (1..).zip(&variants) {
+        // Each variant replaces the last (one ARN): the count follows.
         put(&mut w, t.clone(), seq);
         let e = held(&cache, t);
         packed += usize::from(e.is_packed());
+        assert_eq!(cache.packed_tasks(), usize::from(e.is_packed()), "{name}");
         assert_eq!(*e.value(), *t, "{name}");
         assert_eq!(served(&e), item_of(t, seq), "{name}");
     }
     assert!(packed >= 3, "only {packed} of the variants packed");
+    put(&mut w, base.clone(), 100);
+    assert_eq!(cache.packed_tasks(), 1);
+    w.apply(&WatchEvent::Delete {
+        arn: base.task_arn.clone(),
+        revision: rev(101),
+        last: None,
+    });
+    assert_eq!(cache.packed_tasks(), 0);
 }
 
 #[test]
@@ -239,4 +249,34 @@ fn filters_and_gets_by_arn_read_a_packed_task_without_decoding_it() {
             .count()
     });
     assert_eq!(in_prod, 1);
+}
+
+#[test]
+fn items_are_compressed_against_the_first_item_packed() {
+    let (cache, mut w) = cache();
+    let first = full_task(40);
+    put(&mut w, first.clone(), 1);
+    let tasks: Vec<Task> = (41..45).map(full_task).collect();
+    for (seq, t) in (2..).zip(&tasks) {
+        put(&mut w, t.clone(), seq);
+    }
+    for (seq, t) in (2..).zip(&tasks) {
+        let e = held(&cache, t);
+        let plain = item_of(t, seq).len();
+        let packed = e.packed_len().expect("packed");
+        // What is its own: ids, times, the revision.
+        assert!(packed * 4 < plain, "{packed} of {plain} bytes");
+        assert_eq!(*e.value(), *t);
+    }
+    // A relist keeps the dictionary: entries from before and after decode.
+    let before = held(&cache, &tasks[0]);
+    w.replace(
+        vec![Versioned {
+            entity: Entity::Task(Arc::new(full_task(50))),
+            revision: rev(20),
+        }],
+        rev(20),
+    );
+    assert_eq!(*before.value(), tasks[0]);
+    assert_eq!(*held(&cache, &full_task(50)).value(), full_task(50));
 }

@@ -5,7 +5,8 @@ use super::FakeError;
 use super::config::TaskProgress;
 use super::state::State;
 use crate::model::{
-    Arn, Container, InstanceStatus, LaunchType, ResourceKind, Task, TaskDefinition, TaskStatus,
+    Arn, Container, ContainerOverride, InstanceStatus, LaunchType, ResourceKind, Task,
+    TaskDefinition, TaskOverride, TaskStatus,
 };
 use crate::ports::{PlacementFailure, StartTaskOutput, StartTaskRequest};
 
@@ -223,7 +224,15 @@ impl State {
             cpu: Some(cpu.to_string()),
             memory: Some(memory.to_string()),
         }];
-        task.overrides = req.overrides.clone();
+        // As ECS reports them: one container override per container, named,
+        // when the request gave none.
+        task.overrides = Some(req.overrides.clone().unwrap_or_else(|| TaskOverride {
+            container_overrides: vec![ContainerOverride {
+                name: Some(td.family.clone()),
+                ..ContainerOverride::default()
+            }],
+            ..TaskOverride::default()
+        }));
         task.started_by = req.started_by.clone();
         task.group = Some(
             req.group
