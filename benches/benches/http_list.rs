@@ -12,7 +12,10 @@
 //! - `one task`: a get by ARN.
 //! - `resident memory per task kept once served`: what the process grew by
 //!   while every task of the loaded view was served once (by gets), per
-//!   task: the encoded JSON the cache keeps.
+//!   task: the plain JSON the cache keeps (within its budget).
+//! - `... nothing kept plain`: the same requests to a cache whose budget of
+//!   plain items is 0, so that every packed task is decompressed per
+//!   request (what a view larger than the budget pays for the rest).
 //!
 //! Run: `cargo bench -p blox-benches --bench http_list`.
 
@@ -24,7 +27,7 @@ use axum::body::Body;
 use axum::http::Request;
 use blox_benches::{instance, percentile, report, resident_bytes, task};
 use blox_core::model::{Entity, TaskStatus};
-use blox_state::cache::cache;
+use blox_state::cache::{CacheOptions, cache, cache_with};
 use blox_state::http::{ApiState, router};
 use blox_state::store::memory::MemoryStore;
 use blox_state::{CacheWriter, Revision, Versioned};
@@ -170,6 +173,28 @@ fn main() {
         measure(
             "one task",
             &app,
+            &format!("/v1/tasks/bench-03/{one}"),
+            20_000,
+            || (),
+        )
+        .await;
+        let (cold, mut cold_writer) = cache_with(CacheOptions {
+            hot_items: 0,
+            ..CacheOptions::default()
+        });
+        load(&mut cold_writer, &items);
+        let cold_app = router(ApiState::new(cold, Arc::new(MemoryStore::new())));
+        measure(
+            "all tasks, nothing kept plain",
+            &cold_app,
+            "/v1/tasks",
+            50,
+            || (),
+        )
+        .await;
+        measure(
+            "one task, nothing kept plain",
+            &cold_app,
             &format!("/v1/tasks/bench-03/{one}"),
             20_000,
             || (),
