@@ -6,9 +6,9 @@
 //! cluster and status, by container instance, by `startedBy`), returning
 //! shared [`Entry`] handles rather than copies. With the HTTP API built in,
 //! a task is held packed, as its compressed v0.3 item beside the few fields
-//! the indexes read, and decoded on demand ([`Entry::value`]): about a
-//! third of the memory of the typed task with its item (see [`Entry`]'s
-//! module). [`follow`] keeps a writer in
+//! the indexes read, and decoded on demand ([`Entry::value`]): about
+//! 1.3 KB a task against 3.6 KB typed (`benches/RESULTS.md`, issue 17).
+//! [`follow`] keeps a writer in
 //! step with a [`StateStore`]: it lists both kinds of entity at one
 //! revision, then watches from it, resumes the watch after transient errors
 //! (from the last revision it applied whole), and relists (replacing the
